@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "robustd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "robustd", targets: ["robustd"]),
+        .executable(name: "robustctl", targets: ["robustctl"]),
+        .executable(name: "robustd-bench", targets: ["robustd-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C interop: module maps and small shims only.
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+
+        // JSON values, JSON-RPC 2.0 messages, errors, framing and typed methods. Pure: no I/O.
+        .target(name: "JSONRPC"),
+        // robustd's methods: one type per method, with typed params and results. Pure: no I/O.
+        .target(name: "RobustdAPI", dependencies: ["JSONRPC"]),
+        // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
+        .target(name: "EventLoop", dependencies: ["CLibUV"]),
+        // Composition root: connections, dispatch, lifecycle, transports, configuration.
+        .target(name: "Daemon", dependencies: [
+            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "robustd", dependencies: [
+            "Daemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "robustctl", dependencies: [
+            "JSONRPC", "RobustdAPI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "clients/robustctl"),
+        .executableTarget(name: "robustd-bench", dependencies: [
+            "JSONRPC",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "Daemon"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,174 @@
+/// A request id: JSON-RPC allows a string or a number (LSP: integer or string).
+public enum RequestID: Hashable, Sendable, CustomStringConvertible, Codable {
+    case int(Int64)
+    case string(String)
+
+    public var json: JSONValue {
+        switch self {
+        case .int(let i): return .int(i)
+        case .string(let s): return .string(s)
+        }
+    }
+
+    public init?(json: JSONValue) {
+        switch json {
+        case .int(let i): self = .int(i)
+        case .string(let s): self = .string(s)
+        case .double(let d) where d.rounded() == d && abs(d) < 9e15: self = .int(Int64(d))
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .int(let i): return String(i)
+        case .string(let s): return "\"\(s)\""
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let v = try JSONValue(from: decoder)
+        guard let id = RequestID(json: v) else {
+            throw JSONDecodingError(path: "", expected: "an integer or a string", found: v.foundDescription)
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws { try json.encode(to: encoder) }
+}
+
+/// One JSON-RPC 2.0 message.
+public enum Message: Sendable, Equatable {
+    case request(id: RequestID, method: String, params: JSONValue?)
+    case notification(method: String, params: JSONValue?)
+    case response(id: RequestID?, result: Result<JSONValue, RPCError>)
+
+    /// A message that failed validation, with the id if one could be recovered (so a reply
+    /// can still be sent to it).
+    public struct Invalid: Error, Sendable, Equatable {
+        public var id: RequestID?
+        public var error: RPCError
+    }
+
+    /// Validates one decoded JSON value as a JSON-RPC 2.0 message.
+    public static func from(_ v: JSONValue) -> Result<Message, Invalid> {
+        guard case .object(let o) = v else {
+            return .failure(Invalid(id: nil, error: .invalidRequest("a message must be a JSON object, got \(v.typeName)")))
+        }
+        var id: RequestID? = nil
+        let hasID = o["id"] != nil
+        if let rawID = o["id"], !rawID.isNull {
+            guard let parsed = RequestID(json: rawID) else {
+                return .failure(Invalid(id: nil, error: .invalidRequest("'id' must be an integer or a string, got \(rawID.foundDescription)")))
+            }
+            id = parsed
+        }
+        guard o["jsonrpc"] == .string("2.0") else {
+            let seen = o["jsonrpc"].map { $0.foundDescription } ?? "nothing"
+            return .failure(Invalid(id: id, error: .invalidRequest("'jsonrpc' must be \"2.0\", got \(seen)")))
+        }
+        if let m = o["method"] {
+            guard case .string(let method) = m else {
+                return .failure(Invalid(id: id, error: .invalidRequest("'method' must be a string, got \(m.foundDescription)")))
+            }
+            var params: JSONValue? = nil
+            if let p = o["params"] {
+                switch p {
+                case .object, .array: params = p
+                case .null: params = nil
+                default:
+                    return .failure(Invalid(id: id, error: .invalidRequest("'params' must be an object or an array, got \(p.foundDescription)")))
+                }
+            }
+            if hasID {
+                guard let id else {
+                    return .failure(Invalid(id: nil, error: .invalidRequest("'id' must not be null in a request")))
+                }
+                return .success(.request(id: id, method: method, params: params))
+            }
+            return .success(.notification(method: method, params: params))
+        }
+        if let r = o["result"] {
+            return .success(.response(id: id, result: .success(r)))
+        }
+        if let e = o["error"] {
+            guard let code = e["code"]?.intValue, let message = e["message"]?.stringValue else {
+                return .failure(Invalid(id: id, error: .invalidRequest("'error' must have an integer 'code' and a string 'message'")))
+            }
+            return .success(.response(id: id, result: .failure(RPCError(RPCErrorCode(Int(code)), message, data: e["data"]))))
+        }
+        return .failure(Invalid(id: id, error: .invalidRequest("a message needs 'method' (request or notification) or 'result'/'error' (response)")))
+    }
+
+    /// The message as a JSON value.
+    public var json: JSONValue {
+        switch self {
+        case .request(let id, let method, let params):
+            var o: [String: JSONValue] = ["jsonrpc": "2.0", "id": id.json, "method": .string(method)]
+            if let params { o["params"] = params }
+            return .object(o)
+        case .notification(let method, let params):
+            var o: [String: JSONValue] = ["jsonrpc": "2.0", "method": .string(method)]
+            if let params { o["params"] = params }
+            return .object(o)
+        case .response(let id, let result):
+            var o: [String: JSONValue] = ["jsonrpc": "2.0", "id": id?.json ?? .null]
+            switch result {
+            case .success(let r): o["result"] = r
+            case .failure(let e): o["error"] = e.json
+            }
+            return .object(o)
+        }
+    }
+
+    /// Serialises the message. Responses are written envelope-first
+    /// (`{"jsonrpc":"2.0","id":…,"result":…}`) without building an intermediate object.
+    public func encode(into out: inout [UInt8]) {
+        switch self {
+        case .response(let id, let result):
+            out.append(contentsOf: #"{"jsonrpc":"2.0","id":"#.utf8)
+            JSONWriter.write(id?.json ?? .null, into: &out)
+            switch result {
+            case .success(let r):
+                out.append(contentsOf: #","result":"#.utf8)
+                JSONWriter.write(r, into: &out)
+            case .failure(let e):
+                out.append(contentsOf: #","error":"#.utf8)
+                JSONWriter.write(e.json, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        default:
+            JSONWriter.write(json, into: &out)
+        }
+    }
+
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        encode(into: &out)
+        return out
+    }
+}
+
+/// What one frame's payload holds: a single message or a batch, each element already validated.
+public enum Payload: Sendable, Equatable {
+    case single(Result<Message, Message.Invalid>)
+    case batch([Result<Message, Message.Invalid>])
+
+    /// Parses and validates a frame. A JSON syntax error or an empty batch is itself a
+    /// failed single message (the reply has id null).
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = JSONParser.defaultMaxDepth) -> Payload {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes, maxDepth: maxDepth)
+        } catch {
+            return .single(.failure(Message.Invalid(id: nil, error: .parseError(error.reason, offset: error.offset))))
+        }
+        if case .array(let items) = value {
+            if items.isEmpty {
+                return .single(.failure(Message.Invalid(id: nil, error: .invalidRequest("an empty batch"))))
+            }
+            return .batch(items.map(Message.from))
+        }
+        return .single(Message.from(value))
+    }
+}

@@ -1,0 +1,92 @@
+import JSONRPC
+
+/// `daemon/status`: how the daemon is doing right now.
+public enum DaemonStatus: RPCRequest {
+    public static let name = "daemon/status"
+    public typealias Params = EmptyParams
+
+    public struct Result: Codable, Sendable {
+        public struct Connections: Codable, Sendable {
+            public var open: Int
+            public var stdio: Int
+            public var socket: Int
+            public var accepted: Int
+            public var refused: Int
+            public var dropped: Int
+        }
+        public struct Requests: Codable, Sendable {
+            public var served: Int
+            public var inFlight: Int
+            public var failed: Int
+            public var cancelled: Int
+        }
+        public struct Queues: Codable, Sendable {
+            /// Jobs waiting for a compute thread.
+            public var computePending: Int
+            /// Jobs running on compute threads.
+            public var computeRunning: Int
+            /// Bytes written by the daemon but not yet taken by clients, over all connections.
+            public var outputBytes: Int
+        }
+        public var version: String
+        public var pid: Int
+        public var uptimeSeconds: Double
+        public var socketPath: String?
+        public var connections: Connections
+        public var requests: Requests
+        public var queues: Queues
+        public var computeThreads: Int
+        public var shuttingDown: Bool
+    }
+}
+
+/// `daemon/ping`: the cheapest round trip; answers `{}`.
+public enum Ping: RPCRequest {
+    public static let name = "daemon/ping"
+    public typealias Params = EmptyParams
+    public typealias Result = EmptyResult
+}
+
+/// `daemon/stop`: stop the daemon gracefully (as SIGTERM does) after answering.
+public enum Stop: RPCRequest {
+    public static let name = "daemon/stop"
+    public typealias Params = EmptyParams
+    public typealias Result = EmptyResult
+}
+
+/// `debug/sleep`: occupy a compute thread for `ms` milliseconds in `steps` steps, reporting
+/// progress and observing cancellation between steps. Registered only with
+/// `--enable-debug-methods`; the tests use it to exercise cancellation and progress.
+public enum DebugSleep: RPCRequest {
+    public static let name = "debug/sleep"
+    public struct Params: Codable, Sendable {
+        public var ms: Int
+        public var steps: Int?
+        public var workDoneToken: RequestID?
+        public init(ms: Int, steps: Int? = nil, workDoneToken: RequestID? = nil) {
+            self.ms = ms
+            self.steps = steps
+            self.workDoneToken = workDoneToken
+        }
+    }
+    public struct Result: Codable, Sendable {
+        public var stepsDone: Int
+    }
+}
+
+/// `debug/echo`: answers its params unchanged (with `--enable-debug-methods`).
+public enum DebugEcho: RPCRequest {
+    public static let name = "debug/echo"
+    public typealias Params = JSONValue
+    public typealias Result = JSONValue
+}
+
+/// The daemon's own error codes, in the range JSON-RPC reserves for servers.
+extension RPCErrorCode {
+    /// Too many requests in flight on this connection.
+    public static let busy = RPCErrorCode(-32010)
+    /// The daemon is shutting down and takes no new work.
+    public static let shuttingDown = RPCErrorCode(-32011)
+    /// The request came after `shutdown` on this session.
+    public static let afterShutdown = RPCErrorCode(-32012)
+}
