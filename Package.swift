@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "RobustdAPI", dependencies: ["JSONRPC"]),
         // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
         .target(name: "EventLoop", dependencies: ["CLibUV"]),
+        // A blocking socket client for robustctl, the benchmarks and the end-to-end tests.
+        .target(name: "RobustdClient", dependencies: ["JSONRPC"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
             "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV",
@@ -36,17 +38,17 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "robustctl", dependencies: [
-            "JSONRPC", "RobustdAPI",
+            "JSONRPC", "RobustdAPI", "RobustdClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSONRPC",
+            "JSONRPC", "RobustdClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
-        .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "RobustdClient", "Daemon"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -166,7 +166,7 @@ public struct FrameDecoder: Sendable {
                 length = n
             case "content-type":
                 let lower = value.lowercased()
-                if let r = lower.range(of: "charset=") {
+                if let r = lower.firstRange(of: "charset=") {
                     let cs = lower[r.upperBound...].trimmingCharacters(in: " ;\"")
                     if cs != "utf-8" && cs != "utf8" { problem = "unsupported charset '\(cs)'; only utf-8 is accepted" }
                 }

@@ -13,12 +13,19 @@ public enum DaemonStatus: RPCRequest {
             public var accepted: Int
             public var refused: Int
             public var dropped: Int
+            public init(open: Int, stdio: Int, socket: Int, accepted: Int, refused: Int, dropped: Int) {
+                self.open = open; self.stdio = stdio; self.socket = socket
+                self.accepted = accepted; self.refused = refused; self.dropped = dropped
+            }
         }
         public struct Requests: Codable, Sendable {
             public var served: Int
             public var inFlight: Int
             public var failed: Int
             public var cancelled: Int
+            public init(served: Int, inFlight: Int, failed: Int, cancelled: Int) {
+                self.served = served; self.inFlight = inFlight; self.failed = failed; self.cancelled = cancelled
+            }
         }
         public struct Queues: Codable, Sendable {
             /// Jobs waiting for a compute thread.
@@ -27,6 +34,9 @@ public enum DaemonStatus: RPCRequest {
             public var computeRunning: Int
             /// Bytes written by the daemon but not yet taken by clients, over all connections.
             public var outputBytes: Int
+            public init(computePending: Int, computeRunning: Int, outputBytes: Int) {
+                self.computePending = computePending; self.computeRunning = computeRunning; self.outputBytes = outputBytes
+            }
         }
         public var version: String
         public var pid: Int
@@ -37,6 +47,12 @@ public enum DaemonStatus: RPCRequest {
         public var queues: Queues
         public var computeThreads: Int
         public var shuttingDown: Bool
+        public init(version: String, pid: Int, uptimeSeconds: Double, socketPath: String?, connections: Connections,
+                    requests: Requests, queues: Queues, computeThreads: Int, shuttingDown: Bool) {
+            self.version = version; self.pid = pid; self.uptimeSeconds = uptimeSeconds; self.socketPath = socketPath
+            self.connections = connections; self.requests = requests; self.queues = queues
+            self.computeThreads = computeThreads; self.shuttingDown = shuttingDown
+        }
     }
 }
 
@@ -71,6 +87,7 @@ public enum DebugSleep: RPCRequest {
     }
     public struct Result: Codable, Sendable {
         public var stepsDone: Int
+        public init(stepsDone: Int) { self.stepsDone = stepsDone }
     }
 }
 

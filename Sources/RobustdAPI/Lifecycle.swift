@@ -15,6 +15,10 @@ public enum Initialize: RPCRequest {
         public struct ClientInfo: Codable, Sendable {
             public var name: String
             public var version: String?
+            public init(name: String, version: String? = nil) {
+                self.name = name
+                self.version = version
+            }
         }
         public var processId: Int?
         public var clientInfo: ClientInfo?
@@ -28,6 +32,10 @@ public enum Initialize: RPCRequest {
         public struct ServerInfo: Codable, Sendable {
             public var name: String
             public var version: String
+            public init(name: String, version: String) {
+                self.name = name
+                self.version = version
+            }
         }
         public var capabilities: JSONValue
         public var serverInfo: ServerInfo

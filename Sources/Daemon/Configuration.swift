@@ -1,0 +1,33 @@
+import Foundation
+
+/// Everything the daemon is told at start. Defaults suit one user on one machine.
+public struct Configuration: Sendable {
+    /// Serve the LSP-style session on stdin/stdout.
+    public var stdio = false
+    /// Listen on this Unix socket path (nil: no socket).
+    public var socketPath: String? = nil
+    /// Largest message accepted, in bytes; larger ones are answered with an error and skipped.
+    public var maxMessageBytes = 16 << 20
+    /// Requests a connection may have unanswered at once; more are answered `busy` (-32010).
+    public var maxInFlightPerConnection = 1024
+    /// Most messages in one batch.
+    public var maxBatchSize = 1024
+    /// Output bytes queued for a client that is not reading before it is disconnected.
+    public var maxQueuedOutputBytes = 64 << 20
+    /// Threads for compute work (inference, training).
+    public var computeThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// How long a graceful stop waits for requests in flight, in milliseconds.
+    public var shutdownGraceMs: UInt64 = 10_000
+    /// Register the `debug/*` methods (for tests and benchmarks).
+    public var enableDebugMethods = false
+
+    public init() {}
+
+    /// The default socket: `$XDG_RUNTIME_DIR/robustd.sock`, or `/tmp/robustd-$UID/robustd.sock`.
+    public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let dir = environment["XDG_RUNTIME_DIR"], !dir.isEmpty, dir.hasPrefix("/") {
+            return dir + "/robustd.sock"
+        }
+        return "/tmp/robustd-\(getuid())/robustd.sock"
+    }
+}

@@ -1,0 +1,239 @@
+import EventLoop
+import JSONRPC
+import Logging
+import RobustdAPI
+
+/// One client: a stdio session or a socket connection.
+///
+/// Owns its stream, its frame decoder, its session state and its requests in flight.
+/// Replies use the framing the client spoke.
+///
+/// - Important: Used only on the loop thread.
+public final class Connection {
+    public enum Kind: String, Sendable { case stdio, socket }
+    enum Session { case uninitialized, initialized, shutDown }
+    enum Outcome { case served, failed, cancelled }
+
+    public let id: Int
+    public let kind: Kind
+    public let server: Server
+    let input: Stream
+    let output: Stream
+    private var decoder: FrameDecoder
+    var session: Session
+    private(set) var inFlight: [RequestID: RequestContext] = [:]
+    public private(set) var isClosed = false
+    /// Set once the peer stopped sending (EOF): close after the last reply is written.
+    private var inputEnded = false
+    private var framing: FramingStyle { decoder.style ?? .contentLength }
+    var logger: Logger { server.logger }
+    /// Pid of the peer (socket), for logs.
+    let peerPid: Int32?
+
+    init(id: Int, kind: Kind, input: Stream, output: Stream, server: Server, peerPid: Int32? = nil) {
+        self.id = id
+        self.kind = kind
+        self.input = input
+        self.output = output
+        self.server = server
+        self.peerPid = peerPid
+        self.decoder = FrameDecoder(style: nil, maxMessageBytes: server.config.maxMessageBytes)
+        // Socket clients get an implicit initialize, so that a one-line shell call works.
+        self.session = kind == .socket ? .initialized : .uninitialized
+        output.onWriteFailure { [unowned self] error in
+            self.logger.info("write failed; closing", metadata: ["conn": "\(self.id)", "error": "\(error)"])
+            self.close(reason: "write failed")
+        }
+    }
+
+    public var inFlightCount: Int { inFlight.count }
+    public var queuedOutputBytes: Int { output.queuedBytes }
+
+    func start() throws(UVError) {
+        try input.startReading { [unowned self] event in
+            switch event {
+            case .data(let bytes): self.received(bytes)
+            case .eof:
+                self.inputEnded = true
+                self.logger.debug("peer closed its end", metadata: ["conn": "\(self.id)"])
+                self.server.inputEnded(self)
+                self.closeIfIdle()
+            case .error(let e):
+                self.logger.debug("read failed; closing", metadata: ["conn": "\(self.id)", "error": "\(e)"])
+                self.close(reason: "read failed")
+            }
+        }
+    }
+
+    // MARK: Input
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        decoder.feed(bytes)
+        while !isClosed, let frame = decoder.next() {
+            switch frame {
+            case .message(let body):
+                handlePayload(Payload.parse(body))
+            case .oversized(let size, let limit):
+                logger.warning("oversized message skipped", metadata: ["conn": "\(id)", "bytes": "\(size)", "limit": "\(limit)"])
+                send(.response(id: nil, result: .failure(.invalidRequest(
+                    "message of \(size) bytes exceeds the limit of \(limit) bytes",
+                    data: ["size": .int(Int64(size)), "limit": .int(Int64(limit))]))))
+            case .badHeader(let why):
+                logger.warning("bad header block skipped", metadata: ["conn": "\(id)", "reason": "\(why)"])
+                send(.response(id: nil, result: .failure(.parseError("bad header: \(why)"))))
+            }
+        }
+    }
+
+    private func handlePayload(_ payload: Payload) {
+        switch payload {
+        case .single(let item):
+            handle(item, batch: nil, slot: 0)
+        case .batch(let items):
+            guard items.count <= server.config.maxBatchSize else {
+                send(.response(id: nil, result: .failure(.invalidRequest(
+                    "a batch of \(items.count) exceeds the limit of \(server.config.maxBatchSize)"))))
+                return
+            }
+            let batch = BatchReply(count: items.count, connection: self)
+            for (slot, item) in items.enumerated() { handle(item, batch: batch, slot: slot) }
+        }
+    }
+
+    private func handle(_ item: Result<Message, Message.Invalid>, batch: BatchReply?, slot: Int) {
+        func answer(_ id: RequestID?, _ error: RPCError) {
+            server.stats.failed += 1
+            server.stats.served += 1
+            let msg = Message.response(id: id, result: .failure(error))
+            if let batch { batch.fill(slot, msg) } else { send(msg) }
+        }
+        switch item {
+        case .failure(let invalid):
+            answer(invalid.id, invalid.error)
+        case .success(.notification(let method, let params)):
+            batch?.skip(slot)
+            handleNotification(method, params)
+        case .success(.response(let id, _)):
+            batch?.skip(slot)
+            logger.debug("ignored a response (the daemon sends no requests)", metadata: ["conn": "\(self.id)", "id": "\(id.map { "\($0)" } ?? "null")"])
+        case .success(.request(let id, let method, let params)):
+            guard let entry = server.router.requests[method] else {
+                answer(id, .methodNotFound(method)); return
+            }
+            if let refusal = gateRefusal(entry.gate) { answer(id, refusal); return }
+            guard inFlight[id] == nil else {
+                answer(id, .invalidRequest("id \(id) is already in use by a request in flight")); return
+            }
+            guard inFlight.count < server.config.maxInFlightPerConnection else {
+                answer(id, RPCError(.busy, "Busy: \(inFlight.count) requests in flight on this connection (limit \(server.config.maxInFlightPerConnection))",
+                                    data: ["limit": .int(Int64(server.config.maxInFlightPerConnection))]))
+                return
+            }
+            let ctx = RequestContext(id: id, method: method, connection: self, batch: batch, batchSlot: slot)
+            inFlight[id] = ctx
+            server.requestStarted()
+            entry.handle(params, ctx)
+        }
+    }
+
+    private func gateRefusal(_ gate: Router.Gate) -> RPCError? {
+        if server.isStopping && !gate.contains(.whileStopping) {
+            return RPCError(.shuttingDown, "Shutting down: the daemon is stopping and takes no new requests")
+        }
+        switch session {
+        case .uninitialized where !gate.contains(.beforeInitialize): return .notInitialized
+        case .shutDown where !gate.contains(.afterShutdown):
+            return RPCError(.invalidRequest, "Invalid request: this session is shut down; only 'exit' is accepted")
+        default: return nil
+        }
+    }
+
+    private func handleNotification(_ method: String, _ params: JSONValue?) {
+        guard let entry = server.router.notifications[method] else {
+            // LSP: notifications starting with "$/" may be ignored; others are logged.
+            if !method.hasPrefix("$/") {
+                logger.info("unknown notification ignored", metadata: ["conn": "\(id)", "method": "\(method)"])
+            }
+            return
+        }
+        if session == .uninitialized && !entry.gate.contains(.beforeInitialize) { return }
+        entry.handle(params, self)
+    }
+
+    // MARK: Requests
+
+    func cancel(id: RequestID) {
+        inFlight[id]?.cancel()
+    }
+
+    func requestFinished(id: RequestID, outcome: Outcome) {
+        guard inFlight.removeValue(forKey: id) != nil else { return }
+        server.requestFinished(outcome)
+        closeIfIdle()
+    }
+
+    // MARK: Output
+
+    /// Sends one message in this connection's framing.
+    public func send(_ message: Message) {
+        guard !isClosed else { return }
+        var body: [UInt8] = []
+        body.reserveCapacity(128)
+        message.encode(into: &body)
+        write(body)
+    }
+
+    func sendBatch(_ messages: [Message]) {
+        guard !isClosed else { return }
+        var body: [UInt8] = [UInt8(ascii: "[")]
+        for (i, m) in messages.enumerated() {
+            if i > 0 { body.append(UInt8(ascii: ",")) }
+            m.encode(into: &body)
+        }
+        body.append(UInt8(ascii: "]"))
+        write(body)
+    }
+
+    /// Sends a notification.
+    public func notify<N: RPCNotification>(_ type: N.Type, _ params: N.Params) {
+        guard !isClosed, let p = try? JSONValue.encoding(params) else { return }
+        send(.notification(method: N.name, params: p))
+    }
+
+    private func write(_ body: [UInt8]) {
+        output.write(framing.frame(body))
+        if output.queuedBytes > server.config.maxQueuedOutputBytes {
+            logger.warning("client is not reading its replies; disconnecting",
+                           metadata: ["conn": "\(id)", "queuedBytes": "\(output.queuedBytes)", "limit": "\(server.config.maxQueuedOutputBytes)"])
+            server.stats.dropped += 1
+            close(reason: "output queue over limit", flush: false)
+        }
+    }
+
+    // MARK: Closing
+
+    private func closeIfIdle() {
+        if inputEnded && inFlight.isEmpty { close(reason: "peer closed") }
+    }
+
+    /// Closes the connection. In-flight work is cancelled and its replies dropped.
+    /// With `flush`, queued replies are written first.
+    func close(reason: String, flush: Bool = true) {
+        guard !isClosed else { return }
+        isClosed = true
+        let pending = inFlight.values
+        inFlight.removeAll()
+        for ctx in pending {
+            ctx.abandon()
+            server.requestFinished(.cancelled)
+        }
+        input.stopReading()
+        let finish = { [server, input, output, id] in
+            input.close()
+            if output !== input { output.close() }
+            server.connectionClosed(id: id)
+        }
+        if flush { output.whenDrained(finish) } else { finish() }
+        logger.debug("connection closed", metadata: ["conn": "\(id)", "reason": "\(reason)"])
+    }
+}

@@ -1,0 +1,247 @@
+import CLibUV
+import EventLoop
+import Foundation
+import JSONRPC
+import Logging
+import RobustdAPI
+
+/// The daemon: the loop, its transports, the method registry and the lifecycle.
+///
+/// All state here is owned by the loop thread.
+public final class Server {
+    public let config: Configuration
+    public var logger: Logger
+    public let loop: Loop
+    public let compute: ComputePool
+    public let router = Router()
+    let startedAt = Date()
+
+    struct Stats {
+        var accepted = 0, refused = 0, dropped = 0
+        var served = 0, failed = 0, cancelled = 0, inFlight = 0
+    }
+    var stats = Stats()
+
+    private(set) var connections: [Int: Connection] = [:]
+    private var nextConnectionID = 1
+    private var listener: PipeListener?
+    private var boundSocketPath: String?
+    private var signals: [SignalWatcher] = []
+    private var stopTimer: EventLoop.Timer?
+    private(set) var isStopping = false
+    private var exitCode: Int32 = 0
+    /// The stdio session, if any.
+    private(set) var stdio: Connection?
+    /// Set by `shutdown` on the stdio session; decides `exit`'s code.
+    var stdioShutdownRequested = false
+
+    public init(config: Configuration, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        loop = try Loop()
+        compute = ComputePool(loop: loop, threads: config.computeThreads)
+        registerLifecycleMethods()
+    }
+
+    public var socketPath: String? { boundSocketPath }
+
+    // MARK: Running
+
+    /// Sets up the transports and runs until stopped. Returns the process exit code.
+    public func run() throws -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        try watchSignals()
+        if let path = config.socketPath { try listen(on: path) }
+        if config.stdio { try attachStdio() }
+        guard config.stdio || config.socketPath != nil else {
+            throw SocketSetupError(description: "nothing to serve: pass --stdio, --socket, or both")
+        }
+        logger.info("robustd \(RobustdVersion.current) ready", metadata: [
+            "pid": "\(getpid())", "socket": "\(boundSocketPath ?? "-")", "stdio": "\(config.stdio)",
+            "computeThreads": "\(compute.threadCount)",
+        ])
+        loop.run()
+        compute.shutdown()
+        let leftover = loop.close()
+        if leftover != 0 { logger.debug("loop closed with handles left", metadata: ["result": "\(leftover)"]) }
+        logger.info("robustd stopped", metadata: ["exitCode": "\(exitCode)"])
+        return exitCode
+    }
+
+    private func watchSignals() throws {
+        for sig in [SIGTERM, SIGINT] {
+            let w = try SignalWatcher(loop: loop)
+            try w.start(signal: sig) { [unowned self] signum in
+                self.logger.info("signal received; stopping", metadata: ["signal": "\(signum == SIGTERM ? "SIGTERM" : "SIGINT")"])
+                self.stop(exitCode: 0)
+            }
+            w.unref()
+            signals.append(w)
+        }
+    }
+
+    private func listen(on path: String) throws {
+        try SocketPath.prepare(path)
+        let l = try PipeListener(loop: loop)
+        let old = umask(0o177)
+        do {
+            try l.bind(path: path)
+        } catch {
+            umask(old)
+            l.close()
+            throw SocketSetupError(description: "cannot bind \(path): \(error)")
+        }
+        umask(old)
+        chmod(path, 0o600)
+        try l.listen { [unowned self] result in
+            switch result {
+            case .success(let pipe): self.accept(pipe)
+            case .failure(let e): self.logger.warning("accept failed", metadata: ["error": "\(e)"])
+            }
+        }
+        listener = l
+        boundSocketPath = path
+    }
+
+    private func accept(_ pipe: EventLoop.Pipe) {
+        let me = getuid()
+        guard let cred = pipe.peerCredentials() else {
+            logger.warning("refused a connection: its peer credentials could not be read")
+            stats.refused += 1
+            pipe.close()
+            return
+        }
+        guard cred.uid == me else {
+            logger.warning("refused a connection from another user", metadata: ["peerUid": "\(cred.uid)", "peerPid": "\(cred.pid)", "ownUid": "\(me)"])
+            stats.refused += 1
+            pipe.close()
+            return
+        }
+        guard !isStopping else { pipe.close(); return }
+        let conn = Connection(id: nextConnectionID, kind: .socket, input: pipe, output: pipe, server: self, peerPid: cred.pid)
+        nextConnectionID += 1
+        do {
+            try conn.start()
+        } catch {
+            logger.warning("could not read from a new connection", metadata: ["error": "\(error)"])
+            pipe.close()
+            return
+        }
+        connections[conn.id] = conn
+        stats.accepted += 1
+        logger.debug("connection accepted", metadata: ["conn": "\(conn.id)", "peerPid": "\(cred.pid)"])
+    }
+
+    private func attachStdio() throws {
+        let input = try StdioStream.open(loop: loop, fd: 0)
+        let output = try StdioStream.open(loop: loop, fd: 1)
+        let conn = Connection(id: nextConnectionID, kind: .stdio, input: input, output: output, server: self)
+        nextConnectionID += 1
+        try conn.start()
+        connections[conn.id] = conn
+        stdio = conn
+    }
+
+    // MARK: Bookkeeping (called by connections)
+
+    func requestStarted() { stats.inFlight += 1 }
+
+    func requestFinished(_ outcome: Connection.Outcome) {
+        stats.inFlight -= 1
+        switch outcome {
+        case .served: stats.served += 1
+        case .failed: stats.failed += 1; stats.served += 1
+        case .cancelled: stats.cancelled += 1; stats.served += 1
+        }
+        if isStopping && stats.inFlight == 0 { finishStop() }
+    }
+
+    func inputEnded(_ conn: Connection) {
+        // The editor closed stdin: the session is over, and so is a stdio daemon.
+        if conn.kind == .stdio { stop(exitCode: stdioShutdownRequested ? 0 : 1) }
+    }
+
+    func connectionClosed(id: Int) {
+        guard let conn = connections.removeValue(forKey: id) else { return }
+        if conn === stdio { stdio = nil }
+        if isStopping && connections.isEmpty { closeRemainingHandles() }
+    }
+
+    // MARK: Stopping
+
+    /// Stops gracefully: no new connections or requests; requests in flight get up to
+    /// `shutdownGraceMs` to finish; replies are flushed; the socket file is removed.
+    public func stop(exitCode code: Int32) {
+        guard !isStopping else { return }
+        isStopping = true
+        exitCode = code
+        if let l = listener {
+            l.close()
+            listener = nil
+        }
+        removeSocketFile()
+        if stats.inFlight == 0 {
+            finishStop()
+            return
+        }
+        logger.info("waiting for requests in flight", metadata: ["inFlight": "\(stats.inFlight)", "graceMs": "\(config.shutdownGraceMs)"])
+        let t = try? EventLoop.Timer(loop: loop)
+        t?.start(timeoutMs: config.shutdownGraceMs) { [unowned self] in
+            self.logger.warning("grace period over; cancelling requests in flight", metadata: ["inFlight": "\(self.stats.inFlight)"])
+            self.finishStop()
+        }
+        stopTimer = t
+    }
+
+    private var finishing = false
+
+    private func finishStop() {
+        guard !finishing else { return }
+        finishing = true
+        stopTimer?.close()
+        stopTimer = nil
+        for conn in Array(connections.values) { conn.close(reason: "daemon stopping") }
+        if connections.isEmpty { closeRemainingHandles() }
+        // A client that never reads must not hold the daemon up: force the end.
+        if connections.isEmpty { return }
+        let force = try? EventLoop.Timer(loop: loop)
+        force?.start(timeoutMs: 2000) { [unowned self] in
+            for conn in Array(self.connections.values) { conn.close(reason: "flush timed out", flush: false) }
+        }
+        stopTimer = force
+    }
+
+    private func closeRemainingHandles() {
+        for s in signals { s.close() }
+        signals.removeAll()
+        stopTimer?.close()
+        stopTimer = nil
+    }
+
+    private func removeSocketFile() {
+        if let path = boundSocketPath {
+            unlink(path)
+            boundSocketPath = nil
+        }
+    }
+
+    // MARK: Status
+
+    func status() -> DaemonStatus.Result {
+        let depth = compute.depth
+        let conns = Array(connections.values)
+        return DaemonStatus.Result(
+            version: RobustdVersion.current,
+            pid: Int(getpid()),
+            uptimeSeconds: Date().timeIntervalSince(startedAt),
+            socketPath: boundSocketPath,
+            connections: .init(open: conns.count, stdio: conns.filter { $0.kind == .stdio }.count,
+                               socket: conns.filter { $0.kind == .socket }.count,
+                               accepted: stats.accepted, refused: stats.refused, dropped: stats.dropped),
+            requests: .init(served: stats.served, inFlight: stats.inFlight, failed: stats.failed, cancelled: stats.cancelled),
+            queues: .init(computePending: depth.pending, computeRunning: depth.running,
+                          outputBytes: conns.reduce(0) { $0 + $1.queuedOutputBytes }),
+            computeThreads: compute.threadCount,
+            shuttingDown: isStopping)
+    }
+}

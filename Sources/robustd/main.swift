@@ -1,0 +1,100 @@
+import ArgumentParser
+import Daemon
+import Foundation
+import Logging
+
+struct RobustdCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "robustd",
+        abstract: "Keeps a language model resident and robust in production; speaks JSON-RPC 2.0.",
+        discussion: """
+            Serve an editor on stdin/stdout (LSP base-protocol framing) with --stdio, shell clients and
+            monitoring agents on a Unix socket with --socket, or both at once. Logs go to stderr.
+
+            Examples:
+              robustd --socket                    # $XDG_RUNTIME_DIR/robustd.sock (or /tmp/robustd-$UID/)
+              robustd --socket /run/user/1000/r.sock --log-level debug
+              robustd --stdio                     # for an editor
+            """)
+
+    @Flag(help: "Serve a session on stdin/stdout.")
+    var stdio = false
+
+    @Option(help: ArgumentHelp("Listen on a Unix socket; PATH is optional.", valueName: "PATH"))
+    var socket: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Option(help: "Largest message accepted, in bytes.")
+    var maxMessageBytes: Int = Configuration().maxMessageBytes
+
+    @Option(help: "Requests one connection may have in flight.")
+    var maxInFlight: Int = Configuration().maxInFlightPerConnection
+
+    @Option(help: "Bytes of replies queued for a client that is not reading before it is disconnected.")
+    var maxQueuedOutputBytes: Int = Configuration().maxQueuedOutputBytes
+
+    @Option(help: "Threads for compute work.")
+    var computeThreads: Int = Configuration().computeThreads
+
+    @Option(help: "How long a graceful stop waits for requests in flight, in milliseconds.")
+    var shutdownGraceMs: UInt64 = Configuration().shutdownGraceMs
+
+    @Flag(help: "Register the debug/* methods (tests and benchmarks).")
+    var enableDebugMethods = false
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of: trace, debug, info, notice, warning, error, critical")
+        }
+        guard stdio || socket != nil else { throw ValidationError("pass --stdio, --socket [PATH], or both") }
+        guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
+        guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
+        guard computeThreads >= 1 && computeThreads <= 256 else { throw ValidationError("--compute-threads must be between 1 and 256") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level) }
+        let logger = Logger(label: "robustd")
+
+        var config = Configuration()
+        config.stdio = stdio
+        if let socket { config.socketPath = socket == Self.defaultSocketSentinel ? Configuration.defaultSocketPath() : socket }
+        config.maxMessageBytes = maxMessageBytes
+        config.maxInFlightPerConnection = maxInFlight
+        config.maxQueuedOutputBytes = maxQueuedOutputBytes
+        config.computeThreads = computeThreads
+        config.shutdownGraceMs = shutdownGraceMs
+        config.enableDebugMethods = enableDebugMethods
+
+        let code: Int32
+        do {
+            let server = try Server(config: config, logger: logger)
+            code = try server.run()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    static let defaultSocketSentinel = "\u{0}default"
+
+    /// `--socket` takes an optional value: alone (or before another flag) it means the default path.
+    static func normalise(_ args: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < args.count {
+            out.append(args[i])
+            if args[i] == "--socket" && (i + 1 == args.count || args[i + 1].hasPrefix("-")) {
+                out.append(defaultSocketSentinel)
+            }
+            i += 1
+        }
+        return out
+    }
+}
+
+RobustdCommand.main(RobustdCommand.normalise(Array(CommandLine.arguments.dropFirst())))
