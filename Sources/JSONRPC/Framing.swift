@@ -177,7 +177,12 @@ public struct FrameDecoder: Sendable {
         }
         if problem == nil && length == nil { problem = "missing Content-Length header" }
         if let problem {
+            // With a usable length the body is skipped too, so that it is not read as a header.
             start = bodyStart
+            if let n = length {
+                let available = buffer.count - bodyStart
+                if available >= n { start = bodyStart + n } else { skipping = n - available; start = buffer.count }
+            }
             return .badHeader(problem)
         }
         let n = length!
