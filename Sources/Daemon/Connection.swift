@@ -40,7 +40,8 @@ public final class Connection {
         self.decoder = FrameDecoder(style: nil, maxMessageBytes: server.config.maxMessageBytes)
         // Socket clients get an implicit initialize, so that a one-line shell call works.
         self.session = kind == .socket ? .initialized : .uninitialized
-        output.onWriteFailure { [unowned self] error in
+        output.onWriteFailure { [weak self] error in
+            guard let self else { return }
             self.logger.info("write failed; closing", metadata: ["conn": "\(self.id)", "error": "\(error)"])
             self.close(reason: "write failed")
         }
@@ -50,7 +51,10 @@ public final class Connection {
     public var queuedOutputBytes: Int { output.queuedBytes }
 
     func start() throws(UVError) {
-        try input.startReading { [unowned self] event in
+        try input.startReading { [weak self] event in
+            // A strong reference for the whole callback: handling an event may close and
+            // release this connection.
+            guard let self else { return }
             switch event {
             case .data(let bytes): self.received(bytes)
             case .eof:

@@ -97,4 +97,12 @@ struct RobustdCommand: ParsableCommand {
     }
 }
 
+// A parent may have left signals blocked (test runners, some supervisors): the daemon relies on
+// SIGTERM and SIGINT for a graceful stop, so unblock them.
+var unblock = sigset_t()
+sigemptyset(&unblock)
+sigaddset(&unblock, SIGTERM)
+sigaddset(&unblock, SIGINT)
+pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+
 RobustdCommand.main(RobustdCommand.normalise(Array(CommandLine.arguments.dropFirst())))
