@@ -40,6 +40,12 @@ public final class Server {
         self.logger = logger
         loop = try Loop()
         compute = ComputePool(loop: loop, threads: config.computeThreads)
+        if config.stdio {
+            // Warnings and errors also reach the editor, as window/logMessage.
+            let base = logger.handler
+            let window = WindowLogHandler(loop: loop, server: LoopBound(WindowLogHandler.WeakServer(self), loop: loop))
+            self.logger = Logger(label: logger.label) { _ in MultiplexLogHandler([base, window]) }
+        }
         registerLifecycleMethods()
     }
 

@@ -43,6 +43,23 @@ struct StdioTests {
         #expect(check.bufferedBytes == 0)
     }
 
+    @Test("warnings reach the editor as window/logMessage; a bad header block costs only itself")
+    func logMessage() throws {
+        let d = try StdioDaemon()
+        _ = d.request(1, "initialize", [:])
+        d.sendRaw(Array("Content-Length: nine\r\n\r\n".utf8))
+        var log: JSONValue? = nil
+        var error: JSONValue? = nil
+        while log == nil || error == nil, let m = d.receive(timeout: 5) {
+            if m["method"] == "window/logMessage" { log = m["params"] }
+            if m["error"] != nil { error = m["error"] }
+        }
+        #expect(error?["code"] == -32700)
+        #expect(log?["type"] == 2)
+        #expect(log?["message"]?.stringValue?.contains("bad header") == true)
+        #expect(d.request(2, "daemon/ping")?["result"] == [:])
+    }
+
     @Test("exit without shutdown ends with code 1")
     func exitWithoutShutdown() throws {
         let d = try StdioDaemon()
