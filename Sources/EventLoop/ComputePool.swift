@@ -105,5 +105,6 @@ public final class ComputePool: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
         _ = exited.wait(timeout: .now() + timeout)
+        threads.removeAll()  // each Thread's closure holds the pool
     }
 }
