@@ -76,9 +76,20 @@ public final class Loop: @unchecked Sendable {
         uv_async_send(wakeup)
     }
 
+    /// Work outstanding on other threads that will post back (compute jobs).
+    private var outstanding = 0
+
     /// Keeps the loop alive while work is outstanding elsewhere (a compute job, say).
-    func retainWakeup() { uv_ref(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)) }
-    func releaseWakeup() { uv_unref(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)) }
+    /// `uv_ref` is a flag, not a count, so the count is kept here.
+    func retainWakeup() {
+        outstanding += 1
+        if outstanding == 1 { uv_ref(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)) }
+    }
+
+    func releaseWakeup() {
+        outstanding -= 1
+        if outstanding == 0 { uv_unref(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)) }
+    }
 
     private func drainPosted() {
         while true {

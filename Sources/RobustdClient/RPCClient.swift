@@ -19,6 +19,8 @@ public final class RPCClient {
     private var readBuffer = [UInt8](repeating: 0, count: 64 << 10)
     /// Notifications that arrived while waiting for a response.
     public var onNotification: ((String, JSONValue?) -> Void)?
+    /// Sees every successful result of `call` with its method (the tests validate them).
+    public var onResult: ((String, JSONValue) -> Void)?
 
     /// Connects to the daemon's socket.
     ///
@@ -108,7 +110,9 @@ public final class RPCClient {
         let id = RequestID.int(nextID)
         nextID += 1
         try send(.request(id: id, method: method, params: params))
-        return try awaitResponse(id: id, timeout: timeout)
+        let result = try awaitResponse(id: id, timeout: timeout)
+        if case .success(let v) = result { onResult?(method, v) }
+        return result
     }
 
     /// Issues the next id for a request sent by hand.

@@ -21,7 +21,7 @@ struct SocketTests {
             Thread {
                 defer { group.leave() }
                 do {
-                    let client = try RPCClient(path: path)
+                    let client = try RPCClient.validating(path: path)
                     for i in 0..<40 {
                         let tag: JSONValue = ["client": .int(Int64(c)), "i": .int(Int64(i))]
                         let r = try client.call("debug/echo", tag, timeout: 20)
@@ -40,6 +40,26 @@ struct SocketTests {
         let status = try client.call("daemon/status").get()
         #expect(status["connections"]?["accepted"]?.intValue ?? 0 >= 51)
         #expect(d.terminate() == 0)
+    }
+
+    @Test("stdio and the socket at once: an editor session and socket clients side by side")
+    func bothTransports() throws {
+        let dir = TempDir()
+        let sock = dir.path + "/both.sock"
+        let editor = try StdioDaemon(extraArgs: ["--socket", sock])
+        #expect(editor.request(1, "initialize", [:])?["result"] != nil)
+        var client: RPCClient? = nil
+        for _ in 0..<200 where client == nil { client = try? RPCClient.validating(path: sock); usleep(10_000) }
+        let c = try #require(client)
+        let status = try c.call("daemon/status").get()
+        #expect(status["connections"]?["stdio"] == 1)
+        #expect(status["connections"]?["socket"] == 1)
+        #expect(editor.request(2, "daemon/ping")?["result"] == [:])
+        // Ending the editor's session stops the daemon and removes the socket.
+        #expect(editor.request(3, "shutdown")?["result"] == .null)
+        editor.send(.notification(method: "exit", params: nil))
+        #expect(editor.wait() == 0)
+        #expect(!FileManager.default.fileExists(atPath: sock))
     }
 
     @Test("the socket is 0600 in a 0700 folder, and shutdown removes it")

@@ -1,6 +1,7 @@
 import Foundation
 import JSONRPC
 import RobustdClient
+import Testing
 
 /// Where the built executables are: `ROBUSTD_BIN_DIR`, or the package's `.build/debug`.
 enum Binaries {
@@ -57,7 +58,8 @@ final class DaemonProcess {
     var pid: Int32 { process.processIdentifier }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
-    func client() throws -> RPCClient { try RPCClient(path: socketPath) }
+    /// A client whose every result is validated against its schema in schemas/openrpc.json.
+    func client() throws -> RPCClient { try RPCClient.validating(path: socketPath) }
 
     /// Resident set size of the daemon, in KiB.
     func rssKiB() -> Int {
@@ -108,10 +110,14 @@ final class StdioDaemon {
     func sendRaw(_ bytes: [UInt8]) { stdin.fileHandleForWriting.write(Data(bytes)) }
     func closeInput() { try? stdin.fileHandleForWriting.close() }
 
+    /// Sends a request and returns the whole response; a result is validated against its schema.
     func request(_ id: Int64, _ method: String, _ params: JSONValue? = nil) -> JSONValue? {
         send(.request(id: .int(id), method: method, params: params))
         while let m = receive() {
-            if m["id"] == .int(id) { return m }
+            if m["id"] == .int(id) {
+                if let r = m["result"] { SchemaValidator.shared.expectValid(r, method: method) }
+                return m
+            }
         }
         return nil
     }
@@ -141,6 +147,14 @@ final class StdioDaemon {
     }
 
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+}
+
+extension RPCClient {
+    static func validating(path: String) throws -> RPCClient {
+        let c = try RPCClient(path: path)
+        c.onResult = { method, value in SchemaValidator.shared.expectValid(value, method: method) }
+        return c
+    }
 }
 
 /// Runs a command and returns (status, stdout, stderr).

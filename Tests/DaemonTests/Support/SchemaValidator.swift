@@ -1,5 +1,6 @@
 import Foundation
 import JSONRPC
+import Testing
 
 /// Validates results against the JSON Schemas in schemas/openrpc.json.
 ///
@@ -26,6 +27,12 @@ struct SchemaValidator {
         var problems: [String] = []
         validate(value, schema, path: "result", &problems)
         return problems
+    }
+
+    /// Records a test issue for every way `value` breaks the result schema of `method`.
+    func expectValid(_ value: JSONValue, method: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let problems = validateResult(value, method: method)
+        if !problems.isEmpty { Issue.record("\(method) result breaks its schema: \(problems)", sourceLocation: sourceLocation) }
     }
 
     func validate(_ v: JSONValue, _ schema: JSONValue, path: String, _ problems: inout [String]) {
