@@ -26,9 +26,15 @@ let package = Package(
         .target(name: "EventLoop", dependencies: ["CLibUV"]),
         // A blocking socket client for robustctl, the benchmarks and the end-to-end tests.
         .target(name: "RobustdClient", dependencies: ["JSONRPC"]),
+        // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm.
+        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        // BERT basic tokenisation and WordPiece.
+        .target(name: "Tokenizer"),
+        // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.
+        .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSONRPC"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV",
+            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -42,11 +48,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSONRPC", "RobustdClient",
+            "JSONRPC", "RobustdClient", "Encoder", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
         .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "RobustdClient", "Daemon"]),
     ],

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Layer normalisation over the last dimension: `out = (x − mean) · rstd · weight + bias`.
+///
+/// - Parameters:
+///   - out: `[N, H]` (may be the same tensor as `input`)
+///   - mean, rstd: `[N]`, cached for ``layerNormBackward``; nil when only inferring
+///   - input: `[N, H]`
+///   - weight, bias: `[H]`
+public func layerNormForward(out: Tensor, mean: Tensor?, rstd: Tensor?, input: Tensor,
+                             weight: Tensor, bias: Tensor, eps: Float) {
+    let N = input.shape[0], H = input.shape[1]
+    out.check([N, H], "out")
+    weight.check([H], "weight")
+    bias.check([H], "bias")
+    mean?.check([N], "mean")
+    rstd?.check([N], "rstd")
+    let w = weight.data, b = bias.data
+    for n in 0..<N {
+        let x = input.data + n * H, y = out.data + n * H
+        var m: Float = 0
+        for h in 0..<H { m += x[h] }
+        m /= Float(H)
+        var v: Float = 0
+        for h in 0..<H { let d = x[h] - m; v += d * d }
+        v /= Float(H)
+        let r = 1 / (v + eps).squareRoot()
+        for h in 0..<H { y[h] = (x[h] - m) * r * w[h] + b[h] }
+        mean?.data[n] = m
+        rstd?.data[n] = r
+    }
+}
+
+/// Backward of ``layerNormForward``.
+///
+/// - Parameters:
+///   - dInput: `[N, H]`, overwritten
+///   - dWeight, dBias: `[H]`, accumulated (nil: frozen)
+///   - dOut: `[N, H]`
+///   - input: `[N, H]`, as in the forward pass
+///   - weight: `[H]`
+///   - mean, rstd: `[N]`, from the forward pass
+public func layerNormBackward(dInput: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor,
+                              input: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor) {
+    let N = input.shape[0], H = input.shape[1]
+    dInput.check([N, H], "dInput")
+    dOut.check([N, H], "dOut")
+    mean.check([N], "mean")
+    rstd.check([N], "rstd")
+    let w = weight.data
+    for n in 0..<N {
+        let x = input.data + n * H, dy = dOut.data + n * H, dx = dInput.data + n * H
+        let m = mean.data[n], r = rstd.data[n]
+        var sumD: Float = 0, sumDX: Float = 0
+        for h in 0..<H {
+            let xhat = (x[h] - m) * r
+            let d = dy[h] * w[h]
+            sumD += d
+            sumDX += d * xhat
+        }
+        sumD /= Float(H)
+        sumDX /= Float(H)
+        for h in 0..<H {
+            let xhat = (x[h] - m) * r
+            dx[h] = r * (dy[h] * w[h] - sumD - xhat * sumDX)
+            dWeight?.data[h] += dy[h] * xhat
+            dBias?.data[h] += dy[h]
+        }
+    }
+}
