@@ -1,0 +1,90 @@
+import Foundation
+import Tensor
+
+/// Buffers for one forward pass, reused across calls so the hot loop allocates nothing.
+/// Grows when a batch has more tokens than it has room for.
+///
+/// - Important: One workspace per thread.
+public final class Workspace {
+    public private(set) var capacity = 0
+    private(set) var maxLength = 0
+    let H: Int, I: Int, NH: Int
+    var x: Tensor!, qkv: Tensor!, ctx: Tensor!, tmp: Tensor!, ffn: Tensor!
+    var scratch: UnsafeMutablePointer<Float>?
+
+    public init(config: BertConfig) {
+        H = config.hiddenSize
+        I = config.intermediateSize
+        NH = config.heads
+    }
+
+    deinit { scratch?.deallocate() }
+
+    func reserve(tokens N: Int, maxLength T: Int) {
+        if N > capacity {
+            let c = max(N, capacity * 3 / 2, 256)
+            x = Tensor(shape: [c, H]); qkv = Tensor(shape: [c, 3 * H]); ctx = Tensor(shape: [c, H])
+            tmp = Tensor(shape: [c, H]); ffn = Tensor(shape: [c, I])
+            capacity = c
+        }
+        if T > maxLength {
+            scratch?.deallocate()
+            scratch = .allocate(capacity: T * T)
+            maxLength = T
+        }
+    }
+
+    /// A `[rows, cols]` view of the first rows of a buffer.
+    func view(_ t: Tensor, _ rows: Int, _ cols: Int) -> Tensor { Tensor(viewing: t.data, shape: [rows, cols], owner: t) }
+}
+
+/// The BERT encoder's forward pass for inference over packed (unpadded) sequences.
+public final class BertModel: Sendable {
+    public let config: BertConfig
+    public let weights: BertWeights
+
+    public init(config: BertConfig, weights: BertWeights) {
+        self.config = config
+        self.weights = weights
+    }
+
+    /// Hidden states of the last layer for `sequences` (token ids, each with [CLS] … [SEP]).
+    ///
+    /// - Returns: `[N, H]` packed hidden states (a view into the workspace, valid until its next use)
+    ///   and the packing.
+    public func hiddenStates(_ sequences: [[Int32]], workspace ws: Workspace) -> (Tensor, Packing) {
+        let c = config, H = c.hiddenSize, I = c.intermediateSize
+        let packing = Packing(lengths: sequences.map(\.count))
+        let N = packing.totalTokens
+        ws.reserve(tokens: N, maxLength: packing.maxLength)
+        let x = ws.view(ws.x, N, H), qkv = ws.view(ws.qkv, N, 3 * H), ctx = ws.view(ws.ctx, N, H)
+        let tmp = ws.view(ws.tmp, N, H), ffn = ws.view(ws.ffn, N, I)
+        let w = weights
+
+        // Embeddings: word + position + token type (all type 0), then layer norm.
+        for (s, ids) in sequences.enumerated() {
+            precondition(ids.count <= c.maxPositions, "sequence of \(ids.count) tokens exceeds \(c.maxPositions) positions")
+            for (t, id) in ids.enumerated() {
+                let row = x.data + (packing.offsets[s] + t) * H
+                let we = w.wordEmbeddings.data + Int(id) * H, pe = w.positionEmbeddings.data + t * H
+                let te = w.tokenTypeEmbeddings.data
+                for h in 0..<H { row[h] = we[h] + pe[h] + te[h] }
+            }
+        }
+        layerNormForward(out: x, mean: nil, rstd: nil, input: x, weight: w.embNormWeight, bias: w.embNormBias, eps: c.layerNormEps)
+
+        for L in w.layers {
+            linearForward(out: qkv, input: x, weight: L.qkvWeight, bias: L.qkvBias)
+            attentionForward(out: ctx, probs: nil, scratch: ws.scratch, qkv: qkv, packing: packing, heads: c.heads)
+            linearForward(out: tmp, input: ctx, weight: L.attnOutWeight, bias: L.attnOutBias)
+            addInPlace(tmp, x)
+            layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps)
+            linearForward(out: ffn, input: x, weight: L.ffnInWeight, bias: L.ffnInBias)
+            geluForward(out: ffn, input: ffn)
+            linearForward(out: tmp, input: ffn, weight: L.ffnOutWeight, bias: L.ffnOutBias)
+            addInPlace(tmp, x)
+            layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps)
+        }
+        return (x, packing)
+    }
+}

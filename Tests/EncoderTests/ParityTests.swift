@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+@testable import Encoder
+import Tensor
+import Tokenizer
+
+@Suite("Parity with the reference all-MiniLM-L6-v2")
+struct ParityTests {
+    func encoder() throws -> SentenceEncoder {
+        switch Reference.encoder {
+        case .success(let e): return e
+        case .failure(let e):
+            Issue.record("reference model not loadable (run scripts/fetch-model): \(e)")
+            throw e
+        }
+    }
+
+    @Test("token ids equal the reference tokenizer's for every fixture sentence")
+    func tokenIDs() throws {
+        let enc = try encoder()
+        #expect(Reference.items.count == 25)
+        for item in Reference.items {
+            let e = enc.tokenizer.encode(item.text, maxLength: 256)
+            #expect(e.ids == item.inputIDs, "\(item.name): \(enc.tokenizer.tokens(e.ids)) vs \(enc.tokenizer.tokens(item.inputIDs))")
+            #expect(e.untruncatedCount == item.untruncated, "\(item.name)")
+            let st = enc.tokenizer.encode(item.text.trimmingCharacters(in: .whitespacesAndNewlines), maxLength: 256)
+            #expect(st.ids == item.stInputIDs, "\(item.name) (sentence-transformers' stripped text)")
+        }
+    }
+
+    @Test("embeddings match the reference: cosine ≥ 0.99999 and max |diff| ≤ 1e-4, one at a time and batched")
+    func embeddings() throws {
+        let enc = try encoder()
+        let ws = Workspace(config: enc.config)
+        let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let batched = enc.embed(texts, workspace: ws)
+        for (i, item) in Reference.items.enumerated() {
+            let single = enc.embed([texts[i]], workspace: ws)[0]
+            for v in [single, batched[i]] {
+                var dot: Float = 0, na: Float = 0, nb: Float = 0, maxDiff: Float = 0
+                for h in 0..<v.count {
+                    dot += v[h] * item.embedding[h]; na += v[h] * v[h]; nb += item.embedding[h] * item.embedding[h]
+                    maxDiff = max(maxDiff, abs(v[h] - item.embedding[h]))
+                }
+                let cos = dot / (na.squareRoot() * nb.squareRoot())
+                #expect(cos >= 0.99999, "\(item.name): cosine \(cos)")
+                #expect(maxDiff <= 1e-4, "\(item.name): max |diff| \(maxDiff)")
+            }
+        }
+    }
+
+    @Test("the reference folder loads with the expected description")
+    func description() throws {
+        let enc = try encoder()
+        #expect(enc.config.hiddenSize == 384)
+        #expect(enc.config.layers == 6)
+        #expect(enc.maxSeqLength == 256)
+        #expect(enc.pooling == .mean)
+        #expect(enc.normalize)
+        #expect(enc.config.parameterCount > 22_000_000 && enc.config.parameterCount < 23_000_000)
+    }
+}
