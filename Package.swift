@@ -27,7 +27,10 @@ let package = Package(
         // A blocking socket client for robustctl, the benchmarks and the end-to-end tests.
         .target(name: "RobustdClient", dependencies: ["JSONRPC"]),
         // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm.
-        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        // Built for x86-64 with AVX2 and FMA (Haswell, 2013, and later; every machine this project
+        // runs on has AVX-512): its hand-written kernels need FMA to be fast. See docs/performance.md.
+        .target(name: "Tensor", dependencies: ["COpenBLAS"],
+                swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"])]),
         // BERT basic tokenisation and WordPiece.
         .target(name: "Tokenizer"),
         // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.

@@ -38,6 +38,20 @@ public final class Workspace {
     func view(_ t: Tensor, _ rows: Int, _ cols: Int) -> Tensor { Tensor(viewing: t.data, shape: [rows, cols], owner: t) }
 }
 
+/// Time spent per kernel kind, for the profiler (`robustd-bench encoder --profile`).
+public final class KernelProfile: @unchecked Sendable {
+    public var seconds: [String: Double] = [:]
+    public init() {}
+    @inline(__always) func measure<T>(_ name: String, _ body: () -> T) -> T {
+        var a = timespec(), b = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &a)
+        let r = body()
+        clock_gettime(CLOCK_MONOTONIC, &b)
+        seconds[name, default: 0] += Double(b.tv_sec - a.tv_sec) + Double(b.tv_nsec - a.tv_nsec) / 1e9
+        return r
+    }
+}
+
 /// The BERT encoder's forward pass for inference over packed (unpadded) sequences.
 public final class BertModel: Sendable {
     public let config: BertConfig
@@ -52,7 +66,11 @@ public final class BertModel: Sendable {
     ///
     /// - Returns: `[N, H]` packed hidden states (a view into the workspace, valid until its next use)
     ///   and the packing.
-    public func hiddenStates(_ sequences: [[Int32]], workspace ws: Workspace) -> (Tensor, Packing) {
+    public func hiddenStates(_ sequences: [[Int32]], workspace ws: Workspace, parallel: Parallel = .serial,
+                             profile: KernelProfile? = nil) -> (Tensor, Packing) {
+        @inline(__always) func step(_ name: String, _ body: () -> Void) {
+            if let profile { profile.measure(name, body) } else { body() }
+        }
         let c = config, H = c.hiddenSize, I = c.intermediateSize
         let packing = Packing(lengths: sequences.map(\.count))
         let N = packing.totalTokens
@@ -62,28 +80,34 @@ public final class BertModel: Sendable {
         let w = weights
 
         // Embeddings: word + position + token type (all type 0), then layer norm.
-        for (s, ids) in sequences.enumerated() {
-            precondition(ids.count <= c.maxPositions, "sequence of \(ids.count) tokens exceeds \(c.maxPositions) positions")
-            for (t, id) in ids.enumerated() {
-                let row = x.data + (packing.offsets[s] + t) * H
-                let we = w.wordEmbeddings.data + Int(id) * H, pe = w.positionEmbeddings.data + t * H
-                let te = w.tokenTypeEmbeddings.data
-                for h in 0..<H { row[h] = we[h] + pe[h] + te[h] }
+        step("embeddings") {
+            for (s, ids) in sequences.enumerated() {
+                precondition(ids.count <= c.maxPositions, "sequence of \(ids.count) tokens exceeds \(c.maxPositions) positions")
+                for (t, id) in ids.enumerated() {
+                    let row = x.data + (packing.offsets[s] + t) * H
+                    let we = w.wordEmbeddings.data + Int(id) * H, pe = w.positionEmbeddings.data + t * H
+                    let te = w.tokenTypeEmbeddings.data
+                    for h in 0..<H { row[h] = we[h] + pe[h] + te[h] }
+                }
             }
+            layerNormForward(out: x, mean: nil, rstd: nil, input: x, weight: w.embNormWeight, bias: w.embNormBias, eps: c.layerNormEps)
         }
-        layerNormForward(out: x, mean: nil, rstd: nil, input: x, weight: w.embNormWeight, bias: w.embNormBias, eps: c.layerNormEps)
 
         for L in w.layers {
-            linearForward(out: qkv, input: x, weight: L.qkvWeight, bias: L.qkvBias)
-            attentionForward(out: ctx, probs: nil, scratch: ws.scratch, qkv: qkv, packing: packing, heads: c.heads)
-            linearForward(out: tmp, input: ctx, weight: L.attnOutWeight, bias: L.attnOutBias)
-            addInPlace(tmp, x)
-            layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps)
-            linearForward(out: ffn, input: x, weight: L.ffnInWeight, bias: L.ffnInBias)
-            geluForward(out: ffn, input: ffn)
-            linearForward(out: tmp, input: ffn, weight: L.ffnOutWeight, bias: L.ffnOutBias)
-            addInPlace(tmp, x)
-            layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps)
+            step("qkv gemm") { linearForward(out: qkv, input: x, weight: L.qkvWeight, packed: L.qkvPacked, bias: L.qkvBias, parallel: parallel) }
+            step("attention") { attentionForward(out: ctx, probs: nil, scratch: ws.scratch, qkv: qkv, packing: packing, heads: c.heads) }
+            step("out gemm") { linearForward(out: tmp, input: ctx, weight: L.attnOutWeight, packed: L.attnOutPacked, bias: L.attnOutBias, parallel: parallel) }
+            step("residual+norm") {
+                addInPlace(tmp, x)
+                layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps)
+            }
+            step("ffn-in gemm") { linearForward(out: ffn, input: x, weight: L.ffnInWeight, packed: L.ffnInPacked, bias: L.ffnInBias, parallel: parallel) }
+            step("gelu") { geluForward(out: ffn, input: ffn) }
+            step("ffn-out gemm") { linearForward(out: tmp, input: ffn, weight: L.ffnOutWeight, packed: L.ffnOutPacked, bias: L.ffnOutBias, parallel: parallel) }
+            step("residual+norm") {
+                addInPlace(tmp, x)
+                layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps)
+            }
         }
         return (x, packing)
     }

@@ -2,8 +2,9 @@ import Tensor
 
 // H hidden, I intermediate, V vocabulary, P positions, TT token types, L layers.
 
-/// One transformer layer's weights. Q, K and V are fused into one `[3H, H]` projection at
-/// load, so that attention's input is one matrix product.
+/// One transformer layer's weights, in PyTorch's `[out, in]` layout, each projection also
+/// packed once for the few-rows kernel. Q, K and V are fused into one `[3H, H]` projection,
+/// so that attention's input is one matrix product.
 public struct BertLayerWeights: Sendable {
     public let qkvWeight: Tensor      // [3H, H]
     public let qkvBias: Tensor        // [3H]
@@ -17,6 +18,7 @@ public struct BertLayerWeights: Sendable {
     public let ffnOutBias: Tensor     // [H]
     public let ffnNormWeight: Tensor  // [H]
     public let ffnNormBias: Tensor    // [H]
+    public let qkvPacked: PackedWeight, attnOutPacked: PackedWeight, ffnInPacked: PackedWeight, ffnOutPacked: PackedWeight
 }
 
 /// All encoder weights, shape-checked against the config at load.
@@ -56,16 +58,17 @@ public struct BertWeights: Sendable {
             }
             let (anw, anb) = try norm(p + "attention.output.LayerNorm")
             let (fnw, fnb) = try norm(p + "output.LayerNorm")
+            let ao = try t(p + "attention.output.dense.weight", [H, H])
+            let fi = try t(p + "intermediate.dense.weight", [I, H])
+            let fo = try t(p + "output.dense.weight", [H, I])
             layers.append(BertLayerWeights(
                 qkvWeight: qkv, qkvBias: qkvb,
-                attnOutWeight: try t(p + "attention.output.dense.weight", [H, H]),
-                attnOutBias: try t(p + "attention.output.dense.bias", [H]),
+                attnOutWeight: ao, attnOutBias: try t(p + "attention.output.dense.bias", [H]),
                 attnNormWeight: anw, attnNormBias: anb,
-                ffnInWeight: try t(p + "intermediate.dense.weight", [I, H]),
-                ffnInBias: try t(p + "intermediate.dense.bias", [I]),
-                ffnOutWeight: try t(p + "output.dense.weight", [H, I]),
-                ffnOutBias: try t(p + "output.dense.bias", [H]),
-                ffnNormWeight: fnw, ffnNormBias: fnb))
+                ffnInWeight: fi, ffnInBias: try t(p + "intermediate.dense.bias", [I]),
+                ffnOutWeight: fo, ffnOutBias: try t(p + "output.dense.bias", [H]),
+                ffnNormWeight: fnw, ffnNormBias: fnb,
+                qkvPacked: PackedWeight(qkv), attnOutPacked: PackedWeight(ao), ffnInPacked: PackedWeight(fi), ffnOutPacked: PackedWeight(fo)))
         }
         return BertWeights(
             wordEmbeddings: try t("embeddings.word_embeddings.weight", [c.vocabSize, H]),

@@ -141,8 +141,8 @@ public final class SentenceEncoder: Sendable {
     ///
     /// - Parameters:
     ///   - out: `[B, H]`, B = `sequences.count`
-    public func embed(_ sequences: [[Int32]], into out: Tensor, workspace: Workspace) {
-        let (hidden, packing) = model.hiddenStates(sequences, workspace: workspace)
+    public func embed(_ sequences: [[Int32]], into out: Tensor, workspace: Workspace, parallel: Parallel = .serial) {
+        let (hidden, packing) = model.hiddenStates(sequences, workspace: workspace, parallel: parallel)
         switch pooling {
         case .mean: meanPoolForward(out: out, input: hidden, packing: packing)
         case .cls: clsPoolForward(out: out, input: hidden, packing: packing)

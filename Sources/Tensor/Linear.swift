@@ -20,6 +20,34 @@ public func linearForward(out: Tensor, input: Tensor, weight: Tensor, bias: Tens
          beta: bias == nil ? 0 : 1, C: out.data, ldc: O)
 }
 
+/// `out[N, O] = input[N, I] · weightᵀ + bias` choosing the kernel by row count: OpenBLAS
+/// on the `[O, I]` weight for many rows, ``linearSmallM`` on its packed copy for few rows
+/// (where OpenBLAS's per-call packing of the weight dominates; docs/performance.md).
+///
+/// - Parameters:
+///   - out: `[N, O]`
+///   - input: `[N, I]`
+///   - weight: `[O, I]`
+///   - packed: the same weight packed for few rows (nil: always OpenBLAS)
+///   - bias: `[O]` or nil
+///   - parallel: threads for the few-rows kernel (OpenBLAS has its own)
+public func linearForward(out: Tensor, input: Tensor, weight: Tensor, packed: PackedWeight?, bias: Tensor?,
+                          parallel: Parallel = .serial) {
+    if let packed, input.shape[0] <= smallMThreshold {
+        linearSmallM(out: out, input: input, weight: packed, bias: bias, parallel: parallel)
+    } else {
+        linearForward(out: out, input: input, weight: weight, bias: bias)
+    }
+}
+
+/// Transposes `[R, C]` into a new `[C, R]` tensor.
+public func transposed(_ t: Tensor) -> Tensor {
+    let R = t.shape[0], C = t.shape[1]
+    let out = Tensor(shape: [C, R])
+    for r in 0..<R { for c in 0..<C { out.data[c * R + r] = t.data[r * C + c] } }
+    return out
+}
+
 /// Backward of ``linearForward(out:input:weight:bias:)``.
 ///
 /// - Parameters:

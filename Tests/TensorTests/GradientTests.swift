@@ -107,6 +107,21 @@ struct GradientTests {
         #expect(abs(y[0] - 0.8413447) < 1e-6)
     }
 
+    @Test("the fast erf stays within 5e-7 of libm's erff, and GELU within 1e-6, over [-10, 10]")
+    func fastErfAccuracy() {
+        var worstErf: Float = 0, worstGelu: Float = 0
+        let n = 200_001
+        let xs = Tensor(shape: [n]), ys = Tensor(shape: [n])
+        for i in 0..<n { xs[i] = -10 + 20 * Float(i) / Float(n - 1) }
+        geluForward(out: ys, input: xs)
+        for i in 0..<n {
+            worstErf = max(worstErf, abs(fastErf(xs[i]) - erff(xs[i])))
+            worstGelu = max(worstGelu, abs(ys[i] - geluReference(xs[i])))
+        }
+        #expect(worstErf < 5e-7, "erf error \(worstErf)")
+        #expect(worstGelu < 1e-6, "gelu error \(worstGelu)")
+    }
+
     @Test("softmax")
     func softmax() {
         var r = Rand(4)
@@ -208,6 +223,32 @@ struct GradientTests {
             gemm(transA: ta, transB: tb, M: M, N: N, K: K, alpha: 0.5, A: A.data, lda: ta ? M : K, B: B.data, ldb: tb ? K : N, beta: 2, C: C1.data, ldc: N)
             gemmNaive(transA: ta, transB: tb, M: M, N: N, K: K, alpha: 0.5, A: A.data, lda: ta ? M : K, B: B.data, ldb: tb ? K : N, beta: 2, C: C2.data, ldc: N)
             for i in 0..<C1.count { #expect(abs(C1[i] - C2[i]) < 1e-4) }
+        }
+    }
+}
+
+@Suite("Few-rows matrix kernel")
+struct SmallGEMMTests {
+    @Test("equals OpenBLAS for every row count 1…14, ragged column counts, with and without bias, 1 and 2 threads")
+    func matchesBLAS() {
+        var r = Rand(9)
+        for (I, O) in [(16, 16), (24, 40), (7, 33), (384, 96)] {
+            let w = r.tensor([O, I]), bias = r.tensor([O])
+            let packed = PackedWeight(w)
+            for M in 1...14 {
+                let x = r.tensor([M, I])
+                for b in [nil, bias] {
+                    let ref = Tensor(shape: [M, O])
+                    linearForward(out: ref, input: x, weight: w, bias: b)
+                    for threads in [1, 2] {
+                        let y = Tensor(shape: [M, O])
+                        linearSmallM(out: y, input: x, weight: packed, bias: b, parallel: Parallel(threads: threads))
+                        var worst: Float = 0
+                        for i in 0..<y.count { worst = max(worst, abs(y[i] - ref[i])) }
+                        #expect(worst < 1e-3, "M=\(M) I=\(I) O=\(O) threads=\(threads): \(worst)")
+                    }
+                }
+            }
         }
     }
 }

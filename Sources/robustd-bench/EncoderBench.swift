@@ -1,0 +1,132 @@
+import ArgumentParser
+import Encoder
+import Foundation
+import Tensor
+
+struct EncoderBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encoder",
+        abstract: "Encoder throughput and latency on Banking77's test sentences (the real path: tokenizer, BERT, pooling).")
+
+    @Option(help: "The model folder.")
+    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
+
+    @Option(help: "Banking77 test.csv.")
+    var data: String = "../shared/data/banking77/test.csv"
+
+    @Option(help: "Batch size for the throughput rows.")
+    var batch: Int = 64
+
+    @Option(help: "Repetitions of each throughput row (the median is shown).")
+    var repeats: Int = 3
+
+    @Option(help: "Single queries timed for the latency row.")
+    var queries: Int = 500
+
+    @Flag(help: "Print time per kernel kind (one thread, BLAS on both cores) instead of the table.")
+    var profile = false
+
+    func run() throws {
+        let t0 = Date()
+        let enc = try SentenceEncoder.load(folder: model)
+        let loadSeconds = Date().timeIntervalSince(t0)
+        let rows = parseCSV(try String(contentsOfFile: data, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
+        let texts = rows.map { $0[0] }
+        let c = enc.config
+        let engine = BatchEngine(encoder: enc)
+        let cpu = CPUInfo.read()
+        print("robustd-bench encoder: \(texts.count) sentences, \(c.layers) layers, hidden \(c.hiddenSize), \(engine.description)")
+        print("model loaded in \(String(format: "%.2f", loadSeconds)) s; CPU: \(cpu.model), \(cpu.cores) cores at \(String(format: "%.0f", cpu.mhz)) MHz")
+
+        let ids = enc.encode(texts).map(\.ids)
+        let tokens = ids.map(\.count)
+        func flops(_ lengths: [Int]) -> Double {
+            let H = Double(c.hiddenSize), I = Double(c.intermediateSize), L = Double(c.layers)
+            return lengths.reduce(0.0) { acc, T in acc + Double(T) * L * (2 * (4 * H * H + 2 * H * I) + 4 * Double(T) * H) }
+        }
+        let totalFlops = flops(tokens)
+        let out = Tensor(shape: [batch, c.hiddenSize])
+
+        func throughput(order: [Int]) -> (Double, Double) {
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let start = nowNs()
+                var i = 0
+                while i < order.count {
+                    let chunk = Array(order[i..<min(i + batch, order.count)])
+                    let encs = enc.encode(chunk.map { texts[$0] }).map(\.ids)  // tokenisation is part of the path
+                    engine.embed(encs, into: out)
+                    i += batch
+                }
+                times.append(Double(nowNs() - start) / 1e9)
+            }
+            let t = times.sorted()[times.count / 2]
+            return (Double(texts.count) / t, totalFlops / t / 1e9)
+        }
+        if profile {
+            let prof = KernelProfile()
+            let ws = Workspace(config: c)
+            BLASThreads.count = cpu.cores
+            let order = (0..<texts.count).sorted { tokens[$0] < tokens[$1] }
+            let start = nowNs()
+            var i = 0
+            while i < order.count {
+                let chunk = order[i..<min(i + batch, order.count)].map { ids[$0] }
+                _ = enc.model.hiddenStates(chunk, workspace: ws, parallel: Parallel(threads: cpu.cores), profile: prof)
+                i += batch
+            }
+            let total = Double(nowNs() - start) / 1e9
+            print(String(format: "one pass, length-sorted, batch %d: %.2f s (%.1f sentences/s)", batch, total, Double(texts.count) / total))
+            for (k, v) in prof.seconds.sorted(by: { $0.value > $1.value }) {
+                print(String(format: "  %-14@ %6.3f s  %5.1f%%", k as NSString, v, 100 * v / total))
+            }
+            return
+        }
+        let fileOrder = Array(0..<texts.count)
+        let sorted = fileOrder.sorted { tokens[$0] < tokens[$1] }
+        _ = throughput(order: Array(fileOrder.prefix(256)))  // warm-up
+        let (sortedRate, sortedGF) = throughput(order: sorted)
+        let (fileRate, fileGF) = throughput(order: fileOrder)
+
+        var lat: [UInt64] = []
+        var rng = SystemRandomNumberGenerator()
+        let one = Tensor(shape: [1, c.hiddenSize])
+        for _ in 0..<min(queries, texts.count) {
+            let i = Int.random(in: 0..<texts.count, using: &rng)
+            let s = nowNs()
+            engine.embed(enc.encode([texts[i]]).map(\.ids), into: one)
+            lat.append(nowNs() - s)
+        }
+        lat.sort()
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peak = cpu.peakGflops
+        print("")
+        print("measure                                   value")
+        print(String(format: "sentences/s, batch %d, length-sorted      %8.1f   (%.1f GFLOP/s, %.1f%% of fp32 peak)", batch, sortedRate, sortedGF, 100 * sortedGF / peak))
+        print(String(format: "sentences/s, batch %d, file order         %8.1f   (%.1f GFLOP/s, %.1f%% of fp32 peak)", batch, fileRate, fileGF, 100 * fileGF / peak))
+        print(String(format: "single query latency p50 / p99 (ms)       %8.2f / %.2f", percentile(lat, 50) / 1000, percentile(lat, 99) / 1000))
+        print(String(format: "peak RSS (MB)                             %8.1f", Double(usage.ru_maxrss) / 1024))
+        print(String(format: "tokens per sentence (mean)                %8.1f", Double(tokens.reduce(0, +)) / Double(tokens.count)))
+        print(String(format: "fp32 peak used for the share: %d cores x 2 FMA x 16 lanes x 2 x %.0f MHz = %.0f GFLOP/s", cpu.cores, cpu.mhz, peak))
+    }
+}
+
+struct CPUInfo {
+    var model: String
+    var mhz: Double
+    var cores: Int
+    var peakGflops: Double { Double(cores) * 2 * 16 * 2 * mhz / 1000 }
+
+    static func read() -> CPUInfo {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        var model = "unknown", mhz = 0.0
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2 else { continue }
+            if parts[0] == "model name" && model == "unknown" { model = parts[1] }
+            if parts[0] == "cpu MHz" && mhz == 0 { mhz = Double(parts[1]) ?? 0 }
+        }
+        return CPUInfo(model: model, mhz: mhz, cores: ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
