@@ -57,9 +57,11 @@ let package = Package(
 
         .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC"]),
+        // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
+        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSONRPC"], path: "Tests/Support"),
+        .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
-        .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "RobustdClient", "Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "RobustdClient", "Daemon", "RobustdTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -20,6 +20,12 @@ public struct Configuration: Sendable {
     public var shutdownGraceMs: UInt64 = 10_000
     /// Register the `debug/*` methods (for tests and benchmarks).
     public var enableDebugMethods = false
+    /// A HuggingFace model folder to keep resident (nil: no model; model methods answer -32020).
+    public var modelPath: String? = nil
+    /// Most texts the micro-batcher puts in one encoder batch.
+    public var maxBatch = 64
+    /// Longest a text waits for others to share its batch, in milliseconds (see MicroBatcher).
+    public var maxBatchDelayMs: UInt64 = 2
 
     public init() {}
 

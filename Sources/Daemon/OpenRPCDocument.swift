@@ -7,7 +7,9 @@ enum OpenRPCDocument {
     "title": "robustd",
     "version": "0.1.0",
     "description": "JSON-RPC 2.0 interface of robustd, a daemon that keeps a language model resident and robust in production. The same methods are served over stdio (LSP base-protocol framing) and over a Unix socket (Content-Length framing, or newline-delimited JSON when the first byte is '{' or '['). See docs/protocol.md.",
-    "license": { "name": "Apache-2.0" }
+    "license": {
+      "name": "Apache-2.0"
+    }
   },
   "methods": [
     {
@@ -15,13 +17,55 @@ enum OpenRPCDocument {
       "summary": "Start an LSP-style session; returns capabilities and serverInfo. Required first on stdio; implicit on the socket.",
       "paramStructure": "by-name",
       "params": [
-        { "name": "processId", "schema": { "type": ["integer", "null"] } },
-        { "name": "clientInfo", "schema": { "type": "object", "properties": { "name": { "type": "string" }, "version": { "type": "string" } }, "required": ["name"] } },
-        { "name": "capabilities", "schema": { "type": "object" } },
-        { "name": "initializationOptions", "schema": {} },
-        { "name": "trace", "schema": { "type": "string" } }
+        {
+          "name": "processId",
+          "schema": {
+            "type": [
+              "integer",
+              "null"
+            ]
+          }
+        },
+        {
+          "name": "clientInfo",
+          "schema": {
+            "type": "object",
+            "properties": {
+              "name": {
+                "type": "string"
+              },
+              "version": {
+                "type": "string"
+              }
+            },
+            "required": [
+              "name"
+            ]
+          }
+        },
+        {
+          "name": "capabilities",
+          "schema": {
+            "type": "object"
+          }
+        },
+        {
+          "name": "initializationOptions",
+          "schema": {}
+        },
+        {
+          "name": "trace",
+          "schema": {
+            "type": "string"
+          }
+        }
       ],
-      "result": { "name": "InitializeResult", "schema": { "$ref": "#/components/schemas/InitializeResult" } }
+      "result": {
+        "name": "InitializeResult",
+        "schema": {
+          "$ref": "#/components/schemas/InitializeResult"
+        }
+      }
     },
     {
       "name": "initialized",
@@ -33,7 +77,12 @@ enum OpenRPCDocument {
       "name": "shutdown",
       "summary": "End the session's work; only 'exit' is accepted afterwards on this session.",
       "params": [],
-      "result": { "name": "null", "schema": { "type": "null" } }
+      "result": {
+        "name": "null",
+        "schema": {
+          "type": "null"
+        }
+      }
     },
     {
       "name": "exit",
@@ -45,84 +94,238 @@ enum OpenRPCDocument {
       "name": "$/cancelRequest",
       "summary": "Notification: cancel the request with this id; it answers -32800 and its compute work stops at the next check.",
       "paramStructure": "by-name",
-      "params": [ { "name": "id", "required": true, "schema": { "$ref": "#/components/schemas/RequestId" } } ],
+      "params": [
+        {
+          "name": "id",
+          "required": true,
+          "schema": {
+            "$ref": "#/components/schemas/RequestId"
+          }
+        }
+      ],
       "x-notification": true
     },
     {
       "name": "rpc.discover",
       "summary": "This document.",
       "params": [],
-      "result": { "name": "OpenRPC", "schema": { "type": "object", "required": ["openrpc", "info", "methods"] } }
+      "result": {
+        "name": "OpenRPC",
+        "schema": {
+          "type": "object",
+          "required": [
+            "openrpc",
+            "info",
+            "methods"
+          ]
+        }
+      }
     },
     {
       "name": "daemon/status",
       "summary": "Uptime, version, connections, requests served and in flight, queue depths.",
       "params": [],
-      "result": { "name": "DaemonStatus", "schema": { "$ref": "#/components/schemas/DaemonStatus" } }
+      "result": {
+        "name": "DaemonStatus",
+        "schema": {
+          "$ref": "#/components/schemas/DaemonStatus"
+        }
+      }
     },
     {
       "name": "daemon/ping",
       "summary": "The cheapest round trip; answers {}.",
       "params": [],
-      "result": { "name": "Empty", "schema": { "$ref": "#/components/schemas/Empty" } }
+      "result": {
+        "name": "Empty",
+        "schema": {
+          "$ref": "#/components/schemas/Empty"
+        }
+      }
     },
     {
       "name": "daemon/stop",
       "summary": "Stop the daemon gracefully, as SIGTERM does: answers {}, then finishes requests in flight (bounded), flushes, removes the socket file and exits 0.",
       "params": [],
-      "result": { "name": "Empty", "schema": { "$ref": "#/components/schemas/Empty" } }
+      "result": {
+        "name": "Empty",
+        "schema": {
+          "$ref": "#/components/schemas/Empty"
+        }
+      }
+    },
+    {
+      "name": "model/info",
+      "summary": "The resident model: architecture, dimensions, parameter count, tokenizer, load time, memory, batching counters. -32020 when the daemon runs without --model.",
+      "params": [],
+      "result": {
+        "name": "ModelInfo",
+        "schema": {
+          "$ref": "#/components/schemas/ModelInfo"
+        }
+      }
+    },
+    {
+      "name": "embed",
+      "summary": "Sentence vectors (pooled and, for sentence-transformers folders, L2-normalised) for texts, through the micro-batcher shared by every client. Texts longer than the model's limit are truncated and flagged. An empty string is embedded as [CLS] [SEP].",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "texts",
+          "required": true,
+          "schema": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            },
+            "minItems": 1,
+            "maxItems": 4096
+          }
+        }
+      ],
+      "result": {
+        "name": "EmbedResult",
+        "schema": {
+          "$ref": "#/components/schemas/EmbedResult"
+        }
+      }
     },
     {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",
       "params": [
-        { "name": "ms", "required": true, "schema": { "type": "integer", "minimum": 0, "maximum": 600000 } },
-        { "name": "steps", "schema": { "type": "integer", "minimum": 1 } },
-        { "name": "workDoneToken", "schema": { "$ref": "#/components/schemas/RequestId" } }
+        {
+          "name": "ms",
+          "required": true,
+          "schema": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 600000
+          }
+        },
+        {
+          "name": "steps",
+          "schema": {
+            "type": "integer",
+            "minimum": 1
+          }
+        },
+        {
+          "name": "workDoneToken",
+          "schema": {
+            "$ref": "#/components/schemas/RequestId"
+          }
+        }
       ],
-      "result": { "name": "DebugSleepResult", "schema": { "type": "object", "properties": { "stepsDone": { "type": "integer" } }, "required": ["stepsDone"], "additionalProperties": false } }
+      "result": {
+        "name": "DebugSleepResult",
+        "schema": {
+          "type": "object",
+          "properties": {
+            "stepsDone": {
+              "type": "integer"
+            }
+          },
+          "required": [
+            "stepsDone"
+          ],
+          "additionalProperties": false
+        }
+      }
     },
     {
       "name": "debug/echo",
       "summary": "Only with --enable-debug-methods. Answers its params unchanged.",
       "paramStructure": "either",
       "params": [],
-      "result": { "name": "Echo", "schema": {} }
+      "result": {
+        "name": "Echo",
+        "schema": {}
+      }
     }
   ],
   "components": {
     "schemas": {
-      "RequestId": { "type": ["integer", "string"] },
-      "Empty": { "type": "object", "additionalProperties": false },
+      "RequestId": {
+        "type": [
+          "integer",
+          "string"
+        ]
+      },
+      "Empty": {
+        "type": "object",
+        "additionalProperties": false
+      },
       "InitializeResult": {
         "type": "object",
-        "required": ["capabilities", "serverInfo", "protocolVersion"],
+        "required": [
+          "capabilities",
+          "serverInfo",
+          "protocolVersion"
+        ],
         "properties": {
-          "capabilities": { "type": "object" },
+          "capabilities": {
+            "type": "object"
+          },
           "serverInfo": {
             "type": "object",
-            "required": ["name", "version"],
-            "properties": { "name": { "type": "string" }, "version": { "type": "string" } }
+            "required": [
+              "name",
+              "version"
+            ],
+            "properties": {
+              "name": {
+                "type": "string"
+              },
+              "version": {
+                "type": "string"
+              }
+            }
           },
-          "protocolVersion": { "type": "string" }
+          "protocolVersion": {
+            "type": "string"
+          }
         }
       },
       "ProgressParams": {
         "description": "$/progress notification params (work-done progress: begin, report, end).",
         "type": "object",
-        "required": ["token", "value"],
+        "required": [
+          "token",
+          "value"
+        ],
         "properties": {
-          "token": { "$ref": "#/components/schemas/RequestId" },
+          "token": {
+            "$ref": "#/components/schemas/RequestId"
+          },
           "value": {
             "type": "object",
-            "required": ["kind"],
+            "required": [
+              "kind"
+            ],
             "properties": {
-              "kind": { "enum": ["begin", "report", "end"] },
-              "title": { "type": "string" },
-              "message": { "type": "string" },
-              "percentage": { "type": "integer", "minimum": 0, "maximum": 100 },
-              "cancellable": { "type": "boolean" }
+              "kind": {
+                "enum": [
+                  "begin",
+                  "report",
+                  "end"
+                ]
+              },
+              "title": {
+                "type": "string"
+              },
+              "message": {
+                "type": "string"
+              },
+              "percentage": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 100
+              },
+              "cancellable": {
+                "type": "boolean"
+              }
             }
           }
         }
@@ -130,70 +333,406 @@ enum OpenRPCDocument {
       "LogMessageParams": {
         "description": "window/logMessage notification params: type 1 error, 2 warning, 3 info, 4 log.",
         "type": "object",
-        "required": ["type", "message"],
-        "properties": { "type": { "type": "integer", "minimum": 1, "maximum": 4 }, "message": { "type": "string" } }
+        "required": [
+          "type",
+          "message"
+        ],
+        "properties": {
+          "type": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 4
+          },
+          "message": {
+            "type": "string"
+          }
+        }
       },
       "DaemonStatus": {
         "type": "object",
-        "required": ["version", "pid", "uptimeSeconds", "connections", "requests", "queues", "computeThreads", "shuttingDown"],
+        "required": [
+          "version",
+          "pid",
+          "uptimeSeconds",
+          "connections",
+          "requests",
+          "queues",
+          "computeThreads",
+          "shuttingDown"
+        ],
         "additionalProperties": false,
         "properties": {
-          "version": { "type": "string" },
-          "pid": { "type": "integer" },
-          "uptimeSeconds": { "type": "number", "minimum": 0 },
-          "socketPath": { "type": "string" },
+          "version": {
+            "type": "string"
+          },
+          "pid": {
+            "type": "integer"
+          },
+          "uptimeSeconds": {
+            "type": "number",
+            "minimum": 0
+          },
+          "socketPath": {
+            "type": "string"
+          },
           "connections": {
             "type": "object",
-            "required": ["open", "stdio", "socket", "accepted", "refused", "dropped"],
+            "required": [
+              "open",
+              "stdio",
+              "socket",
+              "accepted",
+              "refused",
+              "dropped"
+            ],
             "additionalProperties": false,
             "properties": {
-              "open": { "type": "integer", "minimum": 0 },
-              "stdio": { "type": "integer", "minimum": 0 },
-              "socket": { "type": "integer", "minimum": 0 },
-              "accepted": { "type": "integer", "minimum": 0 },
-              "refused": { "type": "integer", "minimum": 0 },
-              "dropped": { "type": "integer", "minimum": 0 }
+              "open": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "stdio": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "socket": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "accepted": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "refused": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "dropped": {
+                "type": "integer",
+                "minimum": 0
+              }
             }
           },
           "requests": {
             "type": "object",
-            "required": ["served", "inFlight", "failed", "cancelled"],
+            "required": [
+              "served",
+              "inFlight",
+              "failed",
+              "cancelled"
+            ],
             "additionalProperties": false,
             "properties": {
-              "served": { "type": "integer", "minimum": 0 },
-              "inFlight": { "type": "integer", "minimum": 0 },
-              "failed": { "type": "integer", "minimum": 0 },
-              "cancelled": { "type": "integer", "minimum": 0 }
+              "served": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "inFlight": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "failed": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "cancelled": {
+                "type": "integer",
+                "minimum": 0
+              }
             }
           },
           "queues": {
             "type": "object",
-            "required": ["computePending", "computeRunning", "outputBytes"],
+            "required": [
+              "computePending",
+              "computeRunning",
+              "outputBytes",
+              "embedPending"
+            ],
             "additionalProperties": false,
             "properties": {
-              "computePending": { "type": "integer", "minimum": 0 },
-              "computeRunning": { "type": "integer", "minimum": 0 },
-              "outputBytes": { "type": "integer", "minimum": 0 }
+              "computePending": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "computeRunning": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "outputBytes": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "embedPending": {
+                "type": "integer",
+                "minimum": 0
+              }
             }
           },
-          "computeThreads": { "type": "integer", "minimum": 1 },
-          "shuttingDown": { "type": "boolean" }
+          "computeThreads": {
+            "type": "integer",
+            "minimum": 1
+          },
+          "shuttingDown": {
+            "type": "boolean"
+          }
+        }
+      },
+      "ModelInfo": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "encoder",
+          "tokenizer",
+          "loadSeconds",
+          "memory",
+          "batching",
+          "computeThreads"
+        ],
+        "properties": {
+          "encoder": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "folder",
+              "architecture",
+              "hiddenSize",
+              "layers",
+              "heads",
+              "intermediateSize",
+              "vocabSize",
+              "maxSeqLength",
+              "parameterCount",
+              "pooling",
+              "normalize"
+            ],
+            "properties": {
+              "folder": {
+                "type": "string"
+              },
+              "architecture": {
+                "type": "string"
+              },
+              "hiddenSize": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "layers": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "heads": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "intermediateSize": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "vocabSize": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "maxSeqLength": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "parameterCount": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "pooling": {
+                "enum": [
+                  "mean",
+                  "cls"
+                ]
+              },
+              "normalize": {
+                "type": "boolean"
+              }
+            }
+          },
+          "tokenizer": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "kind",
+              "vocabularySource",
+              "lowercase"
+            ],
+            "properties": {
+              "kind": {
+                "type": "string"
+              },
+              "vocabularySource": {
+                "enum": [
+                  "vocab.txt",
+                  "tokenizer.json"
+                ]
+              },
+              "lowercase": {
+                "type": "boolean"
+              }
+            }
+          },
+          "loadSeconds": {
+            "type": "number",
+            "minimum": 0
+          },
+          "memory": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "residentBytes",
+              "mappedWeightBytes",
+              "packedWeightBytes"
+            ],
+            "properties": {
+              "residentBytes": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "mappedWeightBytes": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "packedWeightBytes": {
+                "type": "integer",
+                "minimum": 0
+              }
+            }
+          },
+          "batching": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "maxBatch",
+              "maxDelayMs",
+              "batches",
+              "sequences",
+              "meanBatchSize"
+            ],
+            "properties": {
+              "maxBatch": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "maxDelayMs": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "batches": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "sequences": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "meanBatchSize": {
+                "type": "number",
+                "minimum": 0
+              }
+            }
+          },
+          "computeThreads": {
+            "type": "integer",
+            "minimum": 0
+          }
+        }
+      },
+      "EmbedResult": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "dimension",
+          "vectors",
+          "tokens",
+          "truncated"
+        ],
+        "properties": {
+          "dimension": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "vectors": {
+            "type": "array",
+            "items": {
+              "type": "array",
+              "items": {
+                "type": "number"
+              }
+            }
+          },
+          "tokens": {
+            "type": "array",
+            "items": {
+              "type": "integer",
+              "minimum": 2
+            }
+          },
+          "truncated": {
+            "type": "array",
+            "items": {
+              "type": "boolean"
+            }
+          }
         }
       }
     },
     "x-errors": [
-      { "code": -32700, "message": "Parse error" },
-      { "code": -32600, "message": "Invalid request" },
-      { "code": -32601, "message": "Method not found" },
-      { "code": -32602, "message": "Invalid params (data: field, expected, found)" },
-      { "code": -32603, "message": "Internal error" },
-      { "code": -32002, "message": "Server not initialized (stdio, before initialize)" },
-      { "code": -32800, "message": "Request cancelled" },
-      { "code": -32801, "message": "Content modified" },
-      { "code": -32802, "message": "Server cancelled" },
-      { "code": -32010, "message": "Busy: too many requests in flight on this connection" },
-      { "code": -32011, "message": "Shutting down" },
-      { "code": -32012, "message": "Reserved" }
+      {
+        "code": -32700,
+        "message": "Parse error"
+      },
+      {
+        "code": -32600,
+        "message": "Invalid request"
+      },
+      {
+        "code": -32601,
+        "message": "Method not found"
+      },
+      {
+        "code": -32602,
+        "message": "Invalid params (data: field, expected, found)"
+      },
+      {
+        "code": -32603,
+        "message": "Internal error"
+      },
+      {
+        "code": -32002,
+        "message": "Server not initialized (stdio, before initialize)"
+      },
+      {
+        "code": -32800,
+        "message": "Request cancelled"
+      },
+      {
+        "code": -32801,
+        "message": "Content modified"
+      },
+      {
+        "code": -32802,
+        "message": "Server cancelled"
+      },
+      {
+        "code": -32010,
+        "message": "Busy: too many requests in flight on this connection"
+      },
+      {
+        "code": -32011,
+        "message": "Shutting down"
+      },
+      {
+        "code": -32012,
+        "message": "Reserved"
+      },
+      {
+        "code": -32020,
+        "message": "No model loaded (start robustd with --model PATH)"
+      }
     ]
   }
 }

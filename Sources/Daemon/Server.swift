@@ -1,4 +1,5 @@
 import CLibUV
+import Encoder
 import EventLoop
 import Foundation
 import JSONRPC
@@ -15,6 +16,9 @@ public final class Server {
     public let compute: ComputePool
     public let router = Router()
     let startedAt = Date()
+    /// The resident model and its batcher, when started with one.
+    public private(set) var encoder: SentenceEncoder?
+    public private(set) var batcher: MicroBatcher?
 
     struct Stats {
         var accepted = 0, refused = 0, dropped = 0
@@ -46,7 +50,18 @@ public final class Server {
             let window = WindowLogHandler(loop: loop, server: LoopBound(WindowLogHandler.WeakServer(self), loop: loop))
             self.logger = Logger(label: logger.label) { _ in MultiplexLogHandler([base, window]) }
         }
+        if let path = config.modelPath {
+            let enc = try SentenceEncoder.load(folder: path)
+            encoder = enc
+            batcher = MicroBatcher(engine: BatchEngine(encoder: enc, threads: config.computeThreads), loop: loop, compute: compute,
+                                   maxBatch: config.maxBatch, maxDelayMs: config.maxBatchDelayMs)
+            logger.info("model loaded", metadata: [
+                "folder": "\(path)", "layers": "\(enc.config.layers)", "hidden": "\(enc.config.hiddenSize)",
+                "parameters": "\(enc.config.parameterCount)", "seconds": "\(String(format: "%.2f", enc.loadSeconds))",
+            ])
+        }
         registerLifecycleMethods()
+        registerModelMethods()
     }
 
     public var socketPath: String? { boundSocketPath }
@@ -218,6 +233,7 @@ public final class Server {
     }
 
     private func closeRemainingHandles() {
+        batcher?.close()
         for s in signals { s.close() }
         signals.removeAll()
         stopTimer?.close()
@@ -246,7 +262,7 @@ public final class Server {
                                accepted: stats.accepted, refused: stats.refused, dropped: stats.dropped),
             requests: .init(served: stats.served, inFlight: stats.inFlight, failed: stats.failed, cancelled: stats.cancelled),
             queues: .init(computePending: depth.pending, computeRunning: depth.running,
-                          outputBytes: conns.reduce(0) { $0 + $1.queuedOutputBytes }),
+                          outputBytes: conns.reduce(0) { $0 + $1.queuedOutputBytes }, embedPending: batcher?.pendingTexts ?? 0),
             computeThreads: compute.threadCount,
             shuttingDown: isStopping)
     }

@@ -160,4 +160,15 @@ public final class SentenceEncoder: Sendable {
     }
 
     public var hiddenSize: Int { config.hiddenSize }
+
+    /// Bytes of model.safetensors mapped into memory (resident only where touched).
+    public var mappedWeightBytes: Int { weightsFile.entries.values.reduce(0) { $0 + $1.end - $1.begin } }
+
+    /// Bytes of the weight copies made at load (the fused QKV and the few-rows packing).
+    public var packedWeightBytes: Int {
+        model.weights.layers.reduce(0) { acc, L in
+            acc + (L.qkvWeight.count + L.qkvBias.count) * 4 + L.qkvPacked.byteCount + L.attnOutPacked.byteCount
+                + L.ffnInPacked.byteCount + L.ffnOutPacked.byteCount
+        }
+    }
 }

@@ -88,7 +88,10 @@ public enum JSONWriter {
             out.append(contentsOf: String(Int64(d)).utf8)
             return
         }
-        out.append(contentsOf: "\(d)".utf8)
+        // A value that is exactly a Float (model outputs) is written with Float's shortest
+        // form: 0.03535237, not 0.035352371633052826.
+        let f = Float(d)
+        if Double(f) == d { out.append(contentsOf: "\(f)".utf8) } else { out.append(contentsOf: "\(d)".utf8) }
     }
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)

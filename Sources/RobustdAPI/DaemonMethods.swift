@@ -34,8 +34,11 @@ public enum DaemonStatus: RPCRequest {
             public var computeRunning: Int
             /// Bytes written by the daemon but not yet taken by clients, over all connections.
             public var outputBytes: Int
-            public init(computePending: Int, computeRunning: Int, outputBytes: Int) {
+            /// Texts waiting in the micro-batcher for the encoder.
+            public var embedPending: Int
+            public init(computePending: Int, computeRunning: Int, outputBytes: Int, embedPending: Int) {
                 self.computePending = computePending; self.computeRunning = computeRunning; self.outputBytes = outputBytes
+                self.embedPending = embedPending
             }
         }
         public var version: String

@@ -44,6 +44,15 @@ struct RobustdCommand: ParsableCommand {
     @Flag(help: "Register the debug/* methods (tests and benchmarks).")
     var enableDebugMethods = false
 
+    @Option(help: ArgumentHelp("A HuggingFace model folder to keep resident (e.g. ~/.cache/robustd/models/all-MiniLM-L6-v2).", valueName: "PATH"))
+    var model: String?
+
+    @Option(help: "Most texts in one encoder batch.")
+    var maxBatch: Int = Configuration().maxBatch
+
+    @Option(help: "Longest a text waits for others to share its batch, in milliseconds.")
+    var maxBatchDelayMs: UInt64 = Configuration().maxBatchDelayMs
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of: trace, debug, info, notice, warning, error, critical")
@@ -52,6 +61,8 @@ struct RobustdCommand: ParsableCommand {
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
         guard computeThreads >= 1 && computeThreads <= 256 else { throw ValidationError("--compute-threads must be between 1 and 256") }
+        guard maxBatch >= 1 && maxBatch <= 4096 else { throw ValidationError("--max-batch must be between 1 and 4096") }
+        guard maxBatchDelayMs <= 1000 else { throw ValidationError("--max-batch-delay-ms must be at most 1000") }
     }
 
     func run() throws {
@@ -68,6 +79,9 @@ struct RobustdCommand: ParsableCommand {
         config.computeThreads = computeThreads
         config.shutdownGraceMs = shutdownGraceMs
         config.enableDebugMethods = enableDebugMethods
+        config.modelPath = model.map { ($0 as NSString).expandingTildeInPath }
+        config.maxBatch = maxBatch
+        config.maxBatchDelayMs = maxBatchDelayMs
 
         let code: Int32
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import RobustdTestSupport
 import JSONRPC
 import Testing
 @testable import Encoder

@@ -1,4 +1,5 @@
 import Foundation
+import RobustdTestSupport
 import Testing
 @testable import Encoder
 import Tensor

@@ -1,36 +1,36 @@
 import Foundation
 import JSONRPC
-@testable import Encoder
+import Encoder
 import Tensor
 
-enum Paths {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
-    static var fixture: URL { shared.appendingPathComponent("fixtures/minilm-reference.json") }
+public enum Paths {
+    public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    public static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    public static var fixture: URL { shared.appendingPathComponent("fixtures/minilm-reference.json") }
 
     /// The reference model: `ROBUSTD_MODEL_DIR`, or where scripts/fetch-model puts it.
-    static var referenceModel: String {
+    public static var referenceModel: String {
         ProcessInfo.processInfo.environment["ROBUSTD_MODEL_DIR"]
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
     }
 }
 
 /// The reference model, loaded once for all tests.
-enum Reference {
-    static let encoder: Result<SentenceEncoder, ModelError> = Result { () throws(ModelError) in
+public enum Reference {
+    public static let encoder: Result<SentenceEncoder, ModelError> = Result { () throws(ModelError) in
         try SentenceEncoder.load(folder: Paths.referenceModel)
     }
 
-    struct Item {
-        let name: String
-        let text: String
-        let inputIDs: [Int32]
-        let stInputIDs: [Int32]
-        let untruncated: Int
-        let embedding: [Float]
+    public struct Item: Sendable {
+        public let name: String
+        public let text: String
+        public let inputIDs: [Int32]
+        public let stInputIDs: [Int32]
+        public let untruncated: Int
+        public let embedding: [Float]
     }
 
-    static let items: [Item] = {
+    public static let items: [Item] = {
         let data = try! Data(contentsOf: Paths.fixture)
         let json = try! JSONParser.parse(Array(data))
         return json["items"]!.arrayValue!.map { it in
@@ -45,15 +45,15 @@ enum Reference {
 
 /// Writes a tiny, randomly initialised BERT in the HuggingFace layout, for tests of the
 /// loading code path and the forward pass without the real model.
-enum TinyModel {
-    static let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "card", "is", "late", "my", "##s", "?", "a", "b", "##c"]
+public enum TinyModel {
+    public static let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "card", "is", "late", "my", "##s", "?", "a", "b", "##c"]
 
-    static func config(layers: Int = 2) -> BertConfig {
+    public static func config(layers: Int = 2) -> BertConfig {
         BertConfig(hiddenSize: 8, layers: layers, heads: 2, intermediateSize: 16, vocabSize: vocab.count, maxPositions: 16,
                    typeVocabSize: 2, layerNormEps: 1e-12)
     }
 
-    static func tensors(_ c: BertConfig, seed: UInt64 = 1) -> [(String, Tensor)] {
+    public static func tensors(_ c: BertConfig, seed: UInt64 = 1) -> [(String, Tensor)] {
         var state = seed
         func rand(_ shape: [Int], scale: Float = 0.5) -> Tensor {
             let t = Tensor(shape: shape)
@@ -88,7 +88,7 @@ enum TinyModel {
 
     /// Writes the folder and returns its path.
     @discardableResult
-    static func write(to dir: String, config c: BertConfig = config(), dtype: SafeTensorsWriter.DType = .F32,
+    public static func write(to dir: String, config c: BertConfig = config(), dtype: SafeTensorsWriter.DType = .F32,
                       prefix: String = "", tensors: [(String, Tensor)]? = nil) throws -> String {
         try FileManager.default.createDirectory(atPath: dir + "/1_Pooling", withIntermediateDirectories: true)
         try Data(JSONWriter.string(c.json).utf8).write(to: URL(fileURLWithPath: dir + "/config.json"))
@@ -104,9 +104,9 @@ enum TinyModel {
     }
 }
 
-final class TempFolder {
-    let path: String
-    init() {
+public final class TempFolder {
+    public let path: String
+    public init() {
         path = "/tmp/robustd-enc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }

@@ -1,0 +1,144 @@
+import Encoder
+import EventLoop
+import Foundation
+import JSONRPC
+import Tensor
+
+/// Sentence vectors for one request's texts, as the batcher hands them back.
+public struct EmbeddedTexts: Sendable {
+    /// `count × dimension` floats, row-major.
+    public var vectors: [Float]
+    public var dimension: Int
+    public var tokens: [Int]
+    public var truncated: [Bool]
+
+    public func vector(_ i: Int) -> ArraySlice<Float> { vectors[(i * dimension)..<((i + 1) * dimension)] }
+}
+
+/// Gathers the texts of concurrent requests from every client into one batch for the encoder.
+///
+/// Policy: when the engine is idle and nothing else arrived within the last `maxDelayMs`, a
+/// request runs at once (no added latency under light traffic). Otherwise requests gather
+/// until `maxBatch` texts are queued or the oldest has waited `maxDelayMs`. One batch runs at
+/// a time (the engine uses both cores itself); while it runs, the next one gathers. A request
+/// cancelled while queued is left out of its batch.
+///
+/// - Important: Used only on the loop thread.
+public final class MicroBatcher {
+    struct Pending {
+        let texts: [String]
+        let token: CancellationToken
+        let completion: (Result<EmbeddedTexts, RPCError>) -> Void
+    }
+
+    public let engine: BatchEngine
+    public let maxBatch: Int
+    public let maxDelayMs: UInt64
+    private let loop: Loop
+    private let compute: ComputePool
+    private var queue: [Pending] = []
+    private var queuedTexts = 0
+    private var running = false
+    private var timer: EventLoop.Timer?
+    private var timerArmed = false
+    private var lastArrival: UInt64 = 0
+    public private(set) var batches = 0
+    public private(set) var sequences = 0
+
+    public init(engine: BatchEngine, loop: Loop, compute: ComputePool, maxBatch: Int, maxDelayMs: UInt64) {
+        self.engine = engine
+        self.loop = loop
+        self.compute = compute
+        self.maxBatch = max(1, maxBatch)
+        self.maxDelayMs = maxDelayMs
+    }
+
+    /// Texts waiting for a batch.
+    public var pendingTexts: Int { queuedTexts }
+
+    /// Queues `texts`; `completion` runs on the loop with their vectors (or -32800 if the
+    /// token was cancelled before the batch ran).
+    public func submit(_ texts: [String], token: CancellationToken, completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
+        let now = loop.now
+        let quiet = now >= lastArrival + maxDelayMs
+        lastArrival = now
+        queue.append(Pending(texts: texts, token: token, completion: completion))
+        queuedTexts += texts.count
+        if running { return }
+        if queuedTexts >= maxBatch || maxDelayMs == 0 || quiet {
+            dispatch()
+        } else {
+            armTimer()
+        }
+    }
+
+    private func armTimer() {
+        guard !timerArmed else { return }
+        if timer == nil { timer = try? EventLoop.Timer(loop: loop) }
+        timerArmed = true
+        timer?.start(timeoutMs: maxDelayMs) { [weak self] in
+            guard let self else { return }
+            self.timerArmed = false
+            if !self.running { self.dispatch() }
+        }
+    }
+
+    private func dispatch() {
+        if timerArmed { timer?.stop(); timerArmed = false }
+        // Take requests up to maxBatch texts (a larger request goes alone), dropping cancelled ones.
+        var batch: [Pending] = []
+        var count = 0
+        while let first = queue.first {
+            if first.token.isCancelled {
+                queue.removeFirst()
+                queuedTexts -= first.texts.count
+                first.completion(.failure(.cancelled))
+                continue
+            }
+            if !batch.isEmpty && count + first.texts.count > maxBatch { break }
+            batch.append(queue.removeFirst())
+            queuedTexts -= first.texts.count
+            count += first.texts.count
+        }
+        guard !batch.isEmpty else { return }
+        running = true
+        batches += 1
+        sequences += count
+        let texts = batch.flatMap(\.texts)
+        let counts = batch.map(\.texts.count)
+        let engine = self.engine
+        compute.submit(work: { _ -> [EmbeddedTexts] in
+            let encoder = engine.encoder
+            let encodings = encoder.encode(texts)
+            let H = encoder.hiddenSize
+            let out = Tensor(shape: [max(1, texts.count), H])
+            // Sorting by length keeps each worker's share of the batch balanced.
+            engine.embed(encodings.map(\.ids), into: out)
+            var results: [EmbeddedTexts] = []
+            var start = 0
+            for n in counts {
+                let vectors = Array(UnsafeBufferPointer(start: out.data + start * H, count: n * H))
+                results.append(EmbeddedTexts(vectors: vectors, dimension: H,
+                                             tokens: encodings[start..<(start + n)].map(\.ids.count),
+                                             truncated: encodings[start..<(start + n)].map(\.wasTruncated)))
+                start += n
+            }
+            return results
+        }, completion: { [weak self] results in
+            guard let self else { return }
+            self.running = false
+            if let results {
+                for (p, r) in zip(batch, results) { p.completion(.success(r)) }
+            } else {
+                for p in batch { p.completion(.failure(.internalError("the batch did not run"))) }
+            }
+            // Whatever gathered while this batch ran has already waited: run it now.
+            if !self.queue.isEmpty { self.dispatch() }
+        })
+    }
+
+    public func close() {
+        timer?.close()
+        timer = nil
+    }
+}

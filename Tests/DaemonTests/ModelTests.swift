@@ -1,0 +1,130 @@
+import Foundation
+import JSONRPC
+import RobustdClient
+import RobustdTestSupport
+import Testing
+
+@Suite("The resident model in the daemon")
+struct ModelTests {
+    func floats(_ v: JSONValue?) -> [Float] { (v?.arrayValue ?? []).map { Float($0.doubleValue ?? .nan) } }
+
+    @Test("embed through the daemon matches the reference embeddings, batched and one by one")
+    func parityThroughDaemon() throws {
+        let d = try DaemonProcess(extraArgs: ["--model", Paths.referenceModel])
+        let c = try d.client()
+        let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let all = try c.call("embed", ["texts": .array(texts.map { .string($0) })], timeout: 60).get()
+        #expect(all["dimension"] == 384)
+        for (i, item) in Reference.items.enumerated() {
+            let batched = floats(all["vectors"]?[i])
+            let single = floats(try c.call("embed", ["texts": [.string(texts[i])]], timeout: 30).get()["vectors"]?[0])
+            for v in [batched, single] {
+                #expect(v.count == 384)
+                var maxDiff: Float = 0, dot: Float = 0
+                for h in 0..<min(v.count, 384) { maxDiff = max(maxDiff, abs(v[h] - item.embedding[h])); dot += v[h] * item.embedding[h] }
+                #expect(maxDiff <= 1e-4, "\(item.name): \(maxDiff)")
+                #expect(dot >= 0.99999, "\(item.name): cosine \(dot)")
+            }
+        }
+        // The 452-token sentence is cut to the model's 256 and says so.
+        let long = Reference.items.firstIndex { $0.name == "long_256_plus" }!
+        #expect(all["tokens"]?[long] == 256)
+        #expect(all["truncated"]?[long] == true)
+        let info = try c.call("model/info").get()
+        #expect(info["encoder"]?["parameterCount"] == 22_565_376)
+        #expect((info["memory"]?["residentBytes"]?.intValue ?? 0) > 0)
+    }
+
+    @Test("concurrent requests from many clients are merged into shared batches, each answer its own")
+    func batching() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let d = try DaemonProcess(extraArgs: ["--model", dir.path, "--max-batch-delay-ms", "20", "--max-batch", "64"])
+        let reference = try d.client().call("embed", ["texts": ["my card is late", "the card?"]]).get()
+        final class Box: @unchecked Sendable { let lock = NSLock(); var failures: [String] = [] }
+        let box = Box()
+        let group = DispatchGroup()
+        let path = d.socketPath
+        for k in 0..<8 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                do {
+                    let c = try RPCClient.validating(path: path)
+                    for _ in 0..<10 {
+                        let text = k % 2 == 0 ? "my card is late" : "the card?"
+                        let r = try c.call("embed", ["texts": [.string(text)]], timeout: 30).get()
+                        let expected = reference["vectors"]?[k % 2]
+                        let got = r["vectors"]?[0]
+                        for h in 0..<8 {
+                            let a = got?[h]?.doubleValue ?? .nan, b = expected?[h]?.doubleValue ?? 0
+                            if abs(a - b) > 1e-5 { box.lock.lock(); box.failures.append("client \(k): \(a) vs \(b)"); box.lock.unlock(); return }
+                        }
+                    }
+                } catch { box.lock.lock(); box.failures.append("\(error)"); box.lock.unlock() }
+            }.start()
+        }
+        group.wait()
+        #expect(box.failures == [])
+        let info = try d.client().call("model/info").get()
+        let batches = info["batching"]?["batches"]?.intValue ?? 0
+        let sequences = info["batching"]?["sequences"]?.intValue ?? 0
+        #expect(sequences == 82)
+        #expect(batches < 82, "no request was merged: \(batches) batches for \(sequences) texts")
+        #expect((info["batching"]?["meanBatchSize"]?.doubleValue ?? 0) > 1)
+    }
+
+    @Test("a request cancelled while queued is answered -32800 and left out of its batch")
+    func cancelQueued() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let d = try DaemonProcess(extraArgs: ["--model", dir.path, "--compute-threads", "1"])
+        let c = try d.client()
+        // Occupy the only compute thread, so the embed batch waits behind it.
+        let sleeper = try d.client()
+        try sleeper.send(.request(id: .int(1), method: "debug/sleep", params: ["ms": 600, "steps": 6]))
+        usleep(100_000)
+        try c.send(.request(id: .int(10), method: "embed", params: ["texts": ["my card is late"]]))
+        try c.send(.request(id: .int(11), method: "embed", params: ["texts": ["the card?", "a b c"]]))
+        usleep(50_000)
+        try c.send(.notification(method: "$/cancelRequest", params: ["id": 11]))
+        let cancelled = try c.awaitResponse(id: .int(11), timeout: 5)
+        #expect(cancelled.map { _ in 0 } == .failure(RPCError(.requestCancelled, "Request cancelled")))
+        let first = try c.awaitResponse(id: .int(10), timeout: 10)
+        #expect((try? first.get())?["vectors"]?.arrayValue?.count == 1)
+        let info = try c.call("model/info").get()
+        #expect(info["batching"]?["sequences"] == 1)
+    }
+
+    @Test("without a model, model methods answer -32020 and say how to load one; bad params are named")
+    func noModelAndBadParams() throws {
+        let d = try DaemonProcess()
+        let c = try d.client()
+        guard case .failure(let e) = try c.call("embed", ["texts": ["x"]]) else { Issue.record("embed worked without a model"); return }
+        #expect(e.code.rawValue == -32020)
+        #expect(e.message.contains("--model"))
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let m = try DaemonProcess(extraArgs: ["--model", dir.path])
+        let mc = try m.client()
+        guard case .failure(let empty) = try mc.call("embed", ["texts": []]) else { Issue.record("empty accepted"); return }
+        #expect(empty.data?["field"] == "texts")
+        guard case .failure(let wrong) = try mc.call("embed", ["texts": [1]]) else { Issue.record("number accepted"); return }
+        #expect(wrong.data?["field"] == "texts[0]")
+        let ok = try mc.call("embed", ["texts": ["", .string(String(repeating: "card ", count: 100))]]).get()
+        #expect(ok["tokens"] == [2, 12])
+        #expect(ok["truncated"] == [false, true])
+    }
+
+    @Test("a corrupt model folder stops the daemon at start with the reason")
+    func corruptModelAtStart() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        try Data("{".utf8).write(to: URL(fileURLWithPath: dir.path + "/config.json"))
+        let tmp = TempDir()
+        let (status, _, err) = try run(Binaries.robustd, ["--socket", tmp.path + "/s.sock", "--model", dir.path])
+        #expect(status != 0)
+        #expect(err.contains("config.json"))
+        #expect(!FileManager.default.fileExists(atPath: tmp.path + "/s.sock"))
+    }
+}
