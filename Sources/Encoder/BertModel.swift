@@ -20,17 +20,20 @@ public final class Workspace {
 
     deinit { scratch?.deallocate() }
 
-    func reserve(tokens N: Int, maxLength T: Int) {
+    private var scratchThreads = 1
+
+    func reserve(tokens N: Int, maxLength T: Int, threads: Int) {
         if N > capacity {
             let c = max(N, capacity * 3 / 2, 256)
             x = Tensor(shape: [c, H]); qkv = Tensor(shape: [c, 3 * H]); ctx = Tensor(shape: [c, H])
             tmp = Tensor(shape: [c, H]); ffn = Tensor(shape: [c, I])
             capacity = c
         }
-        if T > maxLength {
+        if T > maxLength || threads > scratchThreads {
             scratch?.deallocate()
-            scratch = .allocate(capacity: T * T)
-            maxLength = T
+            maxLength = max(T, maxLength)
+            scratchThreads = max(threads, scratchThreads)
+            scratch = .allocate(capacity: maxLength * maxLength * scratchThreads)
         }
     }
 
@@ -74,7 +77,13 @@ public final class BertModel: Sendable {
         let c = config, H = c.hiddenSize, I = c.intermediateSize
         let packing = Packing(lengths: sequences.map(\.count))
         let N = packing.totalTokens
-        ws.reserve(tokens: N, maxLength: packing.maxLength)
+        ws.reserve(tokens: N, maxLength: packing.maxLength, threads: parallel.threads)
+        // Row-wise kernels and attention split across threads only when there is enough work:
+        // for a single short query, waking the other thread costs more than it saves (measured).
+        let split = N >= 256 ? parallel : .serial
+        let P = split.threads
+        /// Rows of `n` for part k of the parallel split.
+        @Sendable func rows(_ n: Int, _ k: Int) -> Range<Int> { (n * k / P)..<(n * (k + 1) / P) }
         let x = ws.view(ws.x, N, H), qkv = ws.view(ws.qkv, N, 3 * H), ctx = ws.view(ws.ctx, N, H)
         let tmp = ws.view(ws.tmp, N, H), ffn = ws.view(ws.ffn, N, I)
         let w = weights
@@ -95,18 +104,26 @@ public final class BertModel: Sendable {
 
         for L in w.layers {
             step("qkv gemm") { linearForward(out: qkv, input: x, weight: L.qkvWeight, packed: L.qkvPacked, bias: L.qkvBias, parallel: parallel) }
-            step("attention") { attentionForward(out: ctx, probs: nil, scratch: ws.scratch, qkv: qkv, packing: packing, heads: c.heads) }
+            step("attention") { attentionForward(out: ctx, scratch: ws.scratch!, qkv: qkv, packing: packing, heads: c.heads, parallel: split) }
             step("out gemm") { linearForward(out: tmp, input: ctx, weight: L.attnOutWeight, packed: L.attnOutPacked, bias: L.attnOutBias, parallel: parallel) }
             step("residual+norm") {
-                addInPlace(tmp, x)
-                layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps)
+                split.run { k in
+                    residualLayerNorm(x: x, sublayer: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps, rows: rows(N, k))
+                }
             }
             step("ffn-in gemm") { linearForward(out: ffn, input: x, weight: L.ffnInWeight, packed: L.ffnInPacked, bias: L.ffnInBias, parallel: parallel) }
-            step("gelu") { geluForward(out: ffn, input: ffn) }
+            step("gelu") {
+                let f = ffn
+                split.run { k in
+                    let r = rows(N, k)
+                    geluForward(out: f.data + r.lowerBound * I, input: f.data + r.lowerBound * I, count: r.count * I)
+                }
+            }
             step("ffn-out gemm") { linearForward(out: tmp, input: ffn, weight: L.ffnOutWeight, packed: L.ffnOutPacked, bias: L.ffnOutBias, parallel: parallel) }
             step("residual+norm") {
-                addInPlace(tmp, x)
-                layerNormForward(out: x, mean: nil, rstd: nil, input: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps)
+                split.run { k in
+                    residualLayerNorm(x: x, sublayer: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps, rows: rows(N, k))
+                }
             }
         }
         return (x, packing)

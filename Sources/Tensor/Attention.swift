@@ -29,17 +29,48 @@ public func attentionForward(out: Tensor, probs: Tensor?, scratch: UnsafeMutable
     }
 }
 
-/// One sequence, every head. Exposed for callers that split sequences across threads.
+/// Inference attention split across threads: by sequence when there are enough of them,
+/// else by head (a single query).
+///
+/// - Parameters:
+///   - scratch: at least `parallel.threads · Tmax²` floats
+public func attentionForward(out: Tensor, scratch: UnsafeMutablePointer<Float>, qkv: Tensor, packing: Packing,
+                             heads NH: Int, parallel: Parallel) {
+    let N = packing.totalTokens, H = out.shape[1], HS = H / NH
+    qkv.check([N, 3 * H], "qkv")
+    out.check([N, H], "out")
+    let P = parallel.threads, T2 = packing.maxLength * packing.maxLength
+    let o = MPtr(out.data), q = Ptr(UnsafePointer(qkv.data)), sc = MPtr(scratch)
+    if packing.count >= P {
+        parallel.run { k in
+            for s in stride(from: k, to: packing.count, by: P) {
+                attendOne(out: o.p, probs: nil, scratch: sc.p + k * T2, qkv: q.p, offset: packing.offsets[s],
+                          T: packing.lengths[s], H: H, NH: NH, HS: HS, headRange: 0..<NH)
+            }
+        }
+    } else {
+        parallel.run { k in
+            let lo = NH * k / P, hi = NH * (k + 1) / P
+            for s in 0..<packing.count {
+                attendOne(out: o.p, probs: nil, scratch: sc.p + k * T2, qkv: q.p, offset: packing.offsets[s],
+                          T: packing.lengths[s], H: H, NH: NH, HS: HS, headRange: lo..<hi)
+            }
+        }
+    }
+}
+
+/// One sequence, the heads in `headRange` (all by default). Exposed for callers that split
+/// sequences or heads across threads.
 ///
 /// - Parameters:
 ///   - probs: `[NH, T, T]` for this sequence, or nil (then `scratch` holds `[T, T]`)
 public func attendOne(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>?,
                       scratch: UnsafeMutablePointer<Float>?, qkv: UnsafePointer<Float>,
-                      offset: Int, T: Int, H: Int, NH: Int, HS: Int) {
+                      offset: Int, T: Int, H: Int, NH: Int, HS: Int, headRange: Range<Int>? = nil) {
     let scale = 1 / Float(HS).squareRoot()
     let rowQKV = 3 * H
     let base = qkv + offset * rowQKV
-    for h in 0..<NH {
+    for h in headRange ?? 0..<NH {
         let P = probs.map { $0 + h * T * T } ?? scratch!
         let Q = base + h * HS, K = base + H + h * HS, V = base + 2 * H + h * HS
         // P[T, T] = Q Kᵀ · scale

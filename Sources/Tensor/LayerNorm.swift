@@ -31,6 +31,32 @@ public func layerNormForward(out: Tensor, mean: Tensor?, rstd: Tensor?, input: T
     }
 }
 
+/// `x = layerNorm(x + sublayer)` for the rows in `rows`: the residual connection and the
+/// normalisation in one pass (inference), writing the sum back into `sublayer`.
+///
+/// - Parameters:
+///   - x: `[N, H]`, the residual stream; overwritten with the result
+///   - sublayer: `[N, H]`, the sublayer's output; overwritten with `x + sublayer`
+///   - weight, bias: `[H]`
+///   - rows: the rows to process (callers split rows across threads)
+public func residualLayerNorm(x: Tensor, sublayer: Tensor, weight: Tensor, bias: Tensor, eps: Float, rows: Range<Int>) {
+    let H = x.shape[1]
+    precondition(sublayer.shape == x.shape, "sublayer: \(sublayer.shape) vs \(x.shape)")
+    weight.check([H], "weight")
+    let w = weight.data, b = bias.data
+    for n in rows {
+        let y = x.data + n * H, t = sublayer.data + n * H
+        var m: Float = 0
+        for h in 0..<H { let v = t[h] + y[h]; t[h] = v; m += v }
+        m /= Float(H)
+        var v: Float = 0
+        for h in 0..<H { let d = t[h] - m; v += d * d }
+        v /= Float(H)
+        let r = 1 / (v + eps).squareRoot()
+        for h in 0..<H { y[h] = (t[h] - m) * r * w[h] + b[h] }
+    }
+}
+
 /// Backward of ``layerNormForward``.
 ///
 /// - Parameters:

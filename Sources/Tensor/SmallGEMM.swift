@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 
 /// Splits work across threads: `run { k in … }` calls the body once per part k in
@@ -17,6 +18,18 @@ public struct Parallel: Sendable {
 /// Rows up to which ``linearForwardT`` uses its own kernel rather than OpenBLAS. For few
 /// rows OpenBLAS spends its time packing the weight matrix (measured: docs/performance.md).
 public let smallMThreshold = 64
+
+/// A row of zeros shared by every call (read only), so the kernel allocates nothing.
+final class ZeroRow: Sendable {
+    static let capacity = 16384
+    static let shared = ZeroRow()
+    let data: UnsafePointer<Float>
+    private init() {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: Self.capacity)
+        p.initialize(repeating: 0, count: Self.capacity)
+        data = UnsafePointer(p)
+    }
+}
 
 /// Pointers handed to worker threads that write disjoint parts of one buffer.
 struct Ptr: @unchecked Sendable { let p: UnsafePointer<Float>; init(_ p: UnsafePointer<Float>) { self.p = p } }
@@ -68,11 +81,17 @@ public func linearSmallM(out: Tensor, input: Tensor, weight: PackedWeight, bias:
     let b = bias.map { Ptr(UnsafePointer($0.data)) }
     let parts = parallel.threads
     let panels = (O + 15) / 16
-    // Rows past M in the last block of 6 read this zero row; their results are not stored.
-    let zero = UnsafeMutablePointer<Float>.allocate(capacity: I)
-    zero.initialize(repeating: 0, count: I)
-    defer { zero.deallocate() }
-    let z = Ptr(UnsafePointer(zero))
+    // Rows past M in the last block of 6 read a zero row; their results are not stored.
+    let z: Ptr
+    var owned: UnsafeMutablePointer<Float>? = nil
+    if I <= ZeroRow.capacity {
+        z = Ptr(ZeroRow.shared.data)
+    } else {
+        owned = .allocate(capacity: I)
+        owned!.initialize(repeating: 0, count: I)
+        z = Ptr(UnsafePointer(owned!))
+    }
+    defer { owned?.deallocate() }
     parallel.run { k in
         let lo = min(O, (panels * k / parts) * 16), hi = min(O, (panels * (k + 1) / parts) * 16)
         var o = lo
@@ -116,6 +135,7 @@ private func kernel6x16(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
     let x3 = rows > 3 ? x0 + 3 * I : zero, x4 = rows > 4 ? x0 + 4 * I : zero, x5 = rows > 5 ? x0 + 5 * I : zero
     var wp = w
     for i in 0..<I {
+        robustd_prefetch(wp + 1024)  // ahead in the panel
         let wl = load8(wp), wh = load8(wp + 8)
         var s = SIMD8<Float>(repeating: x0[i]); a0.addProduct(s, wl); a1.addProduct(s, wh)
         s = SIMD8<Float>(repeating: x1[i]); c0.addProduct(s, wl); c1.addProduct(s, wh)
