@@ -20,7 +20,7 @@ public struct Parallel: Sendable {
 public let smallMThreshold = 64
 
 /// A row of zeros shared by every call (read only), so the kernel allocates nothing.
-final class ZeroRow: Sendable {
+final class ZeroRow: @unchecked Sendable {
     static let capacity = 16384
     static let shared = ZeroRow()
     let data: UnsafePointer<Float>
