@@ -11,8 +11,9 @@ struct EncoderBench: ParsableCommand {
     @Option(help: "The model folder.")
     var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
 
-    @Option(help: "Banking77 test.csv.")
-    var data: String = "../shared/data/banking77/test.csv"
+    @Option(help: "Banking77 test.csv (default: shared/ beside the checkout).")
+    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77/test.csv").path
 
     @Option(help: "Batch size for the throughput rows.")
     var batch: Int = 64

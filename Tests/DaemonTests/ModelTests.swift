@@ -10,6 +10,7 @@ struct ModelTests {
 
     @Test("embed through the daemon matches the reference embeddings, batched and one by one")
     func parityThroughDaemon() throws {
+        #expect(Reference.items.count == 25, "fixture not found or incomplete at \(Paths.fixture.path)")
         let d = try DaemonProcess(extraArgs: ["--model", Paths.referenceModel])
         let c = try d.client()
         let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -27,7 +28,7 @@ struct ModelTests {
             }
         }
         // The 452-token sentence is cut to the model's 256 and says so.
-        let long = Reference.items.firstIndex { $0.name == "long_256_plus" }!
+        let long = try #require(Reference.items.firstIndex { $0.name == "long_256_plus" })
         #expect(all["tokens"]?[long] == 256)
         #expect(all["truncated"]?[long] == true)
         let info = try c.call("model/info").get()

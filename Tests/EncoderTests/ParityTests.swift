@@ -19,7 +19,7 @@ struct ParityTests {
     @Test("token ids equal the reference tokenizer's for every fixture sentence")
     func tokenIDs() throws {
         let enc = try encoder()
-        #expect(Reference.items.count == 25)
+        #expect(Reference.items.count == 25, "fixture not found or incomplete at \(Paths.fixture.path)")
         for item in Reference.items {
             let e = enc.tokenizer.encode(item.text, maxLength: 256)
             #expect(e.ids == item.inputIDs, "\(item.name): \(enc.tokenizer.tokens(e.ids)) vs \(enc.tokenizer.tokens(item.inputIDs))")
@@ -32,6 +32,7 @@ struct ParityTests {
     @Test("embeddings match the reference: cosine ≥ 0.99999 and max |diff| ≤ 1e-4, one at a time and batched")
     func embeddings() throws {
         let enc = try encoder()
+        #expect(Reference.items.count == 25, "fixture not found or incomplete at \(Paths.fixture.path)")
         let ws = Workspace(config: enc.config)
         let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
         let batched = enc.embed(texts, workspace: ws)

@@ -5,7 +5,9 @@ import Tensor
 
 public enum Paths {
     public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    public static let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    /// The project's shared folder: `ROBUSTD_SHARED_DIR`, or `shared/` beside the checkout.
+    public static let shared = ProcessInfo.processInfo.environment["ROBUSTD_SHARED_DIR"].map { URL(fileURLWithPath: $0) }
+        ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
     public static var fixture: URL { shared.appendingPathComponent("fixtures/minilm-reference.json") }
 
     /// The reference model: `ROBUSTD_MODEL_DIR`, or where scripts/fetch-model puts it.
@@ -30,15 +32,17 @@ public enum Reference {
         public let embedding: [Float]
     }
 
+    /// The fixture's sentences; empty (and the parity tests fail saying so) when the file is missing.
     public static let items: [Item] = {
-        let data = try! Data(contentsOf: Paths.fixture)
-        let json = try! JSONParser.parse(Array(data))
-        return json["items"]!.arrayValue!.map { it in
-            let ids = it["input_ids"]!.arrayValue!.map { Int32($0.intValue!) }
-            let st = it["st_input_ids"]!.arrayValue?.map { Int32($0.intValue!) } ?? ids
-            return Item(name: it["name"]!.stringValue!, text: it["text"]!.stringValue!, inputIDs: ids, stInputIDs: st,
-                        untruncated: Int(it["n_tokens_untruncated"]!.intValue!),
-                        embedding: it["embedding"]!.arrayValue!.map { Float($0.doubleValue!) })
+        guard let data = try? Data(contentsOf: Paths.fixture), let json = try? JSONParser.parse(Array(data)),
+              let list = json["items"]?.arrayValue else { return [] }
+        return list.compactMap { it in
+            guard let ids = it["input_ids"]?.arrayValue?.compactMap({ $0.intValue.map(Int32.init) }),
+                  let name = it["name"]?.stringValue, let text = it["text"]?.stringValue,
+                  let untruncated = it["n_tokens_untruncated"]?.intValue,
+                  let embedding = it["embedding"]?.arrayValue?.compactMap({ $0.doubleValue.map(Float.init) }) else { return nil }
+            let st = it["st_input_ids"]?.arrayValue?.compactMap { $0.intValue.map(Int32.init) } ?? ids
+            return Item(name: name, text: text, inputIDs: ids, stInputIDs: st, untruncated: Int(untruncated), embedding: embedding)
         }
     }()
 }
