@@ -17,6 +17,7 @@ let package = Package(
         // C interop: module maps and small shims only.
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
         .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
 
         // JSON values, JSON-RPC 2.0 messages, errors, framing and typed methods. Pure: no I/O.
         .target(name: "JSONRPC"),
@@ -35,9 +36,13 @@ let package = Package(
         .target(name: "Tokenizer"),
         // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.
         .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSONRPC"]),
+        // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
+        .target(name: "Datasets", dependencies: ["JSONRPC"]),
+        // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
+        .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder",
+            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -59,6 +64,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
         .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSONRPC"], path: "Tests/Support"),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSONRPC"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
         .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "RobustdClient", "Daemon", "RobustdTestSupport"]),

@@ -27,7 +27,16 @@ public struct Configuration: Sendable {
     /// Longest a text waits for others to share its batch, in milliseconds (see MicroBatcher).
     public var maxBatchDelayMs: UInt64 = 2
 
+    /// The state folder: the SQLite database and one folder per model version.
+    public var stateDir: String = Configuration.defaultStateDir()
+
     public init() {}
+
+    /// `$XDG_STATE_HOME/robustd`, or `~/.local/state/robustd`.
+    public static func defaultStateDir(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let dir = environment["XDG_STATE_HOME"], dir.hasPrefix("/") { return dir + "/robustd" }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/state/robustd").path
+    }
 
     /// The default socket: `$XDG_RUNTIME_DIR/robustd.sock`, or `/tmp/robustd-$UID/robustd.sock`.
     public static func defaultSocketPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {

@@ -191,6 +191,111 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "dataset/import",
+      "summary": "Labelled data in, from a CSV or JSONL file (an absolute path readable by the daemon's user) or inline records. Every record is validated first; if any is wrong, nothing is stored and the error lists the problems by line (-32030). Exact duplicates are dropped and reported; a text with two labels is kept and reported. Stored in one transaction, answered after the commit.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "name",
+          "required": true,
+          "schema": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{1,64}$"
+          }
+        },
+        {
+          "name": "path",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "records",
+          "schema": {
+            "type": "array",
+            "items": {
+              "type": "object"
+            }
+          }
+        },
+        {
+          "name": "format",
+          "schema": {
+            "enum": [
+              "csv",
+              "jsonl"
+            ]
+          }
+        },
+        {
+          "name": "textField",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "labelField",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "splitField",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "split",
+          "schema": {
+            "enum": [
+              "train",
+              "validation",
+              "val",
+              "valid",
+              "dev",
+              "test"
+            ]
+          }
+        },
+        {
+          "name": "replace",
+          "schema": {
+            "type": "boolean"
+          }
+        }
+      ],
+      "result": {
+        "name": "DatasetImportResult",
+        "schema": {
+          "$ref": "#/components/schemas/DatasetImportResult"
+        }
+      }
+    },
+    {
+      "name": "dataset/list",
+      "summary": "Every stored dataset with its rows per split and label count.",
+      "params": [],
+      "result": {
+        "name": "DatasetList",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "datasets"
+          ],
+          "properties": {
+            "datasets": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/DatasetSummary"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",
@@ -678,6 +783,143 @@ enum OpenRPCDocument {
             }
           }
         }
+      },
+      "DatasetSummary": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "name",
+          "rows",
+          "labels",
+          "splits",
+          "source",
+          "createdAt"
+        ],
+        "properties": {
+          "name": {
+            "type": "string"
+          },
+          "rows": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "labels": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "splits": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "train",
+              "validation",
+              "test"
+            ],
+            "properties": {
+              "train": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "validation": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "test": {
+                "type": "integer",
+                "minimum": 0
+              }
+            }
+          },
+          "source": {
+            "type": "string"
+          },
+          "createdAt": {
+            "type": "number"
+          }
+        }
+      },
+      "DatasetImportResult": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "dataset",
+          "read",
+          "imported",
+          "duplicates",
+          "duplicateLines",
+          "conflicts",
+          "conflictLines"
+        ],
+        "properties": {
+          "dataset": {
+            "$ref": "#/components/schemas/DatasetSummary"
+          },
+          "read": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "imported": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "duplicates": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "duplicateLines": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "additionalProperties": false,
+              "required": [
+                "line",
+                "firstLine"
+              ],
+              "properties": {
+                "line": {
+                  "type": "integer",
+                  "minimum": 0
+                },
+                "firstLine": {
+                  "type": "integer",
+                  "minimum": 0
+                }
+              }
+            }
+          },
+          "conflicts": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "conflictLines": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "additionalProperties": false,
+              "required": [
+                "line",
+                "firstLine",
+                "labels"
+              ],
+              "properties": {
+                "line": {
+                  "type": "integer",
+                  "minimum": 0
+                },
+                "firstLine": {
+                  "type": "integer",
+                  "minimum": 0
+                },
+                "labels": {
+                  "type": "array",
+                  "items": {
+                    "type": "string"
+                  }
+                }
+              }
+            }
+          }
+        }
       }
     },
     "x-errors": [
@@ -732,6 +974,18 @@ enum OpenRPCDocument {
       {
         "code": -32020,
         "message": "No model loaded (start robustd with --model PATH)"
+      },
+      {
+        "code": -32030,
+        "message": "Invalid data: data.problems lists {line, problem}; nothing was stored"
+      },
+      {
+        "code": -32031,
+        "message": "Conflict: the name is taken (pass replace)"
+      },
+      {
+        "code": -32040,
+        "message": "Store failure"
       }
     ]
   }

@@ -83,6 +83,21 @@ public final class RequestContext {
         })
     }
 
+    /// Runs `work` on the compute pool, then `then` on the loop with its value; an error or a
+    /// cancellation is answered here, so `then` runs only on success (and must reply).
+    public func compute<T: Sendable>(_ work: @escaping @Sendable (CancellationToken) throws(RPCError) -> T,
+                                     then: @escaping (T) -> Void) {
+        server.compute.submit(token: token, work: { token -> Result<T, RPCError> in
+            do throws(RPCError) { return .success(try work(token)) } catch { return .failure(error) }
+        }, completion: { [self] result in
+            switch result {
+            case nil: reply(.failure(.cancelled))
+            case .success(let v)?: if !hasReplied { then(v) }
+            case .failure(let e)?: reply(.failure(e))
+            }
+        })
+    }
+
     /// A reporter for work-done progress under the client's token, if it gave one.
     public func progress(token: RequestID?) -> WorkDoneProgress? {
         token.map { WorkDoneProgress(token: $0, connection: connection) }

@@ -1,5 +1,6 @@
 import CLibUV
 import Encoder
+import Store
 import EventLoop
 import Foundation
 import JSONRPC
@@ -19,6 +20,8 @@ public final class Server {
     /// The resident model and its batcher, when started with one.
     public private(set) var encoder: SentenceEncoder?
     public private(set) var batcher: MicroBatcher?
+    /// The durable store and the thread that owns it.
+    public let store: StoreThread
 
     struct Stats {
         var accepted = 0, refused = 0, dropped = 0
@@ -44,6 +47,18 @@ public final class Server {
         self.logger = logger
         loop = try Loop()
         compute = ComputePool(loop: loop, threads: config.computeThreads)
+        do {
+            try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw SocketSetupError(description: "cannot create the state folder \(config.stateDir): \(error.localizedDescription)")
+        }
+        let dbPath = config.stateDir + "/robustd.sqlite"
+        do {
+            store = StoreThread(store: try SQLiteStore(path: dbPath), loop: loop)
+        } catch {
+            throw SocketSetupError(description: "cannot open the store \(dbPath): \(error)")
+        }
         if config.stdio {
             // Warnings and errors also reach the editor, as window/logMessage.
             let base = logger.handler
@@ -62,6 +77,7 @@ public final class Server {
         }
         registerLifecycleMethods()
         registerModelMethods()
+        registerDatasetMethods()
     }
 
     public var socketPath: String? { boundSocketPath }
@@ -83,6 +99,7 @@ public final class Server {
         ])
         loop.run()
         compute.shutdown()
+        store.shutdown()
         let leftover = loop.close()
         if leftover != 0 { logger.debug("loop closed with handles left", metadata: ["result": "\(leftover)"]) }
         logger.info("robustd stopped", metadata: ["exitCode": "\(exitCode)"])

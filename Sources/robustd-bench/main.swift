@@ -46,7 +46,7 @@ final class Daemon {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         socket = dir + "/robustd.sock"
         process.executableURL = binary
-        process.arguments = ["--socket", socket, "--log-level", "warning"]
+        process.arguments = ["--socket", socket, "--log-level", "warning", "--state-dir", dir + "/state"]
         process.standardError = FileHandle.standardError
         try process.run()
         let deadline = Date().addingTimeInterval(10)
@@ -135,7 +135,7 @@ struct RPCBench: ParsableCommand {
             ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("robustd")
         let p = Process()
         p.executableURL = binary
-        p.arguments = ["--stdio", "--log-level", "warning"]
+        p.arguments = ["--stdio", "--log-level", "warning", "--state-dir", "/tmp/robustd-bench-stdio-\(getpid())"]
         let inp = Foundation.Pipe(), out = Foundation.Pipe()
         p.standardInput = inp
         p.standardOutput = out
@@ -170,6 +170,7 @@ struct RPCBench: ParsableCommand {
         try roundTrip("shutdown")
         try? inp.fileHandleForWriting.close()
         p.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: "/tmp/robustd-bench-stdio-\(getpid())")
         return Row(transport: "stdio", clients: 1, requests: lat.count, seconds: seconds, latenciesNs: lat)
     }
 }

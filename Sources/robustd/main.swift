@@ -47,6 +47,9 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A HuggingFace model folder to keep resident (e.g. ~/.cache/robustd/models/all-MiniLM-L6-v2).", valueName: "PATH"))
     var model: String?
 
+    @Option(help: ArgumentHelp("The state folder (default: $XDG_STATE_HOME/robustd or ~/.local/state/robustd).", valueName: "PATH"))
+    var stateDir: String?
+
     @Option(help: "Most texts in one encoder batch.")
     var maxBatch: Int = Configuration().maxBatch
 
@@ -81,6 +84,7 @@ struct RobustdCommand: ParsableCommand {
         config.enableDebugMethods = enableDebugMethods
         config.modelPath = model.map { ($0 as NSString).expandingTildeInPath }
         config.maxBatch = maxBatch
+        if let stateDir { config.stateDir = (stateDir as NSString).expandingTildeInPath }
         config.maxBatchDelayMs = maxBatchDelayMs
 
         let code: Int32

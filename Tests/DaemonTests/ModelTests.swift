@@ -123,7 +123,7 @@ struct ModelTests {
         try TinyModel.write(to: dir.path)
         try Data("{".utf8).write(to: URL(fileURLWithPath: dir.path + "/config.json"))
         let tmp = TempDir()
-        let (status, _, err) = try run(Binaries.robustd, ["--socket", tmp.path + "/s.sock", "--model", dir.path])
+        let (status, _, err) = try run(Binaries.robustd, ["--socket", tmp.path + "/s.sock", "--model", dir.path, "--state-dir", tmp.path + "/state"])
         #expect(status != 0)
         #expect(err.contains("config.json"))
         #expect(!FileManager.default.fileExists(atPath: tmp.path + "/s.sock"))

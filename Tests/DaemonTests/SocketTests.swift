@@ -94,7 +94,7 @@ struct SocketTests {
     @Test("a second daemon on a live socket exits non-zero and says why; a stale socket file is replaced")
     func secondDaemonAndStaleSocket() throws {
         let d = try DaemonProcess()
-        let (status, _, err) = try run(Binaries.robustd, ["--socket", d.socketPath])
+        let (status, _, err) = try run(Binaries.robustd, ["--socket", d.socketPath, "--state-dir", d.dir.path + "/state2"])
         #expect(status != 0)
         #expect(err.contains("already listening"))
         // The first daemon still answers.
@@ -113,7 +113,7 @@ struct SocketTests {
         let dir = TempDir()
         let path = dir.path + "/file.sock"
         _ = FileManager.default.createFile(atPath: path, contents: Data("keep me".utf8))
-        let (status, _, err) = try run(Binaries.robustd, ["--socket", path])
+        let (status, _, err) = try run(Binaries.robustd, ["--socket", path, "--state-dir", dir.path + "/state"])
         #expect(status != 0)
         #expect(err.contains("not a socket"))
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "keep me")

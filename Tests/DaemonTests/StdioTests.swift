@@ -124,7 +124,7 @@ struct StdioTests {
         _ = FileManager.default.createFile(atPath: input, contents: Data(bytes))
         let p = Process()
         p.executableURL = Binaries.robustd
-        p.arguments = ["--stdio"]
+        p.arguments = ["--stdio", "--state-dir", dir.path + "/state"]
         p.standardInput = FileHandle(forReadingAtPath: input)
         let out = Foundation.Pipe()
         p.standardOutput = out

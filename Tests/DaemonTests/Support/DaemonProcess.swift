@@ -42,7 +42,8 @@ final class DaemonProcess {
         stderrPath = dir.path + "/stderr.log"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = Binaries.robustd
-        process.arguments = ["--socket", self.socketPath, "--log-level", "debug"] + (debugMethods ? ["--enable-debug-methods"] : []) + extraArgs
+        let stateArgs = extraArgs.contains("--state-dir") ? [] : ["--state-dir", dir.path + "/state"]
+        process.arguments = ["--socket", self.socketPath, "--log-level", "debug"] + stateArgs + (debugMethods ? ["--enable-debug-methods"] : []) + extraArgs
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
@@ -99,7 +100,7 @@ final class StdioDaemon {
 
     init(extraArgs: [String] = []) throws {
         process.executableURL = Binaries.robustd
-        process.arguments = ["--stdio", "--enable-debug-methods", "--log-level", "debug"] + extraArgs
+        process.arguments = ["--stdio", "--enable-debug-methods", "--log-level", "debug", "--state-dir", dir.path + "/state"] + extraArgs
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")

@@ -1,0 +1,142 @@
+import Datasets
+import Foundation
+import JSONRPC
+import RobustdAPI
+import Store
+
+extension Server {
+    /// `dataset/import` and `dataset/list`.
+    func registerDatasetMethods() {
+        router.onDeferred(DatasetImportMethod.self) { [unowned self] params, ctx in
+            let plan: (options: ImportOptions, source: String)
+            do throws(RPCError) { plan = try Self.importOptions(params) } catch { ctx.reply(.failure(error)); return }
+            // Read and validate off the loop, then store in one transaction on the store thread.
+            ctx.compute { _ throws(RPCError) -> ImportPlanBox in
+                let records = try Self.readRecords(params)
+                switch DatasetImport.plan(records, options: plan.options) {
+                case .success(let p): return ImportPlanBox(plan: p, read: records.count)
+                case .failure(let problems): throw Self.invalidData(problems.problems)
+                }
+            } then: { [unowned self] (box: ImportPlanBox) in
+                let name = params.name, replace = params.replace ?? false
+                self.store.run({ store throws(StoreError) -> DatasetInfo in
+                    try store.importDataset(name: name, plan: box.plan, source: plan.source, replace: replace)
+                }, completion: { result in
+                    switch result {
+                    case .failure(let e): ctx.reply(.failure(e))
+                    case .success(let info):
+                        self.logger.info("dataset imported", metadata: ["name": "\(name)", "rows": "\(info.rows)", "labels": "\(info.labels)"])
+                        let p = box.plan
+                        ctx.reply(DatasetImportMethod.Result(
+                            dataset: Self.summary(info), read: box.read, imported: p.examples.count,
+                            duplicates: p.duplicates.count,
+                            duplicateLines: p.duplicates.prefix(20).map { .init(line: $0.line, firstLine: $0.firstLine) },
+                            conflicts: p.conflicts.count,
+                            conflictLines: p.conflicts.prefix(20).map { .init(line: $0.line, firstLine: $0.firstLine, labels: $0.labels) }))
+                    }
+                })
+            }
+        }
+
+        router.onDeferred(DatasetList.self) { [unowned self] _, ctx in
+            self.store.run({ store throws(StoreError) -> [DatasetInfo] in try store.datasets() }, completion: { result in
+                ctx.reply(result.map { list in
+                    (try? JSONValue.encoding(DatasetList.Result(datasets: list.map(Self.summary)))) ?? .null
+                })
+            })
+        }
+    }
+
+    struct ImportPlanBox: Sendable {
+        let plan: ImportPlan
+        let read: Int
+    }
+
+    static func summary(_ d: DatasetInfo) -> DatasetSummary {
+        DatasetSummary(name: d.name, rows: d.rows, labels: d.labels,
+                       splits: ["train": d.train, "validation": d.validation, "test": d.test], source: d.source, createdAt: d.createdAt)
+    }
+
+    static let datasetNamePattern = "letters, digits, '.', '_' and '-', 1 to 64 characters"
+
+    /// Checks the params that need no I/O and works out the options and the source description.
+    static func importOptions(_ p: DatasetImportMethod.Params) throws(RPCError) -> (options: ImportOptions, source: String) {
+        let okName = !p.name.isEmpty && p.name.count <= 64
+            && p.name.unicodeScalars.allSatisfy { $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0) }
+        guard okName else { throw RPCError.invalidParams("'name' must be \(datasetNamePattern)", field: "name", expected: datasetNamePattern, found: "\"\(p.name)\"") }
+        switch (p.path, p.records) {
+        case (nil, nil), (.some, .some):
+            throw RPCError.invalidParams("give exactly one of 'path' (a file) or 'records' (inline objects)", field: "path", expected: "path or records")
+        default: break
+        }
+        var o = ImportOptions()
+        if let f = p.textField { o.textField = f }
+        if let f = p.labelField { o.labelField = f }
+        o.splitField = p.splitField
+        if let s = p.split {
+            guard let split = Split(loose: s) else {
+                throw RPCError.invalidParams("'split' must be train, validation or test", field: "split", expected: "one of: train, validation, test", found: "\"\(s)\"")
+            }
+            o.defaultSplit = split
+        }
+        return (o, p.path ?? "inline (\(p.records?.count ?? 0) records)")
+    }
+
+    /// Reads the records from the file or the inline array. Runs on a compute thread.
+    static func readRecords(_ p: DatasetImportMethod.Params) throws(RPCError) -> [RawRecord] {
+        if let records = p.records {
+            var out: [RawRecord] = []
+            for (i, r) in records.enumerated() {
+                do throws(ReadError) { out.append(try JSONLReader.record(r, line: i + 1)) } catch {
+                    throw invalidData([ImportProblem(line: error.line, problem: error.problem)], recordsAreInline: true)
+                }
+            }
+            return out
+        }
+        let path = p.path!
+        guard path.hasPrefix("/") else {
+            throw RPCError.invalidParams("'path' must be absolute (the daemon's working folder is not the client's)", field: "path", expected: "an absolute path", found: "\"\(path)\"")
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw RPCError.invalidParams("cannot read \(path): \(String(cString: strerror(errno)))", field: "path", expected: "a readable file", found: "\"\(path)\"")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw RPCError.invalidParams("\(path) is not a regular file", field: "path", expected: "a regular file", found: "\"\(path)\"")
+        }
+        guard Int(st.st_size) <= DatasetImportMethod.maxFileBytes else {
+            throw RPCError.invalidParams("\(path) is \(st.st_size) bytes; at most \(DatasetImportMethod.maxFileBytes)", field: "path")
+        }
+        let format: DatasetImportMethod.Format
+        if let f = p.format { format = f } else {
+            let ext = (path as NSString).pathExtension.lowercased()
+            switch ext {
+            case "csv": format = .csv
+            case "jsonl", "ndjson": format = .jsonl
+            default:
+                throw RPCError.invalidParams("cannot tell the format of '\(path)' from its extension; pass format: csv or jsonl", field: "format", expected: "csv or jsonl")
+            }
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RPCError.invalidParams("cannot read \(path)", field: "path")
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw invalidData([ImportProblem(line: 0, problem: "the file is not valid UTF-8")])
+        }
+        do throws(ReadError) {
+            return format == .csv ? try CSVReader.records(text) : try JSONLReader.records(text)
+        } catch {
+            throw invalidData([ImportProblem(line: error.line, problem: error.problem)])
+        }
+    }
+
+    static func invalidData(_ problems: [ImportProblem], recordsAreInline: Bool = false) -> RPCError {
+        let unit = recordsAreInline ? "record" : "line"
+        let first = problems.first.map { "\(unit) \($0.line): \($0.problem)" } ?? "no records"
+        let more = problems.count > 1 ? " (and \(problems.count - 1) more problem\(problems.count == 2 ? "" : "s"))" : ""
+        return RPCError(.invalidData, "Invalid data, nothing was imported: \(first)\(more)", data: [
+            "problems": .array(problems.prefix(DatasetImport.maxListedProblems).map { ["line": .int(Int64($0.line)), "problem": .string($0.problem)] }),
+            "count": .int(Int64(problems.count)),
+        ])
+    }
+}

@@ -1,0 +1,89 @@
+import JSONRPC
+
+/// A dataset as `dataset/list` and `dataset/import` show it.
+public struct DatasetSummary: Codable, Sendable {
+    public var name: String
+    public var rows: Int
+    public var labels: Int
+    public var splits: [String: Int]
+    public var source: String
+    public var createdAt: Double
+    public init(name: String, rows: Int, labels: Int, splits: [String: Int], source: String, createdAt: Double) {
+        self.name = name; self.rows = rows; self.labels = labels; self.splits = splits; self.source = source; self.createdAt = createdAt
+    }
+}
+
+/// `dataset/import`: labelled data in, from a file or inline records, validated and stored
+/// in one transaction.
+public enum DatasetImportMethod: RPCRequest {
+    public static let name = "dataset/import"
+
+    public enum Format: String, RPCEnum { case csv, jsonl }
+
+    public struct Params: Codable, Sendable {
+        public var name: String
+        /// An absolute path to a CSV or JSONL file readable by the daemon's user.
+        public var path: String?
+        /// Inline records: objects with the text and label fields.
+        public var records: [JSONValue]?
+        /// Default: from the file's extension (.csv, .jsonl/.ndjson).
+        public var format: Format?
+        public var textField: String?
+        public var labelField: String?
+        public var splitField: String?
+        /// The split of rows without a split field (default train).
+        public var split: String?
+        public var replace: Bool?
+        public init(name: String, path: String? = nil, records: [JSONValue]? = nil) {
+            self.name = name; self.path = path; self.records = records
+        }
+    }
+
+    public struct Result: Codable, Sendable {
+        public struct Duplicate: Codable, Sendable {
+            public var line: Int; public var firstLine: Int
+            public init(line: Int, firstLine: Int) { self.line = line; self.firstLine = firstLine }
+        }
+        public struct Conflict: Codable, Sendable {
+            public var line: Int; public var firstLine: Int; public var labels: [String]
+            public init(line: Int, firstLine: Int, labels: [String]) { self.line = line; self.firstLine = firstLine; self.labels = labels }
+        }
+        public var dataset: DatasetSummary
+        /// Records read (before duplicates were dropped).
+        public var read: Int
+        public var imported: Int
+        public var duplicates: Int
+        /// The first duplicates (dropped), by line.
+        public var duplicateLines: [Duplicate]
+        public var conflicts: Int
+        /// The first texts that carry more than one label (kept).
+        public var conflictLines: [Conflict]
+        public init(dataset: DatasetSummary, read: Int, imported: Int, duplicates: Int, duplicateLines: [Duplicate],
+                    conflicts: Int, conflictLines: [Conflict]) {
+            self.dataset = dataset; self.read = read; self.imported = imported; self.duplicates = duplicates
+            self.duplicateLines = duplicateLines; self.conflicts = conflicts; self.conflictLines = conflictLines
+        }
+    }
+
+    /// Largest file read.
+    public static let maxFileBytes = 1 << 30
+}
+
+/// `dataset/list`: every stored dataset.
+public enum DatasetList: RPCRequest {
+    public static let name = "dataset/list"
+    public typealias Params = EmptyParams
+    public struct Result: Codable, Sendable {
+        public var datasets: [DatasetSummary]
+        public init(datasets: [DatasetSummary]) { self.datasets = datasets }
+    }
+}
+
+extension RPCErrorCode {
+    /// The data is not valid (a file's rows, a dataset's content); `data.problems` lists them by line.
+    public static let invalidData = RPCErrorCode(-32030)
+    /// The name is taken (a dataset exists; pass replace).
+    public static let conflict = RPCErrorCode(-32031)
+    /// The store could not read or write.
+    public static let storeFailure = RPCErrorCode(-32040)
+}

@@ -1,0 +1,116 @@
+import Datasets
+import Foundation
+
+/// The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so that a write
+/// acknowledged to a client survives kill -9 and power loss.
+public final class SQLiteStore: Store {
+    public let db: SQLiteDatabase
+
+    /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            label TEXT NOT NULL,
+            split TEXT NOT NULL CHECK (split IN ('train', 'validation', 'test')),
+            line INTEGER NOT NULL
+        );
+        CREATE INDEX examples_by_dataset ON examples(dataset_id, split);
+        """,
+    ]
+
+    public static var schemaVersion: Int { migrations.count }
+
+    /// Opens the database at `path` (`":memory:"` for tests) and brings its schema up to date.
+    public init(path: String) throws(StoreError) {
+        db = try SQLiteDatabase(path: path)
+        if path != ":memory:" {
+            guard try db.pragma("journal_mode=WAL")?.lowercased() == "wal" else {
+                throw StoreError(.invalid, "\(path): cannot switch the database to WAL mode")
+            }
+        }
+        try db.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        try migrate()
+    }
+
+    private func migrate() throws(StoreError) {
+        let current = Int(try db.pragma("user_version") ?? "0") ?? 0
+        guard current <= Self.migrations.count else {
+            throw StoreError(.invalid, "\(db.path) has schema version \(current), newer than this robustd knows (\(Self.migrations.count)); upgrade robustd")
+        }
+        for (i, sql) in Self.migrations.enumerated() where i >= current {
+            try db.transaction { () throws(StoreError) in
+                try db.exec(sql)
+                try db.exec("PRAGMA user_version = \(i + 1)")
+            }
+        }
+    }
+
+    public func importDataset(name: String, plan: ImportPlan, source: String, replace: Bool) throws(StoreError) -> DatasetInfo {
+        try db.transaction { () throws(StoreError) -> DatasetInfo in
+            if let existing = try dataset(named: name) {
+                guard replace else {
+                    throw StoreError(.conflict, "a dataset named '\(name)' exists (\(existing.rows) rows); pass replace: true to replace it")
+                }
+                try db.prepare("DELETE FROM datasets WHERE id = ?").run([.int(existing.id)])
+            }
+            try db.prepare("INSERT INTO datasets (name, source, created_at) VALUES (?, ?, ?)")
+                .run([.text(name), .text(source), .double(Date().timeIntervalSince1970)])
+            let id = db.lastInsertRowID
+            let insert = try db.prepare("INSERT INTO examples (dataset_id, text, label, split, line) VALUES (?, ?, ?, ?, ?)")
+            for e in plan.examples {
+                try insert.run([.int(id), .text(e.text), .text(e.label), .text(e.split.rawValue), .int(Int64(e.line))])
+            }
+            return try dataset(named: name)!
+        }
+    }
+
+    private static let listSQL = """
+        SELECT d.id, d.name, d.source, d.created_at, COUNT(e.id), COUNT(DISTINCT e.label),
+               SUM(e.split = 'train'), SUM(e.split = 'validation'), SUM(e.split = 'test')
+        FROM datasets d LEFT JOIN examples e ON e.dataset_id = d.id
+        """
+
+    private func info(_ s: Statement) -> DatasetInfo {
+        DatasetInfo(id: s.int(0), name: s.text(1) ?? "", rows: Int(s.int(4)), labels: Int(s.int(5)),
+                    train: Int(s.int(6)), validation: Int(s.int(7)), test: Int(s.int(8)),
+                    source: s.text(2) ?? "", createdAt: s.double(3))
+    }
+
+    public func datasets() throws(StoreError) -> [DatasetInfo] {
+        let s = try db.prepare(Self.listSQL + " GROUP BY d.id ORDER BY d.name")
+        var out: [DatasetInfo] = []
+        while try s.step() { out.append(info(s)) }
+        return out
+    }
+
+    public func dataset(named name: String) throws(StoreError) -> DatasetInfo? {
+        let s = try db.prepare(Self.listSQL + " WHERE d.name = ? GROUP BY d.id")
+        try s.bind([.text(name)])
+        return try s.step() ? info(s) : nil
+    }
+
+    public func examples(dataset: Int64, split: Split?) throws(StoreError) -> [Example] {
+        let s: Statement
+        if let split {
+            s = try db.prepare("SELECT text, label, split, line FROM examples WHERE dataset_id = ? AND split = ? ORDER BY id")
+            try s.bind([.int(dataset), .text(split.rawValue)])
+        } else {
+            s = try db.prepare("SELECT text, label, split, line FROM examples WHERE dataset_id = ? ORDER BY id")
+            try s.bind([.int(dataset)])
+        }
+        var out: [Example] = []
+        while try s.step() {
+            out.append(Example(text: s.text(0) ?? "", label: s.text(1) ?? "", split: Split(rawValue: s.text(2) ?? "") ?? .train, line: Int(s.int(3))))
+        }
+        return out
+    }
+}
