@@ -36,13 +36,15 @@ let package = Package(
         .target(name: "Tokenizer"),
         // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.
         .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSONRPC"]),
+        // The intent head, calibration, out-of-scope detectors, per-input risk. Pure: no I/O.
+        .target(name: "Scoring", dependencies: ["Tensor"]),
         // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
         .target(name: "Datasets", dependencies: ["JSONRPC"]),
         // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
         .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store",
+            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
         .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSONRPC"], path: "Tests/Support"),
+        .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSONRPC"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),

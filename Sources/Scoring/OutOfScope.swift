@@ -1,0 +1,174 @@
+import Foundation
+import Tensor
+
+/// Out-of-scope statistics of a version: class means and a shared covariance for the
+/// Mahalanobis distance (Lee et al., 2018), and the training vectors for nearest neighbours.
+public struct OutOfScopeModel: Sendable {
+    public let dimension: Int
+    public let classes: Int
+    /// `[C, D]` class means.
+    public let means: [Float]
+    /// `[D, D]` inverse of the shared (shrunk) covariance.
+    public let precision: [Float]
+    /// `[N, D]` training vectors, L2-normalised, for cosine nearest neighbours.
+    public let neighbours: [Float]
+    public let neighbourCount: Int
+    /// Neighbours averaged for the kNN score.
+    public let k: Int
+
+    public init(dimension: Int, classes: Int, means: [Float], precision: [Float], neighbours: [Float], k: Int = 5) {
+        self.dimension = dimension
+        self.classes = classes
+        self.means = means
+        self.precision = precision
+        self.neighbours = neighbours
+        self.neighbourCount = neighbours.count / max(1, dimension)
+        self.k = k
+    }
+
+    /// Fits from `[N, D]` vectors and labels. The covariance is shrunk toward its mean diagonal
+    /// (`(1−α)Σ + α·tr(Σ)/D·I`, α = 0.1) so that it inverts even with fewer examples than dimensions.
+    public static func fit(_ x: [Float], labels: [Int], classes C: Int, dimension D: Int, shrinkage: Double = 0.1, k: Int = 5) -> OutOfScopeModel {
+        let N = labels.count
+        var means = [Double](repeating: 0, count: C * D), counts = [Int](repeating: 0, count: C)
+        for n in 0..<N {
+            counts[labels[n]] += 1
+            for d in 0..<D { means[labels[n] * D + d] += Double(x[n * D + d]) }
+        }
+        for c in 0..<C where counts[c] > 0 { for d in 0..<D { means[c * D + d] /= Double(counts[c]) } }
+        // Shared covariance of the centred vectors.
+        var centred = [Float](repeating: 0, count: N * D)
+        for n in 0..<N { for d in 0..<D { centred[n * D + d] = x[n * D + d] - Float(means[labels[n] * D + d]) } }
+        var cov = [Float](repeating: 0, count: D * D)
+        centred.withUnsafeBufferPointer { cp in
+            cov.withUnsafeMutableBufferPointer { vp in
+                gemm(transA: true, M: D, N: D, K: N, alpha: 1 / Float(max(1, N - 1)), A: cp.baseAddress!, lda: D, B: cp.baseAddress!, ldb: D, C: vp.baseAddress!, ldc: D)
+            }
+        }
+        var trace = 0.0
+        for d in 0..<D { trace += Double(cov[d * D + d]) }
+        var sigma = cov.map { Double($0) * (1 - shrinkage) }
+        for d in 0..<D { sigma[d * D + d] += shrinkage * trace / Double(D) + 1e-9 }
+        let precision = invertSPD(sigma, D).map { Float($0) }
+        var nb = x
+        for n in 0..<N {
+            var s: Float = 0
+            for d in 0..<D { s += nb[n * D + d] * nb[n * D + d] }
+            let inv = 1 / max(s.squareRoot(), 1e-12)
+            for d in 0..<D { nb[n * D + d] *= inv }
+        }
+        return OutOfScopeModel(dimension: D, classes: C, means: means.map { Float($0) }, precision: precision, neighbours: nb, k: k)
+    }
+
+    /// min over classes of the Mahalanobis distance (squared): large means unlike any intent.
+    public func mahalanobis(_ v: ArraySlice<Float>) -> Float {
+        let D = dimension
+        var best = Float.infinity
+        var diff = [Float](repeating: 0, count: D), tmp = [Float](repeating: 0, count: D)
+        let base = v.startIndex
+        for c in 0..<classes {
+            for d in 0..<D { diff[d] = v[base + d] - means[c * D + d] }
+            // tmp = P · diff
+            precision.withUnsafeBufferPointer { pp in
+                diff.withUnsafeBufferPointer { dp in
+                    tmp.withUnsafeMutableBufferPointer { tp in
+                        gemm(M: D, N: 1, K: D, A: pp.baseAddress!, lda: D, B: dp.baseAddress!, ldb: 1, C: tp.baseAddress!, ldc: 1)
+                    }
+                }
+            }
+            var q: Float = 0
+            for d in 0..<D { q += diff[d] * tmp[d] }
+            best = min(best, q)
+        }
+        return best
+    }
+
+    /// 1 − mean cosine similarity to the k nearest training vectors: large means far from all data.
+    public func neighbourDistance(_ v: ArraySlice<Float>) -> Float {
+        let D = dimension, N = neighbourCount
+        guard N > 0 else { return 1 }
+        var u = Array(v)
+        var s: Float = 0
+        for d in 0..<D { s += u[d] * u[d] }
+        let inv = 1 / max(s.squareRoot(), 1e-12)
+        for d in 0..<D { u[d] *= inv }
+        var sims = [Float](repeating: 0, count: N)
+        neighbours.withUnsafeBufferPointer { np in
+            u.withUnsafeBufferPointer { up in
+                sims.withUnsafeMutableBufferPointer { sp in
+                    gemm(M: N, N: 1, K: D, A: np.baseAddress!, lda: D, B: up.baseAddress!, ldb: 1, C: sp.baseAddress!, ldc: 1)
+                }
+            }
+        }
+        let kk = min(k, N)
+        var top = [Float](repeating: -2, count: kk)
+        for x in sims where x > top[kk - 1] {
+            var i = kk - 1
+            while i > 0 && top[i - 1] < x { top[i] = top[i - 1]; i -= 1 }
+            top[i] = x
+        }
+        return 1 - top.reduce(0, +) / Float(kk)
+    }
+}
+
+/// Inverse of a symmetric positive-definite matrix by Cholesky, in Double.
+func invertSPD(_ a: [Double], _ n: Int) -> [Double] {
+    var L = [Double](repeating: 0, count: n * n)
+    for j in 0..<n {
+        var s = a[j * n + j]
+        for k in 0..<j { s -= L[j * n + k] * L[j * n + k] }
+        let ljj = (max(s, 1e-12)).squareRoot()
+        L[j * n + j] = ljj
+        for i in (j + 1)..<max(j + 1, n) {
+            var t = a[i * n + j]
+            for k in 0..<j { t -= L[i * n + k] * L[j * n + k] }
+            L[i * n + j] = t / ljj
+        }
+    }
+    // Inverse of L (lower triangular), then A⁻¹ = L⁻ᵀ L⁻¹.
+    var Li = [Double](repeating: 0, count: n * n)
+    for i in 0..<n {
+        Li[i * n + i] = 1 / L[i * n + i]
+        for j in 0..<i {
+            var s = 0.0
+            for k in j..<i { s -= L[i * n + k] * Li[k * n + j] }
+            Li[i * n + j] = s / L[i * n + i]
+        }
+    }
+    var inv = [Double](repeating: 0, count: n * n)
+    for i in 0..<n {
+        for j in 0...i {
+            var s = 0.0
+            for k in i..<n { s += Li[k * n + i] * Li[k * n + j] }
+            inv[i * n + j] = s
+            inv[j * n + i] = s
+        }
+    }
+    return inv
+}
+
+/// The score at which `recall` of in-scope examples stay below (score ≤ threshold is in scope).
+public func thresholdKeeping(recall: Double, inScopeScores: [Float]) -> Float {
+    guard !inScopeScores.isEmpty else { return .infinity }
+    let sorted = inScopeScores.sorted()
+    let i = min(sorted.count - 1, max(0, Int((recall * Double(sorted.count)).rounded(.up)) - 1))
+    return sorted[i]
+}
+
+/// Area under the ROC curve for scores where higher means positive (ties count half).
+public func auroc(positives: [Float], negatives: [Float]) -> Double {
+    guard !positives.isEmpty, !negatives.isEmpty else { return .nan }
+    let all = positives.map { ($0, true) } + negatives.map { ($0, false) }
+    let sorted = all.sorted { $0.0 < $1.0 }
+    var rankSum = 0.0
+    var i = 0
+    while i < sorted.count {
+        var j = i
+        while j + 1 < sorted.count && sorted[j + 1].0 == sorted[i].0 { j += 1 }
+        let avgRank = Double(i + j) / 2 + 1
+        for k in i...j where sorted[k].1 { rankSum += avgRank }
+        i = j + 1
+    }
+    let np = Double(positives.count), nn = Double(negatives.count)
+    return (rankSum - np * (np + 1) / 2) / (np * nn)
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+@testable import Scoring
+
+/// Gaussian blobs: C classes in D dimensions, class c centred at `spread · e_c`.
+struct Blobs {
+    var x: [Float] = []
+    var y: [Int] = []
+    init(classes C: Int, dimension D: Int, perClass: Int, spread: Float, seed: UInt64) {
+        var g = SystemLikeRNG(seed: seed)
+        for c in 0..<C {
+            for _ in 0..<perClass {
+                for d in 0..<D { x.append((d == c % D ? spread : 0) + g.gaussian()) }
+                y.append(c)
+            }
+        }
+    }
+}
+
+struct SystemLikeRNG {
+    var s: UInt64
+    init(seed: UInt64) { s = seed }
+    mutating func next() -> UInt64 { s &+= 0x9E37_79B9_7F4A_7C15; var z = s; z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9; z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB; return z ^ (z >> 31) }
+    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    mutating func gaussian() -> Float {
+        let u1 = max(uniform(), 1e-7), u2 = uniform()
+        return (-2 * logf(u1)).squareRoot() * cosf(2 * .pi * u2)
+    }
+}
+
+@Suite("Scoring: head, calibration, out-of-scope")
+struct ScoringTests {
+    @Test("L-BFGS finds the minimum of the Rosenbrock function")
+    func lbfgs() {
+        var x = [-1.2, 1.0]
+        var opt = LBFGS()
+        opt.maxIterations = 1000
+        opt.gradientTolerance = 1e-8
+        let r = opt.minimize(&x) { p, g in
+            let a = 1 - p[0], b = p[1] - p[0] * p[0]
+            g[0] = -2 * a - 400 * p[0] * b
+            g[1] = 200 * b
+            return a * a + 100 * b * b
+        }
+        #expect(r.converged)
+        #expect(abs(x[0] - 1) < 1e-4 && abs(x[1] - 1) < 1e-4)
+    }
+
+    @Test("logistic regression converges, separates blobs, and shrinks weights as λ grows")
+    func logisticRegression() {
+        let train = Blobs(classes: 4, dimension: 8, perClass: 100, spread: 3, seed: 1)
+        let test = Blobs(classes: 4, dimension: 8, perClass: 50, spread: 3, seed: 2)
+        let fit = LogisticRegression.fit(train.x, labels: train.y, classes: 4, dimension: 8, lambda: 1e-3)
+        #expect(fit.converged)
+        let logits = fit.head.logits(test.x, count: test.y.count)
+        var correct = 0
+        for n in 0..<test.y.count {
+            let row = logits[(n * 4)..<(n * 4 + 4)]
+            if row.firstIndex(of: row.max()!)! - n * 4 == test.y[n] { correct += 1 }
+        }
+        #expect(Double(correct) / Double(test.y.count) > 0.9)
+        let strong = LogisticRegression.fit(train.x, labels: train.y, classes: 4, dimension: 8, lambda: 1)
+        let norm = { (h: LinearHead) in h.weight.reduce(0) { $0 + $1 * $1 } }
+        #expect(norm(strong.head) < norm(fit.head))
+    }
+
+    @Test("temperature scaling undoes overconfidence and lowers the calibration error")
+    func temperature() {
+        let train = Blobs(classes: 5, dimension: 6, perClass: 80, spread: 1.5, seed: 3)
+        let val = Blobs(classes: 5, dimension: 6, perClass: 80, spread: 1.5, seed: 4)
+        let fit = LogisticRegression.fit(train.x, labels: train.y, classes: 5, dimension: 6, lambda: 1e-4)
+        // Make the logits overconfident by a factor of 4, then fit T on held-out data.
+        let logits = fit.head.logits(val.x, count: val.y.count).map { $0 * 4 }
+        let T = TemperatureScaling.fit(logits: logits, labels: val.y, classes: 5)
+        #expect(T > 2.5 && T < 6, "T = \(T)")
+        func ece(_ t: Double) -> Double {
+            var conf: [Float] = [], ok: [Bool] = []
+            for n in 0..<val.y.count {
+                let p = softmax(logits[(n * 5)..<(n * 5 + 5)], temperature: t)
+                let best = p.firstIndex(of: p.max()!)!
+                conf.append(p[best]); ok.append(best == val.y[n])
+            }
+            return expectedCalibrationError(confidences: conf, correct: ok)
+        }
+        #expect(ece(T) < ece(1) * 0.7, "ECE \(ece(1)) → \(ece(T))")
+    }
+
+    @Test("Mahalanobis and nearest-neighbour scores rise away from the training data")
+    func outOfScope() {
+        let train = Blobs(classes: 3, dimension: 4, perClass: 60, spread: 5, seed: 5)
+        let oos = OutOfScopeModel.fit(train.x, labels: train.y, classes: 3, dimension: 4)
+        let near: [Float] = [5, 0, 0, 0], far: [Float] = [-20, 15, 20, -10]
+        #expect(oos.mahalanobis(near[...]) < 5)
+        #expect(oos.mahalanobis(far[...]) > 50)
+        #expect(oos.neighbourDistance(far[...]) > oos.neighbourDistance(near[...]))
+        #expect(abs(oos.neighbourDistance(train.x[0..<4]) - oos.neighbourDistance(train.x[0..<4])) < 1e-6)
+        // The precision times the covariance it came from is the identity (Cholesky inverse).
+        let a: [Double] = [4, 2, 0.5, 2, 3, 0.25, 0.5, 0.25, 2]
+        let inv = invertSPD(a, 3)
+        for i in 0..<3 { for j in 0..<3 {
+            var s = 0.0
+            for k in 0..<3 { s += a[i * 3 + k] * inv[k * 3 + j] }
+            #expect(abs(s - (i == j ? 1 : 0)) < 1e-9)
+        } }
+    }
+
+    @Test("thresholds keep the asked recall; AUROC of separated and identical scores")
+    func thresholdsAndAUROC() {
+        let inScope: [Float] = (1...100).map { Float($0) }
+        #expect(thresholdKeeping(recall: 0.95, inScopeScores: inScope) == 95)
+        #expect(auroc(positives: [5, 6, 7], negatives: [1, 2, 3]) == 1)
+        #expect(auroc(positives: [1, 1], negatives: [1, 1]) == 0.5)
+        #expect(abs(auroc(positives: [2, 4], negatives: [1, 3]) - 0.75) < 1e-12)
+    }
+}
