@@ -296,6 +296,206 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "model/fit",
+      "summary": "Fits a version from a stored dataset: embeds its train and validation texts once through the shared batcher (progress under workDoneToken), trains a standardised multinomial logistic-regression head by L-BFGS for each L2 strength in lambdas and keeps the one with the best validation accuracy, fits temperature scaling on validation, and the out-of-scope statistics (class means and shared covariance for the Mahalanobis distance, threshold keeping oosRecall of validation in scope; training vectors for nearest neighbours). Without a validation split, a seeded stratified validationFraction of train is held out. The version's files are written atomically before it is recorded; it becomes active if activate is true or no version is active.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "dataset",
+          "required": true,
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "lambdas",
+          "schema": {
+            "type": "array",
+            "items": {
+              "type": "number",
+              "exclusiveMinimum": 0
+            },
+            "minItems": 1
+          }
+        },
+        {
+          "name": "validationFraction",
+          "schema": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 0.5
+          }
+        },
+        {
+          "name": "seed",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "oosRecall",
+          "schema": {
+            "type": "number",
+            "exclusiveMinimum": 0.5,
+            "exclusiveMaximum": 1
+          }
+        },
+        {
+          "name": "activate",
+          "schema": {
+            "type": "boolean"
+          }
+        },
+        {
+          "name": "workDoneToken",
+          "schema": {
+            "$ref": "#/components/schemas/RequestId"
+          }
+        }
+      ],
+      "result": {
+        "name": "ModelFitResult",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "version",
+            "active",
+            "labels",
+            "trainExamples",
+            "validationExamples",
+            "lambda",
+            "trainAccuracy",
+            "validationAccuracy",
+            "temperature",
+            "eceBefore",
+            "eceAfter",
+            "oosThreshold",
+            "seconds"
+          ],
+          "properties": {
+            "version": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "active": {
+              "type": "boolean"
+            },
+            "labels": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "trainExamples": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "validationExamples": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "lambda": {
+              "type": "number"
+            },
+            "trainAccuracy": {
+              "type": "number"
+            },
+            "validationAccuracy": {
+              "type": "number"
+            },
+            "temperature": {
+              "type": "number"
+            },
+            "eceBefore": {
+              "type": "number"
+            },
+            "eceAfter": {
+              "type": "number"
+            },
+            "oosThreshold": {
+              "type": "number"
+            },
+            "seconds": {
+              "type": "number"
+            }
+          }
+        }
+      }
+    },
+    {
+      "name": "model/versions",
+      "summary": "Every version: parent, how it was made, its report, and its status (active, ready, candidate, rejected, failed; a version whose files were being written when the daemon died is failed).",
+      "params": [],
+      "result": {
+        "name": "ModelVersions",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "versions"
+          ],
+          "properties": {
+            "active": {
+              "type": [
+                "integer",
+                "null"
+              ]
+            },
+            "versions": {
+              "type": "array",
+              "items": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": [
+                  "id",
+                  "createdAt",
+                  "method",
+                  "status",
+                  "report"
+                ],
+                "properties": {
+                  "id": {
+                    "type": "integer",
+                    "minimum": 0
+                  },
+                  "parent": {
+                    "type": [
+                      "integer",
+                      "null"
+                    ]
+                  },
+                  "createdAt": {
+                    "type": "number"
+                  },
+                  "method": {
+                    "type": "string"
+                  },
+                  "dataset": {
+                    "type": [
+                      "string",
+                      "null"
+                    ]
+                  },
+                  "status": {
+                    "enum": [
+                      "active",
+                      "ready",
+                      "candidate",
+                      "rejected",
+                      "failed",
+                      "writing"
+                    ]
+                  },
+                  "report": {
+                    "type": "object"
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",

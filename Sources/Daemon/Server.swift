@@ -1,5 +1,6 @@
 import CLibUV
 import Encoder
+import Scoring
 import Store
 import EventLoop
 import Foundation
@@ -22,6 +23,8 @@ public final class Server {
     public private(set) var batcher: MicroBatcher?
     /// The durable store and the thread that owns it.
     public let store: StoreThread
+    /// The version that answers scoring requests (nil until one is fitted or activated).
+    public internal(set) var activeVersion: ModelVersion?
 
     struct Stats {
         var accepted = 0, refused = 0, dropped = 0
@@ -78,6 +81,8 @@ public final class Server {
         registerLifecycleMethods()
         registerModelMethods()
         registerDatasetMethods()
+        registerVersionMethods()
+        loadActiveVersion()
     }
 
     public var socketPath: String? { boundSocketPath }

@@ -25,6 +25,18 @@ public final class SQLiteStore: Store {
         );
         CREATE INDEX examples_by_dataset ON examples(dataset_id, split);
         """,
+        """
+        CREATE TABLE versions (
+            id INTEGER PRIMARY KEY,
+            parent INTEGER REFERENCES versions(id),
+            created_at REAL NOT NULL,
+            method TEXT NOT NULL,
+            dataset TEXT,
+            status TEXT NOT NULL CHECK (status IN ('writing', 'candidate', 'rejected', 'failed', 'ready')),
+            report TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -39,6 +51,8 @@ public final class SQLiteStore: Store {
         }
         try db.exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         try migrate()
+        // A version whose files were being written when the daemon died is never loaded.
+        try db.exec("UPDATE versions SET status = 'failed' WHERE status = 'writing'")
     }
 
     private func migrate() throws(StoreError) {
@@ -96,6 +110,52 @@ public final class SQLiteStore: Store {
         let s = try db.prepare(Self.listSQL + " WHERE d.name = ? GROUP BY d.id")
         try s.bind([.text(name)])
         return try s.step() ? info(s) : nil
+    }
+
+    public func createVersion(parent: Int?, method: String, dataset: String?) throws(StoreError) -> Int {
+        try db.prepare("INSERT INTO versions (parent, created_at, method, dataset, status) VALUES (?, ?, ?, ?, 'writing')")
+            .run([parent.map { .int(Int64($0)) } ?? .null, .double(Date().timeIntervalSince1970), .text(method), dataset.map { .text($0) } ?? .null])
+        return Int(db.lastInsertRowID)
+    }
+
+    public func finishVersion(id: Int, status: VersionStatus, report: String, activate: Bool) throws(StoreError) {
+        try db.transaction { () throws(StoreError) in
+            try db.prepare("UPDATE versions SET status = ?, report = ? WHERE id = ?").run([.text(status.rawValue), .text(report), .int(Int64(id))])
+            guard db.changes == 1 else { throw StoreError(.notFound, "version \(id)") }
+            if activate { try setActiveLocked(id) }
+        }
+    }
+
+    public func versions() throws(StoreError) -> [VersionRecord] {
+        let s = try db.prepare("SELECT id, parent, created_at, method, dataset, status, report FROM versions ORDER BY id")
+        var out: [VersionRecord] = []
+        while try s.step() {
+            out.append(VersionRecord(id: Int(s.int(0)), parent: s.isNull(1) ? nil : Int(s.int(1)), createdAt: s.double(2),
+                                     method: s.text(3) ?? "", dataset: s.text(4), status: VersionStatus(rawValue: s.text(5) ?? "") ?? .failed,
+                                     report: s.text(6) ?? "{}"))
+        }
+        return out
+    }
+
+    public func activeVersion() throws(StoreError) -> Int? {
+        let s = try db.prepare("SELECT value FROM settings WHERE key = 'active_version'")
+        return try s.step() ? s.text(0).flatMap { Int($0) } : nil
+    }
+
+    public func setActive(_ id: Int) throws(StoreError) {
+        try db.transaction { () throws(StoreError) in try setActiveLocked(id) }
+    }
+
+    private func setActiveLocked(_ id: Int) throws(StoreError) {
+        let s = try db.prepare("SELECT status FROM versions WHERE id = ?")
+        try s.bind([.int(Int64(id))])
+        guard try s.step() else { throw StoreError(.notFound, "no version \(id)") }
+        let status = s.text(0) ?? ""
+        guard status == VersionStatus.ready.rawValue || status == VersionStatus.candidate.rawValue else {
+            throw StoreError(.invalid, "version \(id) is \(status) and cannot be activated")
+        }
+        try db.prepare("INSERT INTO settings (key, value) VALUES ('active_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .run([.text(String(id))])
     }
 
     public func examples(dataset: Int64, split: Split?) throws(StoreError) -> [Example] {

@@ -14,6 +14,30 @@ public struct DatasetInfo: Sendable, Equatable, Codable {
     public var createdAt: Double
 }
 
+/// Where a version is in its life. The active version is a separate pointer.
+public enum VersionStatus: String, Sendable, Codable {
+    /// Its files are being written; a restart turns it into `failed`.
+    case writing
+    /// Built and usable (the first version, or one that passed its gate).
+    case ready
+    /// Built, waiting for a gate decision or a person.
+    case candidate
+    case rejected
+    case failed
+}
+
+/// A version as stored.
+public struct VersionRecord: Sendable, Equatable {
+    public var id: Int
+    public var parent: Int?
+    public var createdAt: Double
+    public var method: String
+    public var dataset: String?
+    public var status: VersionStatus
+    /// The fit or gate report, as JSON text.
+    public var report: String
+}
+
 /// Durable state behind one interface. SQLite is the embedded implementation; a fleet would
 /// put PostgreSQL behind the same calls (docs/architecture.md).
 ///
@@ -26,4 +50,12 @@ public protocol Store: AnyObject {
     func dataset(named name: String) throws(StoreError) -> DatasetInfo?
     /// The examples of a dataset, in import order, optionally of one split.
     func examples(dataset: Int64, split: Split?) throws(StoreError) -> [Example]
+
+    /// Reserves a version id (status `writing`) before its files are written.
+    func createVersion(parent: Int?, method: String, dataset: String?) throws(StoreError) -> Int
+    /// Records a version's files as complete, with its report; optionally makes it active, atomically.
+    func finishVersion(id: Int, status: VersionStatus, report: String, activate: Bool) throws(StoreError)
+    func versions() throws(StoreError) -> [VersionRecord]
+    func activeVersion() throws(StoreError) -> Int?
+    func setActive(_ id: Int) throws(StoreError)
 }

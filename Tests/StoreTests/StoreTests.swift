@@ -128,3 +128,26 @@ struct SQLiteStoreTests {
         #expect(throws: StoreError.self) { try SQLiteStore(path: path) }
     }
 }
+
+@Suite("Versions in the store")
+struct VersionStoreTests {
+    @Test("a version left 'writing' by a crash becomes 'failed' at the next open and cannot be activated")
+    func crashDuringWrite() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("db.sqlite").path
+        do {
+            let s = try SQLiteStore(path: path)
+            let a = try s.createVersion(parent: nil, method: "fit", dataset: "d")
+            try s.finishVersion(id: a, status: .ready, report: "{}", activate: true)
+            _ = try s.createVersion(parent: a, method: "lora", dataset: "d")  // the daemon dies here
+        }
+        let s = try SQLiteStore(path: path)
+        let versions = try s.versions()
+        #expect(versions.map(\.status) == [.ready, .failed])
+        #expect(try s.activeVersion() == 1)
+        #expect(throws: StoreError.self) { try s.setActive(2) }
+        #expect(try s.activeVersion() == 1)
+    }
+}

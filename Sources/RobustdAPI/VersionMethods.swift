@@ -1,0 +1,69 @@
+import JSONRPC
+
+/// `model/fit`: the first version (or a new one) from a labelled dataset: head, calibration,
+/// out-of-scope statistics.
+public enum ModelFit: RPCRequest {
+    public static let name = "model/fit"
+    public struct Params: Codable, Sendable {
+        public var dataset: String
+        /// L2 strengths to try; the one with the best validation accuracy wins.
+        public var lambdas: [Double]?
+        /// Share of train held out for validation when the dataset has no validation split.
+        public var validationFraction: Double?
+        public var seed: Int?
+        /// In-scope recall the out-of-scope threshold keeps on validation (default 0.95).
+        public var oosRecall: Double?
+        /// Make the new version active (default: only if no version is active).
+        public var activate: Bool?
+        public var workDoneToken: RequestID?
+        public init(dataset: String) { self.dataset = dataset }
+    }
+    public struct Result: Codable, Sendable {
+        public var version: Int
+        public var active: Bool
+        public var labels: Int
+        public var trainExamples: Int
+        public var validationExamples: Int
+        public var lambda: Double
+        public var trainAccuracy: Double
+        public var validationAccuracy: Double
+        public var temperature: Double
+        public var eceBefore: Double
+        public var eceAfter: Double
+        public var oosThreshold: Double
+        public var seconds: Double
+        public init(version: Int, active: Bool, labels: Int, trainExamples: Int, validationExamples: Int, lambda: Double,
+                    trainAccuracy: Double, validationAccuracy: Double, temperature: Double, eceBefore: Double, eceAfter: Double,
+                    oosThreshold: Double, seconds: Double) {
+            self.version = version; self.active = active; self.labels = labels; self.trainExamples = trainExamples
+            self.validationExamples = validationExamples; self.lambda = lambda; self.trainAccuracy = trainAccuracy
+            self.validationAccuracy = validationAccuracy; self.temperature = temperature; self.eceBefore = eceBefore
+            self.eceAfter = eceAfter; self.oosThreshold = oosThreshold; self.seconds = seconds
+        }
+    }
+}
+
+/// `model/versions`: every version with its lineage, status and report.
+public enum ModelVersions: RPCRequest {
+    public static let name = "model/versions"
+    public typealias Params = EmptyParams
+    public struct Result: Codable, Sendable {
+        public struct Version: Codable, Sendable {
+            public var id: Int
+            public var parent: Int?
+            public var createdAt: Double
+            public var method: String
+            public var dataset: String?
+            /// active, ready, candidate, rejected or failed.
+            public var status: String
+            public var report: JSONValue
+            public init(id: Int, parent: Int?, createdAt: Double, method: String, dataset: String?, status: String, report: JSONValue) {
+                self.id = id; self.parent = parent; self.createdAt = createdAt; self.method = method; self.dataset = dataset
+                self.status = status; self.report = report
+            }
+        }
+        public var active: Int?
+        public var versions: [Version]
+        public init(active: Int?, versions: [Version]) { self.active = active; self.versions = versions }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+
+/// Everything a version adds on top of the frozen encoder: the head, its calibration and its
+/// out-of-scope statistics. Immutable once built; shared across threads.
+public final class ModelVersion: Sendable {
+    public let id: Int
+    public let labels: [String]
+    public let head: LinearHead
+    /// Temperature for calibrated probabilities.
+    public let temperature: Double
+    public let outOfScope: OutOfScopeModel
+    /// Mahalanobis distance above which an input is flagged out of scope.
+    public let oosThreshold: Float
+
+    public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float) {
+        precondition(labels.count == head.classes, "\(labels.count) labels for a head of \(head.classes) classes")
+        self.id = id
+        self.labels = labels
+        self.head = head
+        self.temperature = temperature
+        self.outOfScope = outOfScope
+        self.oosThreshold = oosThreshold
+    }
+
+    /// The tensors to persist, by name, with their shapes.
+    public var tensors: [(name: String, shape: [Int], values: [Float])] {
+        let C = head.classes, D = head.dimension
+        return [
+            ("head.weight", [C, D], head.weight), ("head.bias", [C], head.bias),
+            ("head.mean", [D], head.mean), ("head.scale", [D], head.scale),
+            ("oos.means", [C, D], outOfScope.means), ("oos.precision", [D, D], outOfScope.precision),
+            ("oos.neighbours", [outOfScope.neighbourCount, D], outOfScope.neighbours),
+        ]
+    }
+
+    /// Rebuilds a version from persisted tensors and its manifest values.
+    public static func restore(id: Int, labels: [String], temperature: Double, oosThreshold: Float, k: Int,
+                               tensor: (String, [Int]?) throws -> [Float]) throws -> ModelVersion {
+        let C = labels.count
+        let bias = try tensor("head.bias", [C])
+        let mean = try tensor("head.mean", nil)
+        let D = mean.count
+        let head = LinearHead(weight: try tensor("head.weight", [C, D]), bias: bias, mean: mean,
+                              scale: try tensor("head.scale", [D]), classes: C, dimension: D)
+        let oos = OutOfScopeModel(dimension: D, classes: C, means: try tensor("oos.means", [C, D]),
+                                  precision: try tensor("oos.precision", [D, D]), neighbours: try tensor("oos.neighbours", nil), k: k)
+        return ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: oos, oosThreshold: oosThreshold)
+    }
+}
+
+/// Fits a first version from embedded training and validation data.
+public enum HeadFitting {
+    public struct Report: Sendable, Codable {
+        public var lambda: Double
+        public var lambdasTried: [Double]
+        public var validationAccuracyByLambda: [Double]
+        public var trainAccuracy: Double
+        public var validationAccuracy: Double
+        public var temperature: Double
+        public var eceBefore: Double
+        public var eceAfter: Double
+        public var oosThreshold: Float
+        public var oosTargetRecall: Double
+        public var iterations: Int
+        public var converged: Bool
+    }
+
+    public static let defaultLambdas: [Double] = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3]
+
+    /// - Parameters:
+    ///   - train, validation: `[N, D]` vectors with class indices
+    ///   - oosRecall: the share of in-scope validation inputs that must stay under the threshold
+    public static func fit(id: Int, labels: [String], dimension D: Int,
+                           train: (x: [Float], y: [Int]), validation: (x: [Float], y: [Int]),
+                           lambdas: [Double] = defaultLambdas, oosRecall: Double = 0.95,
+                           progress: ((String) -> Void)? = nil) -> (ModelVersion, Report) {
+        let C = labels.count
+        let std = LogisticRegression.standardization(train.x, count: train.y.count, dimension: D)
+        var best: LogisticRegression.Fit? = nil
+        var bestAcc = -1.0
+        var accs: [Double] = []
+        var start: LinearHead? = nil
+        // From strong to weak regularisation, each fit warm-started from the previous one.
+        for lambda in lambdas {
+            let fit = LogisticRegression.fit(train.x, labels: train.y, classes: C, dimension: D, lambda: lambda,
+                                             standardization: std, start: start)
+            start = fit.head
+            let acc = accuracy(fit.head, validation.x, validation.y)
+            accs.append(acc)
+            progress?("λ = \(lambda): validation accuracy \(String(format: "%.4f", acc))")
+            if acc > bestAcc { bestAcc = acc; best = fit }
+        }
+        let fit = best!
+        let valLogits = fit.head.logits(validation.x, count: validation.y.count)
+        let T = validation.y.isEmpty ? 1 : TemperatureScaling.fit(logits: valLogits, labels: validation.y, classes: C)
+        let oos = OutOfScopeModel.fit(train.x, labels: train.y, classes: C, dimension: D)
+        var inScope: [Float] = []
+        for n in 0..<validation.y.count { inScope.append(oos.mahalanobis(validation.x[(n * D)..<((n + 1) * D)])) }
+        if inScope.isEmpty { for n in 0..<min(train.y.count, 2000) { inScope.append(oos.mahalanobis(train.x[(n * D)..<((n + 1) * D)])) } }
+        let threshold = thresholdKeeping(recall: oosRecall, inScopeScores: inScope)
+        func ece(_ t: Double) -> Double {
+            var conf: [Float] = [], ok: [Bool] = []
+            for n in 0..<validation.y.count {
+                let p = softmax(valLogits[(n * C)..<((n + 1) * C)], temperature: t)
+                let i = p.indices.max { p[$0] < p[$1] }!
+                conf.append(p[i]); ok.append(i == validation.y[n])
+            }
+            return expectedCalibrationError(confidences: conf, correct: ok)
+        }
+        let version = ModelVersion(id: id, labels: labels, head: fit.head, temperature: T, outOfScope: oos, oosThreshold: threshold)
+        let report = Report(lambda: fit.lambda, lambdasTried: lambdas, validationAccuracyByLambda: accs,
+                            trainAccuracy: accuracy(fit.head, train.x, train.y), validationAccuracy: bestAcc,
+                            temperature: T, eceBefore: ece(1), eceAfter: ece(T), oosThreshold: threshold,
+                            oosTargetRecall: oosRecall, iterations: fit.iterations, converged: fit.converged)
+        return (version, report)
+    }
+
+    public static func accuracy(_ head: LinearHead, _ x: [Float], _ y: [Int]) -> Double {
+        guard !y.isEmpty else { return 0 }
+        let C = head.classes
+        let logits = head.logits(x, count: y.count)
+        var correct = 0
+        for n in 0..<y.count {
+            var best = 0
+            for c in 1..<C where logits[n * C + c] > logits[n * C + best] { best = c }
+            if best == y[n] { correct += 1 }
+        }
+        return Double(correct) / Double(y.count)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import JSONRPC
+import RobustdClient
+import RobustdTestSupport
+import Testing
+
+@Suite("Versions: fit, persistence, restart")
+struct VersionTests {
+    /// Three small intents the tiny model's vocabulary can tell apart.
+    static let records: JSONValue = .array((0..<30).map { i -> JSONValue in
+        let (text, label): (String, String) = [("my card is late", "card_late"), ("the card ?", "card_what"), ("a b c", "abc")][i % 3]
+        return ["text": .string(text + String(repeating: " a", count: i / 3)), "label": .string(label)]
+    })
+
+    @Test("model/fit creates version 1, active, persisted; a restart loads it back")
+    func fitAndRestart() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let args = ["--model", model.path, "--state-dir", state.path]
+        var d: DaemonProcess? = try DaemonProcess(extraArgs: args)
+        var c = try d!.client()
+        _ = try c.call("dataset/import", ["name": "tiny", "records": Self.records]).get()
+        var kinds: [String] = []
+        c.onNotification = { m, p in if m == "$/progress" { kinds.append(p?["value"]?["kind"]?.stringValue ?? "") } }
+        let fit = try c.call("model/fit", ["dataset": "tiny", "workDoneToken": "t", "lambdas": [0.01]], timeout: 60).get()
+        #expect(fit["version"] == 1)
+        #expect(fit["active"] == true)
+        #expect(fit["labels"] == 3)
+        #expect((fit["trainExamples"]?.intValue ?? 0) + (fit["validationExamples"]?.intValue ?? 0) == 30)
+        #expect(kinds.first == "begin" && kinds.last == "end")
+        let versions = try c.call("model/versions").get()
+        #expect(versions["active"] == 1)
+        #expect(versions["versions"]?[0]?["status"] == "active")
+        #expect(FileManager.default.fileExists(atPath: state.path + "/versions/1/weights.safetensors"))
+        #expect(FileManager.default.fileExists(atPath: state.path + "/versions/1/manifest.json"))
+        // A second fit does not replace the active version unless asked.
+        let second = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.1]], timeout: 60).get()
+        #expect(second["version"] == 2)
+        #expect(second["active"] == false)
+        #expect(d!.terminate() == 0)
+        d = nil
+        let again = try DaemonProcess(extraArgs: args)
+        c = try again.client()
+        #expect(try c.call("model/versions").get()["active"] == 1)
+        var loaded = false
+        for _ in 0..<100 where !loaded { loaded = again.stderr.contains("active version loaded"); usleep(20_000) }
+        #expect(loaded, "\(again.stderr)")
+    }
+
+    @Test("fit refuses a one-class dataset, an unknown dataset, bad options, and works only with a model")
+    func fitErrors() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let d = try DaemonProcess(extraArgs: ["--model", model.path])
+        let c = try d.client()
+        _ = try c.call("dataset/import", ["name": "one", "records": [["text": "a", "label": "x"], ["text": "b", "label": "x"]]]).get()
+        func code(_ p: JSONValue) throws -> Int {
+            guard case .failure(let e) = try c.call("model/fit", p, timeout: 30) else { return 0 }
+            return e.code.rawValue
+        }
+        #expect(try code(["dataset": "one"]) == -32030)
+        #expect(try code(["dataset": "nope"]) == -32602)
+        #expect(try code(["dataset": "one", "lambdas": [-1]]) == -32602)
+        #expect(try code(["dataset": "one", "oosRecall": 1.5]) == -32602)
+        #expect(try code(["dataset": "one", "validationFraction": 0.9]) == -32602)
+        let bare = try DaemonProcess()
+        guard case .failure(let e) = try bare.client().call("model/fit", ["dataset": "one"]) else { Issue.record(); return }
+        #expect(e.code.rawValue == -32020)
+    }
+}
