@@ -496,6 +496,91 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "score",
+      "summary": "Per input: the label, the top-k labels with calibrated probabilities, confidence, margin, out-of-scope scores (Mahalanobis distance against the version's threshold, and the nearest-neighbour distance) with a flag, optional stability under n seeded typo variants (flip rate), and the risk: pWrong = 1 − confidence, impact of the label, score = pWrong × impact, level. Answered by the active version at the time the request arrived. Cached by (version, options, text): a repeated input is a lookup (cached: true). -32021 when no version is active.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "inputs",
+          "required": true,
+          "schema": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4096,
+            "items": {
+              "type": "object",
+              "required": [
+                "text"
+              ],
+              "properties": {
+                "id": {
+                  "type": "string"
+                },
+                "text": {
+                  "type": "string",
+                  "minLength": 1
+                }
+              }
+            }
+          }
+        },
+        {
+          "name": "topK",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100
+          }
+        },
+        {
+          "name": "perturb",
+          "schema": {
+            "type": "object",
+            "required": [
+              "n"
+            ],
+            "properties": {
+              "n": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 32
+              },
+              "rate": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1
+              },
+              "seed": {
+                "type": "integer"
+              }
+            }
+          }
+        }
+      ],
+      "result": {
+        "name": "ScoreResult",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "version",
+            "results"
+          ],
+          "properties": {
+            "version": {
+              "type": "integer"
+            },
+            "results": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/InputScore"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",
@@ -1120,6 +1205,143 @@ enum OpenRPCDocument {
             }
           }
         }
+      },
+      "InputScore": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "label",
+          "confidence",
+          "margin",
+          "top",
+          "outOfScope",
+          "risk",
+          "version",
+          "cached"
+        ],
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "label": {
+            "type": "string"
+          },
+          "confidence": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1
+          },
+          "margin": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1
+          },
+          "top": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "additionalProperties": false,
+              "required": [
+                "label",
+                "p"
+              ],
+              "properties": {
+                "label": {
+                  "type": "string"
+                },
+                "p": {
+                  "type": "number",
+                  "minimum": 0,
+                  "maximum": 1
+                }
+              }
+            }
+          },
+          "outOfScope": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "mahalanobis",
+              "threshold",
+              "neighbourDistance",
+              "flagged"
+            ],
+            "properties": {
+              "mahalanobis": {
+                "type": "number"
+              },
+              "threshold": {
+                "type": "number"
+              },
+              "neighbourDistance": {
+                "type": "number"
+              },
+              "flagged": {
+                "type": "boolean"
+              }
+            }
+          },
+          "stability": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "variants",
+              "flips",
+              "flipRate"
+            ],
+            "properties": {
+              "variants": {
+                "type": "integer"
+              },
+              "flips": {
+                "type": "integer"
+              },
+              "flipRate": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              }
+            }
+          },
+          "risk": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "pWrong",
+              "impact",
+              "score",
+              "level"
+            ],
+            "properties": {
+              "pWrong": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1
+              },
+              "impact": {
+                "type": "number",
+                "minimum": 0
+              },
+              "score": {
+                "type": "number",
+                "minimum": 0
+              },
+              "level": {
+                "enum": [
+                  "low",
+                  "medium",
+                  "high"
+                ]
+              }
+            }
+          },
+          "version": {
+            "type": "integer"
+          },
+          "cached": {
+            "type": "boolean"
+          }
+        }
       }
     },
     "x-errors": [
@@ -1186,6 +1408,10 @@ enum OpenRPCDocument {
       {
         "code": -32040,
         "message": "Store failure"
+      },
+      {
+        "code": -32021,
+        "message": "No active version (fit one with model/fit)"
       }
     ]
   }

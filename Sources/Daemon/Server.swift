@@ -24,7 +24,16 @@ public final class Server {
     /// The durable store and the thread that owns it.
     public let store: StoreThread
     /// The version that answers scoring requests (nil until one is fitted or activated).
-    public internal(set) var activeVersion: ModelVersion?
+    /// Swapping it clears the score cache.
+    public internal(set) var activeVersion: ModelVersion? {
+        didSet { if oldValue?.id != activeVersion?.id { scoreCache.clear() } }
+    }
+    let scoreCache = ScoreCache()
+    /// Per-intent impact weights and risk thresholds (from the configuration file; defaults: 1, and RiskThresholds()).
+    var impactWeights: [String: Double] = [:]
+    var riskThresholds = RiskThresholds()
+    /// Scored inputs by predicted label since start.
+    var trafficByLabel: [String: Int] = [:]
 
     struct Stats {
         var accepted = 0, refused = 0, dropped = 0
@@ -82,6 +91,7 @@ public final class Server {
         registerModelMethods()
         registerDatasetMethods()
         registerVersionMethods()
+        registerScoreMethods()
         loadActiveVersion()
     }
 

@@ -15,6 +15,10 @@ public struct OutOfScopeModel: Sendable {
     public let neighbourCount: Int
     /// Neighbours averaged for the kNN score.
     public let k: Int
+    /// `[C, D]` precision · mean of each class, and `[C]` meanᵀ · precision · mean, so that
+    /// the distance to every class costs one D×D product per input, not one per class.
+    let precisionMeans: [Float]
+    let meanQuadratic: [Float]
 
     public init(dimension: Int, classes: Int, means: [Float], precision: [Float], neighbours: [Float], k: Int = 5) {
         self.dimension = dimension
@@ -24,6 +28,82 @@ public struct OutOfScopeModel: Sendable {
         self.neighbours = neighbours
         self.neighbourCount = neighbours.count / max(1, dimension)
         self.k = k
+        var pm = [Float](repeating: 0, count: classes * dimension)
+        precision.withUnsafeBufferPointer { pp in
+            means.withUnsafeBufferPointer { mp in
+                pm.withUnsafeMutableBufferPointer { op in
+                    // P is symmetric: (P μ_c) for all c = μ · P, [C, D].
+                    gemm(M: classes, N: dimension, K: dimension, A: mp.baseAddress!, lda: dimension, B: pp.baseAddress!, ldb: dimension,
+                         C: op.baseAddress!, ldc: dimension)
+                }
+            }
+        }
+        precisionMeans = pm
+        meanQuadratic = (0..<classes).map { c in
+            var q: Float = 0
+            for d in 0..<dimension { q += means[c * dimension + d] * pm[c * dimension + d] }
+            return q
+        }
+    }
+
+    /// Both out-of-scope scores for `[B, D]` vectors: the smallest squared Mahalanobis distance
+    /// to a class mean, `xᵀPx − 2 xᵀPμ_c + μ_cᵀPμ_c`, and 1 − the mean cosine similarity to the
+    /// k nearest training vectors. Matrix products throughout.
+    public func scores(_ x: [Float], count B: Int) -> (mahalanobis: [Float], neighbour: [Float]) {
+        let D = dimension, C = classes, N = neighbourCount
+        var px = [Float](repeating: 0, count: B * D), cross = [Float](repeating: 0, count: B * C)
+        x.withUnsafeBufferPointer { xp in
+            precision.withUnsafeBufferPointer { pp in
+                px.withUnsafeMutableBufferPointer { op in
+                    gemm(M: B, N: D, K: D, A: xp.baseAddress!, lda: D, B: pp.baseAddress!, ldb: D, C: op.baseAddress!, ldc: D)
+                }
+            }
+            precisionMeans.withUnsafeBufferPointer { mp in
+                cross.withUnsafeMutableBufferPointer { op in
+                    gemm(transB: true, M: B, N: C, K: D, A: xp.baseAddress!, lda: D, B: mp.baseAddress!, ldb: D, C: op.baseAddress!, ldc: C)
+                }
+            }
+        }
+        var maha = [Float](repeating: 0, count: B)
+        for b in 0..<B {
+            var q: Float = 0
+            for d in 0..<D { q += x[b * D + d] * px[b * D + d] }
+            var best = Float.infinity
+            for c in 0..<C { best = min(best, q - 2 * cross[b * C + c] + meanQuadratic[c]) }
+            maha[b] = max(0, best)
+        }
+        var nearest = [Float](repeating: 1, count: B)
+        if N > 0 {
+            var u = x
+            for b in 0..<B {
+                var s: Float = 0
+                for d in 0..<D { s += u[b * D + d] * u[b * D + d] }
+                let inv = 1 / max(s.squareRoot(), 1e-12)
+                for d in 0..<D { u[b * D + d] *= inv }
+            }
+            var sims = [Float](repeating: 0, count: B * N)
+            u.withUnsafeBufferPointer { up in
+                neighbours.withUnsafeBufferPointer { np in
+                    sims.withUnsafeMutableBufferPointer { sp in
+                        gemm(transB: true, M: B, N: N, K: D, A: up.baseAddress!, lda: D, B: np.baseAddress!, ldb: D, C: sp.baseAddress!, ldc: N)
+                    }
+                }
+            }
+            let kk = min(k, N)
+            for b in 0..<B {
+                var top = [Float](repeating: -2, count: kk)
+                for j in 0..<N {
+                    let v = sims[b * N + j]
+                    if v > top[kk - 1] {
+                        var i = kk - 1
+                        while i > 0 && top[i - 1] < v { top[i] = top[i - 1]; i -= 1 }
+                        top[i] = v
+                    }
+                }
+                nearest[b] = 1 - top.reduce(0, +) / Float(kk)
+            }
+        }
+        return (maha, nearest)
     }
 
     /// Fits from `[N, D]` vectors and labels. The covariance is shrunk toward its mean diagonal

@@ -69,3 +69,41 @@ struct VersionTests {
         #expect(e.code.rawValue == -32020)
     }
 }
+
+@Suite("score through the daemon")
+struct ScoreTests {
+    @Test("score answers every component, valid against the schema; repeats come from the cache; bad input is named")
+    func score() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let d = try DaemonProcess(extraArgs: ["--model", model.path])
+        let c = try d.client()
+        guard case .failure(let none) = try c.call("score", ["inputs": [["text": "my card"]]]) else { Issue.record(); return }
+        #expect(none.code.rawValue == -32021)
+        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
+        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        let params: JSONValue = ["inputs": [["id": "x", "text": "my card is late"], ["text": "a b c"]], "topK": 2, "perturb": ["n": 3, "seed": 1]]
+        let first = try c.call("score", params).get()
+        #expect(first["version"] == 1)
+        #expect(first["results"]?[0]?["id"] == "x")
+        #expect(first["results"]?[0]?["label"] == "card_late")
+        #expect(first["results"]?[1]?["label"] == "abc")
+        #expect(first["results"]?[0]?["top"]?.arrayValue?.count == 2)
+        #expect(first["results"]?[0]?["stability"]?["variants"] == 3)
+        #expect(first["results"]?[0]?["cached"] == false)
+        let second = try c.call("score", params).get()
+        #expect(second["results"]?[0]?["cached"] == true)
+        var a = first["results"]?[0]?.objectValue, b = second["results"]?[0]?.objectValue
+        a?["cached"] = nil; b?["cached"] = nil
+        #expect(a == b)
+        func code(_ p: JSONValue) throws -> (Int, String?) {
+            guard case .failure(let e) = try c.call("score", p) else { return (0, nil) }
+            return (e.code.rawValue, e.data?["field"]?.stringValue)
+        }
+        #expect(try code(["inputs": [["text": "ok"], ["text": "  "]]]) == (-32602, "inputs[1].text"))
+        #expect(try code(["inputs": []]) == (-32602, "inputs"))
+        #expect(try code(["inputs": [["text": "ok"]], "topK": 0]) == (-32602, "topK"))
+        #expect(try code(["inputs": [["text": "ok"]], "perturb": ["n": 99]]) == (-32602, "perturb.n"))
+        #expect(try code(["inputs": [["id": 5, "text": "ok"]]]) == (-32602, "inputs[0].id"))
+    }
+}

@@ -113,3 +113,70 @@ struct ScoringTests {
         #expect(abs(auroc(positives: [2, 4], negatives: [1, 3]) - 0.75) < 1e-12)
     }
 }
+
+@Suite("Per-input score components on constructed cases")
+struct ScorerTests {
+    /// Two classes in 2-D: class "a" where x₀ is large, "b" where x₁ is; identity standardisation.
+    func version(temperature: Double = 1) -> ModelVersion {
+        let head = LinearHead(weight: [4, 0, 0, 4], bias: [0, 0], mean: [0, 0], scale: [1, 1], classes: 2, dimension: 2)
+        let oos = OutOfScopeModel(dimension: 2, classes: 2, means: [1, 0, 0, 1], precision: [1, 0, 0, 1], neighbours: [1, 0, 0, 1], k: 1)
+        return ModelVersion(id: 7, labels: ["a", "b"], head: head, temperature: temperature, outOfScope: oos, oosThreshold: 4)
+    }
+
+    @Test("label, confidence, margin, top-k and risk follow the formulas in docs/risk-model.md")
+    func components() {
+        let v = version()
+        let s = Scorer.score(v, vectors: [1, 0], count: 1, variants: nil, perturbations: 0, options: ScoreOptions(),
+                             thresholds: RiskThresholds(), impact: { $0 == "a" ? 2 : 1 })[0]
+        let pa = 1 / (1 + exp(-4.0))  // softmax of logits (4, 0)
+        #expect(s.label == "a")
+        #expect(abs(s.confidence - pa) < 1e-6)
+        #expect(abs(s.margin - (2 * pa - 1)) < 1e-6)
+        #expect(s.top.map(\.label) == ["a", "b"])
+        #expect(abs(s.risk.pWrong - (1 - pa)) < 1e-6)
+        #expect(s.risk.impact == 2)
+        #expect(abs(s.risk.score - 2 * (1 - pa)) < 1e-6)
+        #expect(s.risk.level == "low")
+        #expect(s.version == 7)
+        #expect(s.outOfScope.mahalanobis < 1e-6 && !s.outOfScope.flagged)
+        #expect(s.stability == nil)
+    }
+
+    @Test("a higher temperature lowers confidence; an ambiguous input is high risk")
+    func temperatureAndAmbiguity() {
+        let hot = Scorer.score(version(temperature: 4), vectors: [1, 0], count: 1, variants: nil, perturbations: 0,
+                               options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
+        #expect(abs(hot.confidence - 1 / (1 + exp(-1.0))) < 1e-6)
+        let tie = Scorer.score(version(), vectors: [0.5, 0.5], count: 1, variants: nil, perturbations: 0,
+                               options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
+        #expect(abs(tie.margin) < 1e-6)
+        #expect(tie.risk.level == "high")
+    }
+
+    @Test("out of scope: far from every class mean is flagged and raises the level")
+    func outOfScope() {
+        let s = Scorer.score(version(), vectors: [6, 0], count: 1, variants: nil, perturbations: 0,
+                             options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
+        #expect(abs(s.outOfScope.mahalanobis - 25) < 1e-4)  // (6−1)² to class a
+        #expect(s.outOfScope.flagged)
+        #expect(s.risk.level != "low")
+    }
+
+    @Test("stability: the share of typo variants whose label differs")
+    func stability() {
+        let variants: [Float] = [1, 0, 0, 1, 0, 1, 1, 0]  // a, b, b, a
+        let s = Scorer.score(version(), vectors: [1, 0], count: 1, variants: variants, perturbations: 4,
+                             options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
+        #expect(s.stability == .init(variants: 4, flips: 2, flipRate: 0.5))
+        #expect(s.risk.level == "medium")  // unstable at the 0.5 threshold
+    }
+
+    @Test("typos are seeded: the same seed gives the same variant, words keep their places")
+    func typos() {
+        let text = "where is my new card please"
+        #expect(Typos.perturb(text, rate: 0.5, seed: 3) == Typos.perturb(text, rate: 0.5, seed: 3))
+        #expect(Typos.perturb(text, rate: 1, seed: 3) != text)
+        #expect(Typos.perturb(text, rate: 1, seed: 3).split(separator: " ").count == 6)
+        #expect(Typos.perturb(text, rate: 0.000001, seed: 3) == text)
+    }
+}

@@ -1,0 +1,35 @@
+import JSONRPC
+
+/// `score`: per input, the label and every component of its risk.
+public enum Score: RPCRequest {
+    public static let name = "score"
+    public struct Input: Codable, Sendable {
+        public var id: String?
+        public var text: String
+        public init(id: String? = nil, text: String) { self.id = id; self.text = text }
+    }
+    public struct Perturb: Codable, Sendable {
+        /// Typo variants per input (1…32).
+        public var n: Int
+        /// Share of words given a typo (0…1, default 0.1).
+        public var rate: Double?
+        public var seed: Int?
+    }
+    public struct Params: Codable, Sendable {
+        public var inputs: [Input]
+        public var topK: Int?
+        public var perturb: Perturb?
+        public init(inputs: [Input]) { self.inputs = inputs }
+    }
+    public struct Result: Codable, Sendable {
+        public var version: Int
+        public var results: [JSONValue]
+        public init(version: Int, results: [JSONValue]) { self.version = version; self.results = results }
+    }
+    public static let maxInputs = 4096
+}
+
+extension RPCErrorCode {
+    /// No version is active: fit one with model/fit (or activate one).
+    public static let noVersion = RPCErrorCode(-32021)
+}
