@@ -581,6 +581,143 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "feedback/report",
+      "summary": "Records a failure case (or a confirmation) with its business cost, answered only after it is committed. The input is named by the id it had in a recent score request, or by its text (then it is embedded and scored by the active version to find its predicted intent). A retried report with the same idempotencyKey is not stored again: the first one is returned with duplicate: true. correctLabel must be an intent of the active version. cost defaults to the configured cost of the kind.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "inputId",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "text",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "kind",
+          "required": true,
+          "schema": {
+            "enum": [
+              "complaint",
+              "reinquiry",
+              "escalation",
+              "correction",
+              "confirmation"
+            ]
+          }
+        },
+        {
+          "name": "cost",
+          "schema": {
+            "type": "number",
+            "minimum": 0
+          }
+        },
+        {
+          "name": "correctLabel",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "at",
+          "schema": {
+            "type": [
+              "number",
+              "string"
+            ]
+          }
+        },
+        {
+          "name": "idempotencyKey",
+          "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200
+          }
+        }
+      ],
+      "result": {
+        "name": "FeedbackEntry",
+        "schema": {
+          "$ref": "#/components/schemas/FeedbackEntry"
+        }
+      }
+    },
+    {
+      "name": "feedback/list",
+      "summary": "Recorded reports, newest first, filtered by kind, intent (predicted or corrected), version and time.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "kind",
+          "schema": {
+            "enum": [
+              "complaint",
+              "reinquiry",
+              "escalation",
+              "correction",
+              "confirmation"
+            ]
+          }
+        },
+        {
+          "name": "label",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "version",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "since",
+          "schema": {
+            "type": "number"
+          }
+        },
+        {
+          "name": "until",
+          "schema": {
+            "type": "number"
+          }
+        },
+        {
+          "name": "limit",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000
+          }
+        }
+      ],
+      "result": {
+        "name": "FeedbackList",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "feedback"
+          ],
+          "properties": {
+            "feedback": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/FeedbackEntry"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",
@@ -1339,6 +1476,62 @@ enum OpenRPCDocument {
             "type": "integer"
           },
           "cached": {
+            "type": "boolean"
+          }
+        }
+      },
+      "FeedbackEntry": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "id",
+          "kind",
+          "cost",
+          "text",
+          "predictedLabel",
+          "version",
+          "at",
+          "recordedAt"
+        ],
+        "properties": {
+          "id": {
+            "type": "integer"
+          },
+          "kind": {
+            "enum": [
+              "complaint",
+              "reinquiry",
+              "escalation",
+              "correction",
+              "confirmation"
+            ]
+          },
+          "cost": {
+            "type": "number",
+            "minimum": 0
+          },
+          "text": {
+            "type": "string"
+          },
+          "inputId": {
+            "type": "string"
+          },
+          "predictedLabel": {
+            "type": "string"
+          },
+          "correctLabel": {
+            "type": "string"
+          },
+          "version": {
+            "type": "integer"
+          },
+          "at": {
+            "type": "number"
+          },
+          "recordedAt": {
+            "type": "number"
+          },
+          "duplicate": {
             "type": "boolean"
           }
         }

@@ -1,7 +1,9 @@
 import Foundation
 import JSONRPC
 import RobustdAPI
+import EventLoop
 import Scoring
+import Store
 
 extension Server {
     static let noVersionError = RPCError(.noVersion, "No active version: fit one with model/fit {dataset} (or activate one)")
@@ -55,6 +57,9 @@ extension Server {
         let missingSet = Set(missing)
         let reply = { [unowned self] (scores: [InputScore?]) in
             self.recordTraffic(scores.compactMap { $0 })
+            for (i, input) in inputs.enumerated() {
+                if let id = input.id, let s = scores[i] { self.recentInputs[id] = RecentInputs.Entry(text: input.text, label: s.label, version: s.version) }
+            }
             let encoded: [JSONValue] = inputs.indices.map { i in
                 var o = (try? JSONValueEncoder().encode(scores[i]!))?.objectValue ?? [:]
                 if let id = inputs[i].id { o["id"] = .string(id) }
@@ -96,9 +101,49 @@ extension Server {
         }
     }
 
-    /// Counts of scored traffic by predicted label, for the regions' traffic shares.
+    /// Counts scored traffic by hour, version and predicted label, for the regions' traffic shares.
     func recordTraffic(_ scores: [InputScore]) {
-        for s in scores { trafficByLabel[s.label, default: 0] += 1 }
+        let hour = Int(Date().timeIntervalSince1970 / 3600)
+        for s in scores { pendingTraffic[TrafficKey(hour: hour, version: s.version, label: s.label), default: 0] += 1 }
+    }
+
+    /// Adds the pending counters to the store every 5 s (and at a graceful stop): a kill -9
+    /// loses at most the last 5 s of traffic counts, never an acknowledged report.
+    func startTrafficFlush() {
+        let t = try? EventLoop.Timer(loop: loop)
+        t?.unref()
+        t?.start(timeoutMs: 5000, repeatMs: 5000) { [unowned self] in self.flushTraffic() }
+        trafficTimer = t
+    }
+
+    func flushTraffic() {
+        guard !pendingTraffic.isEmpty else { return }
+        let counts = pendingTraffic.map { TrafficCount(hour: $0.key.hour, version: $0.key.version, label: $0.key.label, count: $0.value) }
+        pendingTraffic.removeAll()
+        store.run({ store throws(StoreError) in try store.addTraffic(counts) }, completion: { [unowned self] r in
+            if case .failure(let e) = r { self.logger.warning("traffic counters not saved", metadata: ["error": "\(e.message)"]) }
+        })
+    }
+}
+
+struct TrafficKey: Hashable {
+    let hour: Int
+    let version: Int
+    let label: String
+}
+
+/// A bounded map from input ids to what was scored (two generations, like the score cache).
+struct RecentInputs {
+    struct Entry { let text: String; let label: String; let version: Int }
+    private var current: [String: Entry] = [:], previous: [String: Entry] = [:]
+    let capacity: Int
+    init(capacity: Int) { self.capacity = max(2, capacity) }
+    subscript(id: String) -> Entry? {
+        get { current[id] ?? previous[id] }
+        set {
+            if current.count >= capacity / 2 { previous = current; current = [:] }
+            current[id] = newValue
+        }
     }
 }
 

@@ -32,8 +32,13 @@ public final class Server {
     /// Per-intent impact weights and risk thresholds (from the configuration file; defaults: 1, and RiskThresholds()).
     var impactWeights: [String: Double] = [:]
     var riskThresholds = RiskThresholds()
-    /// Scored inputs by predicted label since start.
-    var trafficByLabel: [String: Int] = [:]
+    /// Business cost per feedback kind (configuration file; defaults in Server+Feedback).
+    var feedbackCosts = Server.defaultFeedbackCosts
+    /// Scored inputs not yet added to the store's hourly counters.
+    var pendingTraffic: [TrafficKey: Int] = [:]
+    /// Recently scored inputs that had an id, so that feedback can name them by id.
+    var recentInputs = RecentInputs(capacity: 100_000)
+    var trafficTimer: EventLoop.Timer?
 
     struct Stats {
         var accepted = 0, refused = 0, dropped = 0
@@ -92,6 +97,7 @@ public final class Server {
         registerDatasetMethods()
         registerVersionMethods()
         registerScoreMethods()
+        registerFeedbackMethods()
         loadActiveVersion()
     }
 
@@ -105,6 +111,7 @@ public final class Server {
         try watchSignals()
         if let path = config.socketPath { try listen(on: path) }
         if config.stdio { try attachStdio() }
+        startTrafficFlush()
         guard config.stdio || config.socketPath != nil else {
             throw SocketSetupError(description: "nothing to serve: pass --stdio, --socket, or both")
         }
@@ -265,6 +272,9 @@ public final class Server {
     }
 
     private func closeRemainingHandles() {
+        flushTraffic()
+        trafficTimer?.close()
+        trafficTimer = nil
         batcher?.close()
         for s in signals { s.close() }
         signals.removeAll()

@@ -208,7 +208,7 @@ extension JSONValueDecoder.Impl {
 
 extension JSONValue {
     /// "number 5", "string \"x\"", "null": what an error message says was found.
-    var foundDescription: String {
+    public var foundDescription: String {
         switch self {
         case .null: return "null"
         case .bool(let b): return "boolean \(b)"

@@ -37,6 +37,30 @@ public final class SQLiteStore: Store {
         );
         CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
+        """
+        CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY,
+            idempotency_key TEXT UNIQUE,
+            input_id TEXT,
+            text TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            cost REAL NOT NULL,
+            correct_label TEXT,
+            predicted_label TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at REAL NOT NULL,
+            recorded_at REAL NOT NULL,
+            vector BLOB
+        );
+        CREATE INDEX feedback_by_time ON feedback(at);
+        CREATE TABLE traffic (
+            hour INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (hour, version, label)
+        );
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -156,6 +180,67 @@ public final class SQLiteStore: Store {
         }
         try db.prepare("INSERT INTO settings (key, value) VALUES ('active_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             .run([.text(String(id))])
+    }
+
+    public func recordFeedback(_ f: FeedbackRecord) throws(StoreError) -> (FeedbackRecord, duplicate: Bool) {
+        try db.transaction { () throws(StoreError) -> (FeedbackRecord, duplicate: Bool) in
+            if let key = f.idempotencyKey, let existing = try feedback(FeedbackFilter(idempotencyKey: key)).first {
+                return (existing, true)
+            }
+            try db.prepare("""
+                INSERT INTO feedback (idempotency_key, input_id, text, kind, cost, correct_label, predicted_label, version, at, recorded_at, vector)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).run([f.idempotencyKey.map { .text($0) } ?? .null, f.inputID.map { .text($0) } ?? .null, .text(f.text), .text(f.kind),
+                           .double(f.cost), f.correctLabel.map { .text($0) } ?? .null, .text(f.predictedLabel), .int(Int64(f.version)),
+                           .double(f.at), .double(f.recordedAt), f.vector.isEmpty ? .null : .blob(Self.bytes(f.vector))])
+            var stored = f
+            stored.id = Int(db.lastInsertRowID)
+            return (stored, false)
+        }
+    }
+
+    public func feedback(_ q: FeedbackFilter) throws(StoreError) -> [FeedbackRecord] {
+        var sql = "SELECT id, idempotency_key, input_id, text, kind, cost, correct_label, predicted_label, version, at, recorded_at, vector FROM feedback WHERE 1=1"
+        var args: [SQLValue] = []
+        if let k = q.idempotencyKey { sql += " AND idempotency_key = ?"; args.append(.text(k)) }
+        if let k = q.kind { sql += " AND kind = ?"; args.append(.text(k)) }
+        if let l = q.label { sql += " AND (predicted_label = ? OR correct_label = ?)"; args.append(.text(l)); args.append(.text(l)) }
+        if let v = q.version { sql += " AND version = ?"; args.append(.int(Int64(v))) }
+        if let t = q.since { sql += " AND at >= ?"; args.append(.double(t)) }
+        if let t = q.until { sql += " AND at < ?"; args.append(.double(t)) }
+        sql += " ORDER BY at DESC, id DESC LIMIT ?"
+        args.append(.int(Int64(q.limit)))
+        let s = try db.prepare(sql)
+        try s.bind(args)
+        var out: [FeedbackRecord] = []
+        while try s.step() {
+            out.append(FeedbackRecord(id: Int(s.int(0)), idempotencyKey: s.text(1), inputID: s.text(2), text: s.text(3) ?? "", kind: s.text(4) ?? "",
+                                      cost: s.double(5), correctLabel: s.text(6), predictedLabel: s.text(7) ?? "", version: Int(s.int(8)),
+                                      at: s.double(9), recordedAt: s.double(10), vector: q.withVectors ? Self.floats(s.blob(11)) : []))
+        }
+        return out
+    }
+
+    public func addTraffic(_ counts: [TrafficCount]) throws(StoreError) {
+        guard !counts.isEmpty else { return }
+        try db.transaction { () throws(StoreError) in
+            let st = try db.prepare("INSERT INTO traffic (hour, version, label, count) VALUES (?, ?, ?, ?) ON CONFLICT(hour, version, label) DO UPDATE SET count = count + excluded.count")
+            for c in counts { try st.run([.int(Int64(c.hour)), .int(Int64(c.version)), .text(c.label), .int(Int64(c.count))]) }
+        }
+    }
+
+    public func traffic(since: Double?) throws(StoreError) -> [String: Int] {
+        let s = try db.prepare("SELECT label, SUM(count) FROM traffic WHERE hour >= ? GROUP BY label")
+        try s.bind([.int(Int64((since ?? 0) / 3600))])
+        var out: [String: Int] = [:]
+        while try s.step() { out[s.text(0) ?? ""] = Int(s.int(1)) }
+        return out
+    }
+
+    static func bytes(_ v: [Float]) -> [UInt8] { v.withUnsafeBytes { Array($0) } }
+    static func floats(_ b: [UInt8]) -> [Float] {
+        guard b.count % 4 == 0 else { return [] }
+        return b.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 
     public func examples(dataset: Int64, split: Split?) throws(StoreError) -> [Example] {

@@ -38,6 +38,61 @@ public struct VersionRecord: Sendable, Equatable {
     public var report: String
 }
 
+/// A failure case (or a confirmation) reported by a client.
+public struct FeedbackRecord: Sendable, Equatable {
+    public var id: Int
+    public var idempotencyKey: String?
+    public var inputID: String?
+    public var text: String
+    /// complaint, reinquiry, escalation, correction or confirmation.
+    public var kind: String
+    /// The business cost of this case, in the configuration's unit.
+    public var cost: Double
+    public var correctLabel: String?
+    public var predictedLabel: String
+    public var version: Int
+    /// When it happened (seconds since 1970), as reported.
+    public var at: Double
+    /// When it was committed.
+    public var recordedAt: Double
+    /// The input's sentence vector, for clustering failure modes (empty when not loaded).
+    public var vector: [Float]
+
+    public init(id: Int = 0, idempotencyKey: String?, inputID: String?, text: String, kind: String, cost: Double, correctLabel: String?,
+                predictedLabel: String, version: Int, at: Double, recordedAt: Double, vector: [Float]) {
+        self.id = id; self.idempotencyKey = idempotencyKey; self.inputID = inputID; self.text = text; self.kind = kind; self.cost = cost
+        self.correctLabel = correctLabel; self.predictedLabel = predictedLabel; self.version = version; self.at = at
+        self.recordedAt = recordedAt; self.vector = vector
+    }
+}
+
+public struct FeedbackFilter: Sendable {
+    public var idempotencyKey: String?
+    public var kind: String?
+    public var label: String?
+    public var version: Int?
+    public var since: Double?
+    public var until: Double?
+    public var limit = 100
+    public var withVectors = false
+    public init(idempotencyKey: String? = nil, kind: String? = nil, label: String? = nil, version: Int? = nil,
+                since: Double? = nil, until: Double? = nil, limit: Int = 100, withVectors: Bool = false) {
+        self.idempotencyKey = idempotencyKey; self.kind = kind; self.label = label; self.version = version
+        self.since = since; self.until = until; self.limit = limit; self.withVectors = withVectors
+    }
+}
+
+/// Scored inputs counted per hour, version and predicted label.
+public struct TrafficCount: Sendable, Equatable {
+    public var hour: Int
+    public var version: Int
+    public var label: String
+    public var count: Int
+    public init(hour: Int, version: Int, label: String, count: Int) {
+        self.hour = hour; self.version = version; self.label = label; self.count = count
+    }
+}
+
 /// Durable state behind one interface. SQLite is the embedded implementation; a fleet would
 /// put PostgreSQL behind the same calls (docs/architecture.md).
 ///
@@ -58,4 +113,14 @@ public protocol Store: AnyObject {
     func versions() throws(StoreError) -> [VersionRecord]
     func activeVersion() throws(StoreError) -> Int?
     func setActive(_ id: Int) throws(StoreError)
+
+    /// Commits a report; a report whose idempotency key was seen before is not stored again
+    /// (the first one is returned, with `duplicate` true).
+    func recordFeedback(_ f: FeedbackRecord) throws(StoreError) -> (FeedbackRecord, duplicate: Bool)
+    /// Reports, newest first.
+    func feedback(_ filter: FeedbackFilter) throws(StoreError) -> [FeedbackRecord]
+    /// Adds to the hourly traffic counters.
+    func addTraffic(_ counts: [TrafficCount]) throws(StoreError)
+    /// Scored inputs per predicted label since a time (nil: all).
+    func traffic(since: Double?) throws(StoreError) -> [String: Int]
 }
