@@ -718,6 +718,82 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "risk/regions",
+      "summary": "Regions ranked by risk over a window (last hour, day, or all): each predicted intent (traffic the model sent there and the failures it caused), each corrected intent (what people meant when the model was wrong), and clusters of failure-case vectors that span intents. For each: traffic share, failure rate smoothed with a Beta prior centred on the overall rate, impact (intent weight × smoothed mean cost), risk = share × rate × impact (expected cost per request) and top examples. docs/risk-model.md gives the formulas.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "window",
+          "schema": {
+            "enum": [
+              "hour",
+              "day",
+              "all"
+            ]
+          }
+        },
+        {
+          "name": "limit",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 500
+          }
+        },
+        {
+          "name": "kind",
+          "schema": {
+            "enum": [
+              "predicted",
+              "corrected",
+              "cluster"
+            ]
+          }
+        }
+      ],
+      "result": {
+        "name": "RiskRegions",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "window",
+            "traffic",
+            "failures",
+            "expectedCostPer1000",
+            "regions"
+          ],
+          "properties": {
+            "window": {
+              "enum": [
+                "hour",
+                "day",
+                "all"
+              ]
+            },
+            "traffic": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "failures": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "expectedCostPer1000": {
+              "type": "number",
+              "minimum": 0
+            },
+            "regions": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/Region"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",
@@ -1533,6 +1609,84 @@ enum OpenRPCDocument {
           },
           "duplicate": {
             "type": "boolean"
+          }
+        }
+      },
+      "Region": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "id",
+          "kind",
+          "label",
+          "labels",
+          "traffic",
+          "failures",
+          "trafficShare",
+          "rawFailureRate",
+          "failureRate",
+          "impact",
+          "risk",
+          "costPer1000",
+          "examples"
+        ],
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "kind": {
+            "enum": [
+              "predicted",
+              "corrected",
+              "cluster"
+            ]
+          },
+          "label": {
+            "type": "string"
+          },
+          "labels": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          },
+          "traffic": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "failures": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "trafficShare": {
+            "type": "number",
+            "minimum": 0
+          },
+          "rawFailureRate": {
+            "type": "number",
+            "minimum": 0
+          },
+          "failureRate": {
+            "type": "number",
+            "minimum": 0
+          },
+          "impact": {
+            "type": "number",
+            "minimum": 0
+          },
+          "risk": {
+            "type": "number",
+            "minimum": 0
+          },
+          "costPer1000": {
+            "type": "number",
+            "minimum": 0
+          },
+          "examples": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
           }
         }
       }

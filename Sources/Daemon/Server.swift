@@ -98,6 +98,7 @@ public final class Server {
         registerVersionMethods()
         registerScoreMethods()
         registerFeedbackMethods()
+        registerRegionMethods()
         loadActiveVersion()
     }
 

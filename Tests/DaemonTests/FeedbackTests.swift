@@ -67,3 +67,30 @@ struct FeedbackTests {
         #expect(try c.call("feedback/list").get()["feedback"] == [])
     }
 }
+
+@Suite("risk/regions through the daemon")
+struct RegionsThroughDaemonTests {
+    @Test("scored traffic and reported failures rank the intent that fails first, in every window")
+    func regions() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let d = try FeedbackTests.fitted(state: state, model: model)
+        let c = try d.client()
+        let inputs: JSONValue = .array((0..<20).map { i -> JSONValue in ["id": .string("r\(i)"), "text": i % 2 == 0 ? "my card is late" : "a b c"] })
+        _ = try c.call("score", ["inputs": inputs]).get()
+        for i in stride(from: 0, to: 20, by: 2) {
+            _ = try c.call("feedback/report", ["inputId": .string("r\(i)"), "kind": "complaint", "correctLabel": "card_what"]).get()
+        }
+        for window in ["hour", "day", "all"] {
+            let r = try c.call("risk/regions", ["window": .string(window)]).get()
+            #expect(r["traffic"] == 20, "\(window)")
+            #expect(r["failures"] == 10)
+            let ids = r["regions"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
+            #expect(Array(ids.prefix(2)).sorted() == ["corrected:card_what", "predicted:card_late"], "\(ids)")
+            #expect((r["expectedCostPer1000"]?.doubleValue ?? 0) > 0)
+        }
+        let only = try c.call("risk/regions", ["kind": "corrected"]).get()
+        #expect(only["regions"]?.arrayValue?.allSatisfy { $0["kind"] == "corrected" } == true)
+    }
+}

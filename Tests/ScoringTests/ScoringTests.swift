@@ -180,3 +180,49 @@ struct ScorerTests {
         #expect(Typos.perturb(text, rate: 0.000001, seed: 3) == text)
     }
 }
+
+@Suite("Risk regions")
+struct RegionTests {
+    func failures(_ label: String, _ n: Int, correct: String? = nil, cost: Double = 10, vector: [Float] = []) -> [FailureCase] {
+        (0..<n).map { FailureCase(predicted: label, correct: correct, cost: cost, text: "\(label) \($0)", vector: vector) }
+    }
+
+    @Test("three reports do not outrank three hundred: the Beta prior and the traffic share")
+    func smoothing() {
+        let traffic = ["big": 3000, "small": 3, "quiet": 1000]
+        let regions = RegionRanking.rank(traffic: traffic, failures: failures("big", 300) + failures("small", 3),
+                                         impact: { _ in 1 }, defaultCost: 10)
+        let big = regions.first { $0.id == "predicted:big" }!, small = regions.first { $0.id == "predicted:small" }!
+        #expect(small.rawFailureRate == 1)
+        #expect(small.failureRate < 0.2, "smoothed \(small.failureRate)")
+        #expect(big.risk > small.risk)
+        #expect(regions.first?.id == "predicted:big")
+        // The smoothed rate moves toward the raw rate as evidence grows.
+        #expect(abs(big.failureRate - 0.1) < 0.01)
+    }
+
+    @Test("impact weights and costs scale risk; corrected intents form their own regions")
+    func impactAndCorrected() {
+        let traffic = ["a": 1000, "b": 1000]
+        let f = failures("a", 20, correct: "c", cost: 5) + failures("b", 20, cost: 5)
+        let plain = RegionRanking.rank(traffic: traffic, failures: f, impact: { _ in 1 }, defaultCost: 5)
+        let weighted = RegionRanking.rank(traffic: traffic, failures: f, impact: { $0 == "b" ? 10 : 1 }, defaultCost: 5)
+        let pb = plain.first { $0.id == "predicted:b" }!, wb = weighted.first { $0.id == "predicted:b" }!
+        #expect(abs(wb.risk - 10 * pb.risk) < 1e-12)
+        let corrected = plain.first { $0.id == "corrected:c" }
+        #expect(corrected?.failures == 20)
+        #expect(corrected?.label == "c")
+        #expect(abs((corrected?.costPer1000 ?? 0) - 1000 * (corrected?.risk ?? 0)) < 1e-9)
+    }
+
+    @Test("failures that look alike across intents form a cluster region")
+    func clusters() {
+        let mode: [Float] = [1, 0.1, 0], other: [Float] = [0, 0, 1]
+        let f = failures("a", 3, vector: mode) + failures("b", 3, vector: mode) + failures("c", 2, vector: other)
+        let regions = RegionRanking.rank(traffic: ["a": 100, "b": 100, "c": 100], failures: f, impact: { _ in 1 }, defaultCost: 1)
+        let clusters = regions.filter { $0.kind == "cluster" }
+        #expect(clusters.count == 1)
+        #expect(clusters.first?.labels == ["a", "b"])
+        #expect(clusters.first?.failures == 6)
+    }
+}

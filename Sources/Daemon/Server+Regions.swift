@@ -1,0 +1,49 @@
+import Foundation
+import JSONRPC
+import RobustdAPI
+import Scoring
+import Store
+
+extension Server {
+    func registerRegionMethods() {
+        router.onDeferred(RiskRegions.self) { [unowned self] params, ctx in
+            let limit = params.limit ?? 20
+            guard (1...500).contains(limit) else {
+                ctx.reply(.failure(.invalidParams("'limit' must be 1 to 500", field: "limit", expected: "1…500", found: "\(limit)")))
+                return
+            }
+            let window = params.window ?? .all
+            let now = Date().timeIntervalSince1970
+            let since: Double? = window == .hour ? now - 3600 : window == .day ? now - 86_400 : nil
+            // Traffic not yet flushed counts too.
+            let sinceHour = Int((since ?? 0) / 3600)
+            var pending: [String: Int] = [:]
+            for (k, n) in self.pendingTraffic where k.hour >= sinceHour { pending[k.label, default: 0] += n }
+            let weights = self.impactWeights
+            let defaultCost = self.feedbackCosts["complaint"] ?? 1
+            self.store.run({ store throws(StoreError) -> ([String: Int], [FeedbackRecord]) in
+                (try store.traffic(since: since), try store.feedback(FeedbackFilter(since: since, limit: 100_000, withVectors: true)))
+            }, completion: { result in
+                switch result {
+                case .failure(let e): ctx.reply(.failure(e))
+                case .success(let (stored, feedback)):
+                    var merged = stored
+                    for (l, n) in pending { merged[l, default: 0] += n }
+                    let traffic = merged
+                    let failures = feedback.filter { $0.kind != "confirmation" }.map {
+                        FailureCase(predicted: $0.predictedLabel, correct: $0.correctLabel, cost: $0.cost, text: $0.text, vector: $0.vector)
+                    }
+                    ctx.compute({ _ -> [Region] in
+                        RegionRanking.rank(traffic: traffic, failures: failures, impact: { weights[$0] ?? 1 }, defaultCost: defaultCost)
+                    }, then: { regions in
+                        let expected = regions.filter { $0.kind == "predicted" }.reduce(0) { $0 + $1.costPer1000 }
+                        let shown = regions.filter { params.kind == nil || $0.kind == params.kind!.rawValue }.prefix(limit)
+                        ctx.reply(RiskRegions.Result(window: window.rawValue, traffic: traffic.values.reduce(0, +), failures: failures.count,
+                                                     expectedCostPer1000: expected,
+                                                     regions: shown.map { (try? JSONValueEncoder().encode($0)) ?? .null }))
+                    })
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+
+/// One reported failure case, as region ranking sees it.
+public struct FailureCase: Sendable {
+    public var predicted: String
+    public var correct: String?
+    public var cost: Double
+    public var text: String
+    /// Sentence vector (may be empty: then it joins no cluster).
+    public var vector: [Float]
+    public init(predicted: String, correct: String?, cost: Double, text: String, vector: [Float]) {
+        self.predicted = predicted; self.correct = correct; self.cost = cost; self.text = text; self.vector = vector
+    }
+}
+
+/// A region of the input space and how much risk it carries.
+public struct Region: Sendable, Codable, Equatable {
+    /// `predicted:<intent>`, `corrected:<intent>` or `cluster:<n>`.
+    public var id: String
+    public var kind: String
+    /// The intent (for predicted and corrected regions; the most frequent one for a cluster).
+    public var label: String
+    /// The intents a cluster spans.
+    public var labels: [String]
+    public var traffic: Int
+    public var failures: Int
+    /// traffic / all scored traffic in the window.
+    public var trafficShare: Double
+    /// failures / traffic, before smoothing.
+    public var rawFailureRate: Double
+    /// (failures + α) / (traffic + α + β), the Beta prior centred on the overall rate.
+    public var failureRate: Double
+    /// Impact weight of the intent × smoothed mean cost of its failures.
+    public var impact: Double
+    /// trafficShare × failureRate × impact: the expected cost per scored request from this region.
+    public var risk: Double
+    /// risk × 1000.
+    public var costPer1000: Double
+    public var examples: [String]
+}
+
+/// Ranks regions by risk (docs/risk-model.md gives the formulas).
+public enum RegionRanking {
+    public struct Options: Sendable {
+        /// Strength of the Beta prior, in pseudo-requests.
+        public var priorStrength = 50.0
+        /// Cosine similarity that joins a failure to a cluster's leader.
+        public var clusterSimilarity: Float = 0.8
+        /// Smallest cluster reported.
+        public var minClusterSize = 3
+        public var examples = 3
+        public init() {}
+    }
+
+    public static func rank(traffic: [String: Int], failures: [FailureCase], impact: (String) -> Double,
+                            defaultCost: Double, options o: Options = Options()) -> [Region] {
+        let failing = failures
+        let totalTraffic = max(1, traffic.values.reduce(0, +) + failing.filter { $0.correct != nil && traffic[$0.correct!] == nil }.count)
+        let globalRate = min(0.5, Double(failing.count) / Double(totalTraffic))
+        let alpha = max(1e-3, globalRate) * o.priorStrength, beta = (1 - max(1e-3, globalRate)) * o.priorStrength
+        let meanCost = failing.isEmpty ? defaultCost : failing.reduce(0) { $0 + $1.cost } / Double(failing.count)
+
+        func region(id: String, kind: String, label: String, labels: [String], traffic t: Int, cases: [FailureCase]) -> Region {
+            let n = cases.count
+            let share = Double(t) / Double(totalTraffic)
+            let raw = t > 0 ? Double(n) / Double(t) : (n > 0 ? 1 : 0)
+            let rate = (Double(n) + alpha) / (Double(t) + alpha + beta)
+            // Mean cost smoothed toward the overall mean with the same prior weight.
+            let costs = cases.reduce(0) { $0 + $1.cost }
+            let cost = (costs + meanCost * 5) / (Double(n) + 5)
+            let imp = impact(label) * cost
+            let risk = share * rate * imp
+            let ex = cases.sorted { $0.cost > $1.cost }.prefix(o.examples).map(\.text)
+            return Region(id: id, kind: kind, label: label, labels: labels, traffic: t, failures: n, trafficShare: share,
+                          rawFailureRate: raw, failureRate: rate, impact: imp, risk: risk, costPer1000: risk * 1000, examples: Array(ex))
+        }
+
+        var out: [Region] = []
+        // Predicted intents: traffic the model sent there, and the failures it caused.
+        var byPredicted: [String: [FailureCase]] = [:]
+        for f in failing { byPredicted[f.predicted, default: []].append(f) }
+        for label in Set(traffic.keys).union(byPredicted.keys) {
+            out.append(region(id: "predicted:\(label)", kind: "predicted", label: label, labels: [label],
+                              traffic: max(traffic[label] ?? 0, byPredicted[label]?.count ?? 0), cases: byPredicted[label] ?? []))
+        }
+        // Corrected intents: what people meant when the model was wrong. Their volume is the
+        // traffic predicted as that intent plus the failures corrected to it.
+        var byCorrect: [String: [FailureCase]] = [:]
+        for f in failing { if let c = f.correct, c != f.predicted { byCorrect[c, default: []].append(f) } }
+        for (label, cases) in byCorrect {
+            out.append(region(id: "corrected:\(label)", kind: "corrected", label: label, labels: [label],
+                              traffic: (traffic[label] ?? 0) + cases.count, cases: cases))
+        }
+        // Clusters of failure vectors: a failure mode that spans intents.
+        for (i, members) in clusters(failing, similarity: o.clusterSimilarity).enumerated() where members.count >= o.minClusterSize {
+            let cases = members.map { failing[$0] }
+            let labels = Array(Set(cases.map(\.predicted))).sorted()
+            guard labels.count >= 2 else { continue }  // one intent: the predicted region already shows it
+            var counts: [String: Int] = [:]
+            for c in cases { counts[c.predicted, default: 0] += 1 }
+            let main = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
+            let t = labels.reduce(0) { $0 + (traffic[$1] ?? 0) }
+            out.append(region(id: "cluster:\(i + 1)", kind: "cluster", label: main, labels: labels, traffic: max(t, cases.count), cases: cases))
+        }
+        return out.sorted { $0.risk > $1.risk || ($0.risk == $1.risk && $0.id < $1.id) }
+    }
+
+    /// Leader clustering on cosine similarity: each vector joins the first leader it is close
+    /// enough to, or leads a new cluster. Deterministic for a given order.
+    static func clusters(_ cases: [FailureCase], similarity: Float) -> [[Int]] {
+        var leaders: [(vector: [Float], members: [Int])] = []
+        for (i, c) in cases.enumerated() where !c.vector.isEmpty {
+            let v = normalized(c.vector)
+            if let j = leaders.firstIndex(where: { cosine($0.vector, v) >= similarity }) {
+                leaders[j].members.append(i)
+            } else {
+                leaders.append((v, [i]))
+            }
+        }
+        return leaders.map(\.members).sorted { $0.count > $1.count }
+    }
+
+    static func normalized(_ v: [Float]) -> [Float] {
+        let n = max(v.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+        return v.map { $0 / n }
+    }
+
+    static func cosine(_ a: [Float], _ b: [Float]) -> Float {
+        guard a.count == b.count else { return -1 }
+        var s: Float = 0
+        for i in 0..<a.count { s += a[i] * b[i] }
+        return s
+    }
+}
