@@ -30,7 +30,16 @@ public struct Configuration: Sendable {
     /// The state folder: the SQLite database and one folder per model version.
     public var stateDir: String = Configuration.defaultStateDir()
 
+    /// Business costs, impact weights and risk thresholds (from `--config`).
+    public var file = ConfigFile()
+
     public init() {}
+
+    /// `$XDG_CONFIG_HOME/robustd/robustd.toml`, or `~/.config/robustd/robustd.toml`.
+    public static func defaultConfigPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let dir = environment["XDG_CONFIG_HOME"], dir.hasPrefix("/") { return dir + "/robustd/robustd.toml" }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".config/robustd/robustd.toml").path
+    }
 
     /// `$XDG_STATE_HOME/robustd`, or `~/.local/state/robustd`.
     public static func defaultStateDir(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {

@@ -718,6 +718,145 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "risk/flag",
+      "summary": "Scores the inputs like score (without the cache) and returns only the risky ones (a reason, or a level above low), each with its reasons and the numbers behind them: low_confidence, small_margin, out_of_scope, unstable (needs perturb), high_impact (impact weight > 1), near_failure (cosine similarity to a reported failure case). Thresholds come from the [risk] table of the configuration file.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "inputs",
+          "required": true,
+          "schema": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4096,
+            "items": {
+              "type": "object",
+              "required": [
+                "text"
+              ],
+              "properties": {
+                "id": {
+                  "type": "string"
+                },
+                "text": {
+                  "type": "string",
+                  "minLength": 1
+                }
+              }
+            }
+          }
+        },
+        {
+          "name": "topK",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100
+          }
+        },
+        {
+          "name": "perturb",
+          "schema": {
+            "type": "object",
+            "required": [
+              "n"
+            ],
+            "properties": {
+              "n": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 32
+              },
+              "rate": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1
+              },
+              "seed": {
+                "type": "integer"
+              }
+            }
+          }
+        }
+      ],
+      "result": {
+        "name": "RiskFlagResult",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "version",
+            "scored",
+            "flagged"
+          ],
+          "properties": {
+            "version": {
+              "type": "integer"
+            },
+            "scored": {
+              "type": "integer",
+              "minimum": 0
+            },
+            "flagged": {
+              "type": "array",
+              "items": {
+                "type": "object",
+                "required": [
+                  "index",
+                  "text",
+                  "label",
+                  "risk",
+                  "reasons"
+                ],
+                "properties": {
+                  "index": {
+                    "type": "integer",
+                    "minimum": 0
+                  },
+                  "text": {
+                    "type": "string"
+                  },
+                  "label": {
+                    "type": "string"
+                  },
+                  "reasons": {
+                    "type": "array",
+                    "items": {
+                      "type": "object",
+                      "additionalProperties": false,
+                      "required": [
+                        "reason",
+                        "value",
+                        "threshold"
+                      ],
+                      "properties": {
+                        "reason": {
+                          "enum": [
+                            "low_confidence",
+                            "small_margin",
+                            "out_of_scope",
+                            "unstable",
+                            "high_impact",
+                            "near_failure"
+                          ]
+                        },
+                        "value": {
+                          "type": "number"
+                        },
+                        "threshold": {
+                          "type": "number"
+                        }
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "risk/regions",
       "summary": "Regions ranked by risk over a window (last hour, day, or all): each predicted intent (traffic the model sent there and the failures it caused), each corrected intent (what people meant when the model was wrong), and clusters of failure-case vectors that span intents. For each: traffic share, failure rate smoothed with a Beta prior centred on the overall rate, impact (intent weight × smoothed mean cost), risk = share × rate × impact (expected cost per request) and top examples. docs/risk-model.md gives the formulas.",
       "paramStructure": "by-name",

@@ -27,6 +27,21 @@ extension Server {
         }
     }
 
+    /// Keeps the newest failure vectors (at most 5,000) for the "near a known failure" reason.
+    func rememberFailure(_ v: [Float]) {
+        failureVectors.append(v)
+        if failureVectors.count > 5000 { failureVectors.removeFirst(failureVectors.count - 5000) }
+    }
+
+    /// Loads the newest failure vectors at start.
+    func loadFailureVectors() {
+        store.run({ store throws(StoreError) -> [[Float]] in
+            try store.feedback(FeedbackFilter(limit: 5000, withVectors: true)).filter { $0.kind != "confirmation" && !$0.vector.isEmpty }.map(\.vector)
+        }, completion: { [unowned self] r in
+            if case .success(let vs) = r { self.failureVectors = vs.reversed() + self.failureVectors }
+        })
+    }
+
     static func entry(_ f: FeedbackRecord, duplicate: Bool?) -> FeedbackEntry {
         FeedbackEntry(id: f.id, kind: f.kind, cost: f.cost, text: f.text, inputId: f.inputID, predictedLabel: f.predictedLabel,
                       correctLabel: f.correctLabel, version: f.version, at: f.at, recordedAt: f.recordedAt, duplicate: duplicate)
@@ -109,7 +124,10 @@ extension Server {
                 switch result {
                 case .failure(let e): ctx.reply(.failure(e))
                 case .success(let (stored, duplicate)):
-                    if !duplicate { self.logger.debug("feedback recorded", metadata: ["id": "\(stored.id)", "kind": "\(kind)"]) }
+                    if !duplicate {
+                        self.logger.debug("feedback recorded", metadata: ["id": "\(stored.id)", "kind": "\(kind)"])
+                        if kind != "confirmation" { self.rememberFailure(vector) }
+                    }
                     ctx.reply(Self.entry(stored, duplicate: duplicate))
                 }
             })

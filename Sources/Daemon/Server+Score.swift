@@ -9,10 +9,87 @@ extension Server {
     static let noVersionError = RPCError(.noVersion, "No active version: fit one with model/fit {dataset} (or activate one)")
 
     func registerScoreMethods() {
-        router.onDeferred(Score.self) { [unowned self] params, ctx in self.score(params, ctx) }
+        router.onDeferred(Score.self) { [unowned self] params, ctx in
+            self.runScoring(params, ctx, useCache: true) { version, scores, _, cached in
+                ctx.reply(Score.Result(version: version.id, results: Self.encode(scores, inputs: params.inputs, cached: cached)))
+            }
+        }
+        router.onDeferred(RiskFlag.self) { [unowned self] params, ctx in
+            let settings = self.flagSettings
+            let weights = self.impactWeights
+            let failures = self.failureVectors
+            self.runScoring(params, ctx, useCache: false) { version, scores, vectors, _ in
+                let D = vectors.count / max(1, scores.count)
+                ctx.compute({ _ -> [[RiskFlag.Reason]] in
+                    scores.indices.map { i in
+                        Self.reasons(scores[i], vector: Array(vectors[(i * D)..<((i + 1) * D)]), settings: settings,
+                                     impact: weights[scores[i].label] ?? 1, failures: failures)
+                    }
+                }, then: { reasons in
+                    var flagged: [JSONValue] = []
+                    let encoded = Self.encode(scores, inputs: params.inputs, cached: Set())
+                    for i in scores.indices where !reasons[i].isEmpty || scores[i].risk.level != "low" {
+                        var o = encoded[i].objectValue ?? [:]
+                        o["index"] = .int(Int64(i))
+                        o["text"] = .string(params.inputs[i].text)
+                        o["reasons"] = (try? JSONValueEncoder().encode(reasons[i])) ?? .array([])
+                        o["cached"] = nil
+                        flagged.append(.object(o))
+                    }
+                    ctx.reply(RiskFlag.Result(version: version.id, scored: scores.count, flagged: flagged))
+                })
+            }
+        }
     }
 
-    private func score(_ params: Score.Params, _ ctx: RequestContext) {
+    static func encode(_ scores: [InputScore], inputs: [Score.Input], cached: Set<Int>) -> [JSONValue] {
+        inputs.indices.map { i in
+            var o = (try? JSONValueEncoder().encode(scores[i]))?.objectValue ?? [:]
+            if let id = inputs[i].id { o["id"] = .string(id) }
+            o["cached"] = .bool(cached.contains(i))
+            return .object(o)
+        }
+    }
+
+    /// Why an input is risky, each reason with the number behind it (docs/risk-model.md).
+    static func reasons(_ s: InputScore, vector: [Float], settings: ConfigFile.RiskSettings, impact: Double,
+                        failures: [[Float]]) -> [RiskFlag.Reason] {
+        var out: [RiskFlag.Reason] = []
+        if s.confidence < settings.lowConfidence {
+            out.append(.init(reason: "low_confidence", value: s.confidence, threshold: settings.lowConfidence))
+        }
+        if s.margin < settings.smallMargin {
+            out.append(.init(reason: "small_margin", value: s.margin, threshold: settings.smallMargin))
+        }
+        if s.outOfScope.flagged {
+            out.append(.init(reason: "out_of_scope", value: s.outOfScope.mahalanobis, threshold: s.outOfScope.threshold))
+        }
+        if let st = s.stability, st.flipRate >= settings.thresholds.unstableFlipRate {
+            out.append(.init(reason: "unstable", value: st.flipRate, threshold: settings.thresholds.unstableFlipRate))
+        }
+        if impact > 1 { out.append(.init(reason: "high_impact", value: impact, threshold: 1)) }
+        if !failures.isEmpty, !vector.isEmpty {
+            var norm: Float = 0
+            for x in vector { norm += x * x }
+            let inv = 1 / max(norm.squareRoot(), 1e-12)
+            var best: Float = -1
+            for f in failures where f.count == vector.count {
+                var dot: Float = 0, fn: Float = 0
+                for d in 0..<f.count { dot += f[d] * vector[d]; fn += f[d] * f[d] }
+                best = max(best, dot * inv / max(fn.squareRoot(), 1e-12))
+            }
+            if Double(best) >= settings.nearFailureSimilarity {
+                out.append(.init(reason: "near_failure", value: Double(best), threshold: settings.nearFailureSimilarity))
+            }
+        }
+        return out
+    }
+
+    /// Scores the inputs with the active version: cached scores where allowed, the rest (and
+    /// their typo variants) embedded in one batch. `done` gets the scores, the vectors of all
+    /// inputs when the cache was not used, and which inputs came from the cache.
+    func runScoring(_ params: Score.Params, _ ctx: RequestContext, useCache: Bool,
+                    done: @escaping (ModelVersion, [InputScore], [Float], Set<Int>) -> Void) {
         guard let batcher else { ctx.reply(.failure(Self.noModelError)); return }
         // The request finishes on the version it started with, whatever is activated meanwhile.
         guard let version = activeVersion else { ctx.reply(.failure(Self.noVersionError)); return }
@@ -51,22 +128,17 @@ extension Server {
         var results = [InputScore?](repeating: nil, count: inputs.count)
         var missing: [Int] = []
         for (i, input) in inputs.enumerated() {
-            if let hit = scoreCache.get(.init(version: version.id, options: signature, text: input.text)) { results[i] = hit }
+            if useCache, let hit = scoreCache.get(.init(version: version.id, options: signature, text: input.text)) { results[i] = hit }
             else { missing.append(i) }
         }
-        let missingSet = Set(missing)
+        let cachedSet = Set(inputs.indices).subtracting(missing)
+        var allVectors: [Float] = []
         let reply = { [unowned self] (scores: [InputScore?]) in
             self.recordTraffic(scores.compactMap { $0 })
             for (i, input) in inputs.enumerated() {
                 if let id = input.id, let s = scores[i] { self.recentInputs[id] = RecentInputs.Entry(text: input.text, label: s.label, version: s.version) }
             }
-            let encoded: [JSONValue] = inputs.indices.map { i in
-                var o = (try? JSONValueEncoder().encode(scores[i]!))?.objectValue ?? [:]
-                if let id = inputs[i].id { o["id"] = .string(id) }
-                o["cached"] = .bool(!missingSet.contains(i))
-                return .object(o)
-            }
-            ctx.reply(Score.Result(version: version.id, results: encoded))
+            done(version, scores.map { $0! }, allVectors, cachedSet)
         }
         if missing.isEmpty { reply(results); return }
         // Embed the missing texts and their typo variants in one batch request.
@@ -86,6 +158,7 @@ extension Server {
             case .success(let r):
                 let m = missing.count, D = r.dimension
                 let main = Array(r.vectors[0..<(m * D)])
+                if !useCache { allVectors = main }
                 let variants = n > 0 ? Array(r.vectors[(m * D)...]) : nil
                 ctx.compute({ _ -> [InputScore] in
                     Scorer.score(version, vectors: main, count: m, variants: variants, perturbations: n, options: fixedOptions,

@@ -32,6 +32,9 @@ public final class Server {
     /// Per-intent impact weights and risk thresholds (from the configuration file; defaults: 1, and RiskThresholds()).
     var impactWeights: [String: Double] = [:]
     var riskThresholds = RiskThresholds()
+    var flagSettings = ConfigFile.RiskSettings()
+    /// Vectors of recent failure cases, for the "near a known failure" reason (newest last, bounded).
+    var failureVectors: [[Float]] = []
     /// Business cost per feedback kind (configuration file; defaults in Server+Feedback).
     var feedbackCosts = Server.defaultFeedbackCosts
     /// Scored inputs not yet added to the store's hourly counters.
@@ -92,6 +95,10 @@ public final class Server {
                 "parameters": "\(enc.config.parameterCount)", "seconds": "\(String(format: "%.2f", enc.loadSeconds))",
             ])
         }
+        for (k, v) in config.file.costs { feedbackCosts[k] = v }
+        impactWeights = config.file.impact
+        riskThresholds = config.file.risk.thresholds
+        flagSettings = config.file.risk
         registerLifecycleMethods()
         registerModelMethods()
         registerDatasetMethods()
@@ -100,6 +107,7 @@ public final class Server {
         registerFeedbackMethods()
         registerRegionMethods()
         loadActiveVersion()
+        loadFailureVectors()
     }
 
     public var socketPath: String? { boundSocketPath }

@@ -33,3 +33,22 @@ extension RPCErrorCode {
     /// No version is active: fit one with model/fit (or activate one).
     public static let noVersion = RPCErrorCode(-32021)
 }
+
+/// `risk/flag`: only the risky inputs, each with the reasons.
+public enum RiskFlag: RPCRequest {
+    public static let name = "risk/flag"
+    public typealias Params = Score.Params
+    public struct Reason: Codable, Sendable, Equatable {
+        /// low_confidence, small_margin, out_of_scope, unstable, high_impact or near_failure.
+        public var reason: String
+        public var value: Double
+        public var threshold: Double
+        public init(reason: String, value: Double, threshold: Double) { self.reason = reason; self.value = value; self.threshold = threshold }
+    }
+    public struct Result: Codable, Sendable {
+        public var version: Int
+        public var scored: Int
+        public var flagged: [JSONValue]
+        public init(version: Int, scored: Int, flagged: [JSONValue]) { self.version = version; self.scored = scored; self.flagged = flagged }
+    }
+}

@@ -47,6 +47,9 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A HuggingFace model folder to keep resident (e.g. ~/.cache/robustd/models/all-MiniLM-L6-v2).", valueName: "PATH"))
     var model: String?
 
+    @Option(help: ArgumentHelp("The configuration file (TOML; default: $XDG_CONFIG_HOME/robustd/robustd.toml or ~/.config/robustd/robustd.toml if present). docs/configuration.md lists every key.", valueName: "PATH"))
+    var config: String?
+
     @Option(help: ArgumentHelp("The state folder (default: $XDG_STATE_HOME/robustd or ~/.local/state/robustd).", valueName: "PATH"))
     var stateDir: String?
 
@@ -74,6 +77,16 @@ struct RobustdCommand: ParsableCommand {
         let logger = Logger(label: "robustd")
 
         var config = Configuration()
+        let configPath = self.config.map { ($0 as NSString).expandingTildeInPath } ?? Configuration.defaultConfigPath()
+        if self.config != nil || FileManager.default.fileExists(atPath: configPath) {
+            do {
+                config.file = try ConfigFile.load(path: configPath)
+                logger.info("configuration read", metadata: ["path": "\(configPath)"])
+            } catch {
+                logger.critical("cannot start: \(configPath): \(error)")
+                throw ExitCode(1)
+            }
+        }
         config.stdio = stdio
         if let socket { config.socketPath = socket == Self.defaultSocketSentinel ? Configuration.defaultSocketPath() : socket }
         config.maxMessageBytes = maxMessageBytes
@@ -82,7 +95,7 @@ struct RobustdCommand: ParsableCommand {
         config.computeThreads = computeThreads
         config.shutdownGraceMs = shutdownGraceMs
         config.enableDebugMethods = enableDebugMethods
-        config.modelPath = model.map { ($0 as NSString).expandingTildeInPath }
+        config.modelPath = model.map { ($0 as NSString).expandingTildeInPath } ?? config.file.modelPath
         config.maxBatch = maxBatch
         if let stateDir { config.stateDir = (stateDir as NSString).expandingTildeInPath }
         config.maxBatchDelayMs = maxBatchDelayMs

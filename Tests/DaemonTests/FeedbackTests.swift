@@ -94,3 +94,48 @@ struct RegionsThroughDaemonTests {
         #expect(only["regions"]?.arrayValue?.allSatisfy { $0["kind"] == "corrected" } == true)
     }
 }
+
+@Suite("Configuration file and risk/flag")
+struct ConfigAndFlagTests {
+    @Test("the configuration file is read; a bad one stops the daemon naming the line")
+    func configFile() throws {
+        let dir = TempDir()
+        let bad = dir.path + "/bad.toml"
+        try Data("[costs]\ncomplaint = 10\n[impact]\ncard = nan\n".utf8).write(to: URL(fileURLWithPath: bad))
+        let (status, _, err) = try run(Binaries.robustd, ["--socket", dir.path + "/s.sock", "--config", bad, "--state-dir", dir.path + "/st"])
+        #expect(status != 0)
+        #expect(err.contains("line 4"))
+        let typo = dir.path + "/typo.toml"
+        try Data("[risk]\nhigh_risk = 0.3\n".utf8).write(to: URL(fileURLWithPath: typo))
+        let (s2, _, e2) = try run(Binaries.robustd, ["--socket", dir.path + "/s.sock", "--config", typo, "--state-dir", dir.path + "/st"])
+        #expect(s2 != 0)
+        #expect(e2.contains("risk.high_risk"))
+    }
+
+    @Test("risk/flag returns only risky inputs with reasons; weights and costs come from the configuration")
+    func flag() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let dir = TempDir()
+        let cfg = dir.path + "/robustd.toml"
+        try Data("[costs]\ncomplaint = 7\n\n[impact]\nabc = 3  # costly intent\n\n[risk]\nlow_confidence = 0.5\n".utf8).write(to: URL(fileURLWithPath: cfg))
+        let d = try DaemonProcess(extraArgs: ["--model", model.path, "--config", cfg])
+        let c = try d.client()
+        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
+        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        let r = try c.call("risk/flag", ["inputs": [["text": "my card is late"], ["text": "a b c"], ["text": "the"]], "perturb": ["n": 2]]).get()
+        #expect(r["scored"] == 3)
+        let flagged = r["flagged"]?.arrayValue ?? []
+        let reasons = flagged.map { f in (f["index"]?.intValue ?? -1, f["reasons"]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []) }
+        #expect(reasons.contains { $0.0 == 1 && $0.1.contains("high_impact") }, "\(reasons)")
+        #expect(!reasons.contains { $0.0 == 0 && $0.1.isEmpty })
+        let score = try c.call("score", ["inputs": [["text": "a b c"]]]).get()
+        #expect(score["results"]?[0]?["risk"]?["impact"] == 3)
+        let fb = try c.call("feedback/report", ["text": "a b c", "kind": "complaint"]).get()
+        #expect(fb["cost"] == 7)
+        // A reported failure makes the same text "near_failure".
+        let again = try c.call("risk/flag", ["inputs": [["text": "a b c"]]]).get()
+        let rs = again["flagged"]?[0]?["reasons"]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
+        #expect(rs.contains("near_failure"), "\(rs)")
+    }
+}

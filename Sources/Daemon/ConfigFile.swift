@@ -1,0 +1,175 @@
+import Foundation
+import Scoring
+
+/// The human-edited configuration (TOML): business costs, impact weights, risk thresholds,
+/// an optional misrouting cost matrix, and the model path. docs/configuration.md documents
+/// every key; schemas/config.schema.json describes the structure.
+public struct ConfigFile: Sendable, Equatable {
+    public var modelPath: String?
+    public var costs: [String: Double] = [:]
+    public var impact: [String: Double] = [:]
+    public var risk = RiskSettings()
+    /// Cost when intent `from` is answered as `to`: misrouting[from][to].
+    public var misrouting: [String: [String: Double]] = [:]
+    /// The line that last set risk.medium or risk.high (for the error message).
+    private var thresholdLine = 0
+
+    public struct RiskSettings: Sendable, Equatable {
+        public var thresholds = RiskThresholds()
+        public var lowConfidence = 0.5
+        public var smallMargin = 0.2
+        public var nearFailureSimilarity = 0.9
+    }
+
+    public static let feedbackKinds = ["complaint", "reinquiry", "escalation", "correction", "confirmation"]
+
+    /// A problem in the file, with its line.
+    public struct Problem: Error, CustomStringConvertible, Equatable {
+        public var line: Int
+        public var message: String
+        public var description: String { "line \(line): \(message)" }
+    }
+
+    public init() {}
+
+    public static func load(path: String) throws -> ConfigFile {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw Problem(line: 0, message: "cannot read \(path)")
+        }
+        return try parse(text)
+    }
+
+    /// Parses the TOML subset the configuration uses: `[table]` and `[table.sub]` headers,
+    /// `key = value` with bare or quoted keys, numbers, strings, booleans, `#` comments.
+    public static func parse(_ text: String) throws(Problem) -> ConfigFile {
+        var c = ConfigFile()
+        var table: [String] = []
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = i + 1
+            let s = stripComment(String(raw)).trimmingCharacters(in: .whitespaces)
+            if s.isEmpty { continue }
+            if s.hasPrefix("[") {
+                guard s.hasSuffix("]"), !s.hasPrefix("[[") else { throw Problem(line: line, message: "a table header looks like [name]") }
+                table = try splitKey(String(s.dropFirst().dropLast()), line: line)
+                guard let top = table.first, ["model", "costs", "impact", "risk", "misrouting"].contains(top) else {
+                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, costs, impact, risk, misrouting")
+                }
+                if top == "misrouting" ? table.count > 2 : table.count > 1 {
+                    throw Problem(line: line, message: "[\(table.joined(separator: "."))] nests too deep")
+                }
+                continue
+            }
+            guard let eq = findEquals(s) else { throw Problem(line: line, message: "expected key = value") }
+            let keyPath = try splitKey(String(s[..<eq]).trimmingCharacters(in: .whitespaces), line: line)
+            let value = try parseValue(String(s[s.index(after: eq)...]).trimmingCharacters(in: .whitespaces), line: line)
+            let full = table + keyPath
+            try c.set(full, value, line: line)
+        }
+        // Checked once the whole file is read, so the order of the two keys does not matter.
+        if c.risk.thresholds.high < c.risk.thresholds.medium {
+            throw Problem(line: c.thresholdLine, message: "risk.high (\(c.risk.thresholds.high)) must not be below risk.medium (\(c.risk.thresholds.medium))")
+        }
+        return c
+    }
+
+    enum Value { case number(Double), string(String), bool(Bool) }
+
+    private mutating func set(_ path: [String], _ v: Value, line: Int) throws(Problem) {
+        func number() throws(Problem) -> Double {
+            guard case .number(let d) = v else { throw Problem(line: line, message: "\(path.joined(separator: ".")) must be a number") }
+            guard d.isFinite else { throw Problem(line: line, message: "\(path.joined(separator: ".")) must be a finite number, not \(d)") }
+            return d
+        }
+        func nonNegative() throws(Problem) -> Double {
+            let d = try number()
+            guard d >= 0 else { throw Problem(line: line, message: "\(path.joined(separator: ".")) must be ≥ 0, got \(d)") }
+            return d
+        }
+        func unit() throws(Problem) -> Double {
+            let d = try number()
+            guard d >= 0 && d <= 1 else { throw Problem(line: line, message: "\(path.joined(separator: ".")) must be between 0 and 1, got \(d)") }
+            return d
+        }
+        switch (path.first, path.count) {
+        case ("model", 2) where path[1] == "path":
+            guard case .string(let p) = v else { throw Problem(line: line, message: "model.path must be a string") }
+            modelPath = (p as NSString).expandingTildeInPath
+        case ("costs", 2):
+            guard Self.feedbackKinds.contains(path[1]) else {
+                throw Problem(line: line, message: "costs.\(path[1]) is not a feedback kind; kinds: \(Self.feedbackKinds.joined(separator: ", "))")
+            }
+            costs[path[1]] = try nonNegative()
+        case ("impact", 2):
+            impact[path[1]] = try nonNegative()
+        case ("risk", 2):
+            switch path[1] {
+            case "medium": risk.thresholds.medium = try nonNegative()
+            case "high": risk.thresholds.high = try nonNegative()
+            case "unstable_flip_rate": risk.thresholds.unstableFlipRate = try unit()
+            case "low_confidence": risk.lowConfidence = try unit()
+            case "small_margin": risk.smallMargin = try unit()
+            case "near_failure_similarity": risk.nearFailureSimilarity = try unit()
+            default:
+                throw Problem(line: line, message: "unknown key risk.\(path[1]); known: medium, high, unstable_flip_rate, low_confidence, small_margin, near_failure_similarity")
+            }
+        case ("misrouting", 3):
+            misrouting[path[1], default: [:]][path[2]] = try nonNegative()
+        default:
+            throw Problem(line: line, message: "unknown key \(path.joined(separator: "."))")
+        }
+        if path == ["risk", "medium"] || path == ["risk", "high"] { thresholdLine = line }
+    }
+
+    private static func stripComment(_ s: String) -> String {
+        var inString = false
+        var out = ""
+        for ch in s {
+            if ch == "\"" { inString.toggle() }
+            if ch == "#" && !inString { break }
+            out.append(ch)
+        }
+        return out
+    }
+
+    private static func findEquals(_ s: String) -> String.Index? {
+        var inString = false
+        for i in s.indices {
+            if s[i] == "\"" { inString.toggle() }
+            if s[i] == "=" && !inString { return i }
+        }
+        return nil
+    }
+
+    /// `a.b`, `"a b".c`: dotted keys with optional quotes.
+    private static func splitKey(_ s: String, line: Int) throws(Problem) -> [String] {
+        var parts: [String] = [], cur = "", inString = false, quoted = false
+        for ch in s {
+            if ch == "\"" { inString.toggle(); quoted = true; continue }
+            if ch == "." && !inString { parts.append(cur); cur = ""; quoted = false; continue }
+            if !inString && (ch == " " || ch == "\t") { continue }
+            if !inString && !(ch.isLetter || ch.isNumber || ch == "_" || ch == "-") {
+                throw Problem(line: line, message: "'\(ch)' in a bare key; quote the key")
+            }
+            cur.append(ch)
+        }
+        if inString { throw Problem(line: line, message: "unterminated quoted key") }
+        parts.append(cur)
+        if parts.contains(where: { $0.isEmpty }) && !quoted { throw Problem(line: line, message: "empty key") }
+        return parts
+    }
+
+    private static func parseValue(_ s: String, line: Int) throws(Problem) -> Value {
+        if s.hasPrefix("\"") {
+            guard s.count >= 2, s.hasSuffix("\"") else { throw Problem(line: line, message: "unterminated string") }
+            return .string(String(s.dropFirst().dropLast()))
+        }
+        if s == "true" { return .bool(true) }
+        if s == "false" { return .bool(false) }
+        let cleaned = s.replacingOccurrences(of: "_", with: "")
+        if ["nan", "+nan", "-nan", "inf", "+inf", "-inf"].contains(cleaned.lowercased()) {
+            throw Problem(line: line, message: "\(s) is not a usable number (NaN and infinity are refused)")
+        }
+        guard let d = Double(cleaned) else { throw Problem(line: line, message: "cannot read the value '\(s)'") }
+        return .number(d)
+    }
+}

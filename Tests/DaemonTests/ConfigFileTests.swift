@@ -1,0 +1,53 @@
+import Daemon
+import Testing
+
+@Suite("Configuration file parsing")
+struct ConfigFileTests {
+    @Test("tables, quoted keys, comments, misrouting; defaults stay where nothing is said")
+    func parse() throws {
+        let c = try ConfigFile.parse("""
+            # business costs
+            [costs]
+            complaint = 12.5   # per report
+            escalation = 1_000
+
+            [impact]
+            "lost_or_stolen_card" = 5
+            card_arrival = 2
+
+            [risk]
+            high = 0.6
+
+            [misrouting.lost_or_stolen_card]
+            card_arrival = 40
+            [model]
+            path = "/models/x # not a comment"
+            """)
+        #expect(c.costs == ["complaint": 12.5, "escalation": 1000])
+        #expect(c.impact == ["lost_or_stolen_card": 5, "card_arrival": 2])
+        #expect(c.risk.thresholds.high == 0.6)
+        #expect(c.risk.thresholds.medium == 0.15)
+        #expect(c.misrouting["lost_or_stolen_card"]?["card_arrival"] == 40)
+        #expect(c.modelPath == "/models/x # not a comment")
+    }
+
+    @Test("every problem names its line", arguments: [
+        ("[costs]\nshouting = 3\n", 2, "feedback kind"),
+        ("[impact]\nx = -1\n", 2, "≥ 0"),
+        ("[impact]\nx = nan\n", 2, "NaN"),
+        ("[risk]\nmedium = 0.5\nhigh = 0.2\n", 3, "below"),
+        ("[colors]\n", 1, "unknown table"),
+        ("[risk]\nlow_confidence = 2\n", 2, "between 0 and 1"),
+        ("[impact]\nx = \"big\"\n", 2, "number"),
+        ("[impact]\nno equals here\n", 2, "key = value"),
+    ])
+    func problems(text: String, line: Int, fragment: String) {
+        do {
+            _ = try ConfigFile.parse(text)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.line == line, "\(error)")
+            #expect(error.message.contains(fragment), "\(error)")
+        }
+    }
+}
