@@ -858,7 +858,7 @@ enum OpenRPCDocument {
     },
     {
       "name": "risk/regions",
-      "summary": "Regions ranked by risk over a window (last hour, day, or all): each predicted intent (traffic the model sent there and the failures it caused), each corrected intent (what people meant when the model was wrong), and clusters of failure-case vectors that span intents. For each: traffic share, failure rate smoothed with a Beta prior centred on the overall rate, impact (intent weight × smoothed mean cost), risk = share × rate × impact (expected cost per request) and top examples. docs/risk-model.md gives the formulas.",
+      "summary": "Regions ranked by risk over a window (last hour, day, or all): each intent, owning the failure cases whose corrected intent it is (where a correction is known) or whose predicted intent it is (otherwise), with a volume of the traffic predicted as it plus its estimated misses; and clusters of failure-case vectors that span intents. Reported failures are scaled by the estimated reporting rate (reported / the errors the calibrated model expects in its traffic). For each: traffic share, failure rate smoothed with a Beta prior centred on the overall rate, impact (intent weight × smoothed mean cost), risk = share × rate × impact (expected cost per request) and top examples. docs/risk-model.md gives the formulas.",
       "paramStructure": "by-name",
       "params": [
         {
@@ -883,8 +883,7 @@ enum OpenRPCDocument {
           "name": "kind",
           "schema": {
             "enum": [
-              "predicted",
-              "corrected",
+              "intent",
               "cluster"
             ]
           }
@@ -1775,8 +1774,7 @@ enum OpenRPCDocument {
           },
           "kind": {
             "enum": [
-              "predicted",
-              "corrected",
+              "intent",
               "cluster"
             ]
           },

@@ -17,26 +17,33 @@ extension Server {
             let since: Double? = window == .hour ? now - 3600 : window == .day ? now - 86_400 : nil
             // Traffic not yet flushed counts too.
             let sinceHour = Int((since ?? 0) / 3600)
-            var pending: [String: Int] = [:]
-            for (k, n) in self.pendingTraffic where k.hour >= sinceHour { pending[k.label, default: 0] += n }
+            var pending: [String: TrafficTotal] = [:]
+            for (k, n) in self.pendingTraffic where k.hour >= sinceHour {
+                pending[k.label, default: TrafficTotal(count: 0, expectedErrors: 0)].count += n.count
+                pending[k.label]!.expectedErrors += n.expectedErrors
+            }
             let weights = self.impactWeights
             let defaultCost = self.feedbackCosts["complaint"] ?? 1
-            self.store.run({ store throws(StoreError) -> ([String: Int], [FeedbackRecord]) in
+            self.store.run({ store throws(StoreError) -> ([String: TrafficTotal], [FeedbackRecord]) in
                 (try store.traffic(since: since), try store.feedback(FeedbackFilter(since: since, limit: 100_000, withVectors: true)))
             }, completion: { result in
                 switch result {
                 case .failure(let e): ctx.reply(.failure(e))
                 case .success(let (stored, feedback)):
                     var merged = stored
-                    for (l, n) in pending { merged[l, default: 0] += n }
-                    let traffic = merged
+                    for (l, n) in pending {
+                        merged[l, default: TrafficTotal(count: 0, expectedErrors: 0)].count += n.count
+                        merged[l]!.expectedErrors += n.expectedErrors
+                    }
+                    let traffic = merged.mapValues(\.count)
+                    let expected = merged.mapValues(\.expectedErrors)
                     let failures = feedback.filter { $0.kind != "confirmation" }.map {
                         FailureCase(predicted: $0.predictedLabel, correct: $0.correctLabel, cost: $0.cost, text: $0.text, vector: $0.vector)
                     }
                     ctx.compute({ _ -> [Region] in
-                        RegionRanking.rank(traffic: traffic, failures: failures, impact: { weights[$0] ?? 1 }, defaultCost: defaultCost)
+                        RegionRanking.rank(traffic: traffic, expectedErrors: expected, failures: failures, impact: { weights[$0] ?? 1 }, defaultCost: defaultCost)
                     }, then: { regions in
-                        let expected = regions.filter { $0.kind == "predicted" }.reduce(0) { $0 + $1.costPer1000 }
+                        let expected = regions.filter { $0.kind == "intent" }.reduce(0) { $0 + $1.costPer1000 }
                         let shown = regions.filter { params.kind == nil || $0.kind == params.kind!.rawValue }.prefix(limit)
                         ctx.reply(RiskRegions.Result(window: window.rawValue, traffic: traffic.values.reduce(0, +), failures: failures.count,
                                                      expectedCostPer1000: expected,

@@ -177,7 +177,10 @@ extension Server {
     /// Counts scored traffic by hour, version and predicted label, for the regions' traffic shares.
     func recordTraffic(_ scores: [InputScore]) {
         let hour = Int(Date().timeIntervalSince1970 / 3600)
-        for s in scores { pendingTraffic[TrafficKey(hour: hour, version: s.version, label: s.label), default: 0] += 1 }
+        for s in scores {
+            pendingTraffic[TrafficKey(hour: hour, version: s.version, label: s.label), default: TrafficTotal(count: 0, expectedErrors: 0)].count += 1
+            pendingTraffic[TrafficKey(hour: hour, version: s.version, label: s.label)]!.expectedErrors += s.risk.pWrong
+        }
     }
 
     /// Adds the pending counters to the store every 5 s (and at a graceful stop): a kill -9
@@ -191,7 +194,9 @@ extension Server {
 
     func flushTraffic() {
         guard !pendingTraffic.isEmpty else { return }
-        let counts = pendingTraffic.map { TrafficCount(hour: $0.key.hour, version: $0.key.version, label: $0.key.label, count: $0.value) }
+        let counts = pendingTraffic.map {
+            TrafficCount(hour: $0.key.hour, version: $0.key.version, label: $0.key.label, count: $0.value.count, expectedErrors: $0.value.expectedErrors)
+        }
         pendingTraffic.removeAll()
         store.run({ store throws(StoreError) in try store.addTraffic(counts) }, completion: { [unowned self] r in
             if case .failure(let e) = r { self.logger.warning("traffic counters not saved", metadata: ["error": "\(e.message)"]) }

@@ -38,7 +38,7 @@ public final class Server {
     /// Business cost per feedback kind (configuration file; defaults in Server+Feedback).
     var feedbackCosts = Server.defaultFeedbackCosts
     /// Scored inputs not yet added to the store's hourly counters.
-    var pendingTraffic: [TrafficKey: Int] = [:]
+    var pendingTraffic: [TrafficKey: TrafficTotal] = [:]
     /// Recently scored inputs that had an id, so that feedback can name them by id.
     var recentInputs = RecentInputs(capacity: 100_000)
     var trafficTimer: EventLoop.Timer?

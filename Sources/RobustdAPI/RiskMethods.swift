@@ -4,7 +4,7 @@ import JSONRPC
 public enum RiskRegions: RPCRequest {
     public static let name = "risk/regions"
     public enum Window: String, RPCEnum { case hour, day, all }
-    public enum Kind: String, RPCEnum { case predicted, corrected, cluster }
+    public enum Kind: String, RPCEnum { case intent, cluster }
     public struct Params: Codable, Sendable {
         public var window: Window?
         public var limit: Int?
@@ -15,7 +15,7 @@ public enum RiskRegions: RPCRequest {
         public var window: String
         public var traffic: Int
         public var failures: Int
-        /// Σ risk × 1000 over the predicted-intent regions (which partition the traffic).
+        /// Σ risk × 1000 over the intent regions (which partition the failures).
         public var expectedCostPer1000: Double
         public var regions: [JSONValue]
         public init(window: String, traffic: Int, failures: Int, expectedCostPer1000: Double, regions: [JSONValue]) {

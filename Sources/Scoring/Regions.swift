@@ -15,10 +15,10 @@ public struct FailureCase: Sendable {
 
 /// A region of the input space and how much risk it carries.
 public struct Region: Sendable, Codable, Equatable {
-    /// `predicted:<intent>`, `corrected:<intent>` or `cluster:<n>`.
+    /// `intent:<intent>` or `cluster:<n>`.
     public var id: String
     public var kind: String
-    /// The intent (for predicted and corrected regions; the most frequent one for a cluster).
+    /// The intent (for a cluster, its most frequent predicted intent).
     public var label: String
     /// The intents a cluster spans.
     public var labels: [String]
@@ -43,7 +43,7 @@ public struct Region: Sendable, Codable, Equatable {
 public enum RegionRanking {
     public struct Options: Sendable {
         /// Strength of the Beta prior, in pseudo-requests.
-        public var priorStrength = 50.0
+        public var priorStrength = 20.0
         /// Cosine similarity that joins a failure to a cluster's leader.
         public var clusterSimilarity: Float = 0.8
         /// Smallest cluster reported.
@@ -52,50 +52,57 @@ public enum RegionRanking {
         public init() {}
     }
 
-    public static func rank(traffic: [String: Int], failures: [FailureCase], impact: (String) -> Double,
-                            defaultCost: Double, options o: Options = Options()) -> [Region] {
+    public static func rank(traffic: [String: Int], expectedErrors: [String: Double] = [:], failures: [FailureCase],
+                            impact: (String) -> Double, defaultCost: Double, options o: Options = Options()) -> [Region] {
         let failing = failures
-        let totalTraffic = max(1, traffic.values.reduce(0, +) + failing.filter { $0.correct != nil && traffic[$0.correct!] == nil }.count)
-        let globalRate = min(0.5, Double(failing.count) / Double(totalTraffic))
+        let totalTraffic = max(1, traffic.values.reduce(0, +))
+        // Not every failure is reported. The calibrated model expects Σ(1 − confidence) errors
+        // in its traffic; reported / expected estimates the share reported, and counts of
+        // reported failures are scaled up by it (with no estimate, by nothing).
+        let expected = expectedErrors.values.reduce(0, +)
+        let reporting = expected > 0 ? min(1, max(0.02, Double(failing.count) / expected)) : 1
+        let scale = 1 / reporting
+        let globalRate = min(0.5, Double(failing.count) * scale / Double(totalTraffic))
         let alpha = max(1e-3, globalRate) * o.priorStrength, beta = (1 - max(1e-3, globalRate)) * o.priorStrength
         let meanCost = failing.isEmpty ? defaultCost : failing.reduce(0) { $0 + $1.cost } / Double(failing.count)
 
         func region(id: String, kind: String, label: String, labels: [String], traffic t: Int, cases: [FailureCase]) -> Region {
             let n = cases.count
-            let share = Double(t) / Double(totalTraffic)
-            let raw = t > 0 ? Double(n) / Double(t) : (n > 0 ? 1 : 0)
-            let rate = (Double(n) + alpha) / (Double(t) + alpha + beta)
+            let estimated = Double(n) * scale
+            let tt = max(Double(t), estimated)
+            let share = tt / Double(totalTraffic)
+            let raw = t > 0 ? min(1, Double(n) / Double(t)) : (n > 0 ? 1 : 0)
+            let rate = (estimated + alpha) / (tt + alpha + beta)
             // Mean cost smoothed toward the overall mean with the same prior weight.
             let costs = cases.reduce(0) { $0 + $1.cost }
             let cost = (costs + meanCost * 5) / (Double(n) + 5)
             let imp = impact(label) * cost
             let risk = share * rate * imp
             let ex = cases.sorted { $0.cost > $1.cost }.prefix(o.examples).map(\.text)
-            return Region(id: id, kind: kind, label: label, labels: labels, traffic: t, failures: n, trafficShare: share,
+            return Region(id: id, kind: kind, label: label, labels: labels, traffic: Int(tt.rounded()), failures: n, trafficShare: share,
                           rawFailureRate: raw, failureRate: rate, impact: imp, risk: risk, costPer1000: risk * 1000, examples: Array(ex))
         }
 
         var out: [Region] = []
-        // Predicted intents: traffic the model sent there, and the failures it caused.
-        var byPredicted: [String: [FailureCase]] = [:]
-        for f in failing { byPredicted[f.predicted, default: []].append(f) }
-        for label in Set(traffic.keys).union(byPredicted.keys) {
-            out.append(region(id: "predicted:\(label)", kind: "predicted", label: label, labels: [label],
-                              traffic: max(traffic[label] ?? 0, byPredicted[label]?.count ?? 0), cases: byPredicted[label] ?? []))
+        // Intents. A failure belongs to its corrected intent where one is known (what the person
+        // meant), else to its predicted intent. An intent's volume is what was predicted as it
+        // plus its (estimated) misses: failures corrected to it that were predicted as another.
+        var byIntent: [String: [FailureCase]] = [:]
+        var misses: [String: Int] = [:]
+        for f in failing {
+            let owner = f.correct ?? f.predicted
+            byIntent[owner, default: []].append(f)
+            if let c = f.correct, c != f.predicted { misses[c, default: 0] += 1 }
         }
-        // Corrected intents: what people meant when the model was wrong. Their volume is the
-        // traffic predicted as that intent plus the failures corrected to it.
-        var byCorrect: [String: [FailureCase]] = [:]
-        for f in failing { if let c = f.correct, c != f.predicted { byCorrect[c, default: []].append(f) } }
-        for (label, cases) in byCorrect {
-            out.append(region(id: "corrected:\(label)", kind: "corrected", label: label, labels: [label],
-                              traffic: (traffic[label] ?? 0) + cases.count, cases: cases))
+        for label in Set(traffic.keys).union(byIntent.keys) {
+            let volume = (traffic[label] ?? 0) + Int((Double(misses[label] ?? 0) * scale).rounded())
+            out.append(region(id: "intent:\(label)", kind: "intent", label: label, labels: [label], traffic: volume, cases: byIntent[label] ?? []))
         }
         // Clusters of failure vectors: a failure mode that spans intents.
         for (i, members) in clusters(failing, similarity: o.clusterSimilarity).enumerated() where members.count >= o.minClusterSize {
             let cases = members.map { failing[$0] }
             let labels = Array(Set(cases.map(\.predicted))).sorted()
-            guard labels.count >= 2 else { continue }  // one intent: the predicted region already shows it
+            guard labels.count >= 2 else { continue }  // one intent: its intent region already shows it
             var counts: [String: Int] = [:]
             for c in cases { counts[c.predicted, default: 0] += 1 }
             let main = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key

@@ -58,6 +58,7 @@ public final class SQLiteStore: Store {
             version INTEGER NOT NULL,
             label TEXT NOT NULL,
             count INTEGER NOT NULL,
+            expected_errors REAL NOT NULL DEFAULT 0,
             PRIMARY KEY (hour, version, label)
         );
         """,
@@ -224,16 +225,19 @@ public final class SQLiteStore: Store {
     public func addTraffic(_ counts: [TrafficCount]) throws(StoreError) {
         guard !counts.isEmpty else { return }
         try db.transaction { () throws(StoreError) in
-            let st = try db.prepare("INSERT INTO traffic (hour, version, label, count) VALUES (?, ?, ?, ?) ON CONFLICT(hour, version, label) DO UPDATE SET count = count + excluded.count")
-            for c in counts { try st.run([.int(Int64(c.hour)), .int(Int64(c.version)), .text(c.label), .int(Int64(c.count))]) }
+            let st = try db.prepare("""
+                INSERT INTO traffic (hour, version, label, count, expected_errors) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(hour, version, label) DO UPDATE SET count = count + excluded.count, expected_errors = expected_errors + excluded.expected_errors
+                """)
+            for c in counts { try st.run([.int(Int64(c.hour)), .int(Int64(c.version)), .text(c.label), .int(Int64(c.count)), .double(c.expectedErrors)]) }
         }
     }
 
-    public func traffic(since: Double?) throws(StoreError) -> [String: Int] {
-        let s = try db.prepare("SELECT label, SUM(count) FROM traffic WHERE hour >= ? GROUP BY label")
+    public func traffic(since: Double?) throws(StoreError) -> [String: TrafficTotal] {
+        let s = try db.prepare("SELECT label, SUM(count), SUM(expected_errors) FROM traffic WHERE hour >= ? GROUP BY label")
         try s.bind([.int(Int64((since ?? 0) / 3600))])
-        var out: [String: Int] = [:]
-        while try s.step() { out[s.text(0) ?? ""] = Int(s.int(1)) }
+        var out: [String: TrafficTotal] = [:]
+        while try s.step() { out[s.text(0) ?? ""] = TrafficTotal(count: Int(s.int(1)), expectedErrors: s.double(2)) }
         return out
     }
 

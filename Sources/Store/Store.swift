@@ -88,9 +88,18 @@ public struct TrafficCount: Sendable, Equatable {
     public var version: Int
     public var label: String
     public var count: Int
-    public init(hour: Int, version: Int, label: String, count: Int) {
-        self.hour = hour; self.version = version; self.label = label; self.count = count
+    /// Σ (1 − calibrated confidence) over those inputs: the errors the model expects to have made.
+    public var expectedErrors: Double
+    public init(hour: Int, version: Int, label: String, count: Int, expectedErrors: Double) {
+        self.hour = hour; self.version = version; self.label = label; self.count = count; self.expectedErrors = expectedErrors
     }
+}
+
+/// Traffic of one predicted label over a window.
+public struct TrafficTotal: Sendable, Equatable {
+    public var count: Int
+    public var expectedErrors: Double
+    public init(count: Int, expectedErrors: Double) { self.count = count; self.expectedErrors = expectedErrors }
 }
 
 /// Durable state behind one interface. SQLite is the embedded implementation; a fleet would
@@ -122,5 +131,5 @@ public protocol Store: AnyObject {
     /// Adds to the hourly traffic counters.
     func addTraffic(_ counts: [TrafficCount]) throws(StoreError)
     /// Scored inputs per predicted label since a time (nil: all).
-    func traffic(since: Double?) throws(StoreError) -> [String: Int]
+    func traffic(since: Double?) throws(StoreError) -> [String: TrafficTotal]
 }

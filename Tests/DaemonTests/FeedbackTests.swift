@@ -87,11 +87,11 @@ struct RegionsThroughDaemonTests {
             #expect(r["traffic"] == 20, "\(window)")
             #expect(r["failures"] == 10)
             let ids = r["regions"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
-            #expect(Array(ids.prefix(2)).sorted() == ["corrected:card_what", "predicted:card_late"], "\(ids)")
+            #expect(ids.first == "intent:card_what", "\(ids)")
             #expect((r["expectedCostPer1000"]?.doubleValue ?? 0) > 0)
         }
-        let only = try c.call("risk/regions", ["kind": "corrected"]).get()
-        #expect(only["regions"]?.arrayValue?.allSatisfy { $0["kind"] == "corrected" } == true)
+        let only = try c.call("risk/regions", ["kind": "intent"]).get()
+        #expect(only["regions"]?.arrayValue?.allSatisfy { $0["kind"] == "intent" } == true)
     }
 }
 

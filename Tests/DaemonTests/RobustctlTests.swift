@@ -12,6 +12,10 @@ struct RobustctlTests {
         #expect(s1 == 0)
         #expect(out1.contains("connections"))
 
+        let (s1b, out1b, _) = try run(Binaries.robustctl, sock + ["--json", "status"])
+        #expect(s1b == 0)
+        #expect(out1b.contains("\"connections\""))
+
         let (s2, out2, _) = try run(Binaries.robustctl, ["call", "daemon/status", "--json"] + sock)
         #expect(s2 == 0)
         let status = try JSONParser.parse(out2.trimmingCharacters(in: .whitespacesAndNewlines))

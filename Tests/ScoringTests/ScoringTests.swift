@@ -192,26 +192,27 @@ struct RegionTests {
         let traffic = ["big": 3000, "small": 3, "quiet": 1000]
         let regions = RegionRanking.rank(traffic: traffic, failures: failures("big", 300) + failures("small", 3),
                                          impact: { _ in 1 }, defaultCost: 10)
-        let big = regions.first { $0.id == "predicted:big" }!, small = regions.first { $0.id == "predicted:small" }!
+        let big = regions.first { $0.id == "intent:big" }!, small = regions.first { $0.id == "intent:small" }!
         #expect(small.rawFailureRate == 1)
         #expect(small.failureRate < 0.2, "smoothed \(small.failureRate)")
         #expect(big.risk > small.risk)
-        #expect(regions.first?.id == "predicted:big")
+        #expect(regions.first?.id == "intent:big")
         // The smoothed rate moves toward the raw rate as evidence grows.
         #expect(abs(big.failureRate - 0.1) < 0.01)
     }
 
-    @Test("impact weights and costs scale risk; corrected intents form their own regions")
+    @Test("impact weights and costs scale risk; a corrected failure belongs to the intent that was meant")
     func impactAndCorrected() {
         let traffic = ["a": 1000, "b": 1000]
         let f = failures("a", 20, correct: "c", cost: 5) + failures("b", 20, cost: 5)
         let plain = RegionRanking.rank(traffic: traffic, failures: f, impact: { _ in 1 }, defaultCost: 5)
         let weighted = RegionRanking.rank(traffic: traffic, failures: f, impact: { $0 == "b" ? 10 : 1 }, defaultCost: 5)
-        let pb = plain.first { $0.id == "predicted:b" }!, wb = weighted.first { $0.id == "predicted:b" }!
+        let pb = plain.first { $0.id == "intent:b" }!, wb = weighted.first { $0.id == "intent:b" }!
         #expect(abs(wb.risk - 10 * pb.risk) < 1e-12)
-        let corrected = plain.first { $0.id == "corrected:c" }
+        let corrected = plain.first { $0.id == "intent:c" }
         #expect(corrected?.failures == 20)
         #expect(corrected?.label == "c")
+        #expect(plain.first { $0.id == "intent:a" }?.failures == 0)
         #expect(abs((corrected?.costPer1000 ?? 0) - 1000 * (corrected?.risk ?? 0)) < 1e-9)
     }
 

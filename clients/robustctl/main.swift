@@ -131,4 +131,18 @@ struct Robustctl: ParsableCommand {
         subcommands: [Call.self, Status.self, Methods.self, Stop.self])
 }
 
-Robustctl.main()
+/// `robustctl --socket PATH status` works as well as `robustctl status --socket PATH`: options
+/// given before the subcommand are moved after it.
+func normalisedArguments(_ args: [String]) -> [String] {
+    var leading: [String] = []
+    var i = 0
+    while i < args.count, args[i].hasPrefix("--"), args[i] != "--help" {
+        leading.append(args[i])
+        if args[i] == "--socket", i + 1 < args.count { leading.append(args[i + 1]); i += 1 }
+        i += 1
+    }
+    guard !leading.isEmpty, i < args.count else { return args }
+    return [args[i]] + leading + Array(args[(i + 1)...])
+}
+
+Robustctl.main(normalisedArguments(Array(CommandLine.arguments.dropFirst())))

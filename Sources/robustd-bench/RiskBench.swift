@@ -1,0 +1,230 @@
+import ArgumentParser
+import Foundation
+import JSONRPC
+import RobustdClient
+
+/// A daemon with a model and a fresh state folder, for one scenario.
+final class ModelDaemon {
+    let process = Process()
+    let dir: String
+    let client: RPCClient
+
+    init(binary: URL, model: String, tag: String) throws {
+        dir = "/tmp/robustd-bench-\(tag)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let socket = dir + "/robustd.sock"
+        process.executableURL = binary
+        process.arguments = ["--socket", socket, "--model", model, "--state-dir", dir + "/state", "--log-level", "warning"]
+        process.standardError = FileHandle.standardError
+        try process.run()
+        var c: RPCClient? = nil
+        let deadline = Date().addingTimeInterval(30)
+        while c == nil {
+            c = try? RPCClient(path: socket)
+            if c == nil { guard Date() < deadline else { throw ClientError("robustd did not start") }; usleep(20_000) }
+        }
+        client = c!
+    }
+
+    func call(_ method: String, _ params: JSONValue?) throws -> JSONValue {
+        switch try client.call(method, params, timeout: 600) {
+        case .success(let v): return v
+        case .failure(let e): throw ClientError("\(method): \(e.message) \(e.data.map { JSONWriter.string($0) } ?? "")")
+        }
+    }
+
+    func stop() {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+struct RiskBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "risk",
+        abstract: "Scoring and risk on Banking77 through the real daemon: accuracy and ECE of version 1, out-of-scope detection (known-intent ratio), and the risk-ranking check.")
+
+    @Option(help: "The model folder.")
+    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
+
+    @Option(help: "The Banking77 folder (default: shared/ beside the checkout).")
+    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+
+    @Option(help: "Seeds for the risk-ranking check, comma-separated.")
+    var seeds: String = "1,2,3"
+
+    @Flag(help: "Skip the out-of-scope part.")
+    var skipOOS = false
+
+    func run() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("robustd")
+        let train = parseCSV(try String(contentsOfFile: data + "/train.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+        let test = parseCSV(try String(contentsOfFile: data + "/test.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+        let intents = Array(Set(train.map(\.1))).sorted()
+        print("robustd-bench risk: Banking77 (\(train.count) train, \(test.count) test, \(intents.count) intents), model \(model)")
+
+        // 1. Version 1 on all of train.
+        do {
+            let d = try ModelDaemon(binary: binary, model: model, tag: "v1")
+            defer { d.stop() }
+            try importRecords(d, "train", train)
+            let fit = try d.call("model/fit", ["dataset": "train"])
+            let (acc, ece, _) = try evaluate(d, test)
+            print("")
+            print("version 1 (frozen encoder + logistic-regression head, λ chosen on a 10% validation split)")
+            print(String(format: "  validation accuracy %.2f%%  λ %.3g  temperature %.3f  fit %.0f s", 100 * (fit["validationAccuracy"]?.doubleValue ?? 0),
+                         fit["lambda"]?.doubleValue ?? 0, fit["temperature"]?.doubleValue ?? 0, fit["seconds"]?.doubleValue ?? 0))
+            print(String(format: "  test accuracy       %.2f%%   (anchor measured with PyTorch + scikit-learn: 93.05%%)", 100 * acc))
+            print(String(format: "  test ECE            %.4f (calibrated)", ece.calibrated))
+        }
+
+        // 2. Out of scope by the known-intent ratio: 75% of intents known, the rest out of scope.
+        if !skipOOS {
+            var rng = SeededRNG(seed: 7)
+            let known = Set(intents.shuffled(using: &rng).prefix(intents.count * 3 / 4))
+            let d = try ModelDaemon(binary: binary, model: model, tag: "oos")
+            defer { d.stop() }
+            try importRecords(d, "known", train.filter { known.contains($0.1) })
+            _ = try d.call("model/fit", ["dataset": "known"])
+            let (_, _, scored) = try evaluate(d, test)
+            var inScores: [Float] = [], outScores: [Float] = [], inCorrect = 0, inTotal = 0, outFlagged = 0, inKept = 0
+            for (i, s) in scored.enumerated() {
+                let m = Float(s["outOfScope"]?["mahalanobis"]?.doubleValue ?? 0)
+                let flagged = s["outOfScope"]?["flagged"] == true
+                if known.contains(test[i].1) {
+                    inScores.append(m); inTotal += 1
+                    if !flagged { inKept += 1; if s["label"]?.stringValue == test[i].1 { inCorrect += 1 } }
+                } else {
+                    outScores.append(m); if flagged { outFlagged += 1 }
+                }
+            }
+            print("")
+            print("out of scope, known-intent ratio 75% (seed 7: \(known.count) intents known, \(intents.count - known.count) unseen)")
+            print(String(format: "  AUROC (Mahalanobis)                 %.4f", aurocOf(outScores, inScores)))
+            print(String(format: "  in-scope kept at the threshold      %.2f%% (target recall 95%%, set on validation)", 100 * Double(inKept) / Double(max(1, inTotal))))
+            print(String(format: "  in-scope accuracy (kept inputs)     %.2f%%", 100 * Double(inCorrect) / Double(max(1, inKept))))
+            print(String(format: "  OOS recall at the threshold         %.2f%%", 100 * Double(outFlagged) / Double(max(1, outScores.count))))
+        }
+
+        // 3. The risk-ranking check.
+        print("")
+        print("risk ranking: 10 intents cut to 5 training examples; the test set replayed (30% with 10% word typos);")
+        print("feedback for 30% of the errors; how many weakened intents are in the top 10 of risk/regions?")
+        for seed in seeds.split(separator: ",").compactMap({ UInt64($0) }) {
+            var rng = SeededRNG(seed: seed)
+            let weak = Set(intents.shuffled(using: &rng).prefix(10))
+            var kept: [String: Int] = [:]
+            let cut = train.filter { t in
+                guard weak.contains(t.1) else { return true }
+                kept[t.1, default: 0] += 1
+                return kept[t.1]! <= 5
+            }
+            let d = try ModelDaemon(binary: binary, model: model, tag: "rank\(seed)")
+            defer { d.stop() }
+            try importRecords(d, "cut", cut)
+            _ = try d.call("model/fit", ["dataset": "cut"])
+            var errors: [(id: String, truth: String)] = []
+            var typoRng = SeededRNG(seed: seed &+ 100)
+            for start in stride(from: 0, to: test.count, by: 64) {
+                let chunk = Array(test[start..<min(start + 64, test.count)])
+                var inputs: [JSONValue] = []
+                for (j, (text, _)) in chunk.enumerated() {
+                    let id = "t\(start + j)"
+                    let typo = Double(typoRng.next() % 1000) / 1000 < 0.3
+                    inputs.append(["id": .string(id), "text": .string(typo ? typos(text, rate: 0.1, rng: &typoRng) : text)])
+                }
+                let r = try d.call("score", ["inputs": .array(inputs)])
+                for (j, s) in (r["results"]?.arrayValue ?? []).enumerated() where s["label"]?.stringValue != chunk[j].1 {
+                    errors.append(("t\(start + j)", chunk[j].1))
+                }
+            }
+            var reported = 0
+            var fbRng = SeededRNG(seed: seed &+ 200)
+            for e in errors where Double(fbRng.next() % 1000) / 1000 < 0.3 {
+                _ = try d.call("feedback/report", ["inputId": .string(e.id), "kind": "correction", "correctLabel": .string(e.truth),
+                                                   "idempotencyKey": .string("bench-\(seed)-\(e.id)")])
+                reported += 1
+            }
+            let regions = try d.call("risk/regions", ["limit": 10])
+            // Only intent regions count (a cluster's label is just its most frequent prediction).
+            let top = (regions["regions"]?.arrayValue ?? []).filter { $0["kind"] == "intent" }.compactMap { $0["label"]?.stringValue }
+            let found = weak.filter { top.contains($0) }.count
+            let ids = (regions["regions"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
+            print(String(format: "  seed %llu: %d errors, %d reported; weakened intents in the top 10: %d of 10 %@", seed, errors.count, reported, found,
+                         found >= 8 ? "(target ≥ 8: met)" : "(target ≥ 8: NOT met)"))
+            print("    top 10: \(ids.joined(separator: ", "))")
+        }
+    }
+
+    func importRecords(_ d: ModelDaemon, _ name: String, _ rows: [(String, String)]) throws {
+        let file = d.dir + "/\(name).jsonl"
+        var text = ""
+        for (t, l) in rows { text += JSONWriter.string(["text": .string(t), "label": .string(l)]) + "\n" }
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        _ = try d.call("dataset/import", ["name": .string(name), "path": .string(file)])
+    }
+
+    /// Scores the test set; returns accuracy, ECE and every result.
+    func evaluate(_ d: ModelDaemon, _ test: [(String, String)]) throws -> (Double, (calibrated: Double, raw: Double), [JSONValue]) {
+        var results: [JSONValue] = []
+        for start in stride(from: 0, to: test.count, by: 64) {
+            let chunk = test[start..<min(start + 64, test.count)]
+            let r = try d.call("score", ["inputs": .array(chunk.map { ["text": .string($0.0)] })])
+            results += r["results"]?.arrayValue ?? []
+        }
+        var correct = 0
+        var conf: [Double] = [], ok: [Bool] = []
+        for (i, s) in results.enumerated() {
+            let hit = s["label"]?.stringValue == test[i].1
+            if hit { correct += 1 }
+            conf.append(s["confidence"]?.doubleValue ?? 0); ok.append(hit)
+        }
+        return (Double(correct) / Double(test.count), (ece(conf, ok), 0), results)
+    }
+
+    func ece(_ conf: [Double], _ ok: [Bool], bins: Int = 15) -> Double {
+        var n = [Int](repeating: 0, count: bins), a = [Double](repeating: 0, count: bins), c = [Double](repeating: 0, count: bins)
+        for (p, k) in zip(conf, ok) { let b = min(bins - 1, Int(p * Double(bins))); n[b] += 1; c[b] += p; if k { a[b] += 1 } }
+        var e = 0.0
+        for b in 0..<bins where n[b] > 0 { e += Double(n[b]) / Double(conf.count) * abs(a[b] / Double(n[b]) - c[b] / Double(n[b])) }
+        return e
+    }
+
+    func aurocOf(_ pos: [Float], _ neg: [Float]) -> Double {
+        let all = pos.map { ($0, true) } + neg.map { ($0, false) }
+        let sorted = all.sorted { $0.0 < $1.0 }
+        var rankSum = 0.0
+        for (i, x) in sorted.enumerated() where x.1 { rankSum += Double(i + 1) }
+        let np = Double(pos.count), nn = Double(neg.count)
+        return (rankSum - np * (np + 1) / 2) / (np * nn)
+    }
+
+    /// Word typos for the replay (as a user's: swap, drop, double, neighbour key).
+    func typos(_ text: String, rate: Double, rng: inout SeededRNG) -> String {
+        var words = text.split(separator: " ").map { Array($0) }
+        for i in words.indices where words[i].count >= 3 && Double(rng.next() % 1000) / 1000 < rate {
+            let p = Int(rng.next() % UInt64(words[i].count - 1))
+            switch rng.next() % 3 {
+            case 0: words[i].swapAt(p, p + 1)
+            case 1: words[i].remove(at: p)
+            default: words[i].insert(words[i][p], at: p)
+            }
+        }
+        return words.map { String($0) }.joined(separator: " ")
+    }
+}
+
+struct SeededRNG: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
