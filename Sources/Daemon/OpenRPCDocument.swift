@@ -297,7 +297,7 @@ enum OpenRPCDocument {
     },
     {
       "name": "model/fit",
-      "summary": "Fits a version from a stored dataset: embeds its train and validation texts once through the shared batcher (progress under workDoneToken), trains a standardised multinomial logistic-regression head by L-BFGS for each L2 strength in lambdas and keeps the one with the best validation accuracy, fits temperature scaling on validation, and the out-of-scope statistics (class means and shared covariance for the Mahalanobis distance, threshold keeping oosRecall of validation in scope; training vectors for nearest neighbours). Without a validation split, a seeded stratified validationFraction of train is held out. The version's files are written atomically before it is recorded; it becomes active if activate is true or no version is active.",
+      "summary": "Fits a version from a stored dataset: embeds its train and validation texts once through the shared batcher (progress under workDoneToken), trains a standardised multinomial logistic-regression head by L-BFGS for each L2 strength in lambdas and keeps the one with the best validation accuracy, fits temperature scaling on validation, and the out-of-scope statistics (training vectors for the nearest-neighbour distance, whose threshold keeps oosRecall of validation in scope; class means and shared covariance for the Mahalanobis distance). Without a validation split, a seeded stratified validationFraction of train is held out. The version's files are written atomically before it is recorded; it becomes active if activate is true or no version is active.",
       "paramStructure": "by-name",
       "params": [
         {
@@ -497,7 +497,7 @@ enum OpenRPCDocument {
     },
     {
       "name": "score",
-      "summary": "Per input: the label, the top-k labels with calibrated probabilities, confidence, margin, out-of-scope scores (Mahalanobis distance against the version's threshold, and the nearest-neighbour distance) with a flag, optional stability under n seeded typo variants (flip rate), and the risk: pWrong = 1 − confidence, impact of the label, score = pWrong × impact, level. Answered by the active version at the time the request arrived. Cached by (version, options, text): a repeated input is a lookup (cached: true). -32021 when no version is active.",
+      "summary": "Per input: the label, the top-k labels with calibrated probabilities, confidence, margin, out-of-scope scores (the nearest-neighbour distance against the version's threshold, which sets the flag, and the Mahalanobis distance), optional stability under n seeded typo variants (flip rate), and the risk: pWrong = 1 − confidence, impact of the label, score = pWrong × impact, level. Answered by the active version at the time the request arrived. Cached by (version, options, text): a repeated input is a lookup (cached: true). -32021 when no version is active.",
       "paramStructure": "by-name",
       "params": [
         {

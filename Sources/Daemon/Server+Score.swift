@@ -62,7 +62,7 @@ extension Server {
             out.append(.init(reason: "small_margin", value: s.margin, threshold: settings.smallMargin))
         }
         if s.outOfScope.flagged {
-            out.append(.init(reason: "out_of_scope", value: s.outOfScope.mahalanobis, threshold: s.outOfScope.threshold))
+            out.append(.init(reason: "out_of_scope", value: s.outOfScope.neighbourDistance, threshold: s.outOfScope.threshold))
         }
         if let st = s.stability, st.flipRate >= settings.thresholds.unstableFlipRate {
             out.append(.init(reason: "unstable", value: st.flipRate, threshold: settings.thresholds.unstableFlipRate))

@@ -9,7 +9,7 @@ public final class ModelVersion: Sendable {
     /// Temperature for calibrated probabilities.
     public let temperature: Double
     public let outOfScope: OutOfScopeModel
-    /// Mahalanobis distance above which an input is flagged out of scope.
+    /// Nearest-neighbour distance above which an input is flagged out of scope.
     public let oosThreshold: Float
 
     public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float) {
@@ -94,10 +94,11 @@ public enum HeadFitting {
         let valLogits = fit.head.logits(validation.x, count: validation.y.count)
         let T = validation.y.isEmpty ? 1 : TemperatureScaling.fit(logits: valLogits, labels: validation.y, classes: C)
         let oos = OutOfScopeModel.fit(train.x, labels: train.y, classes: C, dimension: D)
-        var inScope: [Float] = []
-        for n in 0..<validation.y.count { inScope.append(oos.mahalanobis(validation.x[(n * D)..<((n + 1) * D)])) }
-        if inScope.isEmpty { for n in 0..<min(train.y.count, 2000) { inScope.append(oos.mahalanobis(train.x[(n * D)..<((n + 1) * D)])) } }
-        let threshold = thresholdKeeping(recall: oosRecall, inScopeScores: inScope)
+        // The flag uses the nearest-neighbour distance: on Banking77's known-intent-ratio
+        // protocol its AUROC was 0.918 against 0.808 for the Mahalanobis distance
+        // (robustd-bench risk). Its threshold keeps `oosRecall` of validation in scope.
+        let inScope = validation.y.isEmpty ? [] : oos.scores(validation.x, count: validation.y.count).neighbour
+        let threshold = inScope.isEmpty ? Float.infinity : thresholdKeeping(recall: oosRecall, inScopeScores: inScope)
         func ece(_ t: Double) -> Double {
             var conf: [Float] = [], ok: [Bool] = []
             for n in 0..<validation.y.count {

@@ -73,7 +73,7 @@ public enum Scorer {
             let best = order[0]
             let confidence = Double(p[best])
             let margin = confidence - (C > 1 ? Double(p[order[1]]) : 0)
-            let flagged = oos.mahalanobis[b] > v.oosThreshold
+            let flagged = oos.neighbour[b] > v.oosThreshold
             var stability: InputScore.Stability? = nil
             if n > 0, !variantLabels.isEmpty {
                 let flips = (0..<n).filter { variantLabels[b * n + $0] != best }.count

@@ -91,9 +91,13 @@ struct RiskBench: ParsableCommand {
             _ = try d.call("model/fit", ["dataset": "known"])
             let (_, _, scored) = try evaluate(d, test)
             var inScores: [Float] = [], outScores: [Float] = [], inCorrect = 0, inTotal = 0, outFlagged = 0, inKept = 0
+            var inKNN: [Float] = [], outKNN: [Float] = [], inMSP: [Float] = [], outMSP: [Float] = []
             for (i, s) in scored.enumerated() {
                 let m = Float(s["outOfScope"]?["mahalanobis"]?.doubleValue ?? 0)
+                let knn = Float(s["outOfScope"]?["neighbourDistance"]?.doubleValue ?? 0)
+                let msp = 1 - Float(s["confidence"]?.doubleValue ?? 0)
                 let flagged = s["outOfScope"]?["flagged"] == true
+                if known.contains(test[i].1) { inKNN.append(knn); inMSP.append(msp) } else { outKNN.append(knn); outMSP.append(msp) }
                 if known.contains(test[i].1) {
                     inScores.append(m); inTotal += 1
                     if !flagged { inKept += 1; if s["label"]?.stringValue == test[i].1 { inCorrect += 1 } }
@@ -103,7 +107,9 @@ struct RiskBench: ParsableCommand {
             }
             print("")
             print("out of scope, known-intent ratio 75% (seed 7: \(known.count) intents known, \(intents.count - known.count) unseen)")
-            print(String(format: "  AUROC (Mahalanobis)                 %.4f", aurocOf(outScores, inScores)))
+            print(String(format: "  AUROC (Mahalanobis, the flag)       %.4f", aurocOf(outScores, inScores)))
+            print(String(format: "  AUROC (nearest neighbours, k=5)     %.4f", aurocOf(outKNN, inKNN)))
+            print(String(format: "  AUROC (1 − calibrated confidence)   %.4f", aurocOf(outMSP, inMSP)))
             print(String(format: "  in-scope kept at the threshold      %.2f%% (target recall 95%%, set on validation)", 100 * Double(inKept) / Double(max(1, inTotal))))
             print(String(format: "  in-scope accuracy (kept inputs)     %.2f%%", 100 * Double(inCorrect) / Double(max(1, inKept))))
             print(String(format: "  OOS recall at the threshold         %.2f%%", 100 * Double(outFlagged) / Double(max(1, outScores.count))))

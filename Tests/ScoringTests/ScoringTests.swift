@@ -120,7 +120,7 @@ struct ScorerTests {
     func version(temperature: Double = 1) -> ModelVersion {
         let head = LinearHead(weight: [4, 0, 0, 4], bias: [0, 0], mean: [0, 0], scale: [1, 1], classes: 2, dimension: 2)
         let oos = OutOfScopeModel(dimension: 2, classes: 2, means: [1, 0, 0, 1], precision: [1, 0, 0, 1], neighbours: [1, 0, 0, 1], k: 1)
-        return ModelVersion(id: 7, labels: ["a", "b"], head: head, temperature: temperature, outOfScope: oos, oosThreshold: 4)
+        return ModelVersion(id: 7, labels: ["a", "b"], head: head, temperature: temperature, outOfScope: oos, oosThreshold: 0.5)
     }
 
     @Test("label, confidence, margin, top-k and risk follow the formulas in docs/risk-model.md")
@@ -153,13 +153,18 @@ struct ScorerTests {
         #expect(tie.risk.level == "high")
     }
 
-    @Test("out of scope: far from every class mean is flagged and raises the level")
+    @Test("out of scope: unlike every training vector is flagged and raises the level; both distances are shown")
     func outOfScope() {
-        let s = Scorer.score(version(), vectors: [6, 0], count: 1, variants: nil, perturbations: 0,
+        let s = Scorer.score(version(), vectors: [-1, -1], count: 1, variants: nil, perturbations: 0,
                              options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
-        #expect(abs(s.outOfScope.mahalanobis - 25) < 1e-4)  // (6−1)² to class a
+        #expect(abs(s.outOfScope.mahalanobis - 5) < 1e-4)  // (−1−1)² + (−1)² to either class mean
+        #expect(abs(s.outOfScope.neighbourDistance - (1 + 0.5.squareRoot())) < 1e-5)  // 1 − cos 135°
         #expect(s.outOfScope.flagged)
         #expect(s.risk.level != "low")
+        let inside = Scorer.score(version(), vectors: [2, 0], count: 1, variants: nil, perturbations: 0,
+                                  options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
+        #expect(!inside.outOfScope.flagged)
+        #expect(abs(inside.outOfScope.mahalanobis - 1) < 1e-4)
     }
 
     @Test("stability: the share of typo variants whose label differs")
