@@ -1568,7 +1568,8 @@ enum OpenRPCDocument {
           "outOfScope",
           "risk",
           "version",
-          "cached"
+          "cached",
+          "truncated"
         ],
         "properties": {
           "id": {
@@ -1691,6 +1692,10 @@ enum OpenRPCDocument {
           },
           "cached": {
             "type": "boolean"
+          },
+          "truncated": {
+            "type": "boolean",
+            "description": "the text was longer than the model's limit and was cut"
           }
         }
       },

@@ -68,7 +68,7 @@ extension Server {
             ctx.reply(.failure(.invalidParams("'at' must be seconds since 1970 or an ISO 8601 time", field: "at", expected: "a number or \"2026-11-29T10:00:00Z\"", found: p.at.map { $0.foundDescription } ?? "")))
             return
         }
-        let cost = p.cost ?? feedbackCosts[p.kind.rawValue] ?? 0
+        var cost = p.cost ?? feedbackCosts[p.kind.rawValue] ?? 0
         guard cost.isFinite, cost >= 0 else {
             ctx.reply(.failure(.invalidParams("'cost' must be a finite number ≥ 0", field: "cost", expected: "a number ≥ 0", found: "\(cost)")))
             return
@@ -107,6 +107,7 @@ extension Server {
         text = String(text.prefix(20_000))
         let now = Date().timeIntervalSince1970
         let kind = p.kind.rawValue, key = p.idempotencyKey, inputID = p.inputId, correct = p.correctLabel
+        let explicitCost = p.cost
         let thresholds = riskThresholds
         // Embed the text (for the failure-mode clusters) and, if needed, find its predicted label.
         batcher.submit([text], token: ctx.token) { [unowned self] embedded in
@@ -117,7 +118,10 @@ extension Server {
             let vector = r.vectors
             let predicted = knownLabel ?? Scorer.score(version, vectors: vector, count: 1, variants: nil, perturbations: 0,
                                                        options: ScoreOptions(), thresholds: thresholds, impact: { _ in 1 })[0].label
-            let record = FeedbackRecord(idempotencyKey: key, inputID: inputID, text: text, kind: kind, cost: cost, correctLabel: correct,
+            // Without an explicit cost, a configured misrouting cost for (meant, answered) wins.
+            if explicitCost == nil, let correct, let m = self.misroutingCosts[correct]?[predicted] { cost = m }
+            let finalCost = cost
+            let record = FeedbackRecord(idempotencyKey: key, inputID: inputID, text: text, kind: kind, cost: finalCost, correctLabel: correct,
                                         predictedLabel: predicted, version: version.id, at: atValue ?? now, recordedAt: now, vector: vector)
             self.store.run({ store throws(StoreError) -> (FeedbackRecord, duplicate: Bool) in try store.recordFeedback(record) },
                            completion: { result in

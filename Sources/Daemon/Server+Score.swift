@@ -165,8 +165,10 @@ extension Server {
                                  thresholds: thresholds, impact: { impacts[$0] ?? 1 })
                 }, then: { [unowned self] scores in
                     for (j, i) in missing.enumerated() {
-                        results[i] = scores[j]
-                        self.scoreCache.put(.init(version: version.id, options: signature, text: inputs[i].text), scores[j])
+                        var sc = scores[j]
+                        sc.truncated = r.truncated[j]
+                        results[i] = sc
+                        self.scoreCache.put(.init(version: version.id, options: signature, text: inputs[i].text), sc)
                     }
                     reply(results)
                 })

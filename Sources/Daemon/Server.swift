@@ -33,6 +33,8 @@ public final class Server {
     var impactWeights: [String: Double] = [:]
     var riskThresholds = RiskThresholds()
     var flagSettings = ConfigFile.RiskSettings()
+    /// misroutingCosts[meant][answered]: the cost of a failure, when configured.
+    var misroutingCosts: [String: [String: Double]] = [:]
     /// Vectors of recent failure cases, for the "near a known failure" reason (newest last, bounded).
     var failureVectors: [[Float]] = []
     /// Business cost per feedback kind (configuration file; defaults in Server+Feedback).
@@ -99,6 +101,7 @@ public final class Server {
         impactWeights = config.file.impact
         riskThresholds = config.file.risk.thresholds
         flagSettings = config.file.risk
+        misroutingCosts = config.file.misrouting
         registerLifecycleMethods()
         registerModelMethods()
         registerDatasetMethods()

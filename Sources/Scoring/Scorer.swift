@@ -53,6 +53,8 @@ public struct InputScore: Sendable, Codable, Equatable {
     public var stability: Stability?
     public var risk: Risk
     public var version: Int
+    /// The text was longer than the model's limit and was cut before scoring.
+    public var truncated = false
 }
 
 public enum Scorer {

@@ -107,8 +107,8 @@ struct RiskBench: ParsableCommand {
             }
             print("")
             print("out of scope, known-intent ratio 75% (seed 7: \(known.count) intents known, \(intents.count - known.count) unseen)")
-            print(String(format: "  AUROC (Mahalanobis, the flag)       %.4f", aurocOf(outScores, inScores)))
-            print(String(format: "  AUROC (nearest neighbours, k=5)     %.4f", aurocOf(outKNN, inKNN)))
+            print(String(format: "  AUROC (Mahalanobis)                 %.4f", aurocOf(outScores, inScores)))
+            print(String(format: "  AUROC (nearest neighbours, k=5; the flag) %.4f", aurocOf(outKNN, inKNN)))
             print(String(format: "  AUROC (1 − calibrated confidence)   %.4f", aurocOf(outMSP, inMSP)))
             print(String(format: "  in-scope kept at the threshold      %.2f%% (target recall 95%%, set on validation)", 100 * Double(inKept) / Double(max(1, inTotal))))
             print(String(format: "  in-scope accuracy (kept inputs)     %.2f%%", 100 * Double(inCorrect) / Double(max(1, inKept))))

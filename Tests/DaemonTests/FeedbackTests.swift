@@ -118,7 +118,7 @@ struct ConfigAndFlagTests {
         try TinyModel.write(to: model.path)
         let dir = TempDir()
         let cfg = dir.path + "/robustd.toml"
-        try Data("[costs]\ncomplaint = 7\n\n[impact]\nabc = 3  # costly intent\n\n[risk]\nlow_confidence = 0.5\n".utf8).write(to: URL(fileURLWithPath: cfg))
+        try Data("[costs]\ncomplaint = 7\n\n[impact]\nabc = 3  # costly intent\n\n[risk]\nlow_confidence = 0.5\n\n[misrouting.card_what]\nabc = 99\n".utf8).write(to: URL(fileURLWithPath: cfg))
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--config", cfg])
         let c = try d.client()
         _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
@@ -133,6 +133,8 @@ struct ConfigAndFlagTests {
         #expect(score["results"]?[0]?["risk"]?["impact"] == 3)
         let fb = try c.call("feedback/report", ["text": "a b c", "kind": "complaint"]).get()
         #expect(fb["cost"] == 7)
+        let misrouted = try c.call("feedback/report", ["text": "a b c", "kind": "complaint", "correctLabel": "card_what"]).get()
+        #expect(misrouted["cost"] == 99)  // the configured misrouting cost of (card_what answered as abc)
         // A reported failure makes the same text "near_failure".
         let again = try c.call("risk/flag", ["inputs": [["text": "a b c"]]]).get()
         let rs = again["flagged"]?[0]?["reasons"]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []

@@ -91,6 +91,9 @@ struct ScoreTests {
         #expect(first["results"]?[0]?["top"]?.arrayValue?.count == 2)
         #expect(first["results"]?[0]?["stability"]?["variants"] == 3)
         #expect(first["results"]?[0]?["cached"] == false)
+        #expect(first["results"]?[0]?["truncated"] == false)
+        let long = try c.call("score", ["inputs": [["text": .string(String(repeating: "card ", count: 50))]]]).get()
+        #expect(long["results"]?[0]?["truncated"] == true)
         let second = try c.call("score", params).get()
         #expect(second["results"]?[0]?["cached"] == true)
         var a = first["results"]?[0]?.objectValue, b = second["results"]?[0]?.objectValue
