@@ -58,7 +58,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSONRPC", "RobustdClient", "Encoder", "Tensor",
+            "JSONRPC", "RobustdClient", "Encoder", "Tensor", "Scoring",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -9,7 +9,7 @@ public enum Typos {
 
     /// `text` with about `rate` of its words (those of 2+ letters) given one typo each.
     public static func perturb(_ text: String, rate: Double, seed: UInt64) -> String {
-        var rng = Mix(seed: seed)
+        var rng = SeededRandom(seed: seed &+ 0x1234_5678)
         var words = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         for i in words.indices {
             var chars = Array(words[i])
@@ -30,18 +30,5 @@ public enum Typos {
             words[i] = String(chars)
         }
         return words.joined(separator: " ")
-    }
-
-    struct Mix {
-        var s: UInt64
-        init(seed: UInt64) { s = seed &+ 0x1234_5678 }
-        mutating func next() -> UInt64 {
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
     }
 }

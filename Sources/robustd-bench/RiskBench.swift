@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSONRPC
 import RobustdClient
+import Scoring
 
 /// A daemon with a model and a fresh state folder, for one scenario.
 final class ModelDaemon {
@@ -83,7 +84,7 @@ struct RiskBench: ParsableCommand {
 
         // 2. Out of scope by the known-intent ratio: 75% of intents known, the rest out of scope.
         if !skipOOS {
-            var rng = SeededRNG(seed: 7)
+            var rng = SeededRandom(seed: 7)
             let known = Set(intents.shuffled(using: &rng).prefix(intents.count * 3 / 4))
             let d = try ModelDaemon(binary: binary, model: model, tag: "oos")
             defer { d.stop() }
@@ -120,7 +121,7 @@ struct RiskBench: ParsableCommand {
         print("risk ranking: 10 intents cut to 5 training examples; the test set replayed (30% with 10% word typos);")
         print("feedback for 30% of the errors; how many weakened intents are in the top 10 of risk/regions?")
         for seed in seeds.split(separator: ",").compactMap({ UInt64($0) }) {
-            var rng = SeededRNG(seed: seed)
+            var rng = SeededRandom(seed: seed)
             let weak = Set(intents.shuffled(using: &rng).prefix(10))
             var kept: [String: Int] = [:]
             let cut = train.filter { t in
@@ -133,7 +134,7 @@ struct RiskBench: ParsableCommand {
             try importRecords(d, "cut", cut)
             _ = try d.call("model/fit", ["dataset": "cut"])
             var errors: [(id: String, truth: String)] = []
-            var typoRng = SeededRNG(seed: seed &+ 100)
+            var typoRng = SeededRandom(seed: seed &+ 100)
             for start in stride(from: 0, to: test.count, by: 64) {
                 let chunk = Array(test[start..<min(start + 64, test.count)])
                 var inputs: [JSONValue] = []
@@ -148,7 +149,7 @@ struct RiskBench: ParsableCommand {
                 }
             }
             var reported = 0
-            var fbRng = SeededRNG(seed: seed &+ 200)
+            var fbRng = SeededRandom(seed: seed &+ 200)
             for e in errors where Double(fbRng.next() % 1000) / 1000 < 0.3 {
                 _ = try d.call("feedback/report", ["inputId": .string(e.id), "kind": "correction", "correctLabel": .string(e.truth),
                                                    "idempotencyKey": .string("bench-\(seed)-\(e.id)")])
@@ -209,7 +210,7 @@ struct RiskBench: ParsableCommand {
     }
 
     /// Word typos for the replay (as a user's: swap, drop, double, neighbour key).
-    func typos(_ text: String, rate: Double, rng: inout SeededRNG) -> String {
+    func typos(_ text: String, rate: Double, rng: inout SeededRandom) -> String {
         var words = text.split(separator: " ").map { Array($0) }
         for i in words.indices where words[i].count >= 3 && Double(rng.next() % 1000) / 1000 < rate {
             let p = Int(rng.next() % UInt64(words[i].count - 1))
@@ -220,17 +221,5 @@ struct RiskBench: ParsableCommand {
             }
         }
         return words.map { String($0) }.joined(separator: " ")
-    }
-}
-
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
