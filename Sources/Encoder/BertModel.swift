@@ -69,8 +69,10 @@ public final class BertModel: Sendable {
     ///
     /// - Returns: `[N, H]` packed hidden states (a view into the workspace, valid until its next use)
     ///   and the packing.
+    ///   - layerCount: run only the first this many layers (0: the embeddings only); nil: all.
+    ///     Fine-tuning computes the frozen lower layers once this way.
     public func hiddenStates(_ sequences: [[Int32]], workspace ws: Workspace, parallel: Parallel = .serial,
-                             profile: KernelProfile? = nil) -> (Tensor, Packing) {
+                             layerCount: Int? = nil, profile: KernelProfile? = nil) -> (Tensor, Packing) {
         @inline(__always) func step(_ name: String, _ body: () -> Void) {
             if let profile { profile.measure(name, body) } else { body() }
         }
@@ -102,7 +104,7 @@ public final class BertModel: Sendable {
             layerNormForward(out: x, mean: nil, rstd: nil, input: x, weight: w.embNormWeight, bias: w.embNormBias, eps: c.layerNormEps)
         }
 
-        for L in w.layers {
+        for L in w.layers.prefix(layerCount ?? w.layers.count) {
             step("qkv gemm") { linearForward(out: qkv, input: x, weight: L.qkvWeight, packed: L.qkvPacked, bias: L.qkvBias, parallel: parallel) }
             step("attention") { attentionForward(out: ctx, scratch: ws.scratch!, qkv: qkv, packing: packing, heads: c.heads, parallel: split) }
             step("out gemm") { linearForward(out: tmp, input: ctx, weight: L.attnOutWeight, packed: L.attnOutPacked, bias: L.attnOutBias, parallel: parallel) }
