@@ -252,3 +252,31 @@ struct SmallGEMMTests {
         }
     }
 }
+
+@Suite("LoRA adapters")
+struct LoRATests {
+    @Test("an untrained adapter changes nothing; with B non-zero its gradients match finite differences")
+    func lora() {
+        var r = Rand(11)
+        let N = 5, I = 7, O = 6, R = 3
+        let x = r.tensor([N, I]), w = r.tensor([O, I]), bias = r.tensor([O])
+        let adapter = LoRAAdapter(inputs: I, outputs: O, rank: R, alpha: 6, seed: 1)
+        let base = Tensor(shape: [N, O]), out = Tensor(shape: [N, O]), down = Tensor(shape: [N, R])
+        linearForward(out: base, input: x, weight: w, bias: bias)
+        linearForward(out: out, input: x, weight: w, bias: bias)
+        adapter.forwardAdd(out: out, down: down, input: x)
+        #expect(out.values == base.values)
+        for i in 0..<adapter.b.count { adapter.b[i] = r.uniform() }
+        let fwd = { () -> Tensor in
+            linearForward(out: out, input: x, weight: w, bias: bias)
+            adapter.forwardAdd(out: out, down: down, input: x)
+            return out
+        }
+        _ = fwd()
+        let dA = Tensor(shape: [R, I]), dB = Tensor(shape: [O, R]), dx = Tensor(shape: [N, I])
+        let G = upstream([N, O])
+        linearBackward(dInput: dx, dWeight: nil, dBias: nil, dOut: G, input: x, weight: w)
+        adapter.backward(dA: dA, dB: dB, dInput: dx, dOut: G, down: down, input: x)
+        gradCheck("lora", eps: 1e-3, inputs: [("A", adapter.a, dA), ("B", adapter.b, dB), ("x", x, dx)], forward: fwd)
+    }
+}
