@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSONRPC"]),
         // The intent head, calibration, out-of-scope detectors, per-input risk. Pure: no I/O.
         .target(name: "Scoring", dependencies: ["Tensor"]),
+        // Local fine-tuning: the trainable top of the model, AdamW with L2-SP.
+        .target(name: "Training", dependencies: ["Tensor", "Encoder"]),
         // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
         .target(name: "Datasets", dependencies: ["JSONRPC"]),
         // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
@@ -67,6 +69,7 @@ let package = Package(
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
         .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSONRPC"], path: "Tests/Support"),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSONRPC"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),

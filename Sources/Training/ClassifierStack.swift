@@ -1,0 +1,126 @@
+import Encoder
+import Foundation
+import Tensor
+
+// B sequences, N packed tokens, H hidden, C classes.
+
+/// The trainable top of the model: the top k encoder layers, mean pooling, optional L2
+/// normalisation, the fixed standardisation of the parent head, and the head itself.
+/// Inputs are the frozen lower layers' hidden states, computed once per example.
+public final class ClassifierStack {
+    public let layers: [TrainableLayer]
+    public let headWeight: Tensor  // [C, H]
+    public let headBias: Tensor    // [C]
+    let mean: [Float], scale: [Float]
+    let normalize: Bool
+
+    public struct Gradients {
+        public let layers: [TrainableLayer.Parameters]
+        public let headWeight: Tensor, headBias: Tensor
+        public func zero() { for l in layers { l.zero() }; headWeight.zero(); headBias.zero() }
+    }
+
+    public init(layers: [TrainableLayer], headWeight: Tensor, headBias: Tensor, mean: [Float], scale: [Float], normalize: Bool) {
+        self.layers = layers
+        self.headWeight = headWeight
+        self.headBias = headBias
+        self.mean = mean
+        self.scale = scale
+        self.normalize = normalize
+    }
+
+    public var classes: Int { headWeight.shape[0] }
+    public var hidden: Int { headWeight.shape[1] }
+
+    public func makeGradients() -> Gradients {
+        Gradients(layers: layers.map { TrainableLayer.Parameters(zerosLike: $0.params) },
+                  headWeight: Tensor(shape: headWeight.shape), headBias: Tensor(shape: headBias.shape))
+    }
+
+    /// Every trainable tensor, and its gradient, in one order.
+    public func parameters(_ g: Gradients) -> (params: [Tensor], grads: [Tensor]) {
+        var p: [Tensor] = [], d: [Tensor] = []
+        for (l, gl) in zip(layers, g.layers) { p += l.params.all; d += gl.all }
+        p += [headWeight, headBias]; d += [g.headWeight, g.headBias]
+        return (p, d)
+    }
+
+    struct Pass {
+        var caches: [TrainableLayer.Cache] = []
+        var outputs: [Tensor] = []
+        var pooled: Tensor
+        var norms: Tensor?
+        var normalized: Tensor
+        var standardized: Tensor
+        var probs: Tensor
+    }
+
+    /// Logits `[B, C]` for packed hidden states (no caches kept).
+    public func logits(hidden: Tensor, packing: Packing) -> Tensor {
+        let (logits, _) = run(hidden: hidden, packing: packing)
+        return logits
+    }
+
+    func run(hidden: Tensor, packing: Packing) -> (Tensor, Pass) {
+        let N = packing.totalTokens, B = packing.count, H = hidden.shape[1], C = classes
+        var x = hidden
+        var caches: [TrainableLayer.Cache] = [], outputs: [Tensor] = []
+        for l in layers {
+            let out = Tensor(shape: [N, H])
+            caches.append(l.forward(out: out, input: x, packing: packing))
+            outputs.append(out)
+            x = out
+        }
+        let pooled = Tensor(shape: [B, H])
+        meanPoolForward(out: pooled, input: x, packing: packing)
+        var norms: Tensor? = nil
+        let normalized = Tensor(shape: [B, H])
+        if normalize {
+            norms = Tensor(shape: [B])
+            l2NormalizeForward(out: normalized, norms: norms, input: pooled)
+        } else {
+            normalized.data.update(from: pooled.data, count: pooled.count)
+        }
+        let z = Tensor(shape: [B, H])
+        for b in 0..<B { for h in 0..<H { z[b * H + h] = (normalized[b * H + h] - mean[h]) * scale[h] } }
+        let logits = Tensor(shape: [B, C])
+        linearForward(out: logits, input: z, weight: headWeight, bias: headBias)
+        return (logits, Pass(caches: caches, outputs: outputs, pooled: pooled, norms: norms, normalized: normalized, standardized: z,
+                             probs: Tensor(shape: [B, C])))
+    }
+
+    /// Forward and backward for one minibatch: returns the (weighted) mean cross-entropy and
+    /// accumulates the gradients.
+    ///
+    /// - Parameters:
+    ///   - hidden: `[N, H]` frozen hidden states of the batch, packed
+    ///   - labels: B class indices
+    ///   - weights: B example weights (nil: all 1)
+    public func step(hidden: Tensor, packing: Packing, labels: [Int], weights: [Float]? = nil, grads g: Gradients) -> Float {
+        let N = packing.totalTokens, B = packing.count, H = hidden.shape[1], C = classes
+        let (logits, pass) = run(hidden: hidden, packing: packing)
+        let loss = crossEntropyForward(probs: pass.probs, logits: logits, labels: labels, weights: weights)
+        let dLogits = Tensor(shape: [B, C])
+        crossEntropyBackward(dLogits: dLogits, probs: pass.probs, labels: labels, weights: weights)
+        let dz = Tensor(shape: [B, H])
+        linearBackward(dInput: dz, dWeight: g.headWeight, dBias: g.headBias, dOut: dLogits, input: pass.standardized, weight: headWeight)
+        guard !layers.isEmpty else { return loss }
+        // Standardisation is fixed: dNormalized = dz · scale.
+        let dNormalized = Tensor(shape: [B, H])
+        for b in 0..<B { for h in 0..<H { dNormalized[b * H + h] = dz[b * H + h] * scale[h] } }
+        let dPooled = Tensor(shape: [B, H])
+        if normalize {
+            l2NormalizeBackward(dInput: dPooled, dOut: dNormalized, out: pass.normalized, norms: pass.norms!)
+        } else {
+            dPooled.data.update(from: dNormalized.data, count: dPooled.count)
+        }
+        var dOut = Tensor(shape: [N, H])
+        meanPoolBackward(dInput: dOut, dOut: dPooled, packing: packing)
+        for k in stride(from: layers.count - 1, through: 0, by: -1) {
+            let dIn: Tensor? = k > 0 ? Tensor(shape: [N, H]) : nil
+            layers[k].backward(dInput: dIn, dOut: dOut, cache: pass.caches[k], grads: g.layers[k])
+            if let dIn { dOut = dIn }
+        }
+        return loss
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import RobustdTestSupport
+import Testing
+@testable import Encoder
+import Tensor
+@testable import Training
+
+@Suite("Training the top of the model")
+struct TrainingTests {
+    /// The tiny model, its hidden states after layer 0 for a few sequences, and a stack that
+    /// trains layer 1 and a 3-class head.
+    func setup(normalize: Bool = true) throws -> (ClassifierStack, Tensor, Packing, [Int], TempFolder) {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let enc = try SentenceEncoder.load(folder: dir.path)
+        let seqs: [[Int32]] = [[2, 9, 6, 7, 8, 3], [2, 5, 6, 11, 3], [2, 12, 13, 14, 3], [2, 6, 10, 3], [2, 9, 6, 3], [2, 12, 3]]
+        let labels = [0, 1, 2, 0, 0, 2]
+        let (h, packing) = enc.model.hiddenStates(seqs, workspace: Workspace(config: enc.config), layerCount: 1)
+        let H = enc.config.hiddenSize, C = 3
+        var s: UInt64 = 5
+        let w = Tensor(shape: [C, H]), b = Tensor(shape: [C])
+        for i in 0..<w.count { s = s &* 6364136223846793005 &+ 1442695040888963407; w[i] = (Float(s >> 40) / Float(1 << 24) - 0.5) }
+        let layer = TrainableLayer(params: .init(copying: enc.model.weights.layers[1]), heads: enc.config.heads, eps: enc.config.layerNormEps)
+        let stack = ClassifierStack(layers: [layer], headWeight: w, headBias: b, mean: [Float](repeating: 0.01, count: H),
+                                    scale: [Float](repeating: 2, count: H), normalize: normalize)
+        return (stack, h.copy(), packing, labels, dir)
+    }
+
+    @Test("the gradient of the loss for every trainable tensor matches central differences", arguments: [true, false])
+    func gradients(normalize: Bool) throws {
+        let (stack, hidden, packing, labels, _dir) = try setup(normalize: normalize)
+        _ = _dir
+        let g = stack.makeGradients()
+        _ = stack.step(hidden: hidden, packing: packing, labels: labels, grads: g)
+        let (params, grads) = stack.parameters(g)
+        func loss() -> Double {
+            let probs = Tensor(shape: [packing.count, stack.classes])
+            return Double(crossEntropyForward(probs: probs, logits: stack.logits(hidden: hidden, packing: packing), labels: labels))
+        }
+        let eps: Float = 1e-3
+        for (k, (p, d)) in zip(params, grads).enumerated() {
+            var worst: Float = 0
+            for j in 0..<min(8, p.count) {
+                let i = (j * 7919 + k) % p.count
+                let saved = p[i]
+                p[i] = saved + eps; let lp = loss()
+                p[i] = saved - eps; let lm = loss()
+                p[i] = saved
+                let numeric = Float((lp - lm) / Double(2 * eps))
+                worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
+            }
+            #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
+        }
+    }
+
+    @Test("AdamW steps lower the loss; with no gradient, L2-SP pulls the weights toward the parent's")
+    func optimiser() throws {
+        let (stack, hidden, packing, labels, _dir) = try setup()
+        _ = _dir
+        let g = stack.makeGradients()
+        let (params, grads) = stack.parameters(g)
+        let opt = AdamW(learningRate: 1e-2, decay: 0)
+        var losses: [Float] = []
+        for _ in 0..<30 {
+            g.zero()
+            losses.append(stack.step(hidden: hidden, packing: packing, labels: labels, grads: g))
+            opt.update(params, grads, anchors: params.map { _ in nil })
+        }
+        #expect(losses.last! < losses.first! * 0.5, "\(losses.first!) → \(losses.last!)")
+        // L2-SP: a tensor away from its anchor moves back toward it.
+        let p = Tensor(shape: [4], values: [1, 1, 1, 1]), anchor = Tensor(shape: [4]), zero = Tensor(shape: [4])
+        let sp = AdamW(learningRate: 0.1, decay: 1)
+        for _ in 0..<10 { sp.update([p], [zero], anchors: [anchor]) }
+        #expect(p.values.allSatisfy { $0 < 0.5 && $0 > 0 })
+    }
+}
