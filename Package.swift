@@ -39,7 +39,7 @@ let package = Package(
         // The intent head, calibration, out-of-scope detectors, per-input risk. Pure: no I/O.
         .target(name: "Scoring", dependencies: ["Tensor"]),
         // Local fine-tuning: the trainable top of the model, AdamW with L2-SP.
-        .target(name: "Training", dependencies: ["Tensor", "Encoder"]),
+        .target(name: "Training", dependencies: ["Tensor", "Encoder", "Scoring"]),
         // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
         .target(name: "Datasets", dependencies: ["JSONRPC"]),
         // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
@@ -60,7 +60,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSONRPC", "RobustdClient", "Encoder", "Tensor", "Scoring",
+            "JSONRPC", "RobustdClient", "Encoder", "Tensor", "Scoring", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,0 +1,135 @@
+import Encoder
+import Foundation
+import Scoring
+import Tensor
+
+/// Local fine-tuning of the top of the model on labelled texts: the frozen lower layers run
+/// once per example and their output is cached; only the trainable top layers and the head
+/// run forward and backward, minibatch by minibatch.
+public final class FineTuner {
+    public enum Method: String, Sendable { case head, topLayers = "top-layers" }
+
+    public struct Settings: Sendable {
+        public var method = Method.topLayers
+        /// Trainable top layers (top-layers method).
+        public var layers = 2
+        public var epochs = 2
+        public var batchSize = 32
+        public var learningRate: Float = 1e-4
+        public var headLearningRate: Float = 1e-3
+        /// L2-SP strength toward the parent's weights.
+        public var decay: Float = 0.01
+        public var seed: UInt64 = 1
+        public init() {}
+    }
+
+    public struct Progress: Sendable {
+        public var epoch: Int
+        public var step: Int
+        public var steps: Int
+        public var loss: Float
+    }
+
+    public let encoder: SentenceEncoder
+    public let settings: Settings
+    /// First layer that trains (the ones below are frozen and cached).
+    public let firstTrainable: Int
+
+    public init(encoder: SentenceEncoder, settings: Settings) {
+        self.encoder = encoder
+        self.settings = settings
+        let L = encoder.config.layers
+        firstTrainable = settings.method == .head ? L : max(0, L - settings.layers)
+    }
+
+    /// Hidden states after the frozen layers, one `[T, H]` block per text.
+    public func cacheFrozen(_ texts: [String], batch: Int = 64) -> [[Float]] {
+        let ws = Workspace(config: encoder.config)
+        let H = encoder.hiddenSize
+        var out: [[Float]] = []
+        out.reserveCapacity(texts.count)
+        var i = 0
+        while i < texts.count {
+            let ids = encoder.encode(Array(texts[i..<min(i + batch, texts.count)])).map(\.ids)
+            let (h, packing) = encoder.model.hiddenStates(ids, workspace: ws, layerCount: firstTrainable)
+            for s in 0..<packing.count {
+                let start = packing.offsets[s] * H
+                out.append(Array(UnsafeBufferPointer(start: h.data + start, count: packing.lengths[s] * H)))
+            }
+            i += batch
+        }
+        return out
+    }
+
+    /// Builds the trainable stack from the encoder's top layers and a parent head.
+    public func makeStack(headWeight: [Float], headBias: [Float], mean: [Float], scale: [Float]) -> ClassifierStack {
+        let layers = (firstTrainable..<encoder.config.layers).map {
+            TrainableLayer(params: .init(copying: encoder.model.weights.layers[$0]), heads: encoder.config.heads, eps: encoder.config.layerNormEps)
+        }
+        let C = headBias.count, H = encoder.hiddenSize
+        return ClassifierStack(layers: layers, headWeight: Tensor(shape: [C, H], values: headWeight), headBias: Tensor(shape: [C], values: headBias),
+                               mean: mean, scale: scale, normalize: encoder.normalize)
+    }
+
+    /// Packs cached blocks into one `[N, H]` tensor.
+    public func pack(_ cached: [[Float]], _ indices: [Int]) -> (Tensor, Packing) {
+        let H = encoder.hiddenSize
+        let packing = Packing(lengths: indices.map { cached[$0].count / H })
+        let t = Tensor(shape: [packing.totalTokens, H])
+        for (s, i) in indices.enumerated() {
+            cached[i].withUnsafeBufferPointer { (t.data + packing.offsets[s] * H).update(from: $0.baseAddress!, count: $0.count) }
+        }
+        return (t, packing)
+    }
+
+    /// Trains `stack` on the cached examples. `shouldStop` is checked before every step.
+    public func train(_ stack: ClassifierStack, cached: [[Float]], labels: [Int], weights: [Float]? = nil,
+                      progress: ((Progress) -> Void)? = nil, shouldStop: () -> Bool = { false }) -> Int {
+        let g = stack.makeGradients()
+        let layerParams = stack.layers.flatMap { $0.params.all }
+        let layerGrads = g.layers.flatMap(\.all)
+        let anchors = layerParams.map { $0.copy() as Tensor? }
+        let headAnchors: [Tensor?] = [stack.headWeight.copy(), stack.headBias.copy()]
+        let layerOpt = AdamW(learningRate: settings.learningRate, decay: settings.decay)
+        let headOpt = AdamW(learningRate: settings.headLearningRate, decay: settings.decay)
+        var rng = SeededRandom(seed: settings.seed)
+        var order = Array(labels.indices)
+        let stepsPerEpoch = (labels.count + settings.batchSize - 1) / settings.batchSize
+        var steps = 0
+        for epoch in 0..<settings.epochs {
+            order.shuffle(using: &rng)
+            for b in 0..<stepsPerEpoch {
+                if shouldStop() { return steps }
+                let idx = Array(order[(b * settings.batchSize)..<min((b + 1) * settings.batchSize, order.count)])
+                let (hidden, packing) = pack(cached, idx)
+                g.zero()
+                let loss = stack.step(hidden: hidden, packing: packing, labels: idx.map { labels[$0] },
+                                      weights: weights.map { w in idx.map { w[$0] } }, grads: g)
+                if !layerParams.isEmpty { layerOpt.update(layerParams, layerGrads, anchors: anchors) }
+                headOpt.update([stack.headWeight, stack.headBias], [g.headWeight, g.headBias], anchors: headAnchors)
+                steps += 1
+                progress?(Progress(epoch: epoch, step: steps, steps: stepsPerEpoch * settings.epochs, loss: loss))
+            }
+        }
+        return steps
+    }
+
+    /// Accuracy of `stack` on cached examples.
+    public func accuracy(_ stack: ClassifierStack, cached: [[Float]], labels: [Int]) -> Double {
+        var correct = 0
+        var i = 0
+        while i < labels.count {
+            let idx = Array(i..<min(i + 64, labels.count))
+            let (hidden, packing) = pack(cached, idx)
+            let logits = stack.logits(hidden: hidden, packing: packing)
+            let C = stack.classes
+            for (s, j) in idx.enumerated() {
+                var best = 0
+                for c in 1..<C where logits[s * C + c] > logits[s * C + best] { best = c }
+                if best == labels[j] { correct += 1 }
+            }
+            i += 64
+        }
+        return Double(correct) / Double(max(1, labels.count))
+    }
+}
