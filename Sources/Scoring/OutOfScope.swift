@@ -140,55 +140,11 @@ public struct OutOfScopeModel: Sendable {
         return OutOfScopeModel(dimension: D, classes: C, means: means.map { Float($0) }, precision: precision, neighbours: nb, k: k)
     }
 
-    /// min over classes of the Mahalanobis distance (squared): large means unlike any intent.
-    public func mahalanobis(_ v: ArraySlice<Float>) -> Float {
-        let D = dimension
-        var best = Float.infinity
-        var diff = [Float](repeating: 0, count: D), tmp = [Float](repeating: 0, count: D)
-        let base = v.startIndex
-        for c in 0..<classes {
-            for d in 0..<D { diff[d] = v[base + d] - means[c * D + d] }
-            // tmp = P · diff
-            precision.withUnsafeBufferPointer { pp in
-                diff.withUnsafeBufferPointer { dp in
-                    tmp.withUnsafeMutableBufferPointer { tp in
-                        gemm(M: D, N: 1, K: D, A: pp.baseAddress!, lda: D, B: dp.baseAddress!, ldb: 1, C: tp.baseAddress!, ldc: 1)
-                    }
-                }
-            }
-            var q: Float = 0
-            for d in 0..<D { q += diff[d] * tmp[d] }
-            best = min(best, q)
-        }
-        return best
-    }
+    /// min over classes of the squared Mahalanobis distance of one vector (see ``scores(_:count:)``).
+    public func mahalanobis(_ v: ArraySlice<Float>) -> Float { scores(Array(v), count: 1).mahalanobis[0] }
 
-    /// 1 − mean cosine similarity to the k nearest training vectors: large means far from all data.
-    public func neighbourDistance(_ v: ArraySlice<Float>) -> Float {
-        let D = dimension, N = neighbourCount
-        guard N > 0 else { return 1 }
-        var u = Array(v)
-        var s: Float = 0
-        for d in 0..<D { s += u[d] * u[d] }
-        let inv = 1 / max(s.squareRoot(), 1e-12)
-        for d in 0..<D { u[d] *= inv }
-        var sims = [Float](repeating: 0, count: N)
-        neighbours.withUnsafeBufferPointer { np in
-            u.withUnsafeBufferPointer { up in
-                sims.withUnsafeMutableBufferPointer { sp in
-                    gemm(M: N, N: 1, K: D, A: np.baseAddress!, lda: D, B: up.baseAddress!, ldb: 1, C: sp.baseAddress!, ldc: 1)
-                }
-            }
-        }
-        let kk = min(k, N)
-        var top = [Float](repeating: -2, count: kk)
-        for x in sims where x > top[kk - 1] {
-            var i = kk - 1
-            while i > 0 && top[i - 1] < x { top[i] = top[i - 1]; i -= 1 }
-            top[i] = x
-        }
-        return 1 - top.reduce(0, +) / Float(kk)
-    }
+    /// 1 − the mean cosine similarity of one vector to its k nearest training vectors.
+    public func neighbourDistance(_ v: ArraySlice<Float>) -> Float { scores(Array(v), count: 1).neighbour[0] }
 }
 
 /// Inverse of a symmetric positive-definite matrix by Cholesky, in Double.
