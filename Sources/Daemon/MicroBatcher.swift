@@ -59,6 +59,37 @@ public final class MicroBatcher {
     /// Queues `texts`; `completion` runs on the loop with their vectors (or -32800 if the
     /// token was cancelled before the batch ran).
     public func submit(_ texts: [String], token: CancellationToken, completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
+        // A request larger than a batch is cut into batch-sized parts, so that one request can
+        // never make the encoder's workspace grow without bound; the parts are joined in order.
+        if texts.count > maxBatch {
+            let parts = stride(from: 0, to: texts.count, by: maxBatch).map { Array(texts[$0..<min($0 + maxBatch, texts.count)]) }
+            var results = [EmbeddedTexts?](repeating: nil, count: parts.count)
+            var remaining = parts.count
+            var failed = false
+            for (k, part) in parts.enumerated() {
+                enqueue(part, token: token) { r in
+                    guard !failed else { return }
+                    switch r {
+                    case .failure(let e):
+                        failed = true
+                        completion(.failure(e))
+                    case .success(let e):
+                        results[k] = e
+                        remaining -= 1
+                        if remaining == 0 {
+                            let all = results.map { $0! }
+                            completion(.success(EmbeddedTexts(vectors: all.flatMap(\.vectors), dimension: all[0].dimension,
+                                                              tokens: all.flatMap(\.tokens), truncated: all.flatMap(\.truncated))))
+                        }
+                    }
+                }
+            }
+            return
+        }
+        enqueue(texts, token: token, completion: completion)
+    }
+
+    private func enqueue(_ texts: [String], token: CancellationToken, completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
         let now = loop.now
         let quiet = now >= lastArrival + maxDelayMs
         lastArrival = now

@@ -112,6 +112,15 @@ struct ModelTests {
         #expect(empty.data?["field"] == "texts")
         guard case .failure(let wrong) = try mc.call("embed", ["texts": [1]]) else { Issue.record("number accepted"); return }
         #expect(wrong.data?["field"] == "texts[0]")
+        // A request larger than a batch is cut into batches and joined in order.
+        let many = JSONValue.array((0..<150).map { i -> JSONValue in .string(i % 2 == 0 ? "my card" : "a b c") })
+        let big = try mc.call("embed", ["texts": many]).get()
+        #expect(big["vectors"]?.arrayValue?.count == 150)
+        // The same text in another batch: equal up to float rounding (different kernel paths).
+        for (a, b) in [(0, 148), (1, 149)] {
+            let u = floats(big["vectors"]?[a]), v = floats(big["vectors"]?[b])
+            #expect(u.count == v.count && zip(u, v).allSatisfy { abs($0 - $1) < 1e-5 })
+        }
         let ok = try mc.call("embed", ["texts": ["", .string(String(repeating: "card ", count: 100))]]).get()
         #expect(ok["tokens"] == [2, 12])
         #expect(ok["truncated"] == [false, true])
