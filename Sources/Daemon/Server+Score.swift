@@ -124,6 +124,12 @@ extension Server {
             options.typoRate = rate
             options.seed = UInt64(truncatingIfNeeded: p.seed ?? 0)
         }
+        let total = inputs.count * (1 + options.perturbations)
+        guard total <= Score.maxTextsWithVariants else {
+            ctx.reply(.failure(.invalidParams("\(inputs.count) inputs with \(options.perturbations) variants each make \(total) texts; at most \(Score.maxTextsWithVariants) per request",
+                                              field: "perturb.n", expected: "inputs × (1 + n) ≤ \(Score.maxTextsWithVariants)", found: "\(total)")))
+            return
+        }
         let signature = "\(options.topK)/\(options.perturbations)/\(options.typoRate)/\(options.seed)"
         var results = [InputScore?](repeating: nil, count: inputs.count)
         var missing: [Int] = []

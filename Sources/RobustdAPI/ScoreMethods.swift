@@ -27,6 +27,8 @@ public enum Score: RPCRequest {
         public init(version: Int, results: [JSONValue]) { self.version = version; self.results = results }
     }
     public static let maxInputs = 4096
+    /// Most texts one request may embed, typo variants included.
+    public static let maxTextsWithVariants = 16384
 }
 
 extension RPCErrorCode {

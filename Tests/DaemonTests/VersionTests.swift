@@ -107,6 +107,8 @@ struct ScoreTests {
         #expect(try code(["inputs": []]) == (-32602, "inputs"))
         #expect(try code(["inputs": [["text": "ok"]], "topK": 0]) == (-32602, "topK"))
         #expect(try code(["inputs": [["text": "ok"]], "perturb": ["n": 99]]) == (-32602, "perturb.n"))
+        let thousand = JSONValue.array((0..<1000).map { _ in ["text": "ok"] })
+        #expect(try code(["inputs": thousand, "perturb": ["n": 32]]) == (-32602, "perturb.n"))
         #expect(try code(["inputs": [["id": 5, "text": "ok"]]]) == (-32602, "inputs[0].id"))
     }
 }
