@@ -26,6 +26,9 @@ struct FineTuneBench: ParsableCommand {
     @Option(help: "Learning rate of the layers.")
     var lr: Float = 1e-4
 
+    @Option(help: "Learning rate of the head.")
+    var headLr: Float = 1e-3
+
     func run() throws {
         let enc = try SentenceEncoder.load(folder: model)
         let train = parseCSV(try String(contentsOfFile: data + "/train.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
@@ -59,6 +62,7 @@ struct FineTuneBench: ParsableCommand {
         settings.layers = layers
         settings.epochs = epochs
         settings.learningRate = lr
+        settings.headLearningRate = headLr
         let tuner = FineTuner(encoder: enc, settings: settings)
         t = Date()
         let cachedTrain = tuner.cacheFrozen(train.map { $0[0] }), cachedTest = tuner.cacheFrozen(test.map { $0[0] })
@@ -73,7 +77,7 @@ struct FineTuneBench: ParsableCommand {
         })
         let trainSeconds = Date().timeIntervalSince(t)
         let after = tuner.accuracy(stack, cached: cachedTest, labels: testY)
-        print(String(format: "top %d layers + head, %d epochs, lr %.0e (from the fitted head): test accuracy %.2f%% → %.2f%%; frozen layers cached in %.0f s, %d steps in %.0f s, last loss %.4f",
+        print(String(format: "top %d layers + head, %d epochs, lr %.0e, head lr \(headLr) (from the fitted head): test accuracy %.2f%% → %.2f%%; frozen layers cached in %.0f s, %d steps in %.0f s, last loss %.4f",
                      layers, epochs, Double(lr), 100 * before, 100 * after, cacheSeconds, steps, trainSeconds, last))
     }
 }
