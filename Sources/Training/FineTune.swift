@@ -82,9 +82,34 @@ public final class FineTuner {
         return (t, packing)
     }
 
+    /// Early stopping: every `every` steps `evaluate` scores the stack on held-out data; the best
+    /// parameters seen are restored at the end, and training stops after `patience`
+    /// evaluations without improvement.
+    public struct EarlyStopping {
+        public var every: Int
+        public var patience: Int
+        public var evaluate: () -> Double
+        public init(every: Int, patience: Int, evaluate: @escaping () -> Double) {
+            self.every = every
+            self.patience = patience
+            self.evaluate = evaluate
+        }
+    }
+
+    /// What training did.
+    public struct Outcome: Sendable {
+        public var steps: Int
+        /// The held-out score of the parameters kept (nil without early stopping).
+        public var bestScore: Double?
+        public var bestStep: Int?
+        public var stoppedEarly: Bool
+    }
+
     /// Trains `stack` on the cached examples. `shouldStop` is checked before every step.
+    @discardableResult
     public func train(_ stack: ClassifierStack, cached: [[Float]], labels: [Int], weights: [Float]? = nil,
-                      progress: ((Progress) -> Void)? = nil, shouldStop: () -> Bool = { false }) -> Int {
+                      earlyStopping: EarlyStopping? = nil,
+                      progress: ((Progress) -> Void)? = nil, shouldStop: () -> Bool = { false }) -> Outcome {
         let g = stack.makeGradients()
         let layerParams = stack.layers.flatMap { $0.params.all }
         let layerGrads = g.layers.flatMap(\.all)
@@ -96,10 +121,20 @@ public final class FineTuner {
         var order = Array(labels.indices)
         let stepsPerEpoch = (labels.count + settings.batchSize - 1) / settings.batchSize
         var steps = 0
+        let all = layerParams + [stack.headWeight, stack.headBias]
+        var best: (score: Double, step: Int, snapshot: [Tensor])? = nil
+        var sinceBest = 0
+        func finish(_ early: Bool) -> Outcome {
+            if let best {
+                for (p, s) in zip(all, best.snapshot) { p.data.update(from: s.data, count: p.count) }
+            }
+            return Outcome(steps: steps, bestScore: best?.score, bestStep: best?.step, stoppedEarly: early)
+        }
+        if let es = earlyStopping { best = (es.evaluate(), 0, all.map { $0.copy() }) }
         for epoch in 0..<settings.epochs {
             order.shuffle(using: &rng)
             for b in 0..<stepsPerEpoch {
-                if shouldStop() { return steps }
+                if shouldStop() { return finish(true) }
                 let idx = Array(order[(b * settings.batchSize)..<min((b + 1) * settings.batchSize, order.count)])
                 let (hidden, packing) = pack(cached, idx)
                 g.zero()
@@ -109,9 +144,19 @@ public final class FineTuner {
                 headOpt.update([stack.headWeight, stack.headBias], [g.headWeight, g.headBias], anchors: headAnchors)
                 steps += 1
                 progress?(Progress(epoch: epoch, step: steps, steps: stepsPerEpoch * settings.epochs, loss: loss))
+                if let es = earlyStopping, steps % max(1, es.every) == 0 {
+                    let score = es.evaluate()
+                    if score > best!.score {
+                        best = (score, steps, all.map { $0.copy() })
+                        sinceBest = 0
+                    } else {
+                        sinceBest += 1
+                        if sinceBest > es.patience { return finish(true) }
+                    }
+                }
             }
         }
-        return steps
+        return finish(false)
     }
 
     /// Accuracy of `stack` on cached examples.

@@ -75,6 +75,7 @@ struct FineTuneBench: ParsableCommand {
             last = p.loss
             if p.step % 100 == 0 { FileHandle.standardError.write(Data("  step \(p.step)/\(p.steps) loss \(String(format: "%.4f", p.loss))\n".utf8)) }
         })
+        .steps
         let trainSeconds = Date().timeIntervalSince(t)
         let after = tuner.accuracy(stack, cached: cachedTest, labels: testY)
         print(String(format: "top %d layers + head, %d epochs, lr %.0e, head lr \(headLr) (from the fitted head): test accuracy %.2f%% → %.2f%%; frozen layers cached in %.0f s, %d steps in %.0f s, last loss %.4f",

@@ -74,3 +74,39 @@ struct TrainingTests {
         #expect(p.values.allSatisfy { $0 < 0.5 && $0 > 0 })
     }
 }
+
+@Suite("Early stopping")
+struct EarlyStoppingTests {
+    @Test("the best parameters seen on held-out data are restored, and training stops after the patience runs out")
+    func restoresBest() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let enc = try SentenceEncoder.load(folder: dir.path)
+        var settings = FineTuner.Settings()
+        settings.method = .head
+        settings.epochs = 50
+        settings.batchSize = 2
+        settings.headLearningRate = 0.05
+        let tuner = FineTuner(encoder: enc, settings: settings)
+        let texts = ["my card is late", "the card ?", "a b c", "my card", "a b", "the ?"]
+        let labels = [0, 1, 2, 0, 2, 1]
+        let cached = tuner.cacheFrozen(texts)
+        let H = enc.hiddenSize
+        let stack = tuner.makeStack(headWeight: [Float](repeating: 0, count: 3 * H), headBias: [0, 0, 0],
+                                    mean: [Float](repeating: 0, count: H), scale: [Float](repeating: 1, count: H))
+        // A scripted held-out score: best at the second evaluation after the start.
+        let script: [Double] = [0.1, 0.3, 0.9, 0.5, 0.4, 0.2, 0.1]
+        var calls = 0
+        var snapshots: [[Float]] = []
+        let outcome = tuner.train(stack, cached: cached, labels: labels, earlyStopping: .init(every: 3, patience: 2) {
+            snapshots.append(stack.headWeight.values)
+            defer { calls += 1 }
+            return script[min(calls, script.count - 1)]
+        })
+        #expect(outcome.stoppedEarly)
+        #expect(outcome.bestScore == 0.9)
+        #expect(outcome.bestStep == 6)
+        #expect(outcome.steps == 15)  // evaluations at steps 3…15; the third after the best ends it
+        #expect(stack.headWeight.values == snapshots[2])
+    }
+}
