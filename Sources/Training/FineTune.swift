@@ -42,23 +42,42 @@ public final class FineTuner {
         firstTrainable = settings.method == .head ? L : max(0, L - settings.layers)
     }
 
-    /// Hidden states after the frozen layers, one `[T, H]` block per text.
-    public func cacheFrozen(_ texts: [String], batch: Int = 64) -> [[Float]] {
-        let ws = Workspace(config: encoder.config)
-        let H = encoder.hiddenSize
-        var out: [[Float]] = []
-        out.reserveCapacity(texts.count)
-        var i = 0
-        while i < texts.count {
-            let ids = encoder.encode(Array(texts[i..<min(i + batch, texts.count)])).map(\.ids)
-            let (h, packing) = encoder.model.hiddenStates(ids, workspace: ws, layerCount: firstTrainable)
-            for s in 0..<packing.count {
-                let start = packing.offsets[s] * H
-                out.append(Array(UnsafeBufferPointer(start: h.data + start, count: packing.lengths[s] * H)))
+    /// Hidden states after the frozen layers, one `[T, H]` block per text. The texts are cut
+    /// into `threads` contiguous shares, each run on its own core with one BLAS thread (the
+    /// batch-split mode the encoder benchmark chose).
+    public func cacheFrozen(_ texts: [String], batch: Int = 64, threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> [[Float]] {
+        let parts = max(1, min(threads, texts.count))
+        let box = ResultBox(count: parts)
+        let encoder = self.encoder, first = firstTrainable
+        let saved = BLASThreads.count
+        if parts > 1 { BLASThreads.count = 1 }
+        DispatchQueue.concurrentPerform(iterations: parts) { k in
+            let lo = texts.count * k / parts, hi = texts.count * (k + 1) / parts
+            let ws = Workspace(config: encoder.config)
+            let H = encoder.hiddenSize
+            var out: [[Float]] = []
+            var i = lo
+            while i < hi {
+                let ids = encoder.encode(Array(texts[i..<min(i + batch, hi)])).map(\.ids)
+                let (h, packing) = encoder.model.hiddenStates(ids, workspace: ws, layerCount: first)
+                for s in 0..<packing.count {
+                    out.append(Array(UnsafeBufferPointer(start: h.data + packing.offsets[s] * H, count: packing.lengths[s] * H)))
+                }
+                i += batch
             }
-            i += batch
+            box.set(k, out)
         }
-        return out
+        BLASThreads.count = saved
+        return box.joined
+    }
+
+    /// Results of the parallel shares, each written by one thread.
+    final class ResultBox: @unchecked Sendable {
+        private var parts: [[[Float]]]
+        private let lock = NSLock()
+        init(count: Int) { parts = Array(repeating: [], count: count) }
+        func set(_ k: Int, _ v: [[Float]]) { lock.lock(); parts[k] = v; lock.unlock() }
+        var joined: [[Float]] { parts.flatMap { $0 } }
     }
 
     /// Builds the trainable stack from the encoder's top layers and a parent head.

@@ -110,3 +110,23 @@ struct EarlyStoppingTests {
         #expect(stack.headWeight.values == snapshots[2])
     }
 }
+
+@Suite("Caching the frozen layers")
+struct CacheFrozenTests {
+    @Test("two cores give the same hidden states as one, in the same order")
+    func parallelEqualsSerial() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let enc = try SentenceEncoder.load(folder: dir.path)
+        var settings = FineTuner.Settings()
+        settings.layers = 1
+        let tuner = FineTuner(encoder: enc, settings: settings)
+        let texts = (0..<37).map { ["my card is late", "the card ?", "a b c", "cards"][$0 % 4] + String(repeating: " a", count: $0 % 5) }
+        let one = tuner.cacheFrozen(texts, batch: 8, threads: 1), two = tuner.cacheFrozen(texts, batch: 8, threads: 2)
+        #expect(one.count == 37 && two.count == 37)
+        for (a, b) in zip(one, two) {
+            #expect(a.count == b.count)
+            #expect(zip(a, b).allSatisfy { abs($0 - $1) < 1e-5 })
+        }
+    }
+}
