@@ -2,9 +2,6 @@ import JSONRPC
 
 /// The OpenRPC document (schemas/openrpc.json, embedded at build time by scripts/gen-openrpc).
 public enum OpenRPC {
-    /// The document's text, byte for byte as in schemas/openrpc.json.
-    public static var text: String { OpenRPCDocument.text }
-
     /// The parsed document.
     public static func document() throws(RPCError) -> JSONValue {
         do {

@@ -58,13 +58,6 @@ public final class Loop: @unchecked Sendable {
         uv_run(raw, UV_RUN_DEFAULT)
     }
 
-    /// Runs one iteration without blocking (tests use it to step the loop).
-    @discardableResult
-    public func runOnce(wait: Bool = false) -> Bool {
-        threadID = pthread_self()
-        return uv_run(raw, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT) != 0
-    }
-
     public func stop() { uv_stop(raw) }
 
     /// Monotonic loop time in milliseconds, cached per iteration.

@@ -56,6 +56,9 @@ public struct FrameDecoder: Sendable {
     /// Dropping an over-long NDJSON line until its newline.
     private var skippingLine = false
     private var skippedLineBytes = 0
+    /// Bytes of the current partial line already searched for a newline, so that a long line
+    /// arriving in many chunks is scanned once, not once per chunk.
+    private var scanned = 0
 
     public init(style: FramingStyle? = nil, maxMessageBytes: Int = FrameDecoder.defaultMaxMessageBytes) {
         self.style = style
@@ -75,6 +78,7 @@ public struct FrameDecoder: Sendable {
         if start > 0 && start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             start = 0
+            scanned = 0
         } else if start > 65536 && start > buffer.count / 2 {
             buffer.removeFirst(start)
             start = 0
@@ -103,7 +107,8 @@ public struct FrameDecoder: Sendable {
 
     private mutating func nextLine() -> Frame? {
         while true {
-            guard let nl = buffer[start...].firstIndex(of: 0x0a) else {
+            guard let nl = buffer[(start + scanned)...].firstIndex(of: 0x0a) else {
+                scanned = buffer.count - start
                 let pending = buffer.count - start
                 if skippingLine {
                     skippedLineBytes += pending
@@ -113,8 +118,10 @@ public struct FrameDecoder: Sendable {
                     skippedLineBytes = pending
                     start = buffer.count
                 }
+                if start == buffer.count { scanned = 0 }
                 return nil
             }
+            scanned = 0
             if skippingLine {
                 let size = skippedLineBytes + (nl - start)
                 skippingLine = false

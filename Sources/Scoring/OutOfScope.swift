@@ -74,13 +74,7 @@ public struct OutOfScopeModel: Sendable {
         }
         var nearest = [Float](repeating: 1, count: B)
         if N > 0 {
-            var u = x
-            for b in 0..<B {
-                var s: Float = 0
-                for d in 0..<D { s += u[b * D + d] * u[b * D + d] }
-                let inv = 1 / max(s.squareRoot(), 1e-12)
-                for d in 0..<D { u[b * D + d] *= inv }
-            }
+            let u = normalizedRows(x, dimension: D)
             var sims = [Float](repeating: 0, count: B * N)
             u.withUnsafeBufferPointer { up in
                 neighbours.withUnsafeBufferPointer { np in
@@ -130,14 +124,8 @@ public struct OutOfScopeModel: Sendable {
         var sigma = cov.map { Double($0) * (1 - shrinkage) }
         for d in 0..<D { sigma[d * D + d] += shrinkage * trace / Double(D) + 1e-9 }
         let precision = invertSPD(sigma, D).map { Float($0) }
-        var nb = x
-        for n in 0..<N {
-            var s: Float = 0
-            for d in 0..<D { s += nb[n * D + d] * nb[n * D + d] }
-            let inv = 1 / max(s.squareRoot(), 1e-12)
-            for d in 0..<D { nb[n * D + d] *= inv }
-        }
-        return OutOfScopeModel(dimension: D, classes: C, means: means.map { Float($0) }, precision: precision, neighbours: nb, k: k)
+        return OutOfScopeModel(dimension: D, classes: C, means: means.map { Float($0) }, precision: precision,
+                               neighbours: normalizedRows(x, dimension: D), k: k)
     }
 
     /// min over classes of the squared Mahalanobis distance of one vector (see ``scores(_:count:)``).
@@ -145,6 +133,18 @@ public struct OutOfScopeModel: Sendable {
 
     /// 1 − the mean cosine similarity of one vector to its k nearest training vectors.
     public func neighbourDistance(_ v: ArraySlice<Float>) -> Float { scores(Array(v), count: 1).neighbour[0] }
+}
+
+/// Each `D`-long row divided by its L2 norm.
+func normalizedRows(_ x: [Float], dimension D: Int) -> [Float] {
+    var u = x
+    for r in 0..<(x.count / max(1, D)) {
+        var s: Float = 0
+        for d in 0..<D { s += u[r * D + d] * u[r * D + d] }
+        let inv = 1 / max(s.squareRoot(), 1e-12)
+        for d in 0..<D { u[r * D + d] *= inv }
+    }
+    return u
 }
 
 /// Inverse of a symmetric positive-definite matrix by Cholesky, in Double.

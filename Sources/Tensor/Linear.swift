@@ -40,14 +40,6 @@ public func linearForward(out: Tensor, input: Tensor, weight: Tensor, packed: Pa
     }
 }
 
-/// Transposes `[R, C]` into a new `[C, R]` tensor.
-public func transposed(_ t: Tensor) -> Tensor {
-    let R = t.shape[0], C = t.shape[1]
-    let out = Tensor(shape: [C, R])
-    for r in 0..<R { for c in 0..<C { out.data[c * R + r] = t.data[r * C + c] } }
-    return out
-}
-
 /// Backward of ``linearForward(out:input:weight:bias:)``.
 ///
 /// - Parameters:

@@ -115,6 +115,22 @@ struct FramingTests {
         #expect(n.next() == .message(Array("{}".utf8)))
     }
 
+    @Test("a long NDJSON line in many small chunks decodes whole, followed by the next line")
+    func longLineInChunks() {
+        var d = FrameDecoder(style: .ndjson, maxMessageBytes: 4 << 20)
+        let body = Array(("{\"t\":\"" + String(repeating: "x", count: 3 << 20) + "\"}").utf8)
+        let stream = body + [0x0a] + Array("{}\n".utf8)
+        var frames: [Frame] = []
+        var i = 0
+        while i < stream.count {
+            d.feed(Array(stream[i..<min(i + 4096, stream.count)]))
+            while let f = d.next() { frames.append(f) }
+            i += 4096
+        }
+        #expect(frames == [.message(body), .message(Array("{}".utf8))])
+        #expect(d.bufferedBytes == 0)
+    }
+
     @Test("a truncated frame waits for more bytes")
     func truncated() {
         var d = FrameDecoder(style: .contentLength)
