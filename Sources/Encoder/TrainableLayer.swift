@@ -41,7 +41,88 @@ public final class TrainableLayer {
             norm2Weight = w.ffnNormWeight.copy(); norm2Bias = w.ffnNormBias.copy()
         }
 
+        /// Copies of another set of parameters.
+        public init(copying p: Parameters) {
+            let t = p.all.map { $0.copy() }
+            (qkvWeight, qkvBias, attnOutWeight, attnOutBias, norm1Weight, norm1Bias) = (t[0], t[1], t[2], t[3], t[4], t[5])
+            (ffnInWeight, ffnInBias, ffnOutWeight, ffnOutBias, norm2Weight, norm2Bias) = (t[6], t[7], t[8], t[9], t[10], t[11])
+        }
+
+        /// From tensors in the order of ``all``.
+        public init(_ t: [Tensor]) {
+            precondition(t.count == 12)
+            (qkvWeight, qkvBias, attnOutWeight, attnOutBias, norm1Weight, norm1Bias) = (t[0], t[1], t[2], t[3], t[4], t[5])
+            (ffnInWeight, ffnInBias, ffnOutWeight, ffnOutBias, norm2Weight, norm2Bias) = (t[6], t[7], t[8], t[9], t[10], t[11])
+        }
+
+        /// Frozen weights for serving, with the projections packed for the few-rows kernel.
+        public var serving: BertLayerWeights {
+            BertLayerWeights(qkvWeight: qkvWeight, qkvBias: qkvBias, attnOutWeight: attnOutWeight, attnOutBias: attnOutBias,
+                             attnNormWeight: norm1Weight, attnNormBias: norm1Bias, ffnInWeight: ffnInWeight, ffnInBias: ffnInBias,
+                             ffnOutWeight: ffnOutWeight, ffnOutBias: ffnOutBias, ffnNormWeight: norm2Weight, ffnNormBias: norm2Bias,
+                             qkvPacked: PackedWeight(qkvWeight), attnOutPacked: PackedWeight(attnOutWeight),
+                             ffnInPacked: PackedWeight(ffnInWeight), ffnOutPacked: PackedWeight(ffnOutWeight))
+        }
+
         public func zero() { for t in all { t.zero() } }
+    }
+
+    /// Low-rank adapters on the layer's six projections, named as PEFT names the modules of a
+    /// HuggingFace BERT layer. With adapters, the layer's own weights stay frozen.
+    public final class Adapters {
+        public let query: LoRAAdapter, key: LoRAAdapter, value: LoRAAdapter
+        public let attnOut: LoRAAdapter, ffnIn: LoRAAdapter, ffnOut: LoRAAdapter
+        public var all: [LoRAAdapter] { [query, key, value, attnOut, ffnIn, ffnOut] }
+        /// The module paths under `encoder.layer.<n>.`, in the order of ``all``.
+        public static let modules = ["attention.self.query", "attention.self.key", "attention.self.value",
+                                     "attention.output.dense", "intermediate.dense", "output.dense"]
+        /// A, B of every adapter, in the order of ``all``.
+        public var tensors: [Tensor] { all.flatMap { [$0.a, $0.b] } }
+
+        public init(_ adapters: [LoRAAdapter]) {
+            precondition(adapters.count == 6)
+            (query, key, value, attnOut, ffnIn, ffnOut) = (adapters[0], adapters[1], adapters[2], adapters[3], adapters[4], adapters[5])
+        }
+
+        /// Fresh adapters (B zero) for a layer of hidden size H and intermediate size I.
+        public convenience init(hidden H: Int, intermediate I: Int, rank: Int, alpha: Float, seed: UInt64) {
+            let shapes = [(H, H), (H, H), (H, H), (H, H), (H, I), (I, H)]
+            self.init(shapes.enumerated().map { k, s in
+                LoRAAdapter(inputs: s.0, outputs: s.1, rank: rank, alpha: alpha, seed: seed &* 31 &+ UInt64(k))
+            })
+        }
+
+        /// Zeroed tensors with the shapes of `like` (gradients).
+        public convenience init(zerosLike like: Adapters) {
+            self.init(like.all.map { LoRAAdapter(a: Tensor(shape: $0.a.shape), b: Tensor(shape: $0.b.shape), alpha: $0.alpha) })
+        }
+
+        /// The layer's weights with every adapter merged in (`W + (α/r)·B·A`), as copies.
+        public func merged(into p: Parameters) -> Parameters {
+            let m = Parameters(copying: p)
+            query.merge(into: m.qkvWeight, row: 0)
+            key.merge(into: m.qkvWeight, row: query.outputs)
+            value.merge(into: m.qkvWeight, row: query.outputs + key.outputs)
+            attnOut.merge(into: m.attnOutWeight)
+            ffnIn.merge(into: m.ffnInWeight)
+            ffnOut.merge(into: m.ffnOutWeight)
+            return m
+        }
+    }
+
+    /// A layer's gradients: of its own weights, or of its adapters when it has them.
+    public final class Gradients {
+        public let params: Parameters?
+        public let adapters: Adapters?
+        public var all: [Tensor] { params?.all ?? adapters!.tensors }
+        public func zero() { for t in all { t.zero() } }
+        public init(for layer: TrainableLayer) {
+            if let a = layer.adapters {
+                adapters = Adapters(zerosLike: a); params = nil
+            } else {
+                params = Parameters(zerosLike: layer.params); adapters = nil
+            }
+        }
     }
 
     /// What the forward pass keeps for the backward pass, named for its contents.
@@ -58,6 +139,8 @@ public final class TrainableLayer {
         let sum2: Tensor           // [N, H]
         let mean2: Tensor, rstd2: Tensor  // [N]
         let packing: Packing
+        /// `x Aᵀ` of each adapter, in the order of ``Adapters/all`` (empty without adapters).
+        var downs: [Tensor] = []
 
         init(N: Int, H: Int, I: Int, NH: Int, packing: Packing, input: Tensor) {
             self.input = input
@@ -70,14 +153,20 @@ public final class TrainableLayer {
     }
 
     public let params: Parameters
+    /// When set, only these train; ``params`` stay frozen.
+    public let adapters: Adapters?
     public let heads: Int
     public let eps: Float
 
-    public init(params: Parameters, heads: Int, eps: Float) {
+    public init(params: Parameters, adapters: Adapters? = nil, heads: Int, eps: Float) {
         self.params = params
+        self.adapters = adapters
         self.heads = heads
         self.eps = eps
     }
+
+    /// The tensors that train: the adapters', or the layer's own.
+    public var trainable: [Tensor] { adapters?.tensors ?? params.all }
 
     public var hidden: Int { params.norm1Weight.count }
     public var intermediate: Int { params.ffnInBias.count }
@@ -91,14 +180,23 @@ public final class TrainableLayer {
         input.check([N, H], "input")
         out.check([N, H], "out")
         let c = Cache(N: N, H: H, I: I, NH: heads, packing: packing, input: input)
+        if let a = adapters { c.downs = a.all.map { Tensor(shape: [N, $0.rank]) } }
         linearForward(out: c.qkv, input: input, weight: p.qkvWeight, bias: p.qkvBias)
+        if let a = adapters {
+            a.query.forwardAdd(out: c.qkv.data, ldOut: 3 * H, down: c.downs[0], input: input)
+            a.key.forwardAdd(out: c.qkv.data + H, ldOut: 3 * H, down: c.downs[1], input: input)
+            a.value.forwardAdd(out: c.qkv.data + 2 * H, ldOut: 3 * H, down: c.downs[2], input: input)
+        }
         attentionForward(out: c.context, probs: c.probs, scratch: nil, qkv: c.qkv, packing: packing, heads: heads)
         linearForward(out: c.sum1, input: c.context, weight: p.attnOutWeight, bias: p.attnOutBias)
+        adapters?.attnOut.forwardAdd(out: c.sum1, down: c.downs[3], input: c.context)
         addInPlace(c.sum1, input)
         layerNormForward(out: c.hidden1, mean: c.mean1, rstd: c.rstd1, input: c.sum1, weight: p.norm1Weight, bias: p.norm1Bias, eps: eps)
         linearForward(out: c.preActivation, input: c.hidden1, weight: p.ffnInWeight, bias: p.ffnInBias)
+        adapters?.ffnIn.forwardAdd(out: c.preActivation, down: c.downs[4], input: c.hidden1)
         geluForward(out: c.activation, input: c.preActivation)
         linearForward(out: c.sum2, input: c.activation, weight: p.ffnOutWeight, bias: p.ffnOutBias)
+        adapters?.ffnOut.forwardAdd(out: c.sum2, down: c.downs[5], input: c.activation)
         addInPlace(c.sum2, c.hidden1)
         layerNormForward(out: out, mean: c.mean2, rstd: c.rstd2, input: c.sum2, weight: p.norm2Weight, bias: p.norm2Bias, eps: eps)
         return c
@@ -110,36 +208,48 @@ public final class TrainableLayer {
     /// - Parameters:
     ///   - dInput: `[N, H]`, overwritten, or nil
     ///   - dOut: `[N, H]`
-    public func backward(dInput: Tensor?, dOut: Tensor, cache c: Cache, grads g: Parameters) {
+    public func backward(dInput: Tensor?, dOut: Tensor, cache c: Cache, grads: Gradients) {
         let N = c.packing.totalTokens, H = hidden, I = intermediate, p = params
         dOut.check([N, H], "dOut")
+        // With adapters the layer's own weights are frozen: no gradients for them.
+        let g = grads.params, ga = grads.adapters, a = adapters
         // out = LN2(sum2), sum2 = ffnOut(activation) + hidden1
         let dSum2 = Tensor(shape: [N, H])
-        layerNormBackward(dInput: dSum2, dWeight: g.norm2Weight, dBias: g.norm2Bias, dOut: dOut, input: c.sum2,
+        layerNormBackward(dInput: dSum2, dWeight: g?.norm2Weight, dBias: g?.norm2Bias, dOut: dOut, input: c.sum2,
                           weight: p.norm2Weight, mean: c.mean2, rstd: c.rstd2)
         let dActivation = Tensor(shape: [N, I])
-        linearBackward(dInput: dActivation, dWeight: g.ffnOutWeight, dBias: g.ffnOutBias, dOut: dSum2, input: c.activation, weight: p.ffnOutWeight)
+        linearBackward(dInput: dActivation, dWeight: g?.ffnOutWeight, dBias: g?.ffnOutBias, dOut: dSum2, input: c.activation, weight: p.ffnOutWeight)
+        if let a, let ga {
+            a.ffnOut.backward(dA: ga.ffnOut.a, dB: ga.ffnOut.b, dInput: dActivation, dOut: dSum2, down: c.downs[5], input: c.activation)
+        }
         let dPre = Tensor(shape: [N, I])
         geluBackward(dInput: dPre, dOut: dActivation, input: c.preActivation)
         let dHidden1 = Tensor(shape: [N, H])
-        linearBackward(dInput: dHidden1, dWeight: g.ffnInWeight, dBias: g.ffnInBias, dOut: dPre, input: c.hidden1, weight: p.ffnInWeight)
+        linearBackward(dInput: dHidden1, dWeight: g?.ffnInWeight, dBias: g?.ffnInBias, dOut: dPre, input: c.hidden1, weight: p.ffnInWeight)
+        if let a, let ga {
+            a.ffnIn.backward(dA: ga.ffnIn.a, dB: ga.ffnIn.b, dInput: dHidden1, dOut: dPre, down: c.downs[4], input: c.hidden1)
+        }
         addInPlace(dHidden1, dSum2)  // the residual around the feed-forward block
         // hidden1 = LN1(sum1), sum1 = attnOut(context) + input
         let dSum1 = Tensor(shape: [N, H])
-        layerNormBackward(dInput: dSum1, dWeight: g.norm1Weight, dBias: g.norm1Bias, dOut: dHidden1, input: c.sum1,
+        layerNormBackward(dInput: dSum1, dWeight: g?.norm1Weight, dBias: g?.norm1Bias, dOut: dHidden1, input: c.sum1,
                           weight: p.norm1Weight, mean: c.mean1, rstd: c.rstd1)
         let dContext = Tensor(shape: [N, H])
-        linearBackward(dInput: dContext, dWeight: g.attnOutWeight, dBias: g.attnOutBias, dOut: dSum1, input: c.context, weight: p.attnOutWeight)
+        linearBackward(dInput: dContext, dWeight: g?.attnOutWeight, dBias: g?.attnOutBias, dOut: dSum1, input: c.context, weight: p.attnOutWeight)
+        if let a, let ga {
+            a.attnOut.backward(dA: ga.attnOut.a, dB: ga.attnOut.b, dInput: dContext, dOut: dSum1, down: c.downs[3], input: c.context)
+        }
         let dQKV = Tensor(shape: [N, 3 * H])
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, c.packing.maxLength * c.packing.maxLength))
         defer { scratch.deallocate() }
         attentionBackward(dQKV: dQKV, dOut: dContext, qkv: c.qkv, probs: c.probs, packing: c.packing, heads: heads, scratch: scratch)
-        if let dInput {
-            dInput.check([N, H], "dInput")
-            linearBackward(dInput: dInput, dWeight: g.qkvWeight, dBias: g.qkvBias, dOut: dQKV, input: c.input, weight: p.qkvWeight)
-            addInPlace(dInput, dSum1)  // the residual around the attention block
-        } else {
-            linearBackward(dInput: nil, dWeight: g.qkvWeight, dBias: g.qkvBias, dOut: dQKV, input: c.input, weight: p.qkvWeight)
+        if let dInput { dInput.check([N, H], "dInput") }
+        linearBackward(dInput: dInput, dWeight: g?.qkvWeight, dBias: g?.qkvBias, dOut: dQKV, input: c.input, weight: p.qkvWeight)
+        if let a, let ga {
+            for (k, (ad, gd)) in zip(a.all, ga.all).prefix(3).enumerated() {
+                ad.backward(dA: gd.a, dB: gd.b, dInput: dInput, dOut: dQKV.data + k * H, ldOut: 3 * H, down: c.downs[k], input: c.input)
+            }
         }
+        if let dInput { addInPlace(dInput, dSum1) }  // the residual around the attention block
     }
 }

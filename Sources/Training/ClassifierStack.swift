@@ -15,7 +15,7 @@ public final class ClassifierStack {
     let normalize: Bool
 
     public struct Gradients {
-        public let layers: [TrainableLayer.Parameters]
+        public let layers: [TrainableLayer.Gradients]
         public let headWeight: Tensor, headBias: Tensor
         public func zero() { for l in layers { l.zero() }; headWeight.zero(); headBias.zero() }
     }
@@ -33,14 +33,14 @@ public final class ClassifierStack {
     public var hidden: Int { headWeight.shape[1] }
 
     public func makeGradients() -> Gradients {
-        Gradients(layers: layers.map { TrainableLayer.Parameters(zerosLike: $0.params) },
+        Gradients(layers: layers.map { TrainableLayer.Gradients(for: $0) },
                   headWeight: Tensor(shape: headWeight.shape), headBias: Tensor(shape: headBias.shape))
     }
 
     /// Every trainable tensor, and its gradient, in one order.
     public func parameters(_ g: Gradients) -> (params: [Tensor], grads: [Tensor]) {
         var p: [Tensor] = [], d: [Tensor] = []
-        for (l, gl) in zip(layers, g.layers) { p += l.params.all; d += gl.all }
+        for (l, gl) in zip(layers, g.layers) { p += l.trainable; d += gl.all }
         p += [headWeight, headBias]; d += [g.headWeight, g.headBias]
         return (p, d)
     }

@@ -7,12 +7,15 @@ import Tensor
 /// once per example and their output is cached; only the trainable top layers and the head
 /// run forward and backward, minibatch by minibatch.
 public final class FineTuner {
-    public enum Method: String, Sendable { case head, topLayers = "top-layers" }
+    public enum Method: String, Sendable, CaseIterable { case head, lora, topLayers = "top-layers" }
 
     public struct Settings: Sendable {
         public var method = Method.topLayers
-        /// Trainable top layers (top-layers method).
+        /// Trainable top layers (top-layers), or layers with adapters (lora).
         public var layers = 2
+        /// LoRA rank and α (the adapter's term is scaled by α / rank).
+        public var rank = 8
+        public var alpha: Float = 16
         public var epochs = 2
         public var batchSize = 32
         public var learningRate: Float = 1e-4
@@ -35,11 +38,33 @@ public final class FineTuner {
     /// First layer that trains (the ones below are frozen and cached).
     public let firstTrainable: Int
 
+    /// Floating-point operations spent so far (multiply-adds count 2): the frozen layers'
+    /// caching, every training step's forward and backward, and held-out evaluations.
+    public private(set) var flops: Double = 0
+    private let flopLock = NSLock()
+    func addFlops(_ f: Double) { flopLock.lock(); flops += f; flopLock.unlock() }
+
     public init(encoder: SentenceEncoder, settings: Settings) {
         self.encoder = encoder
         self.settings = settings
         let L = encoder.config.layers
         firstTrainable = settings.method == .head ? L : max(0, L - settings.layers)
+    }
+
+    /// FLOPs of one encoder layer's forward pass over sequences of these lengths.
+    public static func layerForwardFlops(_ lengths: [Int], config c: BertConfig) -> Double {
+        let H = Double(c.hiddenSize), I = Double(c.intermediateSize)
+        return lengths.reduce(0.0) { acc, t in
+            let T = Double(t)
+            return acc + 2 * T * (4 * H * H + 2 * H * I) + 4 * T * T * H
+        }
+    }
+
+    /// FLOPs of training every layer (the embeddings excepted) and the head on examples of
+    /// these lengths for `epochs` epochs: forward plus a backward of twice the forward.
+    public static func fullFineTuneFlops(_ lengths: [Int], epochs: Int, classes: Int, config c: BertConfig) -> Double {
+        let head = 2.0 * Double(classes * c.hiddenSize) * Double(lengths.count)
+        return Double(epochs) * 3 * (Double(c.layers) * layerForwardFlops(lengths, config: c) + head)
     }
 
     /// Hidden states after the frozen layers, one `[T, H]` block per text. The texts are cut
@@ -68,7 +93,10 @@ public final class FineTuner {
             box.set(k, out)
         }
         BLASThreads.count = saved
-        return box.joined
+        let out = box.joined
+        let H = encoder.hiddenSize
+        addFlops(Double(first) * Self.layerForwardFlops(out.map { $0.count / H }, config: encoder.config))
+        return out
     }
 
     /// Results of the parallel shares, each written by one thread.
@@ -82,8 +110,13 @@ public final class FineTuner {
 
     /// Builds the trainable stack from the encoder's top layers and a parent head.
     public func makeStack(headWeight: [Float], headBias: [Float], mean: [Float], scale: [Float]) -> ClassifierStack {
-        let layers = (firstTrainable..<encoder.config.layers).map {
-            TrainableLayer(params: .init(copying: encoder.model.weights.layers[$0]), heads: encoder.config.heads, eps: encoder.config.layerNormEps)
+        let c = encoder.config
+        let layers = (firstTrainable..<c.layers).map { l -> TrainableLayer in
+            let adapters = settings.method == .lora
+                ? TrainableLayer.Adapters(hidden: c.hiddenSize, intermediate: c.intermediateSize, rank: settings.rank, alpha: settings.alpha,
+                                          seed: settings.seed &* 1000 &+ UInt64(l))
+                : nil
+            return TrainableLayer(params: .init(copying: encoder.model.weights.layers[l]), adapters: adapters, heads: c.heads, eps: c.layerNormEps)
         }
         let C = headBias.count, H = encoder.hiddenSize
         return ClassifierStack(layers: layers, headWeight: Tensor(shape: [C, H], values: headWeight), headBias: Tensor(shape: [C], values: headBias),
@@ -130,9 +163,11 @@ public final class FineTuner {
                       earlyStopping: EarlyStopping? = nil,
                       progress: ((Progress) -> Void)? = nil, shouldStop: () -> Bool = { false }) -> Outcome {
         let g = stack.makeGradients()
-        let layerParams = stack.layers.flatMap { $0.params.all }
+        let layerParams = stack.layers.flatMap(\.trainable)
         let layerGrads = g.layers.flatMap(\.all)
-        let anchors = layerParams.map { $0.copy() as Tensor? }
+        // L2-SP pulls a layer's own weights toward the parent's; adapters decay toward zero,
+        // which is the parent too (an adapter with B = 0 changes nothing).
+        let anchors: [Tensor?] = stack.layers.flatMap { l in l.adapters == nil ? l.params.all.map { $0.copy() } : l.trainable.map { _ in nil } }
         let headAnchors: [Tensor?] = [stack.headWeight.copy(), stack.headBias.copy()]
         let layerOpt = AdamW(learningRate: settings.learningRate, decay: settings.decay)
         let headOpt = AdamW(learningRate: settings.headLearningRate, decay: settings.decay)
@@ -159,6 +194,7 @@ public final class FineTuner {
                 g.zero()
                 let loss = stack.step(hidden: hidden, packing: packing, labels: idx.map { labels[$0] },
                                       weights: weights.map { w in idx.map { w[$0] } }, grads: g)
+                addFlops(stepFlops(stack, packing.lengths, backward: true))
                 if !layerParams.isEmpty { layerOpt.update(layerParams, layerGrads, anchors: anchors) }
                 headOpt.update([stack.headWeight, stack.headBias], [g.headWeight, g.headBias], anchors: headAnchors)
                 steps += 1
@@ -178,6 +214,24 @@ public final class FineTuner {
         return finish(false)
     }
 
+    /// FLOPs of one pass of the trainable stack over sequences of these lengths: the forward,
+    /// and with `backward`, the backward (input gradients through every layer, weight
+    /// gradients where the layer's own weights train; adapters add their small products).
+    func stepFlops(_ stack: ClassifierStack, _ lengths: [Int], backward: Bool) -> Double {
+        let c = encoder.config
+        let layerF = Self.layerForwardFlops(lengths, config: c)
+        let tokens = Double(lengths.reduce(0, +))
+        var f = 2.0 * Double(stack.classes * stack.hidden) * Double(lengths.count)  // head
+        for l in stack.layers {
+            var adapter = 0.0
+            if let a = l.adapters { adapter = a.all.reduce(0.0) { $0 + 2 * tokens * Double($1.rank * ($1.inputs + $1.outputs)) } }
+            f += layerF + adapter
+            if backward { f += (l.adapters == nil ? 2 * layerF : layerF) + 2 * adapter }
+        }
+        if backward { f += 4.0 * Double(stack.classes * stack.hidden) * Double(lengths.count) }
+        return f
+    }
+
     /// Accuracy of `stack` on cached examples.
     public func accuracy(_ stack: ClassifierStack, cached: [[Float]], labels: [Int]) -> Double {
         var correct = 0
@@ -186,6 +240,7 @@ public final class FineTuner {
             let idx = Array(i..<min(i + 64, labels.count))
             let (hidden, packing) = pack(cached, idx)
             let logits = stack.logits(hidden: hidden, packing: packing)
+            addFlops(stepFlops(stack, packing.lengths, backward: false))
             let C = stack.classes
             for (s, j) in idx.enumerated() {
                 var best = 0

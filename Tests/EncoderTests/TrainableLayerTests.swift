@@ -51,7 +51,7 @@ struct TrainableLayerTests {
             return s
         }
         let cache = layer.forward(out: out, input: x, packing: packing)
-        let grads = TrainableLayer.Parameters(zerosLike: layer.params)
+        let grads = TrainableLayer.Gradients(for: layer)
         let dx = Tensor(shape: [N, H])
         layer.backward(dInput: dx, dOut: G, cache: cache, grads: grads)
         let eps: Float = 1e-3

@@ -9,26 +9,37 @@ import Tensor
 struct TrainingTests {
     /// The tiny model, its hidden states after layer 0 for a few sequences, and a stack that
     /// trains layer 1 and a 3-class head.
-    func setup(normalize: Bool = true) throws -> (ClassifierStack, Tensor, Packing, [Int], TempFolder) {
+    func setup(normalize: Bool = true, lora: Bool = false) throws -> (ClassifierStack, Tensor, Packing, [Int], TempFolder) {
         let dir = TempFolder()
         try TinyModel.write(to: dir.path)
         let enc = try SentenceEncoder.load(folder: dir.path)
         let seqs: [[Int32]] = [[2, 9, 6, 7, 8, 3], [2, 5, 6, 11, 3], [2, 12, 13, 14, 3], [2, 6, 10, 3], [2, 9, 6, 3], [2, 12, 3]]
         let labels = [0, 1, 2, 0, 0, 2]
-        let (h, packing) = enc.model.hiddenStates(seqs, workspace: Workspace(config: enc.config), layerCount: 1)
+        // With LoRA both layers train, so that the input gradient through the adapters counts too.
+        let first = lora ? 0 : 1
+        let (h, packing) = enc.model.hiddenStates(seqs, workspace: Workspace(config: enc.config), layerCount: first)
         let H = enc.config.hiddenSize, C = 3
         var s: UInt64 = 5
         let w = Tensor(shape: [C, H]), b = Tensor(shape: [C])
         for i in 0..<w.count { s = s &* 6364136223846793005 &+ 1442695040888963407; w[i] = (Float(s >> 40) / Float(1 << 24) - 0.5) }
-        let layer = TrainableLayer(params: .init(copying: enc.model.weights.layers[1]), heads: enc.config.heads, eps: enc.config.layerNormEps)
-        let stack = ClassifierStack(layers: [layer], headWeight: w, headBias: b, mean: [Float](repeating: 0.01, count: H),
+        let layers = (first..<2).map { l -> TrainableLayer in
+            var adapters: TrainableLayer.Adapters? = nil
+            if lora {
+                adapters = .init(hidden: H, intermediate: enc.config.intermediateSize, rank: 2, alpha: 4, seed: UInt64(l))
+                // B non-zero, else A's gradient is zero and the check proves little.
+                for ad in adapters!.all { for i in 0..<ad.b.count { s = s &* 6364136223846793005 &+ 1442695040888963407; ad.b[i] = Float(s >> 40) / Float(1 << 24) - 0.5 } }
+            }
+            return TrainableLayer(params: .init(copying: enc.model.weights.layers[l]), adapters: adapters, heads: enc.config.heads, eps: enc.config.layerNormEps)
+        }
+        let stack = ClassifierStack(layers: layers, headWeight: w, headBias: b, mean: [Float](repeating: 0.01, count: H),
                                     scale: [Float](repeating: 2, count: H), normalize: normalize)
         return (stack, h.copy(), packing, labels, dir)
     }
 
-    @Test("the gradient of the loss for every trainable tensor matches central differences", arguments: [true, false])
-    func gradients(normalize: Bool) throws {
-        let (stack, hidden, packing, labels, _dir) = try setup(normalize: normalize)
+    @Test("the gradient of the loss for every trainable tensor matches central differences (own weights, or LoRA adapters)",
+          arguments: [(true, false), (false, false), (true, true)])
+    func gradients(normalize: Bool, lora: Bool) throws {
+        let (stack, hidden, packing, labels, _dir) = try setup(normalize: normalize, lora: lora)
         _ = _dir
         let g = stack.makeGradients()
         _ = stack.step(hidden: hidden, packing: packing, labels: labels, grads: g)
@@ -51,6 +62,24 @@ struct TrainingTests {
             }
             #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
         }
+    }
+
+    @Test("LoRA: only the adapters and the head train, and merged weights serve the same outputs")
+    func loraMerge() throws {
+        let (stack, hidden, packing, labels, _dir) = try setup(lora: true)
+        _ = _dir
+        let g = stack.makeGradients()
+        let (params, _) = stack.parameters(g)
+        #expect(params.count == 2 * 12 + 2)  // two layers × six adapters × (A, B), and the head
+        _ = stack.step(hidden: hidden, packing: packing, labels: labels, grads: g)
+        let merged = stack.layers.map { TrainableLayer(params: $0.adapters!.merged(into: $0.params), heads: $0.heads, eps: $0.eps) }
+        let plain = ClassifierStack(layers: merged, headWeight: stack.headWeight, headBias: stack.headBias, mean: stack.mean,
+                                    scale: stack.scale, normalize: stack.normalize)
+        let a = stack.logits(hidden: hidden, packing: packing), b = plain.logits(hidden: hidden, packing: packing)
+        var worst: Float = 0
+        for i in 0..<a.count { worst = max(worst, abs(a[i] - b[i])) }
+        #expect(worst < 1e-4, "merged vs adapters: \(worst)")
+        _ = labels
     }
 
     @Test("AdamW steps lower the loss; with no gradient, L2-SP pulls the weights toward the parent's")
