@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring",
+            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

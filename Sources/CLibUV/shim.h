@@ -19,4 +19,16 @@ static inline int robustd_peer_uid(int fd, uid_t *uid, pid_t *pid) {
     if (pid) *pid = cred.pid;
     return 0;
 }
+
+#include <sys/syscall.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/// Lowers the calling thread's scheduling priority (Linux keeps a nice value per thread).
+/// Returns 0 on success, or -errno.
+static inline int robustd_nice_this_thread(int nice) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (setpriority(PRIO_PROCESS, (id_t)tid, nice) != 0) return -errno;
+    return 0;
+}
 #endif

@@ -11,6 +11,20 @@ public struct ConfigFile: Sendable, Equatable {
     public var risk = RiskSettings()
     /// Cost when intent `from` is answered as `to`: misrouting[from][to].
     public var misrouting: [String: [String: Double]] = [:]
+    public var finetune = FineTuneSettings()
+
+    /// `[finetune]`: the promotion gate.
+    public struct FineTuneSettings: Sendable, Equatable {
+        /// Make a version that passes its gate active at once.
+        public var autoPromote = true
+        /// The gate: relative fall of the target regions' cost a candidate must reach.
+        public var minTargetReduction = 0.2
+        /// The gate: largest rise of the global cost per request tolerated.
+        public var globalTolerance = 0.005
+        /// The gate's confidence for the global check.
+        public var confidence = 0.95
+        public init() {}
+    }
     /// The line that last set risk.medium or risk.high (for the error message).
     private var thresholdLine = 0
 
@@ -51,8 +65,8 @@ public struct ConfigFile: Sendable, Equatable {
             if s.hasPrefix("[") {
                 guard s.hasSuffix("]"), !s.hasPrefix("[[") else { throw Problem(line: line, message: "a table header looks like [name]") }
                 table = try splitKey(String(s.dropFirst().dropLast()), line: line)
-                guard let top = table.first, ["model", "costs", "impact", "risk", "misrouting"].contains(top) else {
-                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, costs, impact, risk, misrouting")
+                guard let top = table.first, ["model", "costs", "impact", "risk", "misrouting", "finetune"].contains(top) else {
+                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, costs, impact, risk, misrouting, finetune")
                 }
                 if top == "misrouting" ? table.count > 2 : table.count > 1 {
                     throw Problem(line: line, message: "[\(table.joined(separator: "."))] nests too deep")
@@ -111,6 +125,20 @@ public struct ConfigFile: Sendable, Equatable {
             case "near_failure_similarity": risk.nearFailureSimilarity = try unit()
             default:
                 throw Problem(line: line, message: "unknown key risk.\(path[1]); known: medium, high, unstable_flip_rate, low_confidence, small_margin, near_failure_similarity")
+            }
+        case ("finetune", 2):
+            switch path[1] {
+            case "auto_promote":
+                guard case .bool(let b) = v else { throw Problem(line: line, message: "finetune.auto_promote must be true or false") }
+                finetune.autoPromote = b
+            case "min_target_reduction": finetune.minTargetReduction = try unit()
+            case "global_tolerance": finetune.globalTolerance = try nonNegative()
+            case "confidence":
+                let d = try unit()
+                guard d >= 0.5 && d < 1 else { throw Problem(line: line, message: "finetune.confidence must be in [0.5, 1), got \(d)") }
+                finetune.confidence = d
+            default:
+                throw Problem(line: line, message: "unknown key finetune.\(path[1]); known: auto_promote, min_target_reduction, global_tolerance, confidence")
             }
         case ("misrouting", 3):
             misrouting[path[1], default: [:]][path[2]] = try nonNegative()

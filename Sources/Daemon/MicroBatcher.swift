@@ -27,6 +27,8 @@ public struct EmbeddedTexts: Sendable {
 public final class MicroBatcher {
     struct Pending {
         let texts: [String]
+        /// The encoder to run (a version's, with its fine-tuned layers); nil: the base model.
+        let encoder: SentenceEncoder?
         let token: CancellationToken
         let completion: (Result<EmbeddedTexts, RPCError>) -> Void
     }
@@ -58,7 +60,9 @@ public final class MicroBatcher {
 
     /// Queues `texts`; `completion` runs on the loop with their vectors (or -32800 if the
     /// token was cancelled before the batch ran).
-    public func submit(_ texts: [String], token: CancellationToken, completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
+    /// Requests for different encoders (versions with different layers) never share a batch.
+    public func submit(_ texts: [String], encoder: SentenceEncoder? = nil, token: CancellationToken,
+                       completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
         // A request larger than a batch is cut into batch-sized parts, so that one request can
         // never make the encoder's workspace grow without bound; the parts are joined in order.
         if texts.count > maxBatch {
@@ -67,7 +71,7 @@ public final class MicroBatcher {
             var remaining = parts.count
             var failed = false
             for (k, part) in parts.enumerated() {
-                enqueue(part, token: token) { r in
+                enqueue(part, encoder: encoder, token: token) { r in
                     guard !failed else { return }
                     switch r {
                     case .failure(let e):
@@ -86,14 +90,15 @@ public final class MicroBatcher {
             }
             return
         }
-        enqueue(texts, token: token, completion: completion)
+        enqueue(texts, encoder: encoder, token: token, completion: completion)
     }
 
-    private func enqueue(_ texts: [String], token: CancellationToken, completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
+    private func enqueue(_ texts: [String], encoder: SentenceEncoder?, token: CancellationToken,
+                         completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
         let now = loop.now
         let quiet = now >= lastArrival + maxDelayMs
         lastArrival = now
-        queue.append(Pending(texts: texts, token: token, completion: completion))
+        queue.append(Pending(texts: texts, encoder: encoder, token: token, completion: completion))
         queuedTexts += texts.count
         if running { return }
         if queuedTexts >= maxBatch || maxDelayMs == 0 || quiet {
@@ -126,7 +131,7 @@ public final class MicroBatcher {
                 first.completion(.failure(.cancelled))
                 continue
             }
-            if !batch.isEmpty && count + first.texts.count > maxBatch { break }
+            if !batch.isEmpty && (count + first.texts.count > maxBatch || first.encoder !== batch[0].encoder) { break }
             batch.append(queue.removeFirst())
             queuedTexts -= first.texts.count
             count += first.texts.count
@@ -138,13 +143,14 @@ public final class MicroBatcher {
         let texts = batch.flatMap(\.texts)
         let counts = batch.map(\.texts.count)
         let engine = self.engine
+        let chosen = batch[0].encoder
         compute.submit(work: { _ -> [EmbeddedTexts] in
-            let encoder = engine.encoder
+            let encoder = chosen ?? engine.encoder
             let encodings = encoder.encode(texts)
             let H = encoder.hiddenSize
             let out = Tensor(shape: [max(1, texts.count), H])
             // Sorting by length keeps each worker's share of the batch balanced.
-            engine.embed(encodings.map(\.ids), into: out)
+            engine.embed(encodings.map(\.ids), into: out, using: chosen)
             var results: [EmbeddedTexts] = []
             var start = 0
             for n in counts {

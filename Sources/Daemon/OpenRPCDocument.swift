@@ -496,6 +496,328 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "model/activate",
+      "summary": "Makes a ready or candidate version active without a restart (a rollback, or a candidate by hand). Its files are loaded first; a damaged version is refused and nothing changes. Requests in flight finish on the version they started with; cached scores are dropped.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "version",
+          "schema": {
+            "type": "integer"
+          },
+          "required": true
+        }
+      ],
+      "result": {
+        "name": "ModelActivate",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "active",
+            "changedLayers"
+          ],
+          "properties": {
+            "active": {
+              "type": "integer"
+            },
+            "previous": {
+              "type": [
+                "integer",
+                "null"
+              ]
+            },
+            "changedLayers": {
+              "type": "array",
+              "items": {
+                "type": "integer"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
+      "name": "finetune/start",
+      "summary": "Starts a local fine-tune of the riskiest regions as a job that outlives the request and the client, and answers at once with the job. Data: the target regions' reported failures (corrected labels; 20% held out for the gate), their intents' labelled examples, one seeded typo copy of each (typoRate), and a replay sample of other intents (replayRatio). The frozen lower layers run once per example; head, adapters (lora: rank-r adapters on query, key, value, attention output and both FFN projections of the top layers) or the top layers train with AdamW, L2-SP toward the parent, and early stopping on 15% of the selection. The candidate is gated against its parent on the dataset's held-out validation examples: promoted (made active) only if the target regions' cost falls by finetune.min_target_reduction and the global cost's paired-bootstrap upper bound stays under finetune.global_tolerance, and auto-promotion is on. Progress as $/progress (workDoneToken) and finetune/event.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "regions",
+          "schema": {
+            "oneOf": [
+              {
+                "enum": [
+                  "auto",
+                  "all"
+                ]
+              },
+              {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                  "type": "string",
+                  "pattern": "^(intent|cluster):"
+                }
+              }
+            ]
+          }
+        },
+        {
+          "name": "top",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100
+          }
+        },
+        {
+          "name": "method",
+          "schema": {
+            "enum": [
+              "head",
+              "lora",
+              "top-layers"
+            ]
+          }
+        },
+        {
+          "name": "layers",
+          "schema": {
+            "type": "integer",
+            "minimum": 1
+          }
+        },
+        {
+          "name": "rank",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 256
+          }
+        },
+        {
+          "name": "alpha",
+          "schema": {
+            "type": "number",
+            "exclusiveMinimum": 0
+          }
+        },
+        {
+          "name": "epochs",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100
+          }
+        },
+        {
+          "name": "batchSize",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 512
+          }
+        },
+        {
+          "name": "learningRate",
+          "schema": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1
+          }
+        },
+        {
+          "name": "headLearningRate",
+          "schema": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1
+          }
+        },
+        {
+          "name": "decay",
+          "schema": {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 10
+          }
+        },
+        {
+          "name": "typoRate",
+          "schema": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1
+          }
+        },
+        {
+          "name": "replayRatio",
+          "schema": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 100
+          }
+        },
+        {
+          "name": "maxSteps",
+          "schema": {
+            "type": "integer",
+            "minimum": 1
+          }
+        },
+        {
+          "name": "maxSeconds",
+          "schema": {
+            "type": "number",
+            "exclusiveMinimum": 0
+          }
+        },
+        {
+          "name": "notBefore",
+          "schema": {
+            "type": "number"
+          }
+        },
+        {
+          "name": "window",
+          "schema": {
+            "type": "string",
+            "pattern": "^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$"
+          }
+        },
+        {
+          "name": "parent",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "dataset",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "autoPromote",
+          "schema": {
+            "type": "boolean"
+          }
+        },
+        {
+          "name": "seed",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "workDoneToken",
+          "schema": {
+            "$ref": "#/components/schemas/RequestId"
+          }
+        }
+      ],
+      "result": {
+        "name": "FineTuneJob",
+        "schema": {
+          "$ref": "#/components/schemas/FineTuneJob"
+        }
+      }
+    },
+    {
+      "name": "finetune/status",
+      "summary": "One job; with watch: true this connection also receives the job's finetune/event notifications from now on.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "job",
+          "schema": {
+            "type": "integer"
+          },
+          "required": true
+        },
+        {
+          "name": "watch",
+          "schema": {
+            "type": "boolean"
+          }
+        }
+      ],
+      "result": {
+        "name": "FineTuneJob",
+        "schema": {
+          "$ref": "#/components/schemas/FineTuneJob"
+        }
+      }
+    },
+    {
+      "name": "finetune/list",
+      "summary": "Every job the daemon knows (finished ones too), newest first.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "state",
+          "schema": {
+            "enum": [
+              "scheduled",
+              "queued",
+              "running",
+              "succeeded",
+              "failed",
+              "cancelled",
+              "interrupted"
+            ]
+          }
+        },
+        {
+          "name": "limit",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000
+          }
+        }
+      ],
+      "result": {
+        "name": "FineTuneList",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "jobs"
+          ],
+          "properties": {
+            "jobs": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/FineTuneJob"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
+      "name": "finetune/cancel",
+      "summary": "Cancels a job: a scheduled or queued one at once, a running one within one training step (the answer comes when it has stopped; no version is written). A finished job is returned unchanged.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "job",
+          "schema": {
+            "type": "integer"
+          },
+          "required": true
+        }
+      ],
+      "result": {
+        "name": "FineTuneJob",
+        "schema": {
+          "$ref": "#/components/schemas/FineTuneJob"
+        }
+      }
+    },
+    {
       "name": "score",
       "summary": "Per input: the label, the top-k labels with calibrated probabilities, confidence, margin, out-of-scope scores (the nearest-neighbour distance against the version's threshold, which sets the flag, and the Mahalanobis distance), optional stability under n seeded typo variants (flip rate), and the risk: pWrong = 1 − confidence, impact of the label, score = pWrong × impact, level. Answered by the active version at the time the request arrived. Cached by (version, options, text): a repeated input is a lookup (cached: true). -32021 when no version is active.",
       "paramStructure": "by-name",
@@ -1829,6 +2151,165 @@ enum OpenRPCDocument {
             "items": {
               "type": "string"
             }
+          }
+        }
+      },
+      "FineTuneProgress": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "phase"
+        ],
+        "properties": {
+          "phase": {
+            "type": "string"
+          },
+          "step": {
+            "type": "integer"
+          },
+          "steps": {
+            "type": "integer"
+          },
+          "epoch": {
+            "type": "integer"
+          },
+          "loss": {
+            "type": "number"
+          },
+          "validationScore": {
+            "type": "number"
+          },
+          "etaSeconds": {
+            "type": "number"
+          },
+          "percentage": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 100
+          }
+        }
+      },
+      "FineTuneJob": {
+        "description": "A fine-tune job. state: scheduled, queued, running, succeeded, failed, cancelled or interrupted (the daemon stopped or was killed while it was scheduled, queued or running). result holds the training report (steps, stoppedBy, seconds, flops, fullFineTuneFlops, trainableParameters), the data selection counts, and the gate report (target and global comparisons: parent and candidate cost per request, paired-bootstrap bounds of the difference, McNemar's exact p, passed, reasons).",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "id",
+          "state",
+          "method",
+          "regions",
+          "intents",
+          "parent",
+          "dataset",
+          "createdAt",
+          "progress"
+        ],
+        "properties": {
+          "id": {
+            "type": "integer"
+          },
+          "state": {
+            "enum": [
+              "scheduled",
+              "queued",
+              "running",
+              "succeeded",
+              "failed",
+              "cancelled",
+              "interrupted"
+            ]
+          },
+          "method": {
+            "enum": [
+              "head",
+              "lora",
+              "top-layers"
+            ]
+          },
+          "regions": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          },
+          "intents": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          },
+          "parent": {
+            "type": "integer"
+          },
+          "dataset": {
+            "type": "string"
+          },
+          "createdAt": {
+            "type": "number"
+          },
+          "startedAt": {
+            "type": "number"
+          },
+          "finishedAt": {
+            "type": "number"
+          },
+          "notBefore": {
+            "type": "number"
+          },
+          "progress": {
+            "$ref": "#/components/schemas/FineTuneProgress"
+          },
+          "version": {
+            "type": "integer"
+          },
+          "promoted": {
+            "type": "boolean"
+          },
+          "result": {
+            "type": "object"
+          },
+          "error": {
+            "type": "string"
+          }
+        }
+      },
+      "FineTuneEventParams": {
+        "description": "finetune/event notification params, sent to the client that started the job and to clients that asked finetune/status with watch: true. kind: started, phase, step (at most every 0.5 s), evaluation (an early-stopping score), finished.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "job",
+          "kind",
+          "state",
+          "progress"
+        ],
+        "properties": {
+          "job": {
+            "type": "integer"
+          },
+          "kind": {
+            "enum": [
+              "started",
+              "phase",
+              "step",
+              "evaluation",
+              "finished"
+            ]
+          },
+          "state": {
+            "type": "string"
+          },
+          "progress": {
+            "$ref": "#/components/schemas/FineTuneProgress"
+          },
+          "version": {
+            "type": "integer"
+          },
+          "promoted": {
+            "type": "boolean"
+          },
+          "message": {
+            "type": "string"
           }
         }
       }

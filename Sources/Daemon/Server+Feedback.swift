@@ -110,7 +110,7 @@ extension Server {
         let explicitCost = p.cost
         let thresholds = riskThresholds
         // Embed the text (for the failure-mode clusters) and, if needed, find its predicted label.
-        batcher.submit([text], token: ctx.token) { [unowned self] embedded in
+        batcher.submit([text], encoder: activeEncoder, token: ctx.token) { [unowned self] embedded in
             guard case .success(let r) = embedded else {
                 if case .failure(let e) = embedded { ctx.reply(.failure(e)) }
                 return

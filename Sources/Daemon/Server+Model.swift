@@ -33,7 +33,8 @@ extension Server {
                                                   field: "texts", expected: "at most \(Embed.maxTexts) texts", found: "\(params.texts.count) texts")))
                 return
             }
-            batcher.submit(params.texts, token: ctx.token) { result in
+            // The active version's encoder (its fine-tuned layers, if any) makes the vectors.
+            batcher.submit(params.texts, encoder: self.activeEncoder, token: ctx.token) { result in
                 switch result {
                 case .failure(let e): ctx.reply(.failure(e))
                 case .success(let r):

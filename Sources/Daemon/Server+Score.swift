@@ -93,6 +93,7 @@ extension Server {
         guard let batcher else { ctx.reply(.failure(Self.noModelError)); return }
         // The request finishes on the version it started with, whatever is activated meanwhile.
         guard let version = activeVersion else { ctx.reply(.failure(Self.noVersionError)); return }
+        let versionEncoder = activeEncoder
         let inputs = params.inputs
         guard !inputs.isEmpty, inputs.count <= Score.maxInputs else {
             ctx.reply(.failure(.invalidParams("'inputs' must hold 1 to \(Score.maxInputs) inputs", field: "inputs",
@@ -158,7 +159,7 @@ extension Server {
         let thresholds = riskThresholds
         let impacts = impactWeights
         let fixedOptions = options
-        batcher.submit(texts, token: ctx.token) { [unowned self] embedded in
+        batcher.submit(texts, encoder: versionEncoder, token: ctx.token) { [unowned self] embedded in
             switch embedded {
             case .failure(let e): ctx.reply(.failure(e))
             case .success(let r):

@@ -34,12 +34,16 @@ extension Server {
         let stateDir = config.stateDir
         store.run({ store throws(StoreError) -> Int? in try store.activeVersion() }, completion: { [unowned self] result in
             guard case .success(let id?) = result else { return }
-            self.compute.submit(work: { _ -> Result<ModelVersion, ErrorBox> in
-                do { return .success(try VersionFiles.read(id: id, stateDir: stateDir)) } catch { return .failure(ErrorBox("\(error)")) }
+            self.compute.submit(work: { _ -> Result<LoadedVersion, ErrorBox> in
+                do {
+                    let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
+                    return .success(LoadedVersion(version: v, layers: layers))
+                } catch { return .failure(ErrorBox("\(error)")) }
             }, completion: { [unowned self] r in
                 switch r {
-                case .success(let v)?:
-                    self.activeVersion = v
+                case .success(let loaded)?:
+                    let v = loaded.version
+                    self.setActive(v, layers: loaded.layers)
                     self.logger.info("active version loaded", metadata: ["version": "\(id)", "labels": "\(v.labels.count)"])
                 case .failure(let e)?:
                     self.logger.error("the active version could not be loaded; scoring is unavailable until another is activated",
@@ -51,6 +55,11 @@ extension Server {
     }
 
     struct ErrorBox: Error, Sendable { let message: String; init(_ m: String) { message = m } }
+
+    struct LoadedVersion: @unchecked Sendable {
+        let version: ModelVersion
+        let layers: [Int: BertLayerWeights]
+    }
 
     private struct FitData: Sendable {
         var labels: [String]
@@ -164,7 +173,7 @@ extension Server {
                 let v = ModelVersion(id: id, labels: r.labels, head: r.head, temperature: r.temperature, outOfScope: r.outOfScope, oosThreshold: r.oosThreshold)
                 let reportJSON = (try? JSONValueEncoder().encode(fitted.report)) ?? .null
                 do {
-                    try VersionFiles.write(v, manifest: ["dataset": .string(dataset), "method": "fit", "report": reportJSON], stateDir: stateDir)
+                    try VersionFiles.write(.init(version: v), manifest: ["dataset": .string(dataset), "method": "fit", "report": reportJSON], stateDir: stateDir)
                 } catch {
                     try? store.finishVersion(id: id, status: .failed, report: JSONWriter.string(reportJSON), activate: false)
                     throw StoreError(.sqlite(0), "writing version \(id) failed: \(error)")
@@ -177,7 +186,7 @@ extension Server {
                     progress?.end(message: "failed")
                     ctx.reply(.failure(e))
                 case .success(let v):
-                    if activate { self.activeVersion = v }
+                    if activate { self.setActive(v, layers: [:]) }
                     let r = fitted.report
                     self.logger.info("version fitted", metadata: ["version": "\(v.id)", "validationAccuracy": "\(r.validationAccuracy)", "active": "\(activate)"])
                     progress?.end(message: "version \(v.id) ready")

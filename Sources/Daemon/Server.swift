@@ -25,8 +25,20 @@ public final class Server {
     public let store: StoreThread
     /// The version that answers scoring requests (nil until one is fitted or activated).
     /// Swapping it clears the score cache.
-    public internal(set) var activeVersion: ModelVersion? {
+    public private(set) var activeVersion: ModelVersion? {
         didSet { if oldValue?.id != activeVersion?.id { scoreCache.clear() } }
+    }
+    /// The encoder that serves the active version: the base model, or the base model with the
+    /// version's fine-tuned layers. Set together with ``activeVersion``, in one loop turn.
+    private(set) var activeEncoder: SentenceEncoder?
+    private(set) var activeChangedLayers: [Int] = []
+
+    /// Makes `v` the version that answers from the next request on. Requests in flight keep the
+    /// version and encoder they captured when they started.
+    func setActive(_ v: ModelVersion, layers: [Int: BertLayerWeights]) {
+        activeEncoder = encoder.map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
+        activeChangedLayers = layers.keys.sorted()
+        activeVersion = v
     }
     let scoreCache = ScoreCache()
     /// Per-intent impact weights and risk thresholds (from the configuration file; defaults: 1, and RiskThresholds()).
@@ -44,6 +56,13 @@ public final class Server {
     /// Recently scored inputs that had an id, so that feedback can name them by id.
     var recentInputs = RecentInputs(capacity: 100_000)
     var trafficTimer: EventLoop.Timer?
+    /// Fine-tune jobs by id (finished ones too, from the store), the waiting ones in order,
+    /// the one running, and the semaphore its thread signals when it ends.
+    var jobs: [Int: FineTuneJobState] = [:]
+    var jobQueue: [Int] = []
+    var runningJob: Int?
+    var jobTimer: EventLoop.Timer?
+    var jobThreadDone: DispatchSemaphore?
 
     struct Stats {
         var accepted = 0, refused = 0, dropped = 0
@@ -109,7 +128,10 @@ public final class Server {
         registerScoreMethods()
         registerFeedbackMethods()
         registerRegionMethods()
+        registerFineTuneMethods()
+        VersionFiles.cleanTemporaries(stateDir: config.stateDir)
         loadActiveVersion()
+        loadJobs()
         loadFailureVectors()
     }
 
@@ -132,6 +154,11 @@ public final class Server {
             "computeThreads": "\(compute.threadCount)",
         ])
         loop.run()
+        // A fine-tune stops within one training step; its thread is waited for before the loop closes.
+        if let done = jobThreadDone {
+            logger.info("waiting for the fine-tune job to stop", metadata: ["job": "\(runningJob ?? 0)"])
+            done.wait()
+        }
         compute.shutdown()
         store.shutdown()
         let leftover = loop.close()
@@ -285,6 +312,9 @@ public final class Server {
 
     private func closeRemainingHandles() {
         flushTraffic()
+        jobTimer?.close()
+        jobTimer = nil
+        if let id = runningJob { jobs[id]?.token.cancel() }
         trafficTimer?.close()
         trafficTimer = nil
         batcher?.close()

@@ -4,13 +4,28 @@ import JSONRPC
 import Scoring
 import Tensor
 
-/// A version's folder in the state folder: `versions/<id>/weights.safetensors` and
-/// `manifest.json`. Written into a temporary folder, fsynced, then renamed into place, so a
-/// half-written version never exists under its final name.
+/// A version's folder in the state folder, `versions/<id>/`:
+/// - `weights.safetensors`: head, standardisation, out-of-scope statistics;
+/// - `layers.safetensors`: the encoder layers the version changed, under HuggingFace BERT's
+///   names (absent when it changed none);
+/// - `adapter/adapter_model.safetensors` and `adapter/adapter_config.json`: LoRA adapters in
+///   PEFT's layout (lora versions);
+/// - `manifest.json`: labels, temperature, threshold, lineage, report.
+///
+/// Written into a temporary folder, fsynced, then renamed into place, so a half-written
+/// version never exists under its final name.
 enum VersionFiles {
     static func folder(_ stateDir: String, _ id: Int) -> String { stateDir + "/versions/\(id)" }
 
-    static func write(_ v: ModelVersion, manifest extra: [String: JSONValue], stateDir: String) throws {
+    /// What a version adds to the base model: the head side, and changed encoder layers.
+    struct Contents {
+        var version: ModelVersion
+        var layers: [Int: TrainableLayer.Parameters] = [:]
+        var adapters: [Int: TrainableLayer.Adapters] = [:]
+    }
+
+    static func write(_ c: Contents, manifest extra: [String: JSONValue], stateDir: String, baseModel: String = "") throws {
+        let v = c.version
         let root = stateDir + "/versions"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let tmp = root + "/.\(v.id).tmp-\(getpid())"
@@ -18,12 +33,21 @@ enum VersionFiles {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         let tensors = v.tensors.map { t in (t.name, Tensor(shape: t.shape, values: t.values)) }
         try SafeTensorsWriter.write(tensors, to: tmp + "/weights.safetensors", metadata: ["format": "robustd-version", "version": String(v.id)])
+        if !c.layers.isEmpty {
+            let named = c.layers.keys.sorted().flatMap { c.layers[$0]!.huggingFaceTensors(layer: $0) }
+            try SafeTensorsWriter.write(named, to: tmp + "/layers.safetensors", metadata: ["format": "pt", "robustd": "changed encoder layers"])
+        }
+        if !c.adapters.isEmpty {
+            try FileManager.default.createDirectory(atPath: tmp + "/adapter", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            try writePEFT(c.adapters, to: tmp + "/adapter", baseModel: baseModel)
+        }
         var manifest = extra
         manifest["id"] = .int(Int64(v.id))
         manifest["labels"] = .array(v.labels.map { .string($0) })
         manifest["temperature"] = .double(v.temperature)
         manifest["oosThreshold"] = .double(Double(v.oosThreshold))
         manifest["neighboursK"] = .int(Int64(v.outOfScope.k))
+        manifest["changedLayers"] = .array(c.layers.keys.sorted().map { .int(Int64($0)) })
         try AtomicFile.write(Array(JSONWriter.pretty(.object(manifest)).utf8) + [0x0a], to: tmp + "/manifest.json")
         let final = folder(stateDir, v.id)
         try? FileManager.default.removeItem(atPath: final)
@@ -32,7 +56,35 @@ enum VersionFiles {
         if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 
-    static func read(id: Int, stateDir: String) throws -> ModelVersion {
+    /// LoRA adapters as PEFT saves them: `adapter_model.safetensors` with
+    /// `base_model.model.encoder.layer.<n>.<module>.lora_A.weight` / `lora_B.weight`, and an
+    /// `adapter_config.json` whose `target_modules` regex names exactly the adapted modules.
+    static func writePEFT(_ adapters: [Int: TrainableLayer.Adapters], to dir: String, baseModel: String) throws {
+        var tensors: [(String, Tensor)] = []
+        let layers = adapters.keys.sorted()
+        for l in layers {
+            for (module, a) in zip(TrainableLayer.Adapters.modules, adapters[l]!.all) {
+                let p = "base_model.model.encoder.layer.\(l).\(module)"
+                tensors.append((p + ".lora_A.weight", a.a))
+                tensors.append((p + ".lora_B.weight", a.b))
+            }
+        }
+        try SafeTensorsWriter.write(tensors, to: dir + "/adapter_model.safetensors", metadata: ["format": "pt"])
+        let first = adapters[layers[0]]!.query
+        let regex = "encoder\\.layer\\.(" + layers.map(String.init).joined(separator: "|")
+            + ")\\.(attention\\.self\\.(query|key|value)|attention\\.output\\.dense|intermediate\\.dense|output\\.dense)"
+        let config: JSONValue = .object([
+            "peft_type": "LORA", "task_type": "FEATURE_EXTRACTION", "base_model_name_or_path": .string(baseModel),
+            "r": .int(Int64(first.rank)), "lora_alpha": .double(Double(first.alpha)), "lora_dropout": .double(0),
+            "target_modules": .string(regex), "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
+            "init_lora_weights": true, "modules_to_save": .null, "layers_to_transform": .null, "layers_pattern": .null,
+            "rank_pattern": .object([:]), "alpha_pattern": .object([:]), "use_rslora": false, "use_dora": false, "revision": .null,
+        ])
+        try AtomicFile.write(Array(JSONWriter.pretty(config).utf8) + [0x0a], to: dir + "/adapter_config.json")
+    }
+
+    /// Reads a version back: its head side, and the serving weights of the layers it changed.
+    static func read(id: Int, stateDir: String) throws -> (ModelVersion, [Int: BertLayerWeights]) {
         let dir = folder(stateDir, id)
         guard let data = FileManager.default.contents(atPath: dir + "/manifest.json") else {
             throw ModelError("missing", file: dir + "/manifest.json")
@@ -43,11 +95,32 @@ enum VersionFiles {
             throw ModelError("incomplete manifest", file: dir + "/manifest.json")
         }
         let file = try SafeTensorsFile(path: dir + "/weights.safetensors")
-        return try ModelVersion.restore(id: id, labels: labels, temperature: T, oosThreshold: Float(threshold),
-                                        k: Int(m["neighboursK"]?.intValue ?? 5)) { name, shape in
+        let version = try ModelVersion.restore(id: id, labels: labels, temperature: T, oosThreshold: Float(threshold),
+                                               k: Int(m["neighboursK"]?.intValue ?? 5)) { name, shape in
             guard let e = file.entries[name] else { throw ModelError("missing", file: "weights.safetensors", tensor: name) }
             let t = try file.tensor(name, shape: shape ?? e.shape)
             return t.values
+        }
+        var layers: [Int: BertLayerWeights] = [:]
+        let changed = (m["changedLayers"]?.arrayValue ?? []).compactMap { $0.intValue.map(Int.init) }
+        if !changed.isEmpty {
+            let lf = try SafeTensorsFile(path: dir + "/layers.safetensors")
+            for l in changed {
+                let p = try TrainableLayer.Parameters(huggingFace: { (name: String) throws(ModelError) -> Tensor in
+                    guard let e = lf.entries[name] else { throw ModelError("missing", file: "layers.safetensors", tensor: name) }
+                    return try lf.tensor(name, shape: e.shape).copy()
+                }, layer: l)
+                layers[l] = p.serving
+            }
+        }
+        return (version, layers)
+    }
+
+    /// Removes temporary folders left by a write that a crash interrupted.
+    static func cleanTemporaries(stateDir: String) {
+        let root = stateDir + "/versions"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: root + "/" + name)
         }
     }
 }

@@ -29,8 +29,11 @@ public final class BatchEngine: @unchecked Sendable {
     public var description: String { "\(threads) threads, mode \(mode.rawValue)" }
 
     /// Sentence vectors of `sequences` into `out` (`[B, H]` with B ≥ sequences.count; rows
-    /// beyond are left alone).
-    public func embed(_ sequences: [[Int32]], into out: Tensor) {
+    /// beyond are left alone). `override` runs another encoder of the same shape instead (a
+    /// version with fine-tuned layers) on this engine's workspaces.
+    public func embed(_ sequences: [[Int32]], into out: Tensor, using override: SentenceEncoder? = nil) {
+        let encoder = override ?? self.encoder
+        precondition(encoder.config.hiddenSize == self.encoder.config.hiddenSize && encoder.config.intermediateSize == self.encoder.config.intermediateSize)
         lock.lock()
         defer { lock.unlock() }
         let B = sequences.count
@@ -38,7 +41,7 @@ public final class BatchEngine: @unchecked Sendable {
         precondition(out.shape[0] >= B && out.shape[1] == encoder.hiddenSize, "out: \(out.shape) for \(B) sequences")
         let split = threads > 1 && B >= 2 * threads && mode != .blasThreads
         if !split {
-            BLASThreads.count = threads
+            BLASThreads.count = min(threads, BLASThreads.limit)
             let view = Tensor(viewing: out.data, shape: [B, encoder.hiddenSize], owner: out)
             encoder.embed(sequences, into: view, workspace: workspaces[0], parallel: Parallel(threads: threads))
             return

@@ -132,6 +132,24 @@ public final class SentenceEncoder: Sendable {
                                loadSeconds: Date().timeIntervalSince(start))
     }
 
+    /// The same encoder with some layers' weights replaced (a fine-tuned version's top
+    /// layers); everything else, the memory-mapped weights included, is shared.
+    public func replacingLayers(_ overrides: [Int: BertLayerWeights]) -> SentenceEncoder {
+        guard !overrides.isEmpty else { return self }
+        let w = model.weights
+        var layers = w.layers
+        for (i, l) in overrides {
+            precondition(layers.indices.contains(i), "layer \(i) of \(layers.count)")
+            layers[i] = l
+        }
+        let weights = BertWeights(wordEmbeddings: w.wordEmbeddings, positionEmbeddings: w.positionEmbeddings,
+                                  tokenTypeEmbeddings: w.tokenTypeEmbeddings, embNormWeight: w.embNormWeight, embNormBias: w.embNormBias,
+                                  layers: layers)
+        return SentenceEncoder(config: config, weights: weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
+                               maxSeqLength: maxSeqLength, folder: folder, vocabularySource: vocabularySource, weightsFile: weightsFile,
+                               loadSeconds: loadSeconds)
+    }
+
     /// Token ids for each text, truncated to ``maxSeqLength``.
     public func encode(_ texts: [String]) -> [Encoding] {
         texts.map { tokenizer.encode($0, maxLength: maxSeqLength) }

@@ -55,6 +55,54 @@ public final class TrainableLayer {
             (ffnInWeight, ffnInBias, ffnOutWeight, ffnOutBias, norm2Weight, norm2Bias) = (t[6], t[7], t[8], t[9], t[10], t[11])
         }
 
+        /// The tensors under HuggingFace BERT's names for layer `index` (Q, K, V split again).
+        public func huggingFaceTensors(layer index: Int) -> [(String, Tensor)] {
+            let H = norm1Weight.count
+            let p = "encoder.layer.\(index)."
+            func rows(_ t: Tensor, _ k: Int, _ n: Int, _ cols: Int) -> Tensor {
+                let out = Tensor(shape: cols == 1 ? [n] : [n, cols])
+                out.data.update(from: t.data + k * n * cols, count: n * cols)
+                return out
+            }
+            var out: [(String, Tensor)] = []
+            for (k, name) in ["query", "key", "value"].enumerated() {
+                out.append((p + "attention.self.\(name).weight", rows(qkvWeight, k, H, H)))
+                out.append((p + "attention.self.\(name).bias", rows(qkvBias, k, H, 1)))
+            }
+            out += [(p + "attention.output.dense.weight", attnOutWeight), (p + "attention.output.dense.bias", attnOutBias),
+                    (p + "attention.output.LayerNorm.weight", norm1Weight), (p + "attention.output.LayerNorm.bias", norm1Bias),
+                    (p + "intermediate.dense.weight", ffnInWeight), (p + "intermediate.dense.bias", ffnInBias),
+                    (p + "output.dense.weight", ffnOutWeight), (p + "output.dense.bias", ffnOutBias),
+                    (p + "output.LayerNorm.weight", norm2Weight), (p + "output.LayerNorm.bias", norm2Bias)]
+            return out
+        }
+
+        /// Reads layer `index` back from HuggingFace names (as written by ``huggingFaceTensors(layer:)``).
+        public convenience init(huggingFace tensor: (String) throws(ModelError) -> Tensor, layer index: Int) throws(ModelError) {
+            let p = "encoder.layer.\(index)."
+            let q = try tensor(p + "attention.self.query.weight"), k = try tensor(p + "attention.self.key.weight")
+            let v = try tensor(p + "attention.self.value.weight")
+            let H = q.shape[0]
+            guard q.shape == [H, H], k.shape == [H, H], v.shape == [H, H] else { throw ModelError("Q, K, V shapes differ", tensor: p + "attention.self") }
+            let qkv = Tensor(shape: [3 * H, H]), qkvb = Tensor(shape: [3 * H])
+            for (i, name) in ["query", "key", "value"].enumerated() {
+                let w = [q, k, v][i], b = try tensor(p + "attention.self.\(name).bias")
+                guard b.shape == [H] else { throw ModelError("expected [\(H)], found \(b.shape)", tensor: p + "attention.self.\(name).bias") }
+                (qkv.data + i * H * H).update(from: w.data, count: H * H)
+                (qkvb.data + i * H).update(from: b.data, count: H)
+            }
+            self.init([qkv, qkvb, try tensor(p + "attention.output.dense.weight"), try tensor(p + "attention.output.dense.bias"),
+                       try tensor(p + "attention.output.LayerNorm.weight"), try tensor(p + "attention.output.LayerNorm.bias"),
+                       try tensor(p + "intermediate.dense.weight"), try tensor(p + "intermediate.dense.bias"),
+                       try tensor(p + "output.dense.weight"), try tensor(p + "output.dense.bias"),
+                       try tensor(p + "output.LayerNorm.weight"), try tensor(p + "output.LayerNorm.bias")])
+            let I = ffnInBias.count
+            let expected: [[Int]] = [[3 * H, H], [3 * H], [H, H], [H], [H], [H], [I, H], [I], [H, I], [H], [H], [H]]
+            for (t, (e, name)) in zip(all, zip(expected, Self.names)) where t.shape != e {
+                throw ModelError("expected \(e), found \(t.shape)", tensor: p + name)
+            }
+        }
+
         /// Frozen weights for serving, with the projections packed for the few-rows kernel.
         public var serving: BertLayerWeights {
             BertLayerWeights(qkvWeight: qkvWeight, qkvBias: qkvBias, attnOutWeight: attnOutWeight, attnOutBias: attnOutBias,

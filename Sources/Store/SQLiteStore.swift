@@ -62,6 +62,20 @@ public final class SQLiteStore: Store {
             PRIMARY KEY (hour, version, label)
         );
         """,
+        """
+        CREATE TABLE finetune_jobs (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            state TEXT NOT NULL CHECK (state IN ('scheduled', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+            params TEXT NOT NULL,
+            progress TEXT NOT NULL DEFAULT '{}',
+            result TEXT,
+            error TEXT,
+            version INTEGER REFERENCES versions(id)
+        );
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -78,6 +92,47 @@ public final class SQLiteStore: Store {
         try migrate()
         // A version whose files were being written when the daemon died is never loaded.
         try db.exec("UPDATE versions SET status = 'failed' WHERE status = 'writing'")
+        // A job that was waiting or running when the daemon stopped is over: it is marked
+        // interrupted, never resumed behind the operator's back.
+        try db.prepare("""
+            UPDATE finetune_jobs SET state = 'interrupted', finished_at = ?,
+                error = COALESCE(error, 'the daemon stopped while the job was ' || state)
+            WHERE state IN ('scheduled', 'queued', 'running')
+            """).run([.double(Date().timeIntervalSince1970)])
+    }
+
+    // MARK: Fine-tune jobs
+
+    public func createJob(params: String, state: JobState) throws(StoreError) -> Int {
+        try db.prepare("INSERT INTO finetune_jobs (created_at, state, params) VALUES (?, ?, ?)")
+            .run([.double(Date().timeIntervalSince1970), .text(state.rawValue), .text(params)])
+        return Int(db.lastInsertRowID)
+    }
+
+    public func updateJob(_ j: JobRecord) throws(StoreError) {
+        try db.prepare("""
+            UPDATE finetune_jobs SET started_at = ?, finished_at = ?, state = ?, progress = ?, result = ?, error = ?, version = ? WHERE id = ?
+            """).run([j.startedAt.map { .double($0) } ?? .null, j.finishedAt.map { .double($0) } ?? .null, .text(j.state.rawValue),
+                      .text(j.progress), j.result.map { .text($0) } ?? .null, j.error.map { .text($0) } ?? .null,
+                      j.version.map { .int(Int64($0)) } ?? .null, .int(Int64(j.id))])
+        guard db.changes == 1 else { throw StoreError(.notFound, "no job \(j.id)") }
+    }
+
+    /// The job's parameters and first view, as JSON text.
+    public func setJobParams(id: Int, params: String) throws(StoreError) {
+        try db.prepare("UPDATE finetune_jobs SET params = ? WHERE id = ?").run([.text(params), .int(Int64(id))])
+    }
+
+    public func jobs() throws(StoreError) -> [JobRecord] {
+        let s = try db.prepare("SELECT id, created_at, started_at, finished_at, state, params, progress, result, error, version FROM finetune_jobs ORDER BY id")
+        var out: [JobRecord] = []
+        while try s.step() {
+            out.append(JobRecord(id: Int(s.int(0)), createdAt: s.double(1), startedAt: s.isNull(2) ? nil : s.double(2),
+                                 finishedAt: s.isNull(3) ? nil : s.double(3), state: JobState(rawValue: s.text(4) ?? "") ?? .failed,
+                                 params: s.text(5) ?? "{}", progress: s.text(6) ?? "{}", result: s.text(7), error: s.text(8),
+                                 version: s.isNull(9) ? nil : Int(s.int(9))))
+        }
+        return out
     }
 
     private func migrate() throws(StoreError) {

@@ -38,6 +38,40 @@ public struct VersionRecord: Sendable, Equatable {
     public var report: String
 }
 
+/// Where a fine-tune job is.
+public enum JobState: String, Sendable, Codable {
+    /// Waiting for its time window.
+    case scheduled
+    /// Waiting for the job before it.
+    case queued
+    case running
+    case succeeded
+    case failed
+    case cancelled
+    /// The daemon stopped (or was killed) while it was scheduled, queued or running.
+    case interrupted
+    public var isFinished: Bool { ![.scheduled, .queued, .running].contains(self) }
+}
+
+/// A fine-tune job as stored: its parameters, last progress and result as JSON text.
+public struct JobRecord: Sendable, Equatable {
+    public var id: Int
+    public var createdAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+    public var state: JobState
+    public var params: String
+    public var progress: String
+    public var result: String?
+    public var error: String?
+    public var version: Int?
+    public init(id: Int, createdAt: Double, startedAt: Double? = nil, finishedAt: Double? = nil, state: JobState, params: String,
+                progress: String = "{}", result: String? = nil, error: String? = nil, version: Int? = nil) {
+        self.id = id; self.createdAt = createdAt; self.startedAt = startedAt; self.finishedAt = finishedAt; self.state = state
+        self.params = params; self.progress = progress; self.result = result; self.error = error; self.version = version
+    }
+}
+
 /// A failure case (or a confirmation) reported by a client.
 public struct FeedbackRecord: Sendable, Equatable {
     public var id: Int
@@ -132,4 +166,11 @@ public protocol Store: AnyObject {
     func addTraffic(_ counts: [TrafficCount]) throws(StoreError)
     /// Scored inputs per predicted label since a time (nil: all).
     func traffic(since: Double?) throws(StoreError) -> [String: TrafficTotal]
+
+    /// Records a new fine-tune job.
+    func createJob(params: String, state: JobState) throws(StoreError) -> Int
+    /// Stores a job's state, progress and result.
+    func updateJob(_ job: JobRecord) throws(StoreError)
+    /// Every job, oldest first.
+    func jobs() throws(StoreError) -> [JobRecord]
 }

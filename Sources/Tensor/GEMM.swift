@@ -1,3 +1,4 @@
+import Synchronization
 import COpenBLAS
 
 /// Row-major single-precision matrix product on OpenBLAS:
@@ -39,10 +40,23 @@ public func gemmNaive(transA: Bool = false, transB: Bool = false, M: Int, N: Int
     }
 }
 
-/// Threads OpenBLAS may use for one call (OpenBLAS's own pool).
+/// Threads OpenBLAS may use for one call (OpenBLAS's own pool). The setting is process-wide.
 public enum BLASThreads {
     public static var count: Int {
         get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        set { openblas_set_num_threads(Int32(max(1, min(newValue, limit)))) }
+    }
+
+    private static let cap = Atomic<Int>(Int.max)
+
+    /// The most threads any call may set. A background fine-tune lowers it to 1, so that every
+    /// matrix product runs on its caller's thread and the training thread (at a lower
+    /// priority) never drags OpenBLAS's pool, and with it a second core, away from serving.
+    public static var limit: Int {
+        get { cap.load(ordering: .relaxed) }
+        set {
+            cap.store(max(1, newValue), ordering: .relaxed)
+            if count > newValue { openblas_set_num_threads(Int32(max(1, newValue))) }
+        }
     }
 }

@@ -61,6 +61,12 @@ public final class ClassifierStack {
         return logits
     }
 
+    /// Sentence vectors `[B, H]` (pooled, normalised when the model normalises) and logits `[B, C]`.
+    public func vectorsAndLogits(hidden: Tensor, packing: Packing) -> (vectors: Tensor, logits: Tensor) {
+        let (logits, pass) = run(hidden: hidden, packing: packing)
+        return (pass.normalized, logits)
+    }
+
     func run(hidden: Tensor, packing: Packing) -> (Tensor, Pass) {
         let N = packing.totalTokens, B = packing.count, H = hidden.shape[1], C = classes
         var x = hidden

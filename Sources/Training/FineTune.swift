@@ -232,6 +232,24 @@ public final class FineTuner {
         return f
     }
 
+    /// Sentence vectors `[N·H]` and logits `[N·C]` of `stack` on cached examples.
+    public func vectorsAndLogits(_ stack: ClassifierStack, cached: [[Float]]) -> ([Float], [Float]) {
+        var vectors: [Float] = [], logits: [Float] = []
+        vectors.reserveCapacity(cached.count * stack.hidden)
+        logits.reserveCapacity(cached.count * stack.classes)
+        var i = 0
+        while i < cached.count {
+            let idx = Array(i..<min(i + 64, cached.count))
+            let (hidden, packing) = pack(cached, idx)
+            let (v, l) = stack.vectorsAndLogits(hidden: hidden, packing: packing)
+            addFlops(stepFlops(stack, packing.lengths, backward: false))
+            vectors += v.values
+            logits += l.values
+            i += 64
+        }
+        return (vectors, logits)
+    }
+
     /// Accuracy of `stack` on cached examples.
     public func accuracy(_ stack: ClassifierStack, cached: [[Float]], labels: [Int]) -> Double {
         var correct = 0

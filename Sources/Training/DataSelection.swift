@@ -1,0 +1,97 @@
+import Foundation
+import Scoring
+
+/// Chooses a local fine-tune's data: the target regions' reported failures (with their
+/// corrected labels) and labelled examples, a seeded typo-augmented copy of each, and a replay
+/// sample of the other intents' examples against forgetting. A share of the selection is held
+/// out for early stopping; the gate's held-out sets come from the dataset's validation
+/// examples (never trained on by the parent or the candidate) and a share of the failures.
+public enum DataSelection {
+    public struct Options: Sendable, Codable, Equatable {
+        /// Word typo rate of the augmented copies (0: no augmentation).
+        public var typoRate = 0.1
+        /// Augmented copies of each target example.
+        public var typoCopies = 1
+        /// Replayed examples of other intents per target example.
+        public var replayRatio = 1.0
+        /// Loss weight of a reported failure (the regions' examples weigh 1).
+        public var failureWeight: Float = 2
+        /// Share of the failures held out for the gate.
+        public var failureHoldOut = 0.2
+        /// Share of the selection held out for early stopping.
+        public var earlyStoppingFraction = 0.15
+        public var seed: UInt64 = 1
+        public init() {}
+    }
+
+    public struct Failure: Sendable {
+        public var text: String
+        public var correct: String
+        public var cost: Double
+        public init(text: String, correct: String, cost: Double) { self.text = text; self.correct = correct; self.cost = cost }
+    }
+
+    public struct Selection: Sendable {
+        public var train: [LabelledText] = []
+        public var earlyStopping: [LabelledText] = []
+        public var targetHeldOut: [LabelledText] = []
+        public var globalHeldOut: [LabelledText] = []
+        public var counts: Counts = Counts()
+    }
+
+    public struct Counts: Sendable, Codable, Equatable {
+        public var failures = 0
+        public var failuresHeldOut = 0
+        public var regionExamples = 0
+        public var augmented = 0
+        public var replay = 0
+        public var earlyStopping = 0
+        public var targetHeldOut = 0
+        public var globalHeldOut = 0
+    }
+
+    /// - Parameters:
+    ///   - labels: the version's labels (indices are positions here)
+    ///   - targets: the target regions' intents
+    ///   - train: the dataset's training examples (text, label)
+    ///   - heldOut: the dataset's validation examples
+    ///   - failures: reported failures whose corrected label is one of `labels`
+    public static func select(labels: [String], targets: Set<String>, train: [(String, String)], heldOut: [(String, String)],
+                              failures: [Failure], options o: Options = Options()) -> Selection {
+        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+        var rng = SeededRandom(seed: o.seed)
+        var sel = Selection()
+        // Failures of the target regions: most train, a share is held out for the gate.
+        var fails = failures.filter { targets.contains($0.correct) && index[$0.correct] != nil }
+        fails.shuffle(using: &rng)
+        let holdFailures = fails.count >= 5 ? Int((Double(fails.count) * o.failureHoldOut).rounded()) : 0
+        let failTrain = fails.dropFirst(holdFailures).map { LabelledText(text: $0.text, label: index[$0.correct]!, weight: o.failureWeight, cost: $0.cost) }
+        let failHeld = fails.prefix(holdFailures).map { LabelledText(text: $0.text, label: index[$0.correct]!, weight: 1, cost: $0.cost) }
+        let regionExamples = train.compactMap { t, l in targets.contains(l) ? index[l].map { LabelledText(text: t, label: $0) } : nil }
+        var targetSet = failTrain + regionExamples
+        var augmented: [LabelledText] = []
+        if o.typoRate > 0 {
+            for (k, x) in targetSet.enumerated() {
+                for c in 0..<max(0, o.typoCopies) {
+                    let t = Typos.perturb(x.text, rate: o.typoRate, seed: o.seed &* 7919 &+ UInt64(k * 16 + c))
+                    augmented.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost))
+                }
+            }
+        }
+        targetSet += augmented
+        var others = train.compactMap { t, l in targets.contains(l) ? nil : index[l].map { LabelledText(text: t, label: $0) } }
+        others.shuffle(using: &rng)
+        let replay = Array(others.prefix(Int((Double(failTrain.count + regionExamples.count) * o.replayRatio).rounded())))
+        var all = targetSet + replay
+        all.shuffle(using: &rng)
+        let nES = all.count >= 20 ? Int((Double(all.count) * o.earlyStoppingFraction).rounded()) : 0
+        sel.earlyStopping = Array(all.prefix(nES))
+        sel.train = Array(all.dropFirst(nES))
+        sel.globalHeldOut = heldOut.compactMap { t, l in index[l].map { LabelledText(text: t, label: $0) } }
+        sel.targetHeldOut = sel.globalHeldOut.filter { targets.contains(labels[$0.label]) } + failHeld
+        sel.counts = Counts(failures: failTrain.count, failuresHeldOut: failHeld.count, regionExamples: regionExamples.count,
+                            augmented: augmented.count, replay: replay.count, earlyStopping: nES,
+                            targetHeldOut: sel.targetHeldOut.count, globalHeldOut: sel.globalHeldOut.count)
+        return sel
+    }
+}

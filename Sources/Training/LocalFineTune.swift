@@ -1,0 +1,225 @@
+import Encoder
+import Foundation
+import Scoring
+import Tensor
+
+/// One labelled text for a local fine-tune.
+public struct LabelledText: Sendable {
+    public var text: String
+    public var label: Int
+    /// Weight in the training loss.
+    public var weight: Float
+    /// The business cost of getting it wrong, when known (a reported failure); nil: the cost model decides.
+    public var cost: Double?
+    public init(text: String, label: Int, weight: Float = 1, cost: Double? = nil) {
+        self.text = text; self.label = label; self.weight = weight; self.cost = cost
+    }
+}
+
+/// A local fine-tune from start to candidate: cache the frozen layers, train the top (head,
+/// adapters or layers) with early stopping on a held-out share of the selected data, measure
+/// parent and candidate on the target regions' and the global held-out examples, gate, and
+/// build the candidate version (head, temperature, out-of-scope statistics, layer weights).
+/// Pure computation: the daemon's job runner and the benchmark both call it.
+public enum LocalFineTune {
+    public struct Plan: Sendable {
+        public var settings = FineTuner.Settings()
+        /// The selected training data (failure cases, the regions' examples, typo copies, replay).
+        public var train: [LabelledText] = []
+        /// Held out from the selection, for early stopping.
+        public var earlyStopping: [LabelledText] = []
+        /// Held out for the gate: the target regions' examples, and all intents'.
+        public var targetHeldOut: [LabelledText] = []
+        public var globalHeldOut: [LabelledText] = []
+        /// The dataset's training texts, for the out-of-scope statistics of a version whose
+        /// encoder layers change (unused by the head method).
+        public var outOfScopeTrain: [LabelledText] = []
+        public var oosRecall = 0.95
+        public var maxSteps: Int? = nil
+        public var maxSeconds: Double? = nil
+        public var gate = Gate.Settings()
+        /// Cores for caching the frozen layers.
+        public var threads = 1
+        public init() {}
+    }
+
+    public struct Report: Sendable, Codable {
+        public var method: String
+        public var layers: Int
+        public var rank: Int?
+        public var epochs: Int
+        public var steps: Int
+        public var plannedSteps: Int
+        /// done, early-stopping, max-steps, max-seconds or cancelled.
+        public var stoppedBy: String
+        public var bestStep: Int?
+        public var trainExamples: Int
+        public var earlyStoppingExamples: Int
+        public var targetHeldOutExamples: Int
+        public var globalHeldOutExamples: Int
+        public var firstLoss: Double?
+        public var lastLoss: Double?
+        public var cacheSeconds: Double
+        public var trainSeconds: Double
+        public var seconds: Double
+        /// FLOPs spent: frozen-layer caching, training steps, evaluations.
+        public var flops: Double
+        /// Estimated FLOPs of fine-tuning every layer on all the dataset's data for the same epochs.
+        public var fullFineTuneFlops: Double
+        public var temperature: Double
+        public var trainableParameters: Int
+    }
+
+    public struct Candidate: @unchecked Sendable {
+        /// The candidate (id 0 until the store gives it one).
+        public var version: ModelVersion
+        /// New weights of the layers that changed (top-layers, and lora merged), by layer index.
+        public var layers: [Int: TrainableLayer.Parameters]
+        /// The trained adapters (lora), by layer index.
+        public var adapters: [Int: TrainableLayer.Adapters]
+        public var report: Report
+        public var gate: Gate.Report
+    }
+
+    public enum Event: Sendable {
+        case phase(String)
+        case step(step: Int, steps: Int, epoch: Int, loss: Float, elapsed: Double)
+        case evaluation(step: Int, score: Double)
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case cancelled
+        case noData(String)
+        public var description: String {
+            switch self {
+            case .cancelled: return "cancelled"
+            case .noData(let m): return m
+            }
+        }
+    }
+
+    /// - Parameters:
+    ///   - encoder: the parent's encoder (its layers are the starting point)
+    ///   - parent: the parent version (head, temperature, out-of-scope statistics)
+    ///   - cost: cost(truth, predicted) of a mistake on an example without its own cost
+    ///   - fullDataLengths: token counts of all the dataset's examples, for the full fine-tune estimate
+    public static func run(encoder: SentenceEncoder, parent: ModelVersion, plan: Plan, cost: @escaping (Int, Int) -> Double,
+                           fullDataCount: Int, events: @escaping (Event) -> Void = { _ in }, shouldStop: () -> Bool = { false }) throws(Failure) -> Candidate {
+        let started = Date()
+        guard !plan.train.isEmpty else { throw .noData("nothing to train on: the regions have no labelled examples or failure cases") }
+        let s = plan.settings
+        let tuner = FineTuner(encoder: encoder, settings: s)
+        let head = parent.head
+        events(.phase("caching the frozen layers"))
+        func cache(_ xs: [LabelledText]) throws(Failure) -> [[Float]] {
+            if shouldStop() { throw .cancelled }
+            return tuner.cacheFrozen(xs.map(\.text), threads: plan.threads)
+        }
+        let trainC = try cache(plan.train), esC = try cache(plan.earlyStopping)
+        let targetC = try cache(plan.targetHeldOut), globalC = try cache(plan.globalHeldOut)
+        let cacheSeconds = Date().timeIntervalSince(started)
+        let stack = tuner.makeStack(headWeight: head.weight, headBias: head.bias, mean: head.mean, scale: head.scale)
+        func predictions(_ c: [[Float]]) -> [Int] {
+            let (_, logits) = tuner.vectorsAndLogits(stack, cached: c)
+            let C = stack.classes
+            return (0..<c.count).map { n in
+                var best = 0
+                for k in 1..<C where logits[n * C + k] > logits[n * C + best] { best = k }
+                return best
+            }
+        }
+        func costs(_ xs: [LabelledText], _ pred: [Int]) -> [Double] {
+            zip(xs, pred).map { x, p in p == x.label ? 0 : (x.cost ?? cost(x.label, p)) }
+        }
+        events(.phase("measuring the parent"))
+        let parentTarget = predictions(targetC), parentGlobal = predictions(globalC)
+
+        // Budget and cancellation are checked before every step.
+        var lastStep = 0
+        var stoppedBy = "done"
+        var firstLoss: Double? = nil, lastLoss: Double? = nil
+        let trainStart = Date()
+        let stepsPerEpoch = (plan.train.count + s.batchSize - 1) / s.batchSize
+        let es: FineTuner.EarlyStopping? = plan.earlyStopping.isEmpty ? nil : FineTuner.EarlyStopping(
+            every: max(1, stepsPerEpoch / 2), patience: 3,
+            evaluate: {
+                let c = costs(plan.earlyStopping, predictions(esC))
+                let score = -c.reduce(0, +) / Double(max(1, c.count))
+                events(.evaluation(step: lastStep, score: score))
+                return score
+            })
+        events(.phase("training"))
+        let outcome = tuner.train(stack, cached: trainC, labels: plan.train.map(\.label), weights: plan.train.map(\.weight), earlyStopping: es,
+                                  progress: { p in
+                                      lastStep = p.step
+                                      if firstLoss == nil { firstLoss = Double(p.loss) }
+                                      lastLoss = Double(p.loss)
+                                      events(.step(step: p.step, steps: p.steps, epoch: p.epoch, loss: p.loss, elapsed: Date().timeIntervalSince(trainStart)))
+                                  },
+                                  shouldStop: {
+                                      if shouldStop() { stoppedBy = "cancelled"; return true }
+                                      if let m = plan.maxSteps, lastStep >= m { stoppedBy = "max-steps"; return true }
+                                      if let m = plan.maxSeconds, Date().timeIntervalSince(trainStart) >= m { stoppedBy = "max-seconds"; return true }
+                                      return false
+                                  })
+        if stoppedBy == "cancelled" { throw .cancelled }
+        if stoppedBy == "done" && outcome.stoppedEarly { stoppedBy = "early-stopping" }
+        let trainSeconds = Date().timeIntervalSince(trainStart)
+
+        events(.phase("measuring the candidate"))
+        let candTarget = predictions(targetC), candGlobal = predictions(globalC)
+        func pairs(_ xs: [LabelledText], _ p: [Int], _ c: [Int]) -> [Gate.Pair] {
+            let pc = costs(xs, p), cc = costs(xs, c)
+            return xs.indices.map { Gate.Pair(parentCost: pc[$0], candidateCost: cc[$0], parentCorrect: p[$0] == xs[$0].label,
+                                              candidateCorrect: c[$0] == xs[$0].label) }
+        }
+        let gate = Gate.evaluate(target: pairs(plan.targetHeldOut, parentTarget, candTarget),
+                                 global: pairs(plan.globalHeldOut, parentGlobal, candGlobal), settings: plan.gate)
+
+        // The candidate version: the trained head over the parent's standardisation,
+        // temperature refitted on the global held-out logits, and (when the encoder changed)
+        // out-of-scope statistics from the new sentence vectors.
+        if shouldStop() { throw .cancelled }
+        events(.phase("calibrating the candidate"))
+        let C = stack.classes, H = stack.hidden
+        let newHead = LinearHead(weight: stack.headWeight.values, bias: stack.headBias.values, mean: head.mean, scale: head.scale,
+                                 classes: C, dimension: H)
+        let (globalVectors, globalLogits) = tuner.vectorsAndLogits(stack, cached: globalC)
+        let T = plan.globalHeldOut.isEmpty ? parent.temperature
+            : TemperatureScaling.fit(logits: globalLogits, labels: plan.globalHeldOut.map(\.label), classes: C)
+        var oos = parent.outOfScope, threshold = parent.oosThreshold
+        if s.method != .head && !plan.outOfScopeTrain.isEmpty {
+            events(.phase("refitting the out-of-scope statistics"))
+            let oosC = try cache(plan.outOfScopeTrain)
+            let (v, _) = tuner.vectorsAndLogits(stack, cached: oosC)
+            oos = OutOfScopeModel.fit(v, labels: plan.outOfScopeTrain.map(\.label), classes: C, dimension: H, k: parent.outOfScope.k)
+            if !plan.globalHeldOut.isEmpty {
+                threshold = thresholdKeeping(recall: plan.oosRecall, inScopeScores: oos.scores(globalVectors, count: plan.globalHeldOut.count).neighbour)
+            }
+        }
+        var layers: [Int: TrainableLayer.Parameters] = [:], adapters: [Int: TrainableLayer.Adapters] = [:]
+        for (k, l) in stack.layers.enumerated() {
+            let index = tuner.firstTrainable + k
+            if let a = l.adapters {
+                adapters[index] = a
+                layers[index] = a.merged(into: l.params)
+            } else {
+                layers[index] = l.params
+            }
+        }
+        let version = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold)
+        let fullLengths = (trainC + esC + globalC).map { $0.count / H }
+        let meanLength = fullLengths.isEmpty ? 0 : fullLengths.reduce(0, +) / fullLengths.count
+        let fullFlops = FineTuner.fullFineTuneFlops([Int](repeating: max(1, meanLength), count: fullDataCount), epochs: s.epochs,
+                                                    classes: C, config: encoder.config)
+        let trainable = stack.layers.reduce(0) { $0 + $1.trainable.reduce(0) { $0 + $1.count } } + stack.headWeight.count + stack.headBias.count
+        let report = Report(method: s.method.rawValue, layers: stack.layers.count, rank: s.method == .lora ? s.rank : nil, epochs: s.epochs,
+                            steps: outcome.steps, plannedSteps: stepsPerEpoch * s.epochs, stoppedBy: stoppedBy, bestStep: outcome.bestStep,
+                            trainExamples: plan.train.count, earlyStoppingExamples: plan.earlyStopping.count,
+                            targetHeldOutExamples: plan.targetHeldOut.count, globalHeldOutExamples: plan.globalHeldOut.count,
+                            firstLoss: firstLoss, lastLoss: lastLoss, cacheSeconds: cacheSeconds, trainSeconds: trainSeconds,
+                            seconds: Date().timeIntervalSince(started), flops: tuner.flops, fullFineTuneFlops: fullFlops, temperature: T,
+                            trainableParameters: trainable)
+        return Candidate(version: version, layers: layers, adapters: adapters, report: report, gate: gate)
+    }
+}

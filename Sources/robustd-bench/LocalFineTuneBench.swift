@@ -1,0 +1,214 @@
+import ArgumentParser
+import Encoder
+import Foundation
+import Scoring
+import Tensor
+import Training
+
+/// The weakened-intents scenario of the risk benchmark, then a local fine-tune per method
+/// against a full fine-tune of every layer on all data.
+struct LocalFineTuneBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Local fine-tuning on Banking77's weakened-intents scenario: head, lora, top-layers and a full fine-tune, one table.")
+
+    @Option(help: "The model folder.")
+    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
+
+    @Option(help: "The Banking77 folder.")
+    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+
+    @Option(help: "Seed of the scenario (which intents are weakened, the typos, the feedback).")
+    var seed: UInt64 = 1
+
+    @Option(help: "Methods to run, comma-separated (head, lora, top-layers, full).")
+    var methods: String = "head,lora,top-layers,full"
+
+    @Option(help: "Epochs of the local fine-tunes.")
+    var epochs: Int = 6
+
+    @Option(help: "Epochs of the full fine-tune.")
+    var fullEpochs: Int = 2
+
+    @Option(help: "Layers for lora and top-layers.")
+    var layers: Int = 2
+
+    @Flag(help: "Also fine-tune on all of Banking77's train (no weakening) and report test accuracy.")
+    var allData = false
+
+    func run() throws {
+        let enc = try SentenceEncoder.load(folder: model)
+        let H = enc.hiddenSize
+        let rows = { (f: String) throws -> [(String, String)] in
+            parseCSV(try String(contentsOfFile: data + "/" + f, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+        }
+        let fullTrain = try rows("train.csv"), test = try rows("test.csv")
+        let labels = Array(Set(fullTrain.map(\.1))).sorted()
+        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+        let engine = BatchEngine(encoder: enc)
+        func embed(_ texts: [String], with e: SentenceEncoder) -> [Float] {
+            var out: [Float] = []
+            let buf = Tensor(shape: [64, H])
+            var i = 0
+            while i < texts.count {
+                let ids = e.encode(Array(texts[i..<min(i + 64, texts.count)])).map(\.ids)
+                engine.embed(ids, into: buf, using: e)
+                out += Array(UnsafeBufferPointer(start: buf.data, count: ids.count * H))
+                i += 64
+            }
+            return out
+        }
+        func predict(_ v: ModelVersion, _ e: SentenceEncoder, _ texts: [String]) -> [Int] {
+            let logits = v.head.logits(embed(texts, with: e), count: texts.count)
+            let C = labels.count
+            return (0..<texts.count).map { n in (0..<C).max { logits[n * C + $0] < logits[n * C + $1] }! }
+        }
+        print("robustd-bench finetune: Banking77 (\(fullTrain.count) train, \(test.count) test), model \(model); Banking77: Casanueva et al. 2020, CC BY 4.0")
+
+        // The scenario: 10 seeded intents cut to 5 training examples.
+        var rng = SeededRandom(seed: seed)
+        let weak = Set(labels.shuffled(using: &rng).prefix(10))
+        var kept: [String: Int] = [:]
+        let cut = fullTrain.filter { t in
+            guard weak.contains(t.1) else { return true }
+            kept[t.1, default: 0] += 1
+            return kept[t.1]! <= 5
+        }
+        // The parent: split as model/fit does (stratified 10% validation, seed 42), head by L-BFGS.
+        var byLabel: [String: [(String, String)]] = [:]
+        for e in cut { byLabel[e.1, default: []].append(e) }
+        var splitRng = SeededRandom(seed: 42)
+        var train: [(String, String)] = [], validation: [(String, String)] = []
+        for l in byLabel.keys.sorted() {
+            var items = byLabel[l]!
+            items.shuffle(using: &splitRng)
+            let n = items.count >= 2 ? max(1, Int((Double(items.count) * 0.1).rounded())) : 0
+            validation += items.prefix(n); train += items.dropFirst(n)
+        }
+        var t0 = Date()
+        let trainX = embed(train.map(\.0), with: enc), valX = embed(validation.map(\.0), with: enc)
+        let (parent, _) = HeadFitting.fit(id: 1, labels: labels, dimension: H, train: (trainX, train.map { index[$0.1]! }),
+                                          validation: (valX, validation.map { index[$0.1]! }))
+        print(String(format: "parent: frozen encoder + logistic-regression head on the cut train (%d examples), fitted in %.0f s", train.count, Date().timeIntervalSince(t0)))
+
+        // Traffic: half of test, shuffled, replayed (30% with 10% word typos); feedback on 30% of
+        // its errors. The other half is the evaluation set, never seen by any version.
+        var order = Array(test.indices)
+        order.shuffle(using: &rng)
+        let replay = order.prefix(test.count / 2).map { test[$0] }, evaluation = order.dropFirst(test.count / 2).map { test[$0] }
+        var typoRng = SeededRandom(seed: seed &+ 100)
+        let replayTexts = replay.map { Double(typoRng.next() % 1000) / 1000 < 0.3 ? typos($0.0, rate: 0.1, rng: &typoRng) : $0.0 }
+        let replayPred = predict(parent, enc, replayTexts)
+        var traffic: [String: Int] = [:]
+        for p in replayPred { traffic[labels[p], default: 0] += 1 }
+        var fbRng = SeededRandom(seed: seed &+ 200)
+        var failures: [DataSelection.Failure] = [], cases: [FailureCase] = []
+        for (i, p) in replayPred.enumerated() where labels[p] != replay[i].1 && Double(fbRng.next() % 1000) / 1000 < 0.3 {
+            failures.append(.init(text: replayTexts[i], correct: replay[i].1, cost: 1))
+            cases.append(FailureCase(predicted: labels[p], correct: replay[i].1, cost: 1, text: replayTexts[i], vector: []))
+        }
+        let regions = RegionRanking.rank(traffic: traffic, failures: cases, impact: { _ in 1 }, defaultCost: 1)
+        let targets = Set(regions.filter { $0.kind == "intent" }.prefix(10).map(\.label))
+        print("scenario seed \(seed): weakened \(weak.sorted().joined(separator: ", "))")
+        print("  \(replay.count) requests replayed, \(replayPred.enumerated().filter { labels[$0.1] != replay[$0.0].1 }.count) errors, \(failures.count) reported;"
+              + " target regions (top 10 of risk/regions): \(targets.intersection(weak).count) of them weakened")
+
+        // Evaluation: cost = 1 per error (every intent's impact 1).
+        let evalTexts = evaluation.map(\.0), evalY = evaluation.map { index[$0.1]! }
+        var evRng = SeededRandom(seed: seed &+ 300)
+        let typo10 = evalTexts.map { typos($0, rate: 0.1, rng: &evRng) }, typo20 = evalTexts.map { typos($0, rate: 0.2, rng: &evRng) }
+        let inTarget = evaluation.map { targets.contains($0.1) }
+        struct Result { var name: String; var target: Double; var global: Double; var acc: Double; var acc10: Double; var acc20: Double
+                        var seconds: Double; var flops: Double; var gate: String }
+        func measure(_ name: String, _ v: ModelVersion, _ e: SentenceEncoder, seconds: Double, flops: Double, gate: String) -> Result {
+            let p = predict(v, e, evalTexts), p10 = predict(v, e, typo10), p20 = predict(v, e, typo20)
+            let wrong = zip(p, evalY).map { $0 != $1 }
+            let tN = inTarget.filter { $0 }.count
+            let tErr = zip(wrong, inTarget).filter { $0 && $1 }.count
+            func acc(_ q: [Int]) -> Double { Double(zip(q, evalY).filter { $0 == $1 }.count) / Double(evalY.count) }
+            return Result(name: name, target: Double(tErr) / Double(max(1, tN)), global: Double(wrong.filter { $0 }.count) / Double(wrong.count),
+                          acc: acc(p), acc10: acc(p10), acc20: acc(p20), seconds: seconds, flops: flops, gate: gate)
+        }
+        var results = [measure("parent", parent, enc, seconds: 0, flops: 0, gate: "-")]
+        let pool = Array(zip(train.map(\.0), train.map(\.1)))
+        for m in methods.split(separator: ",").map(String.init) {
+            var plan = LocalFineTune.Plan()
+            plan.threads = 2
+            var opts = DataSelection.Options()
+            opts.seed = seed
+            var targetSet = targets
+            if m == "full" {
+                plan.settings.method = .topLayers
+                plan.settings.layers = enc.config.layers
+                plan.settings.epochs = fullEpochs
+                plan.settings.learningRate = 5e-5
+                plan.settings.headLearningRate = 5e-5
+                targetSet = Set(labels)
+                opts.typoRate = 0
+                opts.replayRatio = 0
+            } else {
+                guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
+                plan.settings.method = method
+                plan.settings.layers = layers
+                plan.settings.epochs = epochs
+                plan.settings.batchSize = 16
+                switch method {
+                case .head: plan.settings.headLearningRate = 1e-3
+                case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 1e-4
+                case .topLayers: plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 1e-4
+                }
+            }
+            let sel = DataSelection.select(labels: labels, targets: targetSet, train: pool, heldOut: validation, failures: failures, options: opts)
+            plan.train = sel.train; plan.earlyStopping = sel.earlyStopping
+            plan.targetHeldOut = DataSelection.select(labels: labels, targets: targets, train: [], heldOut: validation, failures: failures, options: opts).targetHeldOut
+            plan.globalHeldOut = sel.globalHeldOut
+            plan.outOfScopeTrain = pool.map { LabelledText(text: $0.0, label: index[$0.1]!) }
+            t0 = Date()
+            FileHandle.standardError.write(Data("\(m): \(sel.train.count) training examples (\(sel.counts.failures) failures, \(sel.counts.regionExamples) region examples, \(sel.counts.augmented) typo copies, \(sel.counts.replay) replay)\n".utf8))
+            let cand = try LocalFineTune.run(encoder: enc, parent: parent, plan: plan, cost: { _, _ in 1 }, fullDataCount: cut.count + failures.count,
+                                             events: { e in
+                                                 if case .step(let s, let n, _, let loss, _) = e, s % 100 == 0 {
+                                                     FileHandle.standardError.write(Data("  \(m) step \(s)/\(n) loss \(String(format: "%.4f", loss))\n".utf8))
+                                                 }
+                                             })
+            let seconds = Date().timeIntervalSince(t0)
+            let e2 = enc.replacingLayers(cand.layers.mapValues(\.serving))
+            let gate = (cand.gate.passed ? "pass" : "fail") + String(format: " (target %+.0f%%, global %+.4f ≤ %+.4f)", -100 * cand.gate.targetReduction,
+                                                                     cand.gate.global.difference, cand.gate.global.upperBound)
+            results.append(measure(m, cand.version, e2, seconds: seconds, flops: cand.report.flops, gate: gate))
+            FileHandle.standardError.write(Data("  \(m): \(cand.report.steps) steps (\(cand.report.stoppedBy)), \(String(format: "%.0f", seconds)) s\n".utf8))
+        }
+        print("")
+        print("evaluation: the other half of test (\(evaluation.count) texts, \(inTarget.filter { $0 }.count) in the target regions); cost = 1 per error")
+        print("method       target cost  global cost  test acc  acc@10% typos  acc@20% typos  seconds  GFLOP     gate (held-out validation)")
+        for r in results {
+            print(String(format: "%-11@  %11.4f  %11.4f  %7.2f%%  %12.2f%%  %12.2f%%  %7.0f  %8.1f  %@", r.name as NSString, r.target, r.global,
+                         100 * r.acc, 100 * r.acc10, 100 * r.acc20, r.seconds, r.flops / 1e9, r.gate as NSString))
+        }
+        if let full = results.first(where: { $0.name == "full" }) {
+            let base = results[0]
+            let fullDrop = base.target - full.target
+            print("")
+            for r in results where ["head", "lora", "top-layers"].contains(r.name) {
+                let recovered = fullDrop > 0 ? (base.target - r.target) / fullDrop : .nan
+                print(String(format: "%@: recovers %.0f%% of the full fine-tune's target-cost reduction at %.1f%% of its FLOPs; global cost %+.4f vs the parent",
+                             r.name as NSString, 100 * recovered, 100 * r.flops / full.flops, r.global - base.global))
+            }
+        }
+    }
+
+    /// Word typos for evaluation (a different generator from the augmentation's: swap, drop, double).
+    func typos(_ text: String, rate: Double, rng: inout SeededRandom) -> String {
+        var words = text.split(separator: " ").map { Array($0) }
+        for i in words.indices where words[i].count >= 3 && Double(rng.next() % 1000) / 1000 < rate {
+            let p = Int(rng.next() % UInt64(words[i].count - 1))
+            switch rng.next() % 3 {
+            case 0: words[i].swapAt(p, p + 1)
+            case 1: words[i].remove(at: p)
+            default: words[i].insert(words[i][p], at: p)
+            }
+        }
+        return words.map { String($0) }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+import JSONRPC
+import RobustdClient
+import RobustdTestSupport
+import Testing
+
+@Suite("Fine-tune jobs: start, progress, gate, versions, activation, cancel, crash")
+struct FineTuneTests {
+    /// A daemon with the tiny model, a dataset, version 1, scored traffic and some corrections.
+    static func prepared(state: TempDir, model: TempFolder, extra: [String] = []) throws -> (DaemonProcess, RPCClient) {
+        let d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path] + extra)
+        let c = try d.client()
+        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
+        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        // Traffic, and corrections on what it got wrong (or, if it got nothing wrong, on some inputs anyway).
+        let texts = ["my card is late a", "the card ? a a", "a b c a", "card late", "the card", "b c a a", "my card ?", "late card a"]
+        let scored = try c.call("score", ["inputs": .array(texts.enumerated().map { ["id": .string("i\($0)"), "text": .string($1)] })]).get()
+        let truth = ["card_late", "card_what", "abc", "card_late", "card_what", "abc", "card_what", "card_late"]
+        for (i, r) in (scored["results"]?.arrayValue ?? []).enumerated() where r["label"]?.stringValue != truth[i] || i % 3 == 0 {
+            _ = try c.call("feedback/report", ["inputId": .string("i\(i)"), "kind": "correction", "correctLabel": .string(truth[i])]).get()
+        }
+        return (d, c)
+    }
+
+    /// Polls the job until it is over, collecting the notifications that arrive meanwhile.
+    static func waitForJob(_ c: RPCClient, _ id: Int, timeout: Double = 120) throws -> JSONValue {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let j = try c.call("finetune/status", ["job": .int(Int64(id))]).get()
+            if let s = j["state"]?.stringValue, !["scheduled", "queued", "running"].contains(s) { return j }
+            usleep(50_000)
+        }
+        throw ClientError("job \(id) did not finish in \(timeout) s")
+    }
+
+    /// The tensor names in a safetensors file's header.
+    static func tensorNames(_ path: String) throws -> [String] {
+        let data = try #require(FileManager.default.contents(atPath: path))
+        let n = data.prefix(8).enumerated().reduce(0) { $0 | (Int($1.element) << (8 * $1.offset)) }
+        let header = try JSONParser.parse(Array(data[8..<(8 + n)]))
+        return (header.objectValue ?? [:]).keys.filter { $0 != "__metadata__" }.sorted()
+    }
+
+    @Test("lora job: events and progress, a version with lineage, gate report, PEFT adapter files; activate and roll back; restart restores it")
+    func loraJob() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        var (d, c) = try Self.prepared(state: state, model: model)
+        var events: [JSONValue] = [], progress: [String] = []
+        c.onNotification = { m, p in
+            if m == "finetune/event", let p { events.append(p) }
+            if m == "$/progress" { progress.append(p?["value"]?["kind"]?.stringValue ?? "") }
+        }
+        let before = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        let job = try c.call("finetune/start", ["regions": ["intent:card_late", "intent:card_what"], "method": "lora", "layers": 1, "rank": 2,
+                                                "epochs": 3, "autoPromote": false, "workDoneToken": "ft"]).get()
+        #expect(job["method"] == "lora")
+        #expect(job["intents"] == ["card_late", "card_what"])
+        #expect(job["parent"] == 1)
+        let id = Int(job["id"]?.intValue ?? 0)
+        // Scoring keeps answering while the job runs.
+        for _ in 0..<5 { _ = try c.call("score", ["inputs": [["text": "a b c"]]]).get() }
+        let done = try Self.waitForJob(c, id)
+        #expect(done["state"] == "succeeded", "\(done)")
+        #expect(done["version"] == 2)
+        #expect(done["promoted"] == false)
+        let training = done["result"]?["training"]
+        #expect((training?["steps"]?.intValue ?? 0) > 0)
+        #expect((training?["flops"]?.doubleValue ?? 0) > 0)
+        #expect((training?["fullFineTuneFlops"]?.doubleValue ?? 0) > 0)
+        #expect(done["result"]?["gate"]?["passed"]?.boolValue != nil)
+        #expect(done["result"]?["gate"]?["global"]?["mcnemarP"]?.doubleValue != nil)
+        _ = try c.call("daemon/ping").get()  // collect the last notifications
+        let kinds = events.map { $0["kind"]?.stringValue ?? "" }
+        #expect(kinds.first == "started" && kinds.last == "finished", "\(kinds)")
+        #expect(kinds.contains("step"))
+        #expect(progress.first == "begin" && progress.last == "end", "\(progress)")
+
+        // Lineage and the gate report in model/versions; the candidate is not active.
+        let versions = try c.call("model/versions").get()
+        #expect(versions["active"] == 1)
+        let v2 = versions["versions"]?.arrayValue?.first { $0["id"] == 2 }
+        #expect(v2?["parent"] == 1)
+        #expect(v2?["method"] == "lora")
+        #expect(v2?["report"]?["gate"]?["target"] != nil)
+
+        // Files: layers under HuggingFace names, the adapter in PEFT's layout.
+        let dir = state.path + "/versions/2"
+        #expect(try Self.tensorNames(dir + "/layers.safetensors").contains("encoder.layer.1.attention.self.query.weight"))
+        let adapter = try Self.tensorNames(dir + "/adapter/adapter_model.safetensors")
+        #expect(adapter.count == 12)
+        for module in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"] {
+            #expect(adapter.contains("base_model.model.encoder.layer.1.\(module).lora_A.weight"))
+            #expect(adapter.contains("base_model.model.encoder.layer.1.\(module).lora_B.weight"))
+        }
+        let config = try JSONParser.parse(Array(try #require(FileManager.default.contents(atPath: dir + "/adapter/adapter_config.json"))))
+        #expect(config["peft_type"] == "LORA")
+        #expect(config["r"] == 2)
+        #expect(config["target_modules"]?.stringValue?.contains("encoder\\.layer\\.(1)") == true)
+
+        // Activate the candidate by hand, then roll back: no restart, scores come back unchanged.
+        let act = try c.call("model/activate", ["version": 2]).get()
+        #expect(act["active"] == 2 && act["previous"] == 1)
+        #expect(act["changedLayers"] == [1])
+        let withV2 = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        #expect(withV2?["version"] == 2)
+        let back = try c.call("model/activate", ["version": 1]).get()
+        #expect(back["active"] == 1 && back["changedLayers"] == [])
+        let again = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        #expect(again?["version"] == 1)
+        #expect(again?["probabilities"] == before?["probabilities"])
+        #expect(again?["confidence"] == before?["confidence"])
+
+        // Unknown or unusable versions change nothing.
+        guard case .failure(let e) = try c.call("model/activate", ["version": 99]) else { Issue.record("activated version 99"); return }
+        #expect(e.code == .invalidParams)
+
+        // Restart with version 2 active: it comes back with its layers.
+        _ = try c.call("model/activate", ["version": 2]).get()
+        let v2Score = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        #expect(d.terminate() == 0)
+        d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        c = try d.client()
+        var loaded = false
+        for _ in 0..<200 where !loaded { loaded = d.stderr.contains("active version loaded"); usleep(20_000) }
+        #expect(loaded)
+        let restored = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        #expect(restored?["version"] == 2)
+        #expect(restored?["probabilities"] == v2Score?["probabilities"])
+        let listed = try c.call("finetune/list").get()
+        #expect(listed["jobs"]?[0]?["id"] == .int(Int64(id)))
+        #expect(listed["jobs"]?[0]?["state"] == "succeeded")
+    }
+
+    @Test("head and top-layers jobs; auto-promotion follows the gate; a job outlives the client that started it")
+    func otherMethods() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        for method in ["head", "top-layers"] {
+            var starter: RPCClient? = try d.client()
+            let job = try starter!.call("finetune/start", ["regions": "all", "method": .string(method), "layers": 1, "epochs": 2]).get()
+            starter = nil  // the client disconnects; the job goes on without it
+            _ = starter
+            let done = try Self.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+            #expect(done["state"] == "succeeded", "\(done)")
+            let passed = done["result"]?["gate"]?["passed"]?.boolValue
+            #expect(done["promoted"]?.boolValue == passed)
+            let active = try c.call("model/versions").get()["active"]
+            if passed == true { #expect(active == done["version"]) } else { #expect(active != done["version"]) }
+            if method == "head" { #expect(!FileManager.default.fileExists(atPath: state.path + "/versions/\(done["version"]?.intValue ?? 0)/layers.safetensors")) }
+        }
+    }
+
+    @Test("cancel stops a running job within a step and writes no version; a kill -9 mid-job leaves it interrupted and nothing half-written")
+    func cancelAndCrash() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        var (d, c) = try Self.prepared(state: state, model: model)
+        let job = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 2, "epochs": 100, "batchSize": 1]).get()
+        let id = Int(job["id"]?.intValue ?? 0)
+        var running = false
+        for _ in 0..<400 where !running {
+            running = try c.call("finetune/status", ["job": .int(Int64(id))]).get()["progress"]?["step"] != nil
+            usleep(10_000)
+        }
+        #expect(running)
+        let started = Date()
+        let cancelled = try c.call("finetune/cancel", ["job": .int(Int64(id))], timeout: 30).get()
+        #expect(cancelled["state"] == "cancelled")
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(try c.call("model/versions").get()["versions"]?.arrayValue?.count == 1)
+        // A queued job is cancelled at once; a finished one is returned as it is.
+        #expect(try c.call("finetune/cancel", ["job": .int(Int64(id))]).get()["state"] == "cancelled")
+
+        // kill -9 in the middle of a job.
+        let second = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 2, "epochs": 100, "batchSize": 1]).get()
+        let sid = Int(second["id"]?.intValue ?? 0)
+        running = false
+        for _ in 0..<400 where !running {
+            running = try c.call("finetune/status", ["job": .int(Int64(sid))]).get()["progress"]?["step"] != nil
+            usleep(10_000)
+        }
+        kill(d.pid, SIGKILL)
+        _ = d.wait()
+        d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        c = try d.client()
+        var status: JSONValue = .null
+        for _ in 0..<100 {
+            if let s = try? c.call("finetune/status", ["job": .int(Int64(sid))]).get() { status = s; break }
+            usleep(20_000)
+        }
+        #expect(status["state"] == "interrupted", "\(status)")
+        #expect(status["error"]?.stringValue?.contains("stopped") == true)
+        let versions = try c.call("model/versions").get()
+        #expect(versions["versions"]?.arrayValue?.count == 1)
+        #expect(versions["active"] == 1)
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: state.path + "/versions")) ?? []
+        #expect(leftovers == ["1"], "\(leftovers)")
+    }
+
+    @Test("bad requests get clear errors and start nothing")
+    func errors() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let bare = try DaemonProcess(extraArgs: ["--model", model.path])
+        guard case .failure(let noVersion) = try bare.client().call("finetune/start", ["regions": "all"]) else { Issue.record("started without a version"); return }
+        #expect(noVersion.code.rawValue == -32021)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        func code(_ p: JSONValue) throws -> (Int, String) {
+            guard case .failure(let e) = try c.call("finetune/start", p) else { return (0, "") }
+            return (e.code.rawValue, e.message)
+        }
+        #expect(try code(["method": "everything"]).0 == -32602)
+        #expect(try code(["regions": ["intent:nope"]]).1.contains("intent:nope"))
+        #expect(try code(["regions": ["elsewhere"]]).0 == -32602)
+        #expect(try code(["regions": 5]).0 == -32602)
+        #expect(try code(["regions": "all", "layers": 9]).0 == -32602)
+        #expect(try code(["regions": "all", "epochs": 0]).0 == -32602)
+        #expect(try code(["regions": "all", "learningRate": 2]).0 == -32602)
+        #expect(try code(["regions": "all", "window": "25:00-01:00"]).0 == -32602)
+        #expect(try code(["regions": "all", "parent": 7]).0 == -32602)
+        guard case .failure(let unknown) = try c.call("finetune/status", ["job": 42]) else { Issue.record("job 42"); return }
+        #expect(unknown.code == .invalidParams)
+        #expect(try c.call("finetune/list").get()["jobs"] == [])
+        // A job for later waits, scheduled, and can be cancelled at once.
+        let later = try c.call("finetune/start", ["regions": "all", "notBefore": .double(Date().timeIntervalSince1970 + 3600)]).get()
+        #expect(later["state"] == "scheduled")
+        #expect(try c.call("finetune/cancel", ["job": later["id"]!]).get()["state"] == "cancelled")
+        _ = d
+    }
+}
