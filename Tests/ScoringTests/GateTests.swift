@@ -1,0 +1,64 @@
+import Testing
+@testable import Scoring
+
+@Suite("Promotion gate")
+struct GateTests {
+    @Test("McNemar's exact p-value matches the binomial tail")
+    func mcnemar() {
+        #expect(Gate.mcnemarExact(0, 0) == 1)
+        // b = 0, c = 6: 2 · (1/2)^6 = 0.03125
+        #expect(abs(Gate.mcnemarExact(0, 6) - 0.03125) < 1e-12)
+        // b = 2, c = 8: 2 · (1 + 10 + 45) / 1024 = 0.109375
+        #expect(abs(Gate.mcnemarExact(2, 8) - 0.109375) < 1e-12)
+        #expect(Gate.mcnemarExact(5, 5) == 1)
+    }
+
+    static func pairs(_ n: Int, parentWrong: Set<Int>, candidateWrong: Set<Int>, cost: Double = 1) -> [Gate.Pair] {
+        (0..<n).map { i in
+            Gate.Pair(parentCost: parentWrong.contains(i) ? cost : 0, candidateCost: candidateWrong.contains(i) ? cost : 0,
+                      parentCorrect: !parentWrong.contains(i), candidateCorrect: !candidateWrong.contains(i))
+        }
+    }
+
+    @Test("passes when the target cost falls enough and the global cost cannot have risen beyond the tolerance")
+    func passes() {
+        let target = Self.pairs(40, parentWrong: Set(0..<20), candidateWrong: Set(0..<5))
+        let global = Self.pairs(1000, parentWrong: Set(0..<60), candidateWrong: Set(0..<55))
+        let r = Gate.evaluate(target: target, global: global)
+        #expect(r.passed, "\(r.reasons)")
+        #expect(abs(r.targetReduction - 0.75) < 1e-12)
+        #expect(r.target.parentOnlyCorrect == 0 && r.target.candidateOnlyCorrect == 15)
+        #expect(r.global.difference < 0)
+        #expect(r.global.upperBound <= 0.005)
+        #expect(r.global.lowerBound <= r.global.difference && r.global.difference <= r.global.upperBound)
+    }
+
+    @Test("fails, with its reasons, on too small a target gain or a possible global regression")
+    func fails() {
+        let weakGain = Gate.evaluate(target: Self.pairs(40, parentWrong: Set(0..<20), candidateWrong: Set(0..<18)),
+                                     global: Self.pairs(1000, parentWrong: Set(0..<60), candidateWrong: Set(0..<60)))
+        #expect(!weakGain.passed)
+        #expect(weakGain.reasons.count == 1 && weakGain.reasons[0].contains("target cost fell by 10.0%"))
+        // 30 new global errors in 1000 (3 points): the bootstrap bound is far above 0.005.
+        let regress = Gate.evaluate(target: Self.pairs(40, parentWrong: Set(0..<20), candidateWrong: []),
+                                    global: Self.pairs(1000, parentWrong: Set(0..<60), candidateWrong: Set(0..<90)))
+        #expect(!regress.passed)
+        #expect(regress.reasons.count == 1 && regress.reasons[0].contains("global cost may rise"))
+        #expect(regress.global.mcnemarP < 1e-6)
+        // Nothing to recover.
+        let nothing = Gate.evaluate(target: Self.pairs(10, parentWrong: [], candidateWrong: []), global: Self.pairs(10, parentWrong: [], candidateWrong: []))
+        #expect(!nothing.passed)
+    }
+
+    @Test("costs weigh the decision, not error counts")
+    func costs() {
+        // The candidate fixes one cheap error and makes one expensive one.
+        var global = Self.pairs(200, parentWrong: [0], candidateWrong: [1])
+        global[1].candidateCost = 50
+        var s = Gate.Settings()
+        s.globalTolerance = 0.01
+        let r = Gate.evaluate(target: Self.pairs(10, parentWrong: Set(0..<5), candidateWrong: []), global: global, settings: s)
+        #expect(abs(r.global.difference - 49.0 / 200) < 1e-12)
+        #expect(!r.passed)
+    }
+}

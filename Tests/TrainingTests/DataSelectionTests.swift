@@ -1,0 +1,45 @@
+import Testing
+import Scoring
+@testable import Training
+
+@Suite("Data selection for a local fine-tune")
+struct DataSelectionTests {
+    static let labels = ["a", "b", "c"]
+    static let train: [(String, String)] = (0..<90).map { ("text number \($0) about things", labels[$0 % 3]) }
+    static let heldOut: [(String, String)] = (0..<12).map { ("held out \($0) words here", labels[$0 % 3]) }
+    static let failures: [DataSelection.Failure] = (0..<10).map { .init(text: "failure \($0) words", correct: $0 % 2 == 0 ? "a" : "c", cost: 3) }
+
+    @Test("targets, failures, typo copies and replay in the proportions asked; held-out sets never trained on")
+    func selection() {
+        let s = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures)
+        let c = s.counts
+        #expect(c.regionExamples == 30)
+        #expect(c.failures + c.failuresHeldOut == 5)  // the failures of "a" only
+        #expect(c.failuresHeldOut == 1)
+        #expect(c.augmented == c.regionExamples + c.failures)
+        #expect(c.replay == c.regionExamples + c.failures)
+        #expect(s.train.count + s.earlyStopping.count == c.regionExamples + c.failures + c.augmented + c.replay)
+        #expect(s.globalHeldOut.count == 12)
+        #expect(s.targetHeldOut.count == 4 + 1)
+        let trained = Set(s.train.map(\.text) + s.earlyStopping.map(\.text))
+        #expect(s.globalHeldOut.allSatisfy { !trained.contains($0.text) })
+        #expect(s.targetHeldOut.allSatisfy { !trained.contains($0.text) })
+        // Failures weigh more and keep their cost; replay comes from the other intents only.
+        #expect(s.train.filter { $0.text.hasPrefix("failure") }.allSatisfy { $0.weight == 2 && $0.cost == 3 && $0.label == 0 })
+        let typoCopies = s.train.filter { $0.text.hasPrefix("text") && $0.label == 0 }.count + s.earlyStopping.filter { $0.text.hasPrefix("text") && $0.label == 0 }.count
+        #expect(typoCopies >= 30)
+    }
+
+    @Test("seeded: the same options give the same selection; no augmentation or replay when turned off")
+    func seeded() {
+        let a = DataSelection.select(labels: Self.labels, targets: ["b"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures)
+        let b = DataSelection.select(labels: Self.labels, targets: ["b"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures)
+        #expect(a.train.map(\.text) == b.train.map(\.text))
+        var o = DataSelection.Options()
+        o.typoRate = 0
+        o.replayRatio = 0
+        let plain = DataSelection.select(labels: Self.labels, targets: ["b"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures, options: o)
+        #expect(plain.counts.augmented == 0 && plain.counts.replay == 0)
+        #expect((plain.train + plain.earlyStopping).allSatisfy { $0.label == 1 })
+    }
+}
