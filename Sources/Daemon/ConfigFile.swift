@@ -19,8 +19,8 @@ public struct ConfigFile: Sendable, Equatable {
         public var autoPromote = true
         /// The gate: relative fall of the target regions' cost a candidate must reach.
         public var minTargetReduction = 0.2
-        /// The gate: largest rise of the global cost per request tolerated.
-        public var globalTolerance = 0.005
+        /// The gate: largest rise of the global cost tolerated, relative to the parent's.
+        public var globalTolerance = 0.1
         /// The gate's confidence for the global check.
         public var confidence = 0.95
         public init() {}
@@ -132,7 +132,7 @@ public struct ConfigFile: Sendable, Equatable {
                 guard case .bool(let b) = v else { throw Problem(line: line, message: "finetune.auto_promote must be true or false") }
                 finetune.autoPromote = b
             case "min_target_reduction": finetune.minTargetReduction = try unit()
-            case "global_tolerance": finetune.globalTolerance = try nonNegative()
+            case "global_tolerance": finetune.globalTolerance = try unit()
             case "confidence":
                 let d = try unit()
                 guard d >= 0.5 && d < 1 else { throw Problem(line: line, message: "finetune.confidence must be in [0.5, 1), got \(d)") }

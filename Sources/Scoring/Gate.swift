@@ -3,15 +3,15 @@ import Foundation
 /// The promotion gate: a candidate version against its parent on the same held-out examples,
 /// in business cost. Promote only if the target regions' cost falls by at least
 /// `minTargetReduction` (relative) and, with `confidence`, the global cost does not rise by
-/// more than `globalTolerance` (cost per request): the one-sided upper bound of a paired
-/// bootstrap of the per-example cost difference must stay under the tolerance. McNemar's
-/// exact test on the discordant pairs is reported beside it.
+/// more than `globalTolerance` of the parent's global cost: the one-sided upper bound of a
+/// paired bootstrap of the per-example cost difference must stay under that allowance (a
+/// non-inferiority test). McNemar's exact test on the discordant pairs is reported beside it.
 public enum Gate {
     public struct Settings: Sendable, Codable, Equatable {
         /// Relative fall of the target regions' mean cost the candidate must reach (0.2 = 20%).
         public var minTargetReduction = 0.2
-        /// Largest rise of the global mean cost per request tolerated (absolute, in cost units).
-        public var globalTolerance = 0.005
+        /// Largest rise of the global mean cost tolerated, relative to the parent's (0.1 = 10%).
+        public var globalTolerance = 0.1
         public var confidence = 0.95
         public var bootstrapSamples = 2000
         public var seed: UInt64 = 7
@@ -42,6 +42,8 @@ public enum Gate {
         public var global: Comparison
         /// (parent − candidate) / parent on the target regions (0 when the parent cost nothing there).
         public var targetReduction: Double
+        /// The largest global rise allowed: globalTolerance × the parent's global cost per request.
+        public var globalAllowance: Double
         public var settings: Settings
         /// Why the candidate failed (empty when it passed).
         public var reasons: [String]
@@ -97,11 +99,12 @@ public enum Gate {
             reasons.append(String(format: "target cost fell by %.1f%% (%.4f → %.4f per request); the gate asks for %.1f%%",
                                   100 * reduction, t.parentCost, t.candidateCost, 100 * s.minTargetReduction))
         }
-        if g.upperBound > s.globalTolerance {
-            reasons.append(String(format: "global cost may rise: %+.4f per request, upper %.0f%% bound %+.4f exceeds the tolerance %.4f",
-                                  g.difference, 100 * s.confidence, g.upperBound, s.globalTolerance))
+        let allowance = s.globalTolerance * g.parentCost
+        if g.upperBound > allowance {
+            reasons.append(String(format: "global cost may rise: %+.4f per request, upper %.0f%% bound %+.4f exceeds the allowance %.4f (%.0f%% of the parent's %.4f)",
+                                  g.difference, 100 * s.confidence, g.upperBound, allowance, 100 * s.globalTolerance, g.parentCost))
         }
-        return Report(passed: reasons.isEmpty, target: t, global: g, targetReduction: reduction, settings: s, reasons: reasons)
+        return Report(passed: reasons.isEmpty, target: t, global: g, targetReduction: reduction, globalAllowance: allowance, settings: s, reasons: reasons)
     }
 
     /// Two-sided exact McNemar p-value: the binomial(b + c, ½) tail at min(b, c), doubled.

@@ -174,7 +174,7 @@ struct LocalFineTuneBench: ParsableCommand {
                                              })
             let seconds = Date().timeIntervalSince(t0)
             let e2 = enc.replacingLayers(cand.layers.mapValues(\.serving))
-            let gate = (cand.gate.passed ? "pass" : "fail") + String(format: " (target %+.0f%%, global %+.4f ≤ %+.4f)", -100 * cand.gate.targetReduction,
+            let gate = (cand.gate.passed ? "pass" : "fail") + String(format: " (target %+.0f%%, global %+.4f, bound %+.4f)", -100 * cand.gate.targetReduction,
                                                                      cand.gate.global.difference, cand.gate.global.upperBound)
             results.append(measure(m, cand.version, e2, seconds: seconds, flops: cand.report.flops, gate: gate))
             FileHandle.standardError.write(Data("  \(m): \(cand.report.steps) steps (\(cand.report.stoppedBy)), \(String(format: "%.0f", seconds)) s\n".utf8))

@@ -31,6 +31,14 @@ struct ConfigFileTests {
         #expect(c.modelPath == "/models/x # not a comment")
     }
 
+    @Test("[finetune]: the gate's settings, with defaults")
+    func finetune() throws {
+        #expect(ConfigFile().finetune == ConfigFile.FineTuneSettings())
+        let c = try ConfigFile.parse("[finetune]\nauto_promote = false\nmin_target_reduction = 0.3\nglobal_tolerance = 0.05\nconfidence = 0.9\n")
+        #expect(!c.finetune.autoPromote)
+        #expect(c.finetune.minTargetReduction == 0.3 && c.finetune.globalTolerance == 0.05 && c.finetune.confidence == 0.9)
+    }
+
     @Test("every problem names its line", arguments: [
         ("[costs]\nshouting = 3\n", 2, "feedback kind"),
         ("[impact]\nx = -1\n", 2, "≥ 0"),
@@ -40,6 +48,9 @@ struct ConfigFileTests {
         ("[risk]\nlow_confidence = 2\n", 2, "between 0 and 1"),
         ("[impact]\nx = \"big\"\n", 2, "number"),
         ("[impact]\nno equals here\n", 2, "key = value"),
+        ("[finetune]\nauto_promote = 1\n", 2, "true or false"),
+        ("[finetune]\nconfidence = 0.3\n", 2, "[0.5, 1)"),
+        ("[finetune]\nwhatever = 1\n", 2, "known: auto_promote"),
     ])
     func problems(text: String, line: Int, fragment: String) {
         do {
