@@ -202,6 +202,40 @@ struct FineTuneTests {
         #expect(leftovers == ["1"], "\(leftovers)")
     }
 
+    final class Box: @unchecked Sendable { var value: JSONValue? }
+    final class ClientBox: @unchecked Sendable { let client: RPCClient; init(_ c: RPCClient) { client = c } }
+
+    @Test("a request in flight during an activation finishes on one version; the next request sees the new one")
+    func swapInFlight() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        let job = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 1, "epochs": 2, "autoPromote": false]).get()
+        let done = try Self.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        let v2 = try #require(done["version"])
+        for round in 0..<3 {
+            let big = Box()
+            let other = ClientBox(try d.client())
+            let group = DispatchGroup()
+            group.enter()
+            let inputs: JSONValue = .array((0..<4000).map { ["text": .string("my card is late \(round) \($0)")] })
+            DispatchQueue.global().async {
+                big.value = try? other.client.call("score", ["inputs": inputs], timeout: 60).get()
+                group.leave()
+            }
+            usleep(UInt32(2000 * round))
+            _ = try c.call("model/activate", ["version": round % 2 == 0 ? v2 : 1]).get()
+            group.wait()
+            let r = try #require(big.value)
+            let versions = Set((r["results"]?.arrayValue ?? []).compactMap { $0["version"]?.intValue })
+            #expect(versions.count == 1, "one request, one version: \(versions)")
+            #expect(r["results"]?.arrayValue?.count == 4000)
+            let after = try c.call("score", ["inputs": [["text": .string("after \(round)")]]]).get()
+            #expect(after["version"] == (round % 2 == 0 ? v2 : 1))
+        }
+    }
+
     @Test("bad requests get clear errors and start nothing")
     func errors() throws {
         let model = TempFolder()
