@@ -3,9 +3,13 @@ import Scoring
 
 /// Chooses a local fine-tune's data: the target regions' reported failures (with their
 /// corrected labels) and labelled examples, a seeded typo-augmented copy of each, and a replay
-/// sample of the other intents' examples against forgetting. A share of the selection is held
-/// out for early stopping; the gate's held-out sets come from the dataset's validation
-/// examples (never trained on by the parent or the candidate) and a share of the failures.
+/// sample of the other intents' examples against forgetting.
+///
+/// Held-out data must be data the parent never trained on, or early stopping would always
+/// prefer the parent (the parent fits its own training data best) and the gate would be
+/// flattered: so both come from the dataset's validation examples and a held-out share of the
+/// failures, split in two, stratified by intent: one half for early stopping, the other for
+/// the gate (an intent with one validation example gives it to the gate).
 public enum DataSelection {
     public struct Options: Sendable, Codable, Equatable {
         /// Word typo rate of the augmented copies (0: no augmentation).
@@ -16,10 +20,8 @@ public enum DataSelection {
         public var replayRatio = 1.0
         /// Loss weight of a reported failure (the regions' examples weigh 1).
         public var failureWeight: Float = 2
-        /// Share of the failures held out for the gate.
-        public var failureHoldOut = 0.2
-        /// Share of the selection held out for early stopping.
-        public var earlyStoppingFraction = 0.15
+        /// Share of the failures held out (half for early stopping, half for the gate).
+        public var failureHoldOut = 0.3
         public var seed: UInt64 = 1
         public init() {}
     }
@@ -42,6 +44,7 @@ public enum DataSelection {
     public struct Counts: Sendable, Codable, Equatable {
         public var failures = 0
         public var failuresHeldOut = 0
+        public var failuresForEarlyStopping = 0
         public var regionExamples = 0
         public var augmented = 0
         public var replay = 0
@@ -66,7 +69,8 @@ public enum DataSelection {
         fails.shuffle(using: &rng)
         let holdFailures = fails.count >= 5 ? Int((Double(fails.count) * o.failureHoldOut).rounded()) : 0
         let failTrain = fails.dropFirst(holdFailures).map { LabelledText(text: $0.text, label: index[$0.correct]!, weight: o.failureWeight, cost: $0.cost) }
-        let failHeld = fails.prefix(holdFailures).map { LabelledText(text: $0.text, label: index[$0.correct]!, weight: 1, cost: $0.cost) }
+        let held = fails.prefix(holdFailures).map { LabelledText(text: $0.text, label: index[$0.correct]!, weight: 1, cost: $0.cost) }
+        let failES = Array(held.prefix(held.count / 2)), failHeld = Array(held.dropFirst(held.count / 2))
         let regionExamples = train.compactMap { t, l in targets.contains(l) ? index[l].map { LabelledText(text: t, label: $0) } : nil }
         var targetSet = failTrain + regionExamples
         var augmented: [LabelledText] = []
@@ -84,14 +88,23 @@ public enum DataSelection {
         let replay = Array(others.prefix(Int((Double(failTrain.count + regionExamples.count) * o.replayRatio).rounded())))
         var all = targetSet + replay
         all.shuffle(using: &rng)
-        let nES = all.count >= 20 ? Int((Double(all.count) * o.earlyStoppingFraction).rounded()) : 0
-        sel.earlyStopping = Array(all.prefix(nES))
-        sel.train = Array(all.dropFirst(nES))
-        sel.globalHeldOut = heldOut.compactMap { t, l in index[l].map { LabelledText(text: t, label: $0) } }
-        sel.targetHeldOut = sel.globalHeldOut.filter { targets.contains(labels[$0.label]) } + failHeld
-        sel.counts = Counts(failures: failTrain.count, failuresHeldOut: failHeld.count, regionExamples: regionExamples.count,
-                            augmented: augmented.count, replay: replay.count, earlyStopping: nES,
-                            targetHeldOut: sel.targetHeldOut.count, globalHeldOut: sel.globalHeldOut.count)
+        sel.train = all
+        // Validation, stratified: every other example of an intent to early stopping, starting
+        // with the second, so that an intent with one example gives it to the gate.
+        var byLabel: [Int: [LabelledText]] = [:]
+        for (t, l) in heldOut { if let i = index[l] { byLabel[i, default: []].append(LabelledText(text: t, label: i)) } }
+        var gate: [LabelledText] = [], es: [LabelledText] = []
+        for l in byLabel.keys.sorted() {
+            var items = byLabel[l]!
+            items.shuffle(using: &rng)
+            for (k, x) in items.enumerated() { if k % 2 == 0 { gate.append(x) } else { es.append(x) } }
+        }
+        sel.earlyStopping = es + failES
+        sel.globalHeldOut = gate
+        sel.targetHeldOut = gate.filter { targets.contains(labels[$0.label]) } + failHeld
+        sel.counts = Counts(failures: failTrain.count, failuresHeldOut: failHeld.count, failuresForEarlyStopping: failES.count,
+                            regionExamples: regionExamples.count, augmented: augmented.count, replay: replay.count,
+                            earlyStopping: sel.earlyStopping.count, targetHeldOut: sel.targetHeldOut.count, globalHeldOut: gate.count)
         return sel
     }
 }

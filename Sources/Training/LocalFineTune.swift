@@ -62,7 +62,10 @@ public enum LocalFineTune {
         public var cacheSeconds: Double
         public var trainSeconds: Double
         public var seconds: Double
-        /// FLOPs spent: frozen-layer caching, training steps, evaluations.
+        /// FLOPs of training: caching the frozen layers' output for the training and
+        /// early-stopping examples, the steps, and the early-stopping evaluations.
+        public var trainingFlops: Double
+        /// All FLOPs spent, the gate's measurements and the calibration's refits included.
         public var flops: Double
         /// Estimated FLOPs of fine-tuning every layer on all the dataset's data for the same epochs.
         public var fullFineTuneFlops: Double
@@ -116,6 +119,9 @@ public enum LocalFineTune {
             return tuner.cacheFrozen(xs.map(\.text), threads: plan.threads)
         }
         let trainC = try cache(plan.train), esC = try cache(plan.earlyStopping)
+        // Training compute: caching what trains and what stops it, the steps and the
+        // early-stopping evaluations. The gate's and the calibration's work is counted apart.
+        var trainingFlops = tuner.flops
         let targetC = try cache(plan.targetHeldOut), globalC = try cache(plan.globalHeldOut)
         let cacheSeconds = Date().timeIntervalSince(started)
         let stack = tuner.makeStack(headWeight: head.weight, headBias: head.bias, mean: head.mean, scale: head.scale)
@@ -149,6 +155,7 @@ public enum LocalFineTune {
                 return score
             })
         events(.phase("training"))
+        let beforeSteps = tuner.flops
         let outcome = tuner.train(stack, cached: trainC, labels: plan.train.map(\.label), weights: plan.train.map(\.weight), earlyStopping: es,
                                   progress: { p in
                                       lastStep = p.step
@@ -162,6 +169,7 @@ public enum LocalFineTune {
                                       if let m = plan.maxSeconds, Date().timeIntervalSince(trainStart) >= m { stoppedBy = "max-seconds"; return true }
                                       return false
                                   })
+        trainingFlops += tuner.flops - beforeSteps
         if stoppedBy == "cancelled" { throw .cancelled }
         if stoppedBy == "done" && outcome.stoppedEarly { stoppedBy = "early-stopping" }
         let trainSeconds = Date().timeIntervalSince(trainStart)
@@ -218,7 +226,7 @@ public enum LocalFineTune {
                             trainExamples: plan.train.count, earlyStoppingExamples: plan.earlyStopping.count,
                             targetHeldOutExamples: plan.targetHeldOut.count, globalHeldOutExamples: plan.globalHeldOut.count,
                             firstLoss: firstLoss, lastLoss: lastLoss, cacheSeconds: cacheSeconds, trainSeconds: trainSeconds,
-                            seconds: Date().timeIntervalSince(started), flops: tuner.flops, fullFineTuneFlops: fullFlops, temperature: T,
+                            seconds: Date().timeIntervalSince(started), trainingFlops: trainingFlops, flops: tuner.flops, fullFineTuneFlops: fullFlops, temperature: T,
                             trainableParameters: trainable)
         return Candidate(version: version, layers: layers, adapters: adapters, report: report, gate: gate)
     }

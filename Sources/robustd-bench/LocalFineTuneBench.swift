@@ -99,16 +99,24 @@ struct LocalFineTuneBench: ParsableCommand {
         let replay = order.prefix(test.count / 2).map { test[$0] }, evaluation = order.dropFirst(test.count / 2).map { test[$0] }
         var typoRng = SeededRandom(seed: seed &+ 100)
         let replayTexts = replay.map { Double(typoRng.next() % 1000) / 1000 < 0.3 ? typos($0.0, rate: 0.1, rng: &typoRng) : $0.0 }
-        let replayPred = predict(parent, enc, replayTexts)
-        var traffic: [String: Int] = [:]
-        for p in replayPred { traffic[labels[p], default: 0] += 1 }
+        let replayLogits = parent.head.logits(embed(replayTexts, with: enc), count: replayTexts.count)
+        let C = labels.count
+        var replayPred: [Int] = []
+        var traffic: [String: Int] = [:], expectedErrors: [String: Double] = [:]
+        for n in 0..<replayTexts.count {
+            let probs = softmax(replayLogits[(n * C)..<((n + 1) * C)], temperature: parent.temperature)
+            let p = probs.indices.max { probs[$0] < probs[$1] }!
+            replayPred.append(p)
+            traffic[labels[p], default: 0] += 1
+            expectedErrors[labels[p], default: 0] += Double(1 - probs[p])
+        }
         var fbRng = SeededRandom(seed: seed &+ 200)
         var failures: [DataSelection.Failure] = [], cases: [FailureCase] = []
         for (i, p) in replayPred.enumerated() where labels[p] != replay[i].1 && Double(fbRng.next() % 1000) / 1000 < 0.3 {
             failures.append(.init(text: replayTexts[i], correct: replay[i].1, cost: 1))
             cases.append(FailureCase(predicted: labels[p], correct: replay[i].1, cost: 1, text: replayTexts[i], vector: []))
         }
-        let regions = RegionRanking.rank(traffic: traffic, failures: cases, impact: { _ in 1 }, defaultCost: 1)
+        let regions = RegionRanking.rank(traffic: traffic, expectedErrors: expectedErrors, failures: cases, impact: { _ in 1 }, defaultCost: 1)
         let targets = Set(regions.filter { $0.kind == "intent" }.prefix(10).map(\.label))
         print("scenario seed \(seed): weakened \(weak.sorted().joined(separator: ", "))")
         print("  \(replay.count) requests replayed, \(replayPred.enumerated().filter { labels[$0.1] != replay[$0.0].1 }.count) errors, \(failures.count) reported;"
@@ -176,14 +184,16 @@ struct LocalFineTuneBench: ParsableCommand {
             let e2 = enc.replacingLayers(cand.layers.mapValues(\.serving))
             let gate = (cand.gate.passed ? "pass" : "fail") + String(format: " (target %+.0f%%, global %+.4f, bound %+.4f)", -100 * cand.gate.targetReduction,
                                                                      cand.gate.global.difference, cand.gate.global.upperBound)
-            results.append(measure(m, cand.version, e2, seconds: seconds, flops: cand.report.flops, gate: gate))
+            results.append(measure(m, cand.version, e2, seconds: seconds, flops: cand.report.trainingFlops, gate: gate))
+            FileHandle.standardError.write(Data(String(format: "  %@: training %.1f GFLOP, with the gate's measurements and refits %.1f GFLOP; estimated full fine-tune %.1f GFLOP\n",
+                                                       m, cand.report.trainingFlops / 1e9, cand.report.flops / 1e9, cand.report.fullFineTuneFlops / 1e9).utf8))
             FileHandle.standardError.write(Data("  \(m): \(cand.report.steps) steps (\(cand.report.stoppedBy)), \(String(format: "%.0f", seconds)) s\n".utf8))
         }
         print("")
         print("evaluation: the other half of test (\(evaluation.count) texts, \(inTarget.filter { $0 }.count) in the target regions); cost = 1 per error")
-        print("method       target cost  global cost  test acc  acc@10% typos  acc@20% typos  seconds  GFLOP     gate (held-out validation)")
+        print("method       target cost  global cost  test acc  acc@10% typos  acc@20% typos  seconds  train GFLOP  gate (held-out validation)")
         for r in results {
-            print(String(format: "%-11@  %11.4f  %11.4f  %7.2f%%  %12.2f%%  %12.2f%%  %7.0f  %8.1f  %@", r.name as NSString, r.target, r.global,
+            print(String(format: "%@  %11.4f  %11.4f  %7.2f%%  %12.2f%%  %12.2f%%  %7.0f  %11.1f  %@", r.name.padding(toLength: 11, withPad: " ", startingAt: 0) as NSString, r.target, r.global,
                          100 * r.acc, 100 * r.acc10, 100 * r.acc20, r.seconds, r.flops / 1e9, r.gate as NSString))
         }
         if let full = results.first(where: { $0.name == "full" }) {
@@ -192,7 +202,7 @@ struct LocalFineTuneBench: ParsableCommand {
             print("")
             for r in results where ["head", "lora", "top-layers"].contains(r.name) {
                 let recovered = fullDrop > 0 ? (base.target - r.target) / fullDrop : .nan
-                print(String(format: "%@: recovers %.0f%% of the full fine-tune's target-cost reduction at %.1f%% of its FLOPs; global cost %+.4f vs the parent",
+                print(String(format: "%@: recovers %.0f%% of the full fine-tune's target-cost reduction at %.1f%% of its training FLOPs; global cost %+.4f vs the parent",
                              r.name as NSString, 100 * recovered, 100 * r.flops / full.flops, r.global - base.global))
             }
         }

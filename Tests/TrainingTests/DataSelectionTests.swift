@@ -14,20 +14,24 @@ struct DataSelectionTests {
         let s = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures)
         let c = s.counts
         #expect(c.regionExamples == 30)
-        #expect(c.failures + c.failuresHeldOut == 5)  // the failures of "a" only
-        #expect(c.failuresHeldOut == 1)
+        #expect(c.failures + c.failuresHeldOut + c.failuresForEarlyStopping == 5)  // the failures of "a" only
+        #expect(c.failuresHeldOut + c.failuresForEarlyStopping == 2)  // 30% held out, half and half
         #expect(c.augmented == c.regionExamples + c.failures)
         #expect(c.replay == c.regionExamples + c.failures)
-        #expect(s.train.count + s.earlyStopping.count == c.regionExamples + c.failures + c.augmented + c.replay)
-        #expect(s.globalHeldOut.count == 12)
-        #expect(s.targetHeldOut.count == 4 + 1)
-        let trained = Set(s.train.map(\.text) + s.earlyStopping.map(\.text))
+        #expect(s.train.count == c.regionExamples + c.failures + c.augmented + c.replay)
+        // Validation halves: 2 of each intent's 4 to the gate, 2 to early stopping.
+        #expect(s.globalHeldOut.count == 6)
+        #expect(s.earlyStopping.count == 6 + c.failuresForEarlyStopping)
+        #expect(s.targetHeldOut.count == 2 + c.failuresHeldOut)
+        // Nothing held out is trained on, and early stopping and the gate share nothing.
+        let trained = Set(s.train.map(\.text))
         #expect(s.globalHeldOut.allSatisfy { !trained.contains($0.text) })
         #expect(s.targetHeldOut.allSatisfy { !trained.contains($0.text) })
+        #expect(s.earlyStopping.allSatisfy { !trained.contains($0.text) })
+        #expect(Set(s.earlyStopping.map(\.text)).isDisjoint(with: s.globalHeldOut.map(\.text) + s.targetHeldOut.map(\.text)))
         // Failures weigh more and keep their cost; replay comes from the other intents only.
         #expect(s.train.filter { $0.text.hasPrefix("failure") }.allSatisfy { $0.weight == 2 && $0.cost == 3 && $0.label == 0 })
-        let typoCopies = s.train.filter { $0.text.hasPrefix("text") && $0.label == 0 }.count + s.earlyStopping.filter { $0.text.hasPrefix("text") && $0.label == 0 }.count
-        #expect(typoCopies >= 30)
+        #expect(s.train.filter { $0.label == 0 }.count == 2 * (c.regionExamples + c.failures))
     }
 
     @Test("seeded: the same options give the same selection; no augmentation or replay when turned off")
@@ -40,6 +44,6 @@ struct DataSelectionTests {
         o.replayRatio = 0
         let plain = DataSelection.select(labels: Self.labels, targets: ["b"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures, options: o)
         #expect(plain.counts.augmented == 0 && plain.counts.replay == 0)
-        #expect((plain.train + plain.earlyStopping).allSatisfy { $0.label == 1 })
+        #expect(plain.train.allSatisfy { $0.label == 1 })
     }
 }
