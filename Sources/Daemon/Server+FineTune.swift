@@ -37,6 +37,8 @@ final class FineTuneJobState {
 /// What the job thread needs, copied off the loop.
 struct FineTuneInputs: @unchecked Sendable {
     var jobID: Int
+    /// Estimated production volume per intent (risk/regions' traffic), for held-out weights.
+    var production: [String: Double]
     var plan: LocalFineTune.Plan
     var selection: DataSelection.Options
     var parentID: Int
@@ -381,12 +383,17 @@ extension Server {
                     self.pumpJobs()
                     return
                 }
-                self.launch(job, data: data, parent: parent, parentEncoder: parentEncoder)
+                // Production volume per intent, misses included, weighs the held-out examples.
+                self.rankRegions(since: nil) { ranked in
+                    let production = ((try? ranked.get())?.regions ?? []).filter { $0.kind == "intent" }
+                        .reduce(into: [String: Double]()) { $0[$1.label, default: 0] += Double($1.traffic) }
+                    self.launch(job, data: data, production: production, parent: parent, parentEncoder: parentEncoder)
+                }
             }
         })
     }
 
-    private func launch(_ job: FineTuneJobState, data: JobData, parent: ModelVersion, parentEncoder: SentenceEncoder) {
+    private func launch(_ job: FineTuneJobState, data: JobData, production: [String: Double], parent: ModelVersion, parentEncoder: SentenceEncoder) {
         let p = job.params
         var plan = LocalFineTune.Plan()
         let method = FineTuner.Method(rawValue: job.view.method) ?? .lora
@@ -417,7 +424,7 @@ extension Server {
         sel.seed = seed
         if let v = p.typoRate { sel.typoRate = v }
         if let v = p.replayRatio { sel.replayRatio = v }
-        let inputs = FineTuneInputs(jobID: job.view.id, plan: plan, selection: sel, parentID: parent.id, parent: parent, parentEncoder: parentEncoder,
+        let inputs = FineTuneInputs(jobID: job.view.id, production: production, plan: plan, selection: sel, parentID: parent.id, parent: parent, parentEncoder: parentEncoder,
                                     stateDir: config.stateDir, labels: parent.labels, targets: Set(job.targets), train: data.train,
                                     heldOut: data.heldOut, failures: data.failures, fullDataCount: data.count + data.failures.count,
                                     costs: misroutingCosts, impacts: impactWeights, defaultCost: feedbackCosts["complaint"] ?? 1)
@@ -449,7 +456,7 @@ extension Server {
     static func trainOnThread(_ i: FineTuneInputs, token: CancellationToken,
                               events: @escaping @Sendable (LocalFineTune.Event) -> Void) -> Result<FineTuneOutput, LocalFineTune.Failure> {
         let selection = DataSelection.select(labels: i.labels, targets: i.targets, train: i.train, heldOut: i.heldOut,
-                                             failures: i.failures, options: i.selection)
+                                             failures: i.failures, production: i.production, options: i.selection)
         var plan = i.plan
         plan.train = selection.train
         plan.earlyStopping = selection.earlyStopping

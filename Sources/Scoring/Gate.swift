@@ -55,25 +55,33 @@ public enum Gate {
         public var candidateCost: Double
         public var parentCorrect: Bool
         public var candidateCorrect: Bool
-        public init(parentCost: Double, candidateCost: Double, parentCorrect: Bool, candidateCorrect: Bool) {
+        /// How much the example stands for (production share of its intent over its share of
+        /// the held-out data); costs are weighted means.
+        public var weight: Double
+        public init(parentCost: Double, candidateCost: Double, parentCorrect: Bool, candidateCorrect: Bool, weight: Double = 1) {
             self.parentCost = parentCost; self.candidateCost = candidateCost
             self.parentCorrect = parentCorrect; self.candidateCorrect = candidateCorrect
+            self.weight = weight
         }
     }
 
     public static func compare(_ pairs: [Pair], settings s: Settings) -> Comparison {
         let n = pairs.count
-        let p = pairs.reduce(0.0) { $0 + $1.parentCost }, c = pairs.reduce(0.0) { $0 + $1.candidateCost }
-        let diffs = pairs.map { $0.candidateCost - $0.parentCost }
+        let W = max(1e-300, pairs.reduce(0.0) { $0 + $1.weight })
+        let p = pairs.reduce(0.0) { $0 + $1.weight * $1.parentCost }, c = pairs.reduce(0.0) { $0 + $1.weight * $1.candidateCost }
+        let diffs = pairs.map { $0.weight * ($0.candidateCost - $0.parentCost) }, weights = pairs.map(\.weight)
         var lower = 0.0, upper = 0.0
         if n > 0 {
             var rng = SeededRandom(seed: s.seed)
             var means: [Double] = []
             means.reserveCapacity(s.bootstrapSamples)
             for _ in 0..<max(1, s.bootstrapSamples) {
-                var sum = 0.0
-                for _ in 0..<n { sum += diffs[Int(rng.next() % UInt64(n))] }
-                means.append(sum / Double(n))
+                var sum = 0.0, w = 0.0
+                for _ in 0..<n {
+                    let i = Int(rng.next() % UInt64(n))
+                    sum += diffs[i]; w += weights[i]
+                }
+                means.append(w > 0 ? sum / w : 0)
             }
             means.sort()
             let tail = 1 - s.confidence
@@ -82,8 +90,8 @@ public enum Gate {
         }
         let b = pairs.filter { $0.parentCorrect && !$0.candidateCorrect }.count
         let cc = pairs.filter { !$0.parentCorrect && $0.candidateCorrect }.count
-        return Comparison(examples: n, parentCost: n == 0 ? 0 : p / Double(n), candidateCost: n == 0 ? 0 : c / Double(n),
-                          difference: n == 0 ? 0 : (c - p) / Double(n), lowerBound: lower, upperBound: upper,
+        return Comparison(examples: n, parentCost: n == 0 ? 0 : p / W, candidateCost: n == 0 ? 0 : c / W,
+                          difference: n == 0 ? 0 : (c - p) / W, lowerBound: lower, upperBound: upper,
                           parentErrors: pairs.filter { !$0.parentCorrect }.count, candidateErrors: pairs.filter { !$0.candidateCorrect }.count,
                           parentOnlyCorrect: b, candidateOnlyCorrect: cc, mcnemarP: mcnemarExact(b, cc))
     }

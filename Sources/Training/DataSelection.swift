@@ -17,7 +17,7 @@ public enum DataSelection {
         /// Augmented copies of each target example.
         public var typoCopies = 1
         /// Replayed examples of other intents per target example.
-        public var replayRatio = 1.0
+        public var replayRatio = 2.0
         /// Loss weight of a reported failure (the regions' examples weigh 1).
         public var failureWeight: Float = 2
         /// Share of the failures held out (half for early stopping, half for the gate).
@@ -59,8 +59,14 @@ public enum DataSelection {
     ///   - train: the dataset's training examples (text, label)
     ///   - heldOut: the dataset's validation examples
     ///   - failures: reported failures whose corrected label is one of `labels`
+    ///   - production: estimated production volume per intent (risk/regions' traffic, misses
+    ///     included). Held-out examples are weighted by their intent's production share over
+    ///     its share of the held-out data, so that held-out costs are costs per production
+    ///     request: a validation split cut from training data rarely has production's mix
+    ///     (intents that were thin in training are thin in validation too, and those are what
+    ///     a fine-tune fixes). nil or empty: every example weighs 1.
     public static func select(labels: [String], targets: Set<String>, train: [(String, String)], heldOut: [(String, String)],
-                              failures: [Failure], options o: Options = Options()) -> Selection {
+                              failures: [Failure], production: [String: Double]? = nil, options o: Options = Options()) -> Selection {
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
         var rng = SeededRandom(seed: o.seed)
         var sel = Selection()
@@ -99,12 +105,37 @@ public enum DataSelection {
             items.shuffle(using: &rng)
             for (k, x) in items.enumerated() { if k % 2 == 0 { gate.append(x) } else { es.append(x) } }
         }
-        sel.earlyStopping = es + failES
+        // Held-out failures count as held-out examples of their corrected intent. They were
+        // all wrong for the parent by construction, which flatters a candidate that fixes them:
+        // the target-region comparison is meant to show exactly that, and the global check
+        // weighs them by their intent's production share like every other example.
+        es += failES
+        gate += failHeld
+        if let production, !production.isEmpty {
+            // Add-one smoothing over the version's labels, so an intent without traffic still counts a little.
+            let total = labels.reduce(0.0) { $0 + (production[$1] ?? 0) + 1 }
+            func weighted(_ xs: [LabelledText]) -> [LabelledText] {
+                var count: [Int: Int] = [:]
+                for x in xs { count[x.label, default: 0] += 1 }
+                return xs.map { x in
+                    var y = x
+                    let p = ((production[labels[x.label]] ?? 0) + 1) / total, q = Double(count[x.label]!) / Double(xs.count)
+                    y.weight = Float(p / q)
+                    return y
+                }
+            }
+            es = weighted(es)
+            gate = weighted(gate)
+        } else {
+            es = es.map { var y = $0; y.weight = 1; return y }
+            gate = gate.map { var y = $0; y.weight = 1; return y }
+        }
+        sel.earlyStopping = es
         sel.globalHeldOut = gate
-        sel.targetHeldOut = gate.filter { targets.contains(labels[$0.label]) } + failHeld
+        sel.targetHeldOut = gate.filter { targets.contains(labels[$0.label]) }
         sel.counts = Counts(failures: failTrain.count, failuresHeldOut: failHeld.count, failuresForEarlyStopping: failES.count,
                             regionExamples: regionExamples.count, augmented: augmented.count, replay: replay.count,
-                            earlyStopping: sel.earlyStopping.count, targetHeldOut: sel.targetHeldOut.count, globalHeldOut: gate.count)
+                            earlyStopping: sel.earlyStopping.count, targetHeldOut: sel.targetHeldOut.count, globalHeldOut: sel.globalHeldOut.count)
         return sel
     }
 }

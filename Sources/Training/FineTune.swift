@@ -140,10 +140,14 @@ public final class FineTuner {
     public struct EarlyStopping {
         public var every: Int
         public var patience: Int
+        /// Training never stops before this many steps (the first steps toward new data often
+        /// cost held-out accuracy before they gain it).
+        public var minSteps: Int
         public var evaluate: () -> Double
-        public init(every: Int, patience: Int, evaluate: @escaping () -> Double) {
+        public init(every: Int, patience: Int, minSteps: Int = 0, evaluate: @escaping () -> Double) {
             self.every = every
             self.patience = patience
+            self.minSteps = minSteps
             self.evaluate = evaluate
         }
     }
@@ -206,7 +210,7 @@ public final class FineTuner {
                         sinceBest = 0
                     } else {
                         sinceBest += 1
-                        if sinceBest > es.patience { return finish(true) }
+                        if sinceBest > es.patience && steps >= es.minSteps { return finish(true) }
                     }
                 }
             }

@@ -7,7 +7,7 @@ import Tensor
 public struct LabelledText: Sendable {
     public var text: String
     public var label: Int
-    /// Weight in the training loss.
+    /// Weight in the training loss; for held-out examples, in the weighted mean cost.
     public var weight: Float
     /// The business cost of getting it wrong, when known (a reported failure); nil: the cost model decides.
     public var cost: Double?
@@ -147,10 +147,12 @@ public enum LocalFineTune {
         let trainStart = Date()
         let stepsPerEpoch = (plan.train.count + s.batchSize - 1) / s.batchSize
         let es: FineTuner.EarlyStopping? = plan.earlyStopping.isEmpty ? nil : FineTuner.EarlyStopping(
-            every: max(1, stepsPerEpoch / 2), patience: 3,
+            every: max(1, stepsPerEpoch / 2), patience: 3, minSteps: 2 * stepsPerEpoch,
             evaluate: {
+                // Minus the weighted mean cost: held-out examples stand for their intents' production share.
                 let c = costs(plan.earlyStopping, predictions(esC))
-                let score = -c.reduce(0, +) / Double(max(1, c.count))
+                let w = plan.earlyStopping.map { Double($0.weight) }
+                let score = -zip(c, w).reduce(0.0) { $0 + $1.0 * $1.1 } / max(1e-12, w.reduce(0, +))
                 events(.evaluation(step: lastStep, score: score))
                 return score
             })
@@ -179,7 +181,7 @@ public enum LocalFineTune {
         func pairs(_ xs: [LabelledText], _ p: [Int], _ c: [Int]) -> [Gate.Pair] {
             let pc = costs(xs, p), cc = costs(xs, c)
             return xs.indices.map { Gate.Pair(parentCost: pc[$0], candidateCost: cc[$0], parentCorrect: p[$0] == xs[$0].label,
-                                              candidateCorrect: c[$0] == xs[$0].label) }
+                                              candidateCorrect: c[$0] == xs[$0].label, weight: Double(xs[$0].weight)) }
         }
         let gate = Gate.evaluate(target: pairs(plan.targetHeldOut, parentTarget, candTarget),
                                  global: pairs(plan.globalHeldOut, parentGlobal, candGlobal), settings: plan.gate)

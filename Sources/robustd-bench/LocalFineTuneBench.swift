@@ -34,8 +34,14 @@ struct LocalFineTuneBench: ParsableCommand {
     @Option(help: "Layers for lora and top-layers.")
     var layers: Int = 2
 
-    @Flag(help: "Also fine-tune on all of Banking77's train (no weakening) and report test accuracy.")
+    @Flag(help: "Instead of the scenario: fine-tune on all of Banking77's train (no weakening, typo-augmented) and report test accuracy.")
     var allData = false
+
+    @Option(help: "Epochs of the all-data fine-tunes.")
+    var allDataEpochs: Int = 2
+
+    @Option(help: "Typo rate of the augmentation in the all-data fine-tunes (0: none).")
+    var typoRate: Double = 0.1
 
     func run() throws {
         let enc = try SentenceEncoder.load(folder: model)
@@ -65,6 +71,10 @@ struct LocalFineTuneBench: ParsableCommand {
             return (0..<texts.count).map { n in (0..<C).max { logits[n * C + $0] < logits[n * C + $1] }! }
         }
         print("robustd-bench finetune: Banking77 (\(fullTrain.count) train, \(test.count) test), model \(model); Banking77: Casanueva et al. 2020, CC BY 4.0")
+        if allData {
+            try runAllData(enc: enc, labels: labels, index: index, fullTrain: fullTrain, test: test, embed: embed, predict: predict)
+            return
+        }
 
         // The scenario: 10 seeded intents cut to 5 training examples.
         var rng = SeededRandom(seed: seed)
@@ -118,6 +128,8 @@ struct LocalFineTuneBench: ParsableCommand {
         }
         let regions = RegionRanking.rank(traffic: traffic, expectedErrors: expectedErrors, failures: cases, impact: { _ in 1 }, defaultCost: 1)
         let targets = Set(regions.filter { $0.kind == "intent" }.prefix(10).map(\.label))
+        // Production volume per intent (misses included), as risk/regions estimates it.
+        let production = Dictionary(regions.filter { $0.kind == "intent" }.map { ($0.label, Double($0.traffic)) }, uniquingKeysWith: +)
         print("scenario seed \(seed): weakened \(weak.sorted().joined(separator: ", "))")
         print("  \(replay.count) requests replayed, \(replayPred.enumerated().filter { labels[$0.1] != replay[$0.0].1 }.count) errors, \(failures.count) reported;"
               + " target regions (top 10 of risk/regions): \(targets.intersection(weak).count) of them weakened")
@@ -167,9 +179,11 @@ struct LocalFineTuneBench: ParsableCommand {
                 case .topLayers: plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 1e-4
                 }
             }
-            let sel = DataSelection.select(labels: labels, targets: targetSet, train: pool, heldOut: validation, failures: failures, options: opts)
+            let sel = DataSelection.select(labels: labels, targets: targetSet, train: pool, heldOut: validation, failures: failures,
+                                           production: production, options: opts)
             plan.train = sel.train; plan.earlyStopping = sel.earlyStopping
-            plan.targetHeldOut = DataSelection.select(labels: labels, targets: targets, train: [], heldOut: validation, failures: failures, options: opts).targetHeldOut
+            plan.targetHeldOut = DataSelection.select(labels: labels, targets: targets, train: [], heldOut: validation, failures: failures,
+                                                      production: production, options: opts).targetHeldOut
             plan.globalHeldOut = sel.globalHeldOut
             plan.outOfScopeTrain = pool.map { LabelledText(text: $0.0, label: index[$0.1]!) }
             t0 = Date()
@@ -178,6 +192,9 @@ struct LocalFineTuneBench: ParsableCommand {
                                              events: { e in
                                                  if case .step(let s, let n, _, let loss, _) = e, s % 100 == 0 {
                                                      FileHandle.standardError.write(Data("  \(m) step \(s)/\(n) loss \(String(format: "%.4f", loss))\n".utf8))
+                                                 }
+                                                 if case .evaluation(let s, let score) = e {
+                                                     FileHandle.standardError.write(Data("  \(m) step \(s): early-stopping score \(String(format: "%.4f", score))\n".utf8))
                                                  }
                                              })
             let seconds = Date().timeIntervalSince(t0)
@@ -206,6 +223,79 @@ struct LocalFineTuneBench: ParsableCommand {
                              r.name as NSString, 100 * recovered, 100 * r.flops / full.flops, r.global - base.global))
             }
         }
+    }
+
+    /// Every intent a target: how far local fine-tuning on all the data goes, and what typo
+    /// augmentation does for robustness.
+    func runAllData(enc: SentenceEncoder, labels: [String], index: [String: Int], fullTrain: [(String, String)], test: [(String, String)],
+                    embed: ([String], SentenceEncoder) -> [Float], predict: (ModelVersion, SentenceEncoder, [String]) -> [Int]) throws {
+        let H = enc.hiddenSize
+        var byLabel: [String: [(String, String)]] = [:]
+        for e in fullTrain { byLabel[e.1, default: []].append(e) }
+        var splitRng = SeededRandom(seed: 42)
+        var train: [(String, String)] = [], validation: [(String, String)] = []
+        for l in byLabel.keys.sorted() {
+            var items = byLabel[l]!
+            items.shuffle(using: &splitRng)
+            let n = max(1, Int((Double(items.count) * 0.1).rounded()))
+            validation += items.prefix(n); train += items.dropFirst(n)
+        }
+        let t0 = Date()
+        let (parent, _) = HeadFitting.fit(id: 1, labels: labels, dimension: H, train: (embed(train.map(\.0), enc), train.map { index[$0.1]! }),
+                                          validation: (embed(validation.map(\.0), enc), validation.map { index[$0.1]! }))
+        print(String(format: "all data: parent = frozen encoder + logistic-regression head on 90%% of train (%d), %.0f s; validation (%d) for early stopping and the gate",
+                     train.count, Date().timeIntervalSince(t0), validation.count))
+        var evRng = SeededRandom(seed: seed &+ 300)
+        let texts = test.map(\.0), y = test.map { index[$0.1]! }
+        let typo10 = texts.map { typos($0, rate: 0.1, rng: &evRng) }, typo20 = texts.map { typos($0, rate: 0.2, rng: &evRng) }
+        func acc(_ p: [Int]) -> Double { Double(zip(p, y).filter { $0 == $1 }.count) / Double(y.count) }
+        func row(_ name: String, _ v: ModelVersion, _ e: SentenceEncoder, _ seconds: Double, _ flops: Double) {
+            let a = acc(predict(v, e, texts)), a10 = acc(predict(v, e, typo10)), a20 = acc(predict(v, e, typo20))
+            print(String(format: "%@  %7.2f%%  %7.2f%% (%+.2f)  %7.2f%% (%+.2f)  %7.0f  %9.1f", name.padding(toLength: 26, withPad: " ", startingAt: 0) as NSString,
+                         100 * a, 100 * a10, 100 * (a10 - a), 100 * a20, 100 * (a20 - a), seconds, flops / 1e9))
+        }
+        print("method                      test acc  @10% typos (Δ)    @20% typos (Δ)    seconds  train GFLOP")
+        row("parent (logistic regression)", parent, enc, 0, 0)
+        let pool = train
+        for m in methods.split(separator: ",").map(String.init) {
+            var plan = LocalFineTune.Plan()
+            plan.threads = 2
+            plan.settings.epochs = allDataEpochs
+            plan.settings.batchSize = 32
+            if m == "full" {
+                plan.settings.method = .topLayers
+                plan.settings.layers = enc.config.layers
+                plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 5e-5
+            } else {
+                guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
+                plan.settings.method = method
+                plan.settings.layers = layers
+                switch method {
+                case .head: plan.settings.headLearningRate = 1e-3
+                case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 3e-5
+                case .topLayers: plan.settings.learningRate = 3e-5; plan.settings.headLearningRate = 3e-5
+                }
+            }
+            var opts = DataSelection.Options()
+            opts.seed = seed
+            opts.typoRate = typoRate
+            opts.replayRatio = 0
+            let sel = DataSelection.select(labels: labels, targets: Set(labels), train: pool, heldOut: validation, failures: [], options: opts)
+            plan.train = sel.train; plan.earlyStopping = sel.earlyStopping
+            plan.targetHeldOut = sel.targetHeldOut; plan.globalHeldOut = sel.globalHeldOut
+            plan.outOfScopeTrain = []  // accuracy only: the out-of-scope refit is not needed here
+            let t = Date()
+            let cand = try LocalFineTune.run(encoder: enc, parent: parent, plan: plan, cost: { _, _ in 1 }, fullDataCount: pool.count,
+                                             events: { e in
+                                                 if case .step(let s, let n, _, let loss, _) = e, s % 200 == 0 {
+                                                     FileHandle.standardError.write(Data("  \(m) step \(s)/\(n) loss \(String(format: "%.4f", loss))\n".utf8))
+                                                 }
+                                             })
+            let e2 = enc.replacingLayers(cand.layers.mapValues(\.serving))
+            FileHandle.standardError.write(Data("  \(m): \(cand.report.steps) steps (\(cand.report.stoppedBy), best step \(cand.report.bestStep ?? -1))\n".utf8))
+            row("\(m)\(m == "head" ? "" : " (\(plan.settings.layers) layers)")", cand.version, e2, Date().timeIntervalSince(t), cand.report.trainingFlops)
+        }
+        print("typo augmentation: one copy of every training example at \(typoRate) word typos; evaluation typos from another generator")
     }
 
     /// Word typos for evaluation (a different generator from the augmentation's: swap, drop, double).

@@ -11,7 +11,9 @@ struct DataSelectionTests {
 
     @Test("targets, failures, typo copies and replay in the proportions asked; held-out sets never trained on")
     func selection() {
-        let s = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures)
+        var o = DataSelection.Options()
+        o.replayRatio = 1
+        let s = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures, options: o)
         let c = s.counts
         #expect(c.regionExamples == 30)
         #expect(c.failures + c.failuresHeldOut + c.failuresForEarlyStopping == 5)  // the failures of "a" only
@@ -20,7 +22,7 @@ struct DataSelectionTests {
         #expect(c.replay == c.regionExamples + c.failures)
         #expect(s.train.count == c.regionExamples + c.failures + c.augmented + c.replay)
         // Validation halves: 2 of each intent's 4 to the gate, 2 to early stopping.
-        #expect(s.globalHeldOut.count == 6)
+        #expect(s.globalHeldOut.count == 6 + c.failuresHeldOut)
         #expect(s.earlyStopping.count == 6 + c.failuresForEarlyStopping)
         #expect(s.targetHeldOut.count == 2 + c.failuresHeldOut)
         // Nothing held out is trained on, and early stopping and the gate share nothing.
@@ -32,6 +34,19 @@ struct DataSelectionTests {
         // Failures weigh more and keep their cost; replay comes from the other intents only.
         #expect(s.train.filter { $0.text.hasPrefix("failure") }.allSatisfy { $0.weight == 2 && $0.cost == 3 && $0.label == 0 })
         #expect(s.train.filter { $0.label == 0 }.count == 2 * (c.regionExamples + c.failures))
+    }
+
+    @Test("held-out examples weigh their intent's production share over its held-out share")
+    func productionWeights() {
+        let s = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: [],
+                                     production: ["a": 97, "b": 0, "c": 0])
+        // Shares with add-one smoothing: a 98/100, b and c 1/100 each; each intent is a third of the held-out set.
+        let wa = s.globalHeldOut.first { $0.label == 0 }!.weight, wb = s.globalHeldOut.first { $0.label == 1 }!.weight
+        #expect(abs(wa - 0.98 * 3) < 1e-4)
+        #expect(abs(wb - 0.01 * 3) < 1e-4)
+        #expect(s.earlyStopping.allSatisfy { $0.weight > 0 })
+        let plain = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: [])
+        #expect(plain.globalHeldOut.allSatisfy { $0.weight == 1 })
     }
 
     @Test("seeded: the same options give the same selection; no augmentation or replay when turned off")
