@@ -236,6 +236,29 @@ struct FineTuneTests {
         }
     }
 
+    @Test("robustctl finetune start --watch, status, list, versions, activate")
+    func robustctl() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, _) = try Self.prepared(state: state, model: model)
+        let sock = ["--socket", d.socketPath]
+        let (s1, out1, err1) = try run(Binaries.robustctl, sock + ["finetune", "start", "--regions", "all", "--method", "head", "--epochs", "2", "--no-promote", "--watch"])
+        #expect(s1 == 0, "\(out1) \(err1)")
+        #expect(out1.contains("job 1"))
+        #expect(out1.contains("succeeded"))
+        #expect(out1.contains("→ version 2"))
+        #expect(out1.contains("gate "))
+        let (s2, out2, _) = try run(Binaries.robustctl, ["finetune", "list"] + sock)
+        #expect(s2 == 0 && out2.contains("job 1  succeeded  head"))
+        let (s3, out3, _) = try run(Binaries.robustctl, ["versions"] + sock)
+        #expect(s3 == 0 && out3.contains("version 2") && out3.contains("parent 1") && out3.contains("gate "))
+        let (s4, out4, _) = try run(Binaries.robustctl, ["activate", "2"] + sock)
+        #expect(s4 == 0 && out4.contains("version 2 is active (was 1)"))
+        let (s5, _, err5) = try run(Binaries.robustctl, ["finetune", "status", "9"] + sock)
+        #expect(s5 == 1 && err5.contains("no fine-tune job 9"))
+    }
+
     @Test("bad requests get clear errors and start nothing")
     func errors() throws {
         let model = TempFolder()

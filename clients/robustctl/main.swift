@@ -123,16 +123,161 @@ struct Methods: ParsableCommand {
     }
 }
 
+/// One line for a fine-tune job.
+func jobLine(_ j: JSONValue) -> String {
+    let p = j["progress"]
+    var line = "job \(j["id"]?.intValue ?? 0)  \(j["state"]?.stringValue ?? "?")  \(j["method"]?.stringValue ?? "")  \(p?["phase"]?.stringValue ?? "")"
+    if let s = p?["step"]?.intValue, let n = p?["steps"]?.intValue { line += "  step \(s)/\(n)" }
+    if let l = p?["loss"]?.doubleValue { line += String(format: "  loss %.4f", l) }
+    if let e = p?["etaSeconds"]?.doubleValue, j["state"] == "running" { line += String(format: "  ETA %.0f s", e) }
+    if let v = j["version"]?.intValue { line += "  → version \(v)\(j["promoted"] == .bool(true) ? " (promoted)" : "")" }
+    if let e = j["error"]?.stringValue { line += "  (\(e))" }
+    return line
+}
+
+/// The gate's verdict in two lines.
+func gateLines(_ j: JSONValue) -> String {
+    guard let g = j["result"]?["gate"] else { return "" }
+    let t = g["target"], gl = g["global"]
+    var s = String(format: "gate %@: target cost %.4f → %.4f (%+.0f%%), global %.4f → %.4f (upper bound %+.4f, allowed %.4f)",
+                   g["passed"] == .bool(true) ? "passed" : "failed", t?["parentCost"]?.doubleValue ?? 0, t?["candidateCost"]?.doubleValue ?? 0,
+                   -100 * (g["targetReduction"]?.doubleValue ?? 0), gl?["parentCost"]?.doubleValue ?? 0, gl?["candidateCost"]?.doubleValue ?? 0,
+                   gl?["upperBound"]?.doubleValue ?? 0, g["globalAllowance"]?.doubleValue ?? 0)
+    for r in g["reasons"]?.arrayValue ?? [] { s += "\n  " + (r.stringValue ?? "") }
+    return s
+}
+
+/// Follows a job until it ends; exit 0 if it succeeded.
+func watchJob(_ connection: Connection, _ id: Int) throws {
+    let client: RPCClient
+    do { client = try RPCClient(path: connection.socketPath) } catch { fail("\(error)", code: 2) }
+    var last = ""
+    while true {
+        let r: Result<JSONValue, RPCError>
+        do { r = try client.call("finetune/status", ["job": .int(Int64(id))]) } catch { fail("\(error)", code: 2) }
+        guard case .success(let j) = r else {
+            if case .failure(let e) = r { FileHandle.standardError.write(Data("error \(e.code): \(e.message)\n".utf8)) }
+            throw ExitCode(1)
+        }
+        let line = jobLine(j)
+        if line != last { FileHandle.standardOutput.write(Data((line + "\n").utf8)); last = line }
+        if let s = j["state"]?.stringValue, !["scheduled", "queued", "running"].contains(s) {
+            if s == "succeeded" { print(gateLines(j)); return }
+            throw ExitCode(1)
+        }
+        usleep(500_000)
+    }
+}
+
+struct FineTune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune", abstract: "Start, follow, list and cancel local fine-tunes.",
+        subcommands: [Start.self, Watch.self, JobStatus.self, List.self, Cancel.self])
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a fine-tune job (then --watch follows it).")
+        @Option(help: "auto, all, or region ids from risk/regions, comma-separated.") var regions = "auto"
+        @Option(help: "head, lora or top-layers.") var method = "lora"
+        @Option(help: "Layers trained or adapted, from the top.") var layers: Int?
+        @Option(help: "Epochs.") var epochs: Int?
+        @Option(help: "Regions 'auto' takes.") var top: Int?
+        @Option(help: "Stop after this many seconds of training.") var maxSeconds: Double?
+        @Flag(help: "Keep the version a candidate even if it passes its gate.") var noPromote = false
+        @Flag(help: "Follow the job until it ends.") var watch = false
+        @OptionGroup var connection: Connection
+
+        func run() throws {
+            var p: [String: JSONValue] = ["method": .string(method)]
+            p["regions"] = regions == "auto" || regions == "all" ? .string(regions) : .array(regions.split(separator: ",").map { .string(String($0)) })
+            if let layers { p["layers"] = .int(Int64(layers)) }
+            if let epochs { p["epochs"] = .int(Int64(epochs)) }
+            if let top { p["top"] = .int(Int64(top)) }
+            if let maxSeconds { p["maxSeconds"] = .double(maxSeconds) }
+            if noPromote { p["autoPromote"] = false }
+            var id = 0
+            try connection.call("finetune/start", .object(p)) { j in
+                id = Int(j["id"]?.intValue ?? 0)
+                return jobLine(j) + "\n  intents: " + (j["intents"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? "")
+            }
+            if watch && !connection.json { try watchJob(connection, id) }
+        }
+    }
+
+    struct Watch: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Follow a job until it ends (exit 0 if it succeeded).")
+        @Argument var job: Int
+        @OptionGroup var connection: Connection
+        func run() throws { try watchJob(connection, job) }
+    }
+
+    struct JobStatus: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "One job.")
+        @Argument var job: Int
+        @OptionGroup var connection: Connection
+        func run() throws { try connection.call("finetune/status", ["job": .int(Int64(job))]) { j in [jobLine(j), gateLines(j)].filter { !$0.isEmpty }.joined(separator: "\n") } }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every job, newest first.")
+        @OptionGroup var connection: Connection
+        func run() throws {
+            try connection.call("finetune/list", nil) { r in
+                let jobs = r["jobs"]?.arrayValue ?? []
+                return jobs.isEmpty ? "no fine-tune jobs" : jobs.map(jobLine).joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a job (a running one stops within one step).")
+        @Argument var job: Int
+        @OptionGroup var connection: Connection
+        func run() throws { try connection.call("finetune/cancel", ["job": .int(Int64(job))]) { jobLine($0) } }
+    }
+}
+
+struct Versions: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the versions: lineage, method, status, gate.")
+    @OptionGroup var connection: Connection
+    func run() throws {
+        try connection.call("model/versions", nil) { r in
+            (r["versions"]?.arrayValue ?? []).map { v in
+                var line = String(format: "version %-3d parent %-4@ %-10@ %@", v["id"]?.intValue ?? 0,
+                                  (v["parent"]?.intValue.map { String($0) } ?? "-") as NSString,
+                                  (v["method"]?.stringValue ?? "") as NSString, (v["status"]?.stringValue ?? "") as NSString)
+                if let g = v["report"]?["gate"] {
+                    line += String(format: "   gate %@ (target %+.0f%%, global %+.4f)", g["passed"] == .bool(true) ? "passed" : "failed",
+                                   -100 * (g["targetReduction"]?.doubleValue ?? 0), g["global"]?["difference"]?.doubleValue ?? 0)
+                } else if let a = v["report"]?["validationAccuracy"]?.doubleValue {
+                    line += String(format: "   validation accuracy %.2f%%", 100 * a)
+                }
+                return line
+            }.joined(separator: "\n")
+        }
+    }
+}
+
+struct Activate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Make a version active now (a rollback, or a candidate by hand).")
+    @Argument var version: Int
+    @OptionGroup var connection: Connection
+    func run() throws {
+        try connection.call("model/activate", ["version": .int(Int64(version))]) { r in
+            "version \(r["active"]?.intValue ?? 0) is active (was \(r["previous"]?.intValue.map(String.init) ?? "none"))"
+        }
+    }
+}
+
 struct Robustctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "robustctl",
         abstract: "Talk to a running robustd over its Unix socket.",
         discussion: "Exit status: 0 on success, 1 when the daemon answers with a JSON-RPC error, 2 when it cannot be reached.",
-        subcommands: [Call.self, Status.self, Methods.self, Stop.self])
+        subcommands: [Call.self, Status.self, Methods.self, Stop.self, FineTune.self, Versions.self, Activate.self])
 }
 
 /// `robustctl --socket PATH status` works as well as `robustctl status --socket PATH`: options
-/// given before the subcommand are moved after it.
+/// given before the subcommand are moved to the end (after nested subcommands and arguments).
 func normalisedArguments(_ args: [String]) -> [String] {
     var leading: [String] = []
     var i = 0
@@ -142,7 +287,7 @@ func normalisedArguments(_ args: [String]) -> [String] {
         i += 1
     }
     guard !leading.isEmpty, i < args.count else { return args }
-    return [args[i]] + leading + Array(args[(i + 1)...])
+    return Array(args[i...]) + leading
 }
 
 Robustctl.main(normalisedArguments(Array(CommandLine.arguments.dropFirst())))
