@@ -206,17 +206,7 @@ extension Server {
 
     /// A seeded, per-class split: about `fraction` of each class with at least 2 examples goes to validation.
     static func stratifiedSplit(_ examples: [Example], fraction: Double, seed: UInt64) -> ([Example], [Example]) {
-        var byLabel: [String: [Example]] = [:]
-        for e in examples { byLabel[e.label, default: []].append(e) }
-        var rng = SeededRandom(seed: seed)
-        var train: [Example] = [], validation: [Example] = []
-        for label in byLabel.keys.sorted() {
-            var items = byLabel[label]!
-            items.shuffle(using: &rng)
-            let n = items.count >= 2 ? max(1, Int((Double(items.count) * fraction).rounded())) : 0
-            validation.append(contentsOf: items.prefix(n))
-            train.append(contentsOf: items.dropFirst(n))
-        }
+        let (train, validation) = Scoring.stratifiedSplit(examples, label: \.label, fraction: fraction, seed: seed)
         return (train, validation)
     }
 }

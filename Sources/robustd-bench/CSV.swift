@@ -1,3 +1,5 @@
+import ArgumentParser
+import Scoring
 import Foundation
 
 /// RFC 4180 CSV: quoted fields, doubled quotes, CRLF or LF. Returns rows of fields.
@@ -28,4 +30,35 @@ func parseCSV(_ text: String) -> [[String]] {
     }
     if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
     return rows
+}
+
+/// The model and Banking77 folders, for the benchmarks that need both.
+struct BenchPaths: ParsableArguments {
+    @Option(help: "The model folder.")
+    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
+
+    @Option(help: "The Banking77 folder (default: shared/ beside the checkout).")
+    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+
+    /// (text, label) rows of a CSV file of the folder.
+    func rows(_ file: String) throws -> [(String, String)] {
+        parseCSV(try String(contentsOfFile: data + "/" + file, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+    }
+}
+
+/// Word typos for replayed traffic and for evaluation (swap, drop, double a letter in about
+/// `rate` of the words of 3+ letters): a different generator from the fine-tune's
+/// augmentation (``Typos``), so that robustness is not measured on the noise it trained on.
+func typos(_ text: String, rate: Double, rng: inout SeededRandom) -> String {
+    var words = text.split(separator: " ").map { Array($0) }
+    for i in words.indices where words[i].count >= 3 && Double(rng.next() % 1000) / 1000 < rate {
+        let p = Int(rng.next() % UInt64(words[i].count - 1))
+        switch rng.next() % 3 {
+        case 0: words[i].swapAt(p, p + 1)
+        case 1: words[i].remove(at: p)
+        default: words[i].insert(words[i][p], at: p)
+        }
+    }
+    return words.map { String($0) }.joined(separator: " ")
 }

@@ -10,12 +10,7 @@ struct FineTuneBench: ParsableCommand {
         commandName: "finetune-core",
         abstract: "The training core on Banking77, in process (not yet the daemon's jobs): head only vs the top layers + head, test accuracy and seconds.")
 
-    @Option(help: "The model folder.")
-    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
-
-    @Option(help: "The Banking77 folder.")
-    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+    @OptionGroup var paths: BenchPaths
 
     @Option(help: "Trainable top layers.")
     var layers: Int = 2
@@ -30,9 +25,9 @@ struct FineTuneBench: ParsableCommand {
     var headLr: Float = 1e-3
 
     func run() throws {
-        let enc = try SentenceEncoder.load(folder: model)
-        let train = parseCSV(try String(contentsOfFile: data + "/train.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
-        let test = parseCSV(try String(contentsOfFile: data + "/test.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
+        let enc = try SentenceEncoder.load(folder: paths.model)
+        let train = parseCSV(try String(contentsOfFile: paths.data + "/train.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
+        let test = parseCSV(try String(contentsOfFile: paths.data + "/test.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
         let labels = Array(Set(train.map { $0[1] })).sorted()
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
         let trainY = train.map { index[$0[1]]! }, testY = test.map { index[$0[1]]! }

@@ -12,12 +12,7 @@ struct LocalFineTuneBench: ParsableCommand {
         commandName: "finetune",
         abstract: "Local fine-tuning on Banking77's weakened-intents scenario: head, lora, top-layers and a full fine-tune, one table.")
 
-    @Option(help: "The model folder.")
-    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
-
-    @Option(help: "The Banking77 folder.")
-    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+    @OptionGroup var paths: BenchPaths
 
     @Option(help: "Seed of the scenario (which intents are weakened, the typos, the feedback).")
     var seed: UInt64 = 1
@@ -44,12 +39,9 @@ struct LocalFineTuneBench: ParsableCommand {
     var typoRate: Double = 0.1
 
     func run() throws {
-        let enc = try SentenceEncoder.load(folder: model)
+        let enc = try SentenceEncoder.load(folder: paths.model)
         let H = enc.hiddenSize
-        let rows = { (f: String) throws -> [(String, String)] in
-            parseCSV(try String(contentsOfFile: data + "/" + f, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
-        }
-        let fullTrain = try rows("train.csv"), test = try rows("test.csv")
+        let fullTrain = try paths.rows("train.csv"), test = try paths.rows("test.csv")
         let labels = Array(Set(fullTrain.map(\.1))).sorted()
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
         let engine = BatchEngine(encoder: enc)
@@ -70,7 +62,7 @@ struct LocalFineTuneBench: ParsableCommand {
             let C = labels.count
             return (0..<texts.count).map { n in (0..<C).max { logits[n * C + $0] < logits[n * C + $1] }! }
         }
-        print("robustd-bench finetune: Banking77 (\(fullTrain.count) train, \(test.count) test), model \(model); Banking77: Casanueva et al. 2020, CC BY 4.0")
+        print("robustd-bench finetune: Banking77 (\(fullTrain.count) train, \(test.count) test), model \(paths.model); Banking77: Casanueva et al. 2020, CC BY 4.0")
         if allData {
             try runAllData(enc: enc, labels: labels, index: index, fullTrain: fullTrain, test: test, embed: embed, predict: predict)
             return
@@ -86,16 +78,7 @@ struct LocalFineTuneBench: ParsableCommand {
             return kept[t.1]! <= 5
         }
         // The parent: split as model/fit does (stratified 10% validation, seed 42), head by L-BFGS.
-        var byLabel: [String: [(String, String)]] = [:]
-        for e in cut { byLabel[e.1, default: []].append(e) }
-        var splitRng = SeededRandom(seed: 42)
-        var train: [(String, String)] = [], validation: [(String, String)] = []
-        for l in byLabel.keys.sorted() {
-            var items = byLabel[l]!
-            items.shuffle(using: &splitRng)
-            let n = items.count >= 2 ? max(1, Int((Double(items.count) * 0.1).rounded())) : 0
-            validation += items.prefix(n); train += items.dropFirst(n)
-        }
+        let (train, validation) = stratifiedSplit(cut, label: \.1, fraction: 0.1, seed: 42)
         var t0 = Date()
         let trainX = embed(train.map(\.0), with: enc), valX = embed(validation.map(\.0), with: enc)
         let (parent, _) = HeadFitting.fit(id: 1, labels: labels, dimension: H, train: (trainX, train.map { index[$0.1]! }),
@@ -230,16 +213,7 @@ struct LocalFineTuneBench: ParsableCommand {
     func runAllData(enc: SentenceEncoder, labels: [String], index: [String: Int], fullTrain: [(String, String)], test: [(String, String)],
                     embed: ([String], SentenceEncoder) -> [Float], predict: (ModelVersion, SentenceEncoder, [String]) -> [Int]) throws {
         let H = enc.hiddenSize
-        var byLabel: [String: [(String, String)]] = [:]
-        for e in fullTrain { byLabel[e.1, default: []].append(e) }
-        var splitRng = SeededRandom(seed: 42)
-        var train: [(String, String)] = [], validation: [(String, String)] = []
-        for l in byLabel.keys.sorted() {
-            var items = byLabel[l]!
-            items.shuffle(using: &splitRng)
-            let n = max(1, Int((Double(items.count) * 0.1).rounded()))
-            validation += items.prefix(n); train += items.dropFirst(n)
-        }
+        let (train, validation) = stratifiedSplit(fullTrain, label: \.1, fraction: 0.1, seed: 42)
         let t0 = Date()
         let (parent, _) = HeadFitting.fit(id: 1, labels: labels, dimension: H, train: (embed(train.map(\.0), enc), train.map { index[$0.1]! }),
                                           validation: (embed(validation.map(\.0), enc), validation.map { index[$0.1]! }))
@@ -298,17 +272,4 @@ struct LocalFineTuneBench: ParsableCommand {
         print("typo augmentation: one copy of every training example at \(typoRate) word typos; evaluation typos from another generator")
     }
 
-    /// Word typos for evaluation (a different generator from the augmentation's: swap, drop, double).
-    func typos(_ text: String, rate: Double, rng: inout SeededRandom) -> String {
-        var words = text.split(separator: " ").map { Array($0) }
-        for i in words.indices where words[i].count >= 3 && Double(rng.next() % 1000) / 1000 < rate {
-            let p = Int(rng.next() % UInt64(words[i].count - 1))
-            switch rng.next() % 3 {
-            case 0: words[i].swapAt(p, p + 1)
-            case 1: words[i].remove(at: p)
-            default: words[i].insert(words[i][p], at: p)
-            }
-        }
-        return words.map { String($0) }.joined(separator: " ")
-    }
 }

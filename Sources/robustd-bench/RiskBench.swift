@@ -47,12 +47,7 @@ struct RiskBench: ParsableCommand {
         commandName: "risk",
         abstract: "Scoring and risk on Banking77 through the real daemon: accuracy and ECE of version 1, out-of-scope detection (known-intent ratio), and the risk-ranking check.")
 
-    @Option(help: "The model folder.")
-    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
-
-    @Option(help: "The Banking77 folder (default: shared/ beside the checkout).")
-    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+    @OptionGroup var paths: BenchPaths
 
     @Option(help: "Seeds for the risk-ranking check, comma-separated.")
     var seeds: String = "1,2,3"
@@ -62,14 +57,14 @@ struct RiskBench: ParsableCommand {
 
     func run() throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("robustd")
-        let train = parseCSV(try String(contentsOfFile: data + "/train.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
-        let test = parseCSV(try String(contentsOfFile: data + "/test.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+        let train = parseCSV(try String(contentsOfFile: paths.data + "/train.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+        let test = parseCSV(try String(contentsOfFile: paths.data + "/test.csv", encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
         let intents = Array(Set(train.map(\.1))).sorted()
-        print("robustd-bench risk: Banking77 (\(train.count) train, \(test.count) test, \(intents.count) intents), model \(model)")
+        print("robustd-bench risk: Banking77 (\(train.count) train, \(test.count) test, \(intents.count) intents), model \(paths.model)")
 
         // 1. Version 1 on all of train.
         do {
-            let d = try ModelDaemon(binary: binary, model: model, tag: "v1")
+            let d = try ModelDaemon(binary: binary, model: paths.model, tag: "v1")
             defer { d.stop() }
             try importRecords(d, "train", train)
             let fit = try d.call("model/fit", ["dataset": "train"])
@@ -86,7 +81,7 @@ struct RiskBench: ParsableCommand {
         if !skipOOS {
             var rng = SeededRandom(seed: 7)
             let known = Set(intents.shuffled(using: &rng).prefix(intents.count * 3 / 4))
-            let d = try ModelDaemon(binary: binary, model: model, tag: "oos")
+            let d = try ModelDaemon(binary: binary, model: paths.model, tag: "oos")
             defer { d.stop() }
             try importRecords(d, "known", train.filter { known.contains($0.1) })
             _ = try d.call("model/fit", ["dataset": "known"])
@@ -129,7 +124,7 @@ struct RiskBench: ParsableCommand {
                 kept[t.1, default: 0] += 1
                 return kept[t.1]! <= 5
             }
-            let d = try ModelDaemon(binary: binary, model: model, tag: "rank\(seed)")
+            let d = try ModelDaemon(binary: binary, model: paths.model, tag: "rank\(seed)")
             defer { d.stop() }
             try importRecords(d, "cut", cut)
             _ = try d.call("model/fit", ["dataset": "cut"])
@@ -209,17 +204,4 @@ struct RiskBench: ParsableCommand {
         return (rankSum - np * (np + 1) / 2) / (np * nn)
     }
 
-    /// Word typos for the replay (as a user's: swap, drop, double, neighbour key).
-    func typos(_ text: String, rate: Double, rng: inout SeededRandom) -> String {
-        var words = text.split(separator: " ").map { Array($0) }
-        for i in words.indices where words[i].count >= 3 && Double(rng.next() % 1000) / 1000 < rate {
-            let p = Int(rng.next() % UInt64(words[i].count - 1))
-            switch rng.next() % 3 {
-            case 0: words[i].swapAt(p, p + 1)
-            case 1: words[i].remove(at: p)
-            default: words[i].insert(words[i][p], at: p)
-            }
-        }
-        return words.map { String($0) }.joined(separator: " ")
-    }
 }

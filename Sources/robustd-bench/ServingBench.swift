@@ -9,12 +9,7 @@ struct ServingDuringFineTuneBench: ParsableCommand {
         commandName: "finetune-serving",
         abstract: "Single-text score latency (one client, back to back) idle and during a fine-tune job, through the real daemon; target p99 during ≤ 2× idle.")
 
-    @Option(help: "The model folder.")
-    var model: String = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/robustd/models/all-MiniLM-L6-v2").path
-
-    @Option(help: "The Banking77 folder.")
-    var data: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/banking77").path
+    @OptionGroup var paths: BenchPaths
 
     @Option(help: "Seconds of each measurement.")
     var seconds: Double = 20
@@ -24,11 +19,8 @@ struct ServingDuringFineTuneBench: ParsableCommand {
 
     func run() throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("robustd")
-        let rows = { (f: String) throws -> [(String, String)] in
-            parseCSV(try String(contentsOfFile: data + "/" + f, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
-        }
-        let train = try rows("train.csv"), test = try rows("test.csv")
-        let d = try ModelDaemon(binary: binary, model: model, tag: "serving")
+        let train = try paths.rows("train.csv"), test = try paths.rows("test.csv")
+        let d = try ModelDaemon(binary: binary, model: paths.model, tag: "serving")
         defer { d.stop() }
         try RiskBench().importRecords(d, "train", train)
         _ = try d.call("model/fit", ["dataset": "train"])
@@ -40,7 +32,7 @@ struct ServingDuringFineTuneBench: ParsableCommand {
             for (j, s) in (r["results"]?.arrayValue ?? []).enumerated() where s["label"]?.stringValue != chunk[j].1 { errors.append(("s\(start + j)", chunk[j].1)) }
         }
         for e in errors { _ = try d.call("feedback/report", ["inputId": .string(e.0), "kind": "correction", "correctLabel": .string(e.1)]) }
-        print("robustd-bench finetune-serving: model \(model); \(errors.count) failures reported")
+        print("robustd-bench finetune-serving: model \(paths.model); \(errors.count) failures reported")
 
         var counter = 0
         func measure(_ label: String) throws -> [UInt64] {
