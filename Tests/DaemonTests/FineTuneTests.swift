@@ -236,6 +236,28 @@ struct FineTuneTests {
         }
     }
 
+    @Test("one job runs at a time: a second waits queued, then runs from the version active when it starts")
+    func queue() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        let first = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 2, "epochs": 30, "batchSize": 1, "autoPromote": false]).get()
+        let second = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2, "autoPromote": false]).get()
+        #expect(second["state"] == "queued")
+        let s1 = try c.call("finetune/status", ["job": first["id"]!]).get()
+        #expect(s1["state"] == "running" || s1["state"] == "queued")
+        #expect(try c.call("finetune/status", ["job": second["id"]!]).get()["state"] == "queued")
+        let listed = try c.call("finetune/list", ["state": "queued"]).get()
+        #expect(listed["jobs"]?.arrayValue?.contains { $0["id"] == second["id"] } == true)
+        let d1 = try Self.waitForJob(c, Int(first["id"]?.intValue ?? 0))
+        let d2 = try Self.waitForJob(c, Int(second["id"]?.intValue ?? 0))
+        #expect(d1["state"] == "succeeded" && d2["state"] == "succeeded")
+        #expect((d2["startedAt"]?.doubleValue ?? 0) >= (d1["finishedAt"]?.doubleValue ?? .infinity))
+        #expect(d1["version"] == 2 && d2["version"] == 3)
+    }
+
     @Test("robustctl finetune start --watch, status, list, versions, activate")
     func robustctl() throws {
         let model = TempFolder()
