@@ -135,8 +135,10 @@ public final class FineTuner {
     }
 
     /// Early stopping: every `every` steps `evaluate` scores the stack on held-out data; the best
-    /// parameters seen are restored at the end, and training stops after `patience`
-    /// evaluations without improvement.
+    /// trained parameters seen are restored at the end, and training stops after `patience`
+    /// evaluations without improvement. The starting point (the parent) is scored for the
+    /// record but never chosen: whether the result beats the parent is the gate's question, on
+    /// data early stopping has not looked at; early stopping only chooses when to stop.
     public struct EarlyStopping {
         public var every: Int
         public var patience: Int
@@ -157,6 +159,8 @@ public final class FineTuner {
         public var steps: Int
         /// The held-out score of the parameters kept (nil without early stopping).
         public var bestScore: Double?
+        /// The held-out score before training.
+        public var initialScore: Double?
         public var bestStep: Int?
         public var stoppedEarly: Bool
     }
@@ -182,13 +186,14 @@ public final class FineTuner {
         let all = layerParams + [stack.headWeight, stack.headBias]
         var best: (score: Double, step: Int, snapshot: [Tensor])? = nil
         var sinceBest = 0
+        var initial: Double? = nil
         func finish(_ early: Bool) -> Outcome {
             if let best {
                 for (p, s) in zip(all, best.snapshot) { p.data.update(from: s.data, count: p.count) }
             }
-            return Outcome(steps: steps, bestScore: best?.score, bestStep: best?.step, stoppedEarly: early)
+            return Outcome(steps: steps, bestScore: best?.score, initialScore: initial, bestStep: best?.step, stoppedEarly: early)
         }
-        if let es = earlyStopping { best = (es.evaluate(), 0, all.map { $0.copy() }) }
+        if let es = earlyStopping { initial = es.evaluate() }
         for epoch in 0..<settings.epochs {
             order.shuffle(using: &rng)
             for b in 0..<stepsPerEpoch {
@@ -205,7 +210,7 @@ public final class FineTuner {
                 progress?(Progress(epoch: epoch, step: steps, steps: stepsPerEpoch * settings.epochs, loss: loss))
                 if let es = earlyStopping, steps % max(1, es.every) == 0 {
                     let score = es.evaluate()
-                    if score > best!.score {
+                    if best == nil || score > best!.score {
                         best = (score, steps, all.map { $0.copy() })
                         sinceBest = 0
                     } else {

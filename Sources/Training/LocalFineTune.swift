@@ -53,6 +53,9 @@ public enum LocalFineTune {
         /// done, early-stopping, max-steps, max-seconds or cancelled.
         public var stoppedBy: String
         public var bestStep: Int?
+        /// The early-stopping score (minus the weighted mean cost) of the parent and of the parameters kept.
+        public var earlyStoppingInitialScore: Double?
+        public var earlyStoppingBestScore: Double?
         public var trainExamples: Int
         public var earlyStoppingExamples: Int
         public var targetHeldOutExamples: Int
@@ -225,6 +228,7 @@ public enum LocalFineTune {
         let trainable = stack.layers.reduce(0) { $0 + $1.trainable.reduce(0) { $0 + $1.count } } + stack.headWeight.count + stack.headBias.count
         let report = Report(method: s.method.rawValue, layers: stack.layers.count, rank: s.method == .lora ? s.rank : nil, epochs: s.epochs,
                             steps: outcome.steps, plannedSteps: stepsPerEpoch * s.epochs, stoppedBy: stoppedBy, bestStep: outcome.bestStep,
+                            earlyStoppingInitialScore: outcome.initialScore, earlyStoppingBestScore: outcome.bestScore,
                             trainExamples: plan.train.count, earlyStoppingExamples: plan.earlyStopping.count,
                             targetHeldOutExamples: plan.targetHeldOut.count, globalHeldOutExamples: plan.globalHeldOut.count,
                             firstLoss: firstLoss, lastLoss: lastLoss, cacheSeconds: cacheSeconds, trainSeconds: trainSeconds,

@@ -137,6 +137,36 @@ struct EarlyStoppingTests {
         #expect(outcome.bestStep == 6)
         #expect(outcome.steps == 15)  // evaluations at steps 3…15; the third after the best ends it
         #expect(stack.headWeight.values == snapshots[2])
+        #expect(outcome.initialScore == 0.1)
+    }
+
+    @Test("early stopping never chooses the starting point: the best trained parameters are kept even when the parent scored higher")
+    func neverTheParent() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let enc = try SentenceEncoder.load(folder: dir.path)
+        var settings = FineTuner.Settings()
+        settings.method = .head
+        settings.epochs = 50
+        settings.batchSize = 2
+        let tuner = FineTuner(encoder: enc, settings: settings)
+        let cached = tuner.cacheFrozen(["my card is late", "the card ?", "a b c", "my card"])
+        let H = enc.hiddenSize
+        let stack = tuner.makeStack(headWeight: [Float](repeating: 0, count: 3 * H), headBias: [0, 0, 0],
+                                    mean: [Float](repeating: 0, count: H), scale: [Float](repeating: 1, count: H))
+        let script: [Double] = [0.9, 0.2, 0.5, 0.3, 0.1, 0.1, 0.1]
+        var calls = 0
+        var snapshots: [[Float]] = []
+        let outcome = tuner.train(stack, cached: cached, labels: [0, 1, 2, 0], earlyStopping: .init(every: 2, patience: 2) {
+            snapshots.append(stack.headWeight.values)
+            defer { calls += 1 }
+            return script[min(calls, script.count - 1)]
+        })
+        #expect(outcome.initialScore == 0.9)
+        #expect(outcome.bestScore == 0.5)
+        #expect(outcome.bestStep == 4)
+        #expect(stack.headWeight.values == snapshots[2])
+        #expect(stack.headWeight.values.contains { $0 != 0 })
     }
 }
 
