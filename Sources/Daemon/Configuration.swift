@@ -32,6 +32,27 @@ public struct Configuration: Sendable {
 
     /// Business costs, impact weights and risk thresholds (from `--config`).
     public var file = ConfigFile()
+    /// Where GET /metrics is served over HTTP (nil: nowhere).
+    public var metricsListen: (host: String, port: Int)? = nil
+
+    /// "127.0.0.1:9464" or "[::1]:9464" (a numeric address and a port 0–65535).
+    public static func parseHostPort(_ s: String) -> (host: String, port: Int)? {
+        var host: Substring, portText: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else { return nil }
+            host = s[s.index(after: s.startIndex)..<close]
+            portText = s[s.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = s.lastIndex(of: ":") else { return nil }
+            host = s[..<colon]
+            portText = s[s.index(after: colon)...]
+            guard !host.contains(":") else { return nil }
+        }
+        guard let port = Int(portText), (0...65535).contains(port), !host.isEmpty else { return nil }
+        var a4 = in_addr(), a6 = in6_addr()
+        let ok = host.contains(":") ? inet_pton(AF_INET6, String(host), &a6) == 1 : inet_pton(AF_INET, String(host), &a4) == 1
+        return ok ? (String(host), port) : nil
+    }
 
     public init() {}
 

@@ -46,6 +46,8 @@ public final class MicroBatcher {
     private var lastArrival: UInt64 = 0
     public private(set) var batches = 0
     public private(set) var sequences = 0
+    /// Called with each batch's text count as it is dispatched (live metrics).
+    public var onBatch: ((Int) -> Void)?
 
     public init(engine: BatchEngine, loop: Loop, compute: ComputePool, maxBatch: Int, maxDelayMs: UInt64) {
         self.engine = engine
@@ -140,6 +142,7 @@ public final class MicroBatcher {
         running = true
         batches += 1
         sequences += count
+        onBatch?(count)
         let texts = batch.flatMap(\.texts)
         let counts = batch.map(\.texts.count)
         let engine = self.engine

@@ -1254,6 +1254,174 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "metrics/get",
+      "summary": "Every live metric now, from traffic and feedback, over sliding windows (1 min, 1 h, 24 h, and since the active version became active, capped at 24 h), and the top intents by expected cost over the last hour. Names: requests, requestRate (per second), scoreCalls, flaggedRate, outOfScopeRate, expectedCostPer1000, failures, failures.<kind>, failureRate, latencyP50Ms, latencyP99Ms, meanBatchSize, each suffixed with a window (.1m, .1h, .24h, .sinceActivation); gauges queue.computePending, queue.computeRunning, queue.embedPending, connections.open, subscriptions, finetune.running, version.active.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "metrics",
+          "schema": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          }
+        },
+        {
+          "name": "top",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100
+          }
+        }
+      ],
+      "result": {
+        "name": "MetricsGet",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "at",
+            "values",
+            "regions"
+          ],
+          "properties": {
+            "at": {
+              "type": "number"
+            },
+            "version": {
+              "type": "integer"
+            },
+            "activatedAt": {
+              "type": "number"
+            },
+            "values": {
+              "type": "object",
+              "additionalProperties": {
+                "type": "number"
+              }
+            },
+            "regions": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/MetricsRegion"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
+      "name": "metrics/subscribe",
+      "summary": "Subscribes this connection to metrics/update notifications with the named metrics (names or prefixes; all when absent) every intervalMs (100 to 60000, default 1000), or only when a value changed (onChange). A subscriber that does not read gets coalesced updates (the latest values), never a growing queue. Subscriptions end with their connection.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "metrics",
+          "schema": {
+            "type": "array",
+            "items": {
+              "type": "string"
+            }
+          }
+        },
+        {
+          "name": "intervalMs",
+          "schema": {
+            "type": "integer",
+            "minimum": 100,
+            "maximum": 60000
+          }
+        },
+        {
+          "name": "onChange",
+          "schema": {
+            "type": "boolean"
+          }
+        }
+      ],
+      "result": {
+        "name": "MetricsSubscribe",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "subscription",
+            "intervalMs",
+            "metrics"
+          ],
+          "properties": {
+            "subscription": {
+              "type": "integer"
+            },
+            "intervalMs": {
+              "type": "integer"
+            },
+            "metrics": {
+              "type": "array",
+              "items": {
+                "type": "string"
+              }
+            }
+          }
+        }
+      }
+    },
+    {
+      "name": "metrics/unsubscribe",
+      "summary": "Ends one of this connection's subscriptions; unsubscribed is false when it was not one.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "subscription",
+          "schema": {
+            "type": "integer"
+          },
+          "required": true
+        }
+      ],
+      "result": {
+        "name": "MetricsUnsubscribe",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "unsubscribed"
+          ],
+          "properties": {
+            "unsubscribed": {
+              "type": "boolean"
+            }
+          }
+        }
+      }
+    },
+    {
+      "name": "metrics/prometheus",
+      "summary": "The Prometheus text exposition (format 0.0.4), the same as GET /metrics on --metrics-listen: robustd_ prefix, base units, _total counters, a histogram of score latency, per-intent series for the top 10 intents only.",
+      "params": [],
+      "result": {
+        "name": "MetricsPrometheus",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "contentType",
+            "text"
+          ],
+          "properties": {
+            "contentType": {
+              "type": "string"
+            },
+            "text": {
+              "type": "string"
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "debug/sleep",
       "summary": "Only with --enable-debug-methods. Occupies a compute thread for ms milliseconds in steps, with $/progress under workDoneToken, observing cancellation between steps.",
       "paramStructure": "by-name",
@@ -2310,6 +2478,67 @@ enum OpenRPCDocument {
           },
           "message": {
             "type": "string"
+          }
+        }
+      },
+      "MetricsRegion": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "intent",
+          "requests",
+          "flaggedRate",
+          "failures",
+          "expectedCostPer1000Requests",
+          "costShare"
+        ],
+        "properties": {
+          "intent": {
+            "type": "string"
+          },
+          "requests": {
+            "type": "number"
+          },
+          "flaggedRate": {
+            "type": "number"
+          },
+          "failures": {
+            "type": "number"
+          },
+          "expectedCostPer1000Requests": {
+            "type": "number"
+          },
+          "costShare": {
+            "type": "number"
+          }
+        }
+      },
+      "MetricsUpdateParams": {
+        "description": "metrics/update notification params, sent to a subscriber every intervalMs (or on change). coalesced counts the updates skipped since the last one because the client was not reading: values are always the latest, never a backlog.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "subscription",
+          "at",
+          "values",
+          "coalesced"
+        ],
+        "properties": {
+          "subscription": {
+            "type": "integer"
+          },
+          "at": {
+            "type": "number"
+          },
+          "values": {
+            "type": "object",
+            "additionalProperties": {
+              "type": "number"
+            }
+          },
+          "coalesced": {
+            "type": "integer",
+            "minimum": 0
           }
         }
       }

@@ -130,7 +130,10 @@ extension Server {
                 case .success(let (stored, duplicate)):
                     if !duplicate {
                         self.logger.debug("feedback recorded", metadata: ["id": "\(stored.id)", "kind": "\(kind)"])
-                        if kind != "confirmation" { self.rememberFailure(vector) }
+                        if kind != "confirmation" {
+                            self.rememberFailure(vector)
+                            self.metrics.recordFailure(kind: kind, intent: stored.correctLabel ?? stored.predictedLabel, at: LiveMetrics.now())
+                        }
                     }
                     ctx.reply(Self.entry(stored, duplicate: duplicate))
                 }

@@ -94,6 +94,7 @@ extension Server {
         // The request finishes on the version it started with, whatever is activated meanwhile.
         guard let version = activeVersion else { ctx.reply(.failure(Self.noVersionError)); return }
         let versionEncoder = activeEncoder
+        let started = DispatchTimeNanos.now()
         let inputs = params.inputs
         guard !inputs.isEmpty, inputs.count <= Score.maxInputs else {
             ctx.reply(.failure(.invalidParams("'inputs' must hold 1 to \(Score.maxInputs) inputs", field: "inputs",
@@ -142,6 +143,7 @@ extension Server {
         var allVectors: [Float] = []
         let reply = { [unowned self] (scores: [InputScore?]) in
             self.recordTraffic(scores.compactMap { $0 })
+            self.recordMetrics(scores.compactMap { $0 }, seconds: Double(DispatchTimeNanos.now() - started) / 1e9)
             for (i, input) in inputs.enumerated() {
                 if let id = input.id, let s = scores[i] { self.recentInputs[id] = RecentInputs.Entry(text: input.text, label: s.label, version: s.version) }
             }
@@ -180,6 +182,18 @@ extension Server {
                     reply(results)
                 })
             }
+        }
+    }
+
+    /// Live metrics of one scoring request: its inputs, and its latency.
+    func recordMetrics(_ scores: [InputScore], seconds: Double) {
+        let t = LiveMetrics.now()
+        let unit = feedbackCosts["complaint"] ?? 1
+        metrics.scoreRequests.add(1, at: t)
+        metrics.latency.observe(seconds, at: t)
+        for s in scores {
+            metrics.recordScored(label: s.label, flagged: s.risk.level != "low" || s.outOfScope.flagged, outOfScope: s.outOfScope.flagged,
+                                 expectedCost: s.risk.pWrong * s.risk.impact * unit, at: t)
         }
     }
 

@@ -33,11 +33,22 @@ public final class Server {
     private(set) var activeEncoder: SentenceEncoder?
     private(set) var activeChangedLayers: [Int] = []
 
+    /// Live metrics (traffic, feedback, latency, batches) over sliding windows.
+    let metrics = LiveMetrics()
+    /// When the active version became active (this run).
+    var activatedAt: Date?
+    /// Metric subscriptions by id, the timer that serves them, and the HTTP metrics listener.
+    var subscriptions: [Int: MetricsSubscription] = [:]
+    var nextSubscriptionID = 1
+    var subscriptionTimer: EventLoop.Timer?
+    var metricsListener: TCPListener?
+
     /// Makes `v` the version that answers from the next request on. Requests in flight keep the
     /// version and encoder they captured when they started.
     func setActive(_ v: ModelVersion, layers: [Int: BertLayerWeights]) {
         activeEncoder = encoder.map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
         activeChangedLayers = layers.keys.sorted()
+        if activeVersion?.id != v.id { activatedAt = Date() }
         activeVersion = v
     }
     let scoreCache = ScoreCache()
@@ -129,6 +140,7 @@ public final class Server {
         registerFeedbackMethods()
         registerRegionMethods()
         registerFineTuneMethods()
+        registerMetricsMethods()
         VersionFiles.cleanTemporaries(stateDir: config.stateDir)
         loadActiveVersion()
         loadJobs()
@@ -145,6 +157,7 @@ public final class Server {
         try watchSignals()
         if let path = config.socketPath { try listen(on: path) }
         if config.stdio { try attachStdio() }
+        if let m = config.metricsListen { try listenForMetrics(host: m.host, port: m.port) }
         startTrafficFlush()
         guard config.stdio || config.socketPath != nil else {
             throw SocketSetupError(description: "nothing to serve: pass --stdio, --socket, or both")
@@ -278,6 +291,8 @@ public final class Server {
             l.close()
             listener = nil
         }
+        metricsListener?.close()
+        metricsListener = nil
         removeSocketFile()
         if stats.inFlight == 0 {
             finishStop()
@@ -314,6 +329,9 @@ public final class Server {
         flushTraffic()
         jobTimer?.close()
         jobTimer = nil
+        subscriptionTimer?.close()
+        subscriptionTimer = nil
+        subscriptions.removeAll()
         if let id = runningJob { jobs[id]?.token.cancel() }
         trafficTimer?.close()
         trafficTimer = nil

@@ -59,6 +59,9 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: "Longest a text waits for others to share its batch, in milliseconds.")
     var maxBatchDelayMs: UInt64 = Configuration().maxBatchDelayMs
 
+    @Option(help: ArgumentHelp("Serve Prometheus's GET /metrics over HTTP on this address (e.g. 127.0.0.1:9464; [::1]:9464).", valueName: "HOST:PORT"))
+    var metricsListen: String?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of: trace, debug, info, notice, warning, error, critical")
@@ -69,6 +72,9 @@ struct RobustdCommand: ParsableCommand {
         guard computeThreads >= 1 && computeThreads <= 256 else { throw ValidationError("--compute-threads must be between 1 and 256") }
         guard maxBatch >= 1 && maxBatch <= 4096 else { throw ValidationError("--max-batch must be between 1 and 4096") }
         guard maxBatchDelayMs <= 1000 else { throw ValidationError("--max-batch-delay-ms must be at most 1000") }
+        if let m = metricsListen, Configuration.parseHostPort(m) == nil {
+            throw ValidationError("--metrics-listen must be HOST:PORT with a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464")
+        }
     }
 
     func run() throws {
@@ -99,6 +105,7 @@ struct RobustdCommand: ParsableCommand {
         config.maxBatch = maxBatch
         if let stateDir { config.stateDir = (stateDir as NSString).expandingTildeInPath }
         config.maxBatchDelayMs = maxBatchDelayMs
+        config.metricsListen = metricsListen.flatMap(Configuration.parseHostPort)
 
         let code: Int32
         do {

@@ -1,0 +1,273 @@
+import EventLoop
+import Foundation
+import JSONRPC
+import RobustdAPI
+
+/// One `metrics/subscribe`.
+///
+/// - Important: Used only on the loop thread.
+final class MetricsSubscription {
+    let id: Int
+    weak var connection: Connection?
+    let filters: [String]?
+    let intervalMs: UInt64
+    let onChange: Bool
+    var nextDue: UInt64
+    var lastSent: [String: Double]?
+    var coalesced = 0
+
+    init(id: Int, connection: Connection, filters: [String]?, intervalMs: UInt64, onChange: Bool, now: UInt64) {
+        self.id = id
+        self.connection = connection
+        self.filters = filters
+        self.intervalMs = intervalMs
+        self.onChange = onChange
+        nextDue = now + intervalMs
+    }
+}
+
+extension Server {
+    /// The largest output queue a subscriber may have before its updates are coalesced.
+    static let subscriberQueueLimit = 256 << 10
+
+    func registerMetricsMethods() {
+        batcher?.onBatch = { [unowned self] n in self.metrics.recordBatch(texts: n, at: LiveMetrics.now()) }
+
+        router.on(MetricsGet.self) { [unowned self] params, _ throws(RPCError) in
+            let top = params.top ?? 10
+            guard (1...100).contains(top) else { throw RPCError.invalidParams("'top' must be 1 to 100", field: "top", expected: "1…100", found: "\(top)") }
+            let t = LiveMetrics.now()
+            let values = Self.filter(self.metricValues(now: t), params.metrics)
+            let regions = self.metrics.regions(window: 3600, now: t, top: top).map {
+                MetricsRegion(intent: $0.intent, requests: $0.requests, flaggedRate: $0.flaggedRate, failures: $0.failures,
+                              expectedCostPer1000Requests: $0.expectedCostPer1000Requests, costShare: $0.costShare)
+            }
+            return MetricsGet.Result(at: Date().timeIntervalSince1970, version: self.activeVersion?.id,
+                                     activatedAt: self.activatedAt?.timeIntervalSince1970, values: values, regions: regions)
+        }
+
+        router.on(MetricsSubscribe.self) { [unowned self] params, ctx throws(RPCError) in
+            let interval = params.intervalMs ?? 1000
+            guard (100...60_000).contains(interval) else {
+                throw RPCError.invalidParams("'intervalMs' must be 100 to 60000", field: "intervalMs", expected: "100…60000", found: "\(interval)")
+            }
+            let names = Self.filter(self.metricValues(now: LiveMetrics.now()), params.metrics).keys.sorted()
+            if let f = params.metrics, names.isEmpty {
+                throw RPCError.invalidParams("no metric matches \(f); metrics/get lists the names", field: "metrics", expected: "metric names or prefixes",
+                                             found: f.joined(separator: ", "))
+            }
+            let id = self.nextSubscriptionID
+            self.nextSubscriptionID += 1
+            self.subscriptions[id] = MetricsSubscription(id: id, connection: ctx.connection, filters: params.metrics,
+                                                         intervalMs: UInt64(interval), onChange: params.onChange ?? false, now: self.loop.now)
+            self.startSubscriptionTimer()
+            return MetricsSubscribe.Result(subscription: id, intervalMs: interval, metrics: names)
+        }
+
+        router.on(MetricsUnsubscribe.self) { [unowned self] params, ctx throws(RPCError) in
+            guard let s = self.subscriptions[params.subscription], s.connection === ctx.connection else {
+                return MetricsUnsubscribe.Result(unsubscribed: false)
+            }
+            self.subscriptions[s.id] = nil
+            return MetricsUnsubscribe.Result(unsubscribed: true)
+        }
+
+        router.on(MetricsPrometheus.self) { [unowned self] _, _ throws(RPCError) in
+            MetricsPrometheus.Result(contentType: Self.prometheusContentType, text: self.prometheusText())
+        }
+    }
+
+    static func filter(_ values: [String: Double], _ filters: [String]?) -> [String: Double] {
+        guard let filters, !filters.isEmpty else { return values }
+        return values.filter { k, _ in filters.contains { k == $0 || k.hasPrefix($0 + ".") } }
+    }
+
+    /// Windowed metrics and gauges, by name.
+    func metricValues(now t: Int) -> [String: Double] {
+        let since = activatedAt.map { Int(Date().timeIntervalSince($0)) }
+        var v = metrics.values(now: t, sinceActivation: since)
+        let depth = compute.depth
+        v["queue.computePending"] = Double(depth.pending)
+        v["queue.computeRunning"] = Double(depth.running)
+        v["queue.embedPending"] = Double(batcher?.pendingTexts ?? 0)
+        v["connections.open"] = Double(connections.count)
+        v["subscriptions"] = Double(subscriptions.count)
+        v["finetune.running"] = runningJob == nil ? 0 : 1
+        v["version.active"] = Double(activeVersion?.id ?? 0)
+        return v
+    }
+
+    private func startSubscriptionTimer() {
+        guard subscriptionTimer == nil else { return }
+        let t = try? EventLoop.Timer(loop: loop)
+        t?.unref()
+        t?.start(timeoutMs: 50, repeatMs: 50) { [unowned self] in self.serveSubscriptions() }
+        subscriptionTimer = t
+    }
+
+    /// Sends the updates that are due: the values are computed once per tick for everyone; a
+    /// subscriber whose output queue is backed up is skipped (its next update carries the
+    /// latest values), so a slow reader never queues without bound nor slows the others.
+    func serveSubscriptions() {
+        let now = loop.now
+        var values: [String: Double]? = nil
+        var at = 0.0
+        for s in Array(subscriptions.values) {
+            guard let c = s.connection, !c.isClosed else { subscriptions[s.id] = nil; continue }
+            guard now >= s.nextDue else { continue }
+            s.nextDue = max(s.nextDue + s.intervalMs, now)
+            if values == nil { values = metricValues(now: LiveMetrics.now()); at = Date().timeIntervalSince1970 }
+            let mine = Self.filter(values!, s.filters)
+            if s.onChange && mine == s.lastSent { continue }
+            if c.queuedOutputBytes > Self.subscriberQueueLimit {
+                s.coalesced += 1
+                metrics.coalescedUpdates += 1
+                continue
+            }
+            c.notify(MetricsUpdate.self, .init(subscription: s.id, at: at, values: mine, coalesced: s.coalesced))
+            s.coalesced = 0
+            s.lastSent = mine
+            metrics.sentUpdates += 1
+        }
+        if subscriptions.isEmpty {
+            subscriptionTimer?.close()
+            subscriptionTimer = nil
+        }
+    }
+
+    // MARK: Prometheus
+
+    static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// The text exposition format: `robustd_` prefix, base units (seconds), `_total`
+    /// counters, one HELP and TYPE per family, label values escaped; per-intent series only
+    /// for the top 10 intents by expected cost over the last hour (a bounded label set).
+    func prometheusText() -> String {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for s in samples {
+                let labels = s.labels.isEmpty ? "" : "{" + s.labels.map { "\($0.0)=\"\(Self.escapeLabel($0.1))\"" }.joined(separator: ",") + "}"
+                out += "\(name)\(labels) \(Self.number(s.value))\n"
+            }
+        }
+        let m = metrics
+        family("robustd_build_info", "gauge", "robustd's version.", [([("version", RobustdVersion.current)], 1)])
+        family("robustd_uptime_seconds", "gauge", "Seconds since the daemon started.", [([], Date().timeIntervalSince(startedAt))])
+        family("robustd_score_requests_total", "counter", "score and risk/flag requests answered.", [([], m.scoreRequests.total)])
+        family("robustd_scored_inputs_total", "counter", "Inputs scored.", [([], m.inputs.total)])
+        family("robustd_flagged_inputs_total", "counter", "Scored inputs at medium or high risk, or out of scope.", [([], m.flagged.total)])
+        family("robustd_out_of_scope_inputs_total", "counter", "Scored inputs flagged out of scope.", [([], m.outOfScope.total)])
+        family("robustd_expected_cost_total", "counter", "Sum of the expected cost of scored inputs (pWrong x impact x the complaint cost), in the configuration's cost unit.",
+               [([], m.expectedCost.total)])
+        family("robustd_failure_reports_total", "counter", "Failure cases reported, by feedback kind.",
+               m.failures.keys.sorted().map { ([("kind", $0)], m.failures[$0]!.total) })
+        out += "# HELP robustd_score_request_duration_seconds Time from a score request's arrival to its answer.\n"
+        out += "# TYPE robustd_score_request_duration_seconds histogram\n"
+        var acc = 0
+        for (i, b) in WindowedHistogram.bounds.enumerated() {
+            acc += m.latency.cumulative[i]
+            out += "robustd_score_request_duration_seconds_bucket{le=\"\(Self.number(b))\"} \(acc)\n"
+        }
+        out += "robustd_score_request_duration_seconds_bucket{le=\"+Inf\"} \(m.latency.count)\n"
+        out += "robustd_score_request_duration_seconds_sum \(Self.number(m.latency.sum))\n"
+        out += "robustd_score_request_duration_seconds_count \(m.latency.count)\n"
+        family("robustd_encoder_batches_total", "counter", "Encoder batches run.", [([], m.batches.total)])
+        family("robustd_encoder_batch_texts_total", "counter", "Texts in encoder batches.", [([], m.batchTexts.total)])
+        let depth = compute.depth
+        family("robustd_compute_queue_depth", "gauge", "Compute jobs waiting.", [([], Double(depth.pending))])
+        family("robustd_embed_queue_texts", "gauge", "Texts waiting for an encoder batch.", [([], Double(batcher?.pendingTexts ?? 0))])
+        family("robustd_connections_open", "gauge", "Open client connections.", [([], Double(connections.count))])
+        family("robustd_metric_subscriptions", "gauge", "Live metric subscriptions.", [([], Double(subscriptions.count))])
+        family("robustd_metric_updates_coalesced_total", "counter", "Subscription updates skipped for a subscriber that was not reading.",
+               [([], Double(m.coalescedUpdates))])
+        family("robustd_active_version", "gauge", "The active version's id (0: none).", [([], Double(activeVersion?.id ?? 0))])
+        family("robustd_finetune_running", "gauge", "1 while a fine-tune job runs.", [([], runningJob == nil ? 0 : 1)])
+        let t = LiveMetrics.now()
+        let top = m.regions(window: 3600, now: t, top: 10)
+        family("robustd_intent_expected_cost_per_1000_requests", "gauge",
+               "Expected cost per 1,000 requests of all traffic from each of the top 10 intents by expected cost over the last hour.",
+               top.map { ([("intent", $0.intent)], $0.costShare) })
+        family("robustd_intent_requests_last_hour", "gauge", "Requests predicted as each of the top 10 intents over the last hour.",
+               top.map { ([("intent", $0.intent)], $0.requests) })
+        return out
+    }
+
+    static func escapeLabel(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    static func number(_ v: Double) -> String {
+        if v.isNaN { return "NaN" }
+        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return String(v)
+    }
+
+    // MARK: HTTP
+
+    /// Serves `GET /metrics` on `host:port` from the loop; nothing else.
+    func listenForMetrics(host: String, port: Int) throws {
+        let l = try TCPListener(loop: loop)
+        do {
+            try l.bind(host: host, port: port)
+            try l.listen { [unowned self] result in
+                guard case .success(let tcp) = result else { return }
+                self.serveHTTP(tcp)
+            }
+        } catch {
+            l.close()
+            throw SocketSetupError(description: "cannot listen for metrics on \(host):\(port): \(error)")
+        }
+        metricsListener = l
+        logger.info("metrics on http://\(host.contains(":") ? "[\(host)]" : host):\(l.port ?? port)/metrics")
+    }
+
+    private func serveHTTP(_ tcp: TCP) {
+        var request: [UInt8] = []
+        var answered = false
+        let timer = try? EventLoop.Timer(loop: loop)
+        func respond(_ status: String, _ body: String, contentType: String = "text/plain; charset=utf-8") {
+            guard !answered else { return }
+            answered = true
+            timer?.close()
+            tcp.stopReading()
+            let bytes = Array(body.utf8)
+            let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(bytes.count)\r\nConnection: close\r\n\r\n"
+            tcp.write(Array(head.utf8) + bytes)
+            tcp.whenDrained { tcp.close() }
+        }
+        // A client that never finishes its request is dropped after 5 s.
+        timer?.start(timeoutMs: 5000) { if !answered { answered = true; tcp.close() } }
+        do {
+            try tcp.startReading { [unowned self] event in
+                switch event {
+                case .data(let chunk):
+                    request += Array(chunk)
+                    guard let end = Self.headerEnd(request) else {
+                        if request.count > 8192 { respond("431 Request Header Fields Too Large", "request headers too large\n") }
+                        return
+                    }
+                    let line = String(decoding: request[..<end], as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+                    let parts = line.split(separator: " ")
+                    guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { respond("400 Bad Request", "bad request\n"); return }
+                    guard parts[0] == "GET" || parts[0] == "HEAD" else { respond("405 Method Not Allowed", "only GET /metrics\n"); return }
+                    let path = parts[1].split(separator: "?").first.map(String.init) ?? ""
+                    guard path == "/metrics" else { respond("404 Not Found", "only /metrics is served here\n"); return }
+                    respond("200 OK", parts[0] == "HEAD" ? "" : self.prometheusText(), contentType: Self.prometheusContentType)
+                case .eof, .error:
+                    if !answered { answered = true; timer?.close(); tcp.close() }
+                }
+            }
+        } catch {
+            timer?.close()
+            tcp.close()
+        }
+    }
+
+    static func headerEnd(_ b: [UInt8]) -> Int? {
+        guard b.count >= 4 else { return nil }
+        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+        return nil
+    }
+}

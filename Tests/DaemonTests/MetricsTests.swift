@@ -1,0 +1,143 @@
+import Foundation
+import JSONRPC
+import RobustdClient
+import RobustdTestSupport
+import Testing
+
+@Suite("Live metrics: get, subscriptions, Prometheus over JSON-RPC and HTTP")
+struct MetricsTests {
+    /// GET over a plain TCP socket, as Prometheus would; returns the whole response.
+    static func httpGet(port: Int, _ request: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError("socket") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard r == 0 else { throw ClientError("connect: \(errno)") }
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test("metrics/get counts scored inputs, flags, failures and latency over windows; regions by cost; schema-valid")
+    func get() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try FineTuneTests.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        // prepared() scored 8 inputs in one request and reported some corrections.
+        let m = try c.call("metrics/get").get()
+        let v = try #require(m["values"])
+        #expect(v["requests.1m"] == 8)
+        #expect(v["requests.24h"] == 8)
+        #expect(v["scoreCalls.1m"] == 1)
+        #expect((v["failures.correction.1m"]?.doubleValue ?? 0) >= 1)
+        #expect(v["failures.1m"] == v["failures.correction.1m"])
+        #expect((v["latencyP50Ms.1m"]?.doubleValue ?? 0) > 0)
+        #expect((v["expectedCostPer1000.1h"]?.doubleValue ?? 0) > 0)
+        #expect(v["requests.sinceActivation"] == 8)
+        #expect(v["version.active"] == 1)
+        #expect((m["regions"]?.arrayValue?.count ?? 0) >= 1)
+        let only = try c.call("metrics/get", ["metrics": ["requests", "queue"]]).get()["values"]?.objectValue ?? [:]
+        #expect(Set(only.keys) == ["requests.1m", "requests.1h", "requests.24h", "requests.sinceActivation",
+                                   "queue.computePending", "queue.computeRunning", "queue.embedPending"])
+        _ = try c.call("score", ["inputs": [["text": "a b c"], ["text": "the card"]]]).get()
+        #expect(try c.call("metrics/get", ["metrics": ["requests.1m"]]).get()["values"]?["requests.1m"] == 10)
+    }
+
+    @Test("subscriptions: updates at the interval with the chosen metrics, on change only when asked, unsubscribe stops them, a closed connection ends them")
+    func subscribe() throws {
+        let d = try DaemonProcess()
+        let c = try d.client()
+        var updates: [JSONValue] = []
+        c.onNotification = { m, p in if m == "metrics/update", let p { updates.append(p) } }
+        let sub = try c.call("metrics/subscribe", ["metrics": ["requestRate", "connections.open"], "intervalMs": 100]).get()
+        let id = try #require(sub["subscription"])
+        #expect(sub["metrics"]?.arrayValue?.contains("connections.open") == true)
+        let start = Date()
+        while Date().timeIntervalSince(start) < 0.65 { _ = try c.call("daemon/ping").get(); usleep(20_000) }
+        #expect(updates.count >= 4 && updates.count <= 8, "\(updates.count) updates in 0.65 s at 100 ms")
+        #expect(updates.allSatisfy { $0["subscription"] == id })
+        let keys = Set(updates.last?["values"]?.objectValue?.keys.map { $0 } ?? [])
+        #expect(keys == ["requestRate.1m", "requestRate.1h", "requestRate.24h", "connections.open"])
+        #expect(updates.last?["coalesced"] == 0)
+        #expect(try c.call("metrics/unsubscribe", ["subscription": id]).get()["unsubscribed"] == true)
+        #expect(try c.call("metrics/unsubscribe", ["subscription": id]).get()["unsubscribed"] == false)
+        updates.removeAll()
+        for _ in 0..<10 { _ = try c.call("daemon/ping").get(); usleep(30_000) }
+        #expect(updates.isEmpty)
+
+        // On change: one update, then nothing while nothing changes.
+        let quiet = try c.call("metrics/subscribe", ["metrics": ["requests.24h"], "intervalMs": 100, "onChange": true]).get()
+        for _ in 0..<15 { _ = try c.call("daemon/ping").get(); usleep(30_000) }
+        #expect(updates.count == 1, "\(updates)")
+        _ = quiet
+        // Bad parameters.
+        guard case .failure(let e) = try c.call("metrics/subscribe", ["intervalMs": 10]) else { Issue.record("accepted 10 ms"); return }
+        #expect(e.code == .invalidParams)
+        guard case .failure(let e2) = try c.call("metrics/subscribe", ["metrics": ["nothing.like.this"]]) else { Issue.record("accepted"); return }
+        #expect(e2.message.contains("no metric matches"))
+        // Another connection's subscriptions end with it.
+        var other: RPCClient? = try d.client()
+        _ = try other!.call("metrics/subscribe", ["intervalMs": 100]).get()
+        #expect(try c.call("metrics/get", ["metrics": ["subscriptions"]]).get()["values"]?["subscriptions"] == 2)
+        other = nil
+        _ = other
+        var count: JSONValue? = nil
+        for _ in 0..<50 {
+            count = try c.call("metrics/get", ["metrics": ["subscriptions"]]).get()["values"]?["subscriptions"]
+            if count == 1 { break }
+            usleep(20_000)
+        }
+        #expect(count == 1)
+    }
+
+    @Test("Prometheus: metrics/prometheus and GET /metrics serve the same valid exposition (promtool check metrics); other paths 404")
+    func prometheus() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try FineTuneTests.prepared(state: state, model: model, extra: ["--metrics-listen", "127.0.0.1:0"])
+        defer { withExtendedLifetime(d) {} }
+        let text = try #require(try c.call("metrics/prometheus").get()["text"]?.stringValue)
+        #expect(text.contains("robustd_scored_inputs_total 8"))
+        #expect(text.contains("# TYPE robustd_score_request_duration_seconds histogram"))
+        #expect(text.contains("robustd_failure_reports_total{kind=\"correction\"}"))
+        #expect(text.contains("robustd_intent_expected_cost_per_1000_requests{intent="))
+        // The port the daemon bound, from its log.
+        var port = 0
+        for _ in 0..<100 where port == 0 {
+            if let r = d.stderr.range(of: "metrics on http://127.0.0.1:") {
+                port = Int(d.stderr[r.upperBound...].prefix { $0.isNumber }) ?? 0
+            }
+            usleep(10_000)
+        }
+        #expect(port > 0)
+        let ok = try Self.httpGet(port: port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(ok.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(ok.contains("Content-Type: text/plain; version=0.0.4"))
+        #expect(ok.contains("robustd_scored_inputs_total 8"))
+        #expect(try Self.httpGet(port: port, "GET / HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404"))
+        #expect(try Self.httpGet(port: port, "POST /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 405"))
+        #expect(try Self.httpGet(port: port, "nonsense\r\n\r\n").hasPrefix("HTTP/1.1 400"))
+        // promtool (Debian's prometheus package; CI installs it) checks the exposition.
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        if let promtool {
+            let body = String(ok[ok.range(of: "\r\n\r\n")!.upperBound...])
+            let (status, out, err) = try run(URL(fileURLWithPath: promtool), ["check", "metrics"], stdin: body)
+            #expect(status == 0, "promtool: \(out) \(err)")
+        } else if ProcessInfo.processInfo.environment["CI"] != nil {
+            Issue.record("promtool is missing in CI")
+        }
+    }
+}
