@@ -102,6 +102,41 @@ struct MetricsTests {
         #expect(count == 1)
     }
 
+    @Test("a subscriber that never reads gets coalesced updates: its queue stays bounded and others are not slowed")
+    func slowSubscriber() throws {
+        let d = try DaemonProcess()
+        // A raw client: 20 subscriptions at 100 ms (about 0.5 MB/s of updates), then it never reads.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        _ = withUnsafeMutableBytes(of: &addr.sun_path) { p in d.socketPath.withCString { strncpy(p.baseAddress!.assumingMemoryBound(to: CChar.self), $0, p.count - 1) } }
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(r == 0)
+        defer { close(fd) }
+        var requests = ""
+        for i in 0..<20 { requests += "{\"jsonrpc\":\"2.0\",\"id\":\(i),\"method\":\"metrics/subscribe\",\"params\":{\"intervalMs\":100}}\n" }
+        _ = requests.withCString { send(fd, $0, strlen($0), 0) }
+        let c = try d.client()
+        var worst = 0.0
+        let start = Date()
+        var coalesced = false
+        while Date().timeIntervalSince(start) < 8 && !coalesced {
+            let t0 = Date()
+            _ = try c.call("daemon/ping").get()
+            worst = max(worst, Date().timeIntervalSince(t0))
+            let text = try c.call("metrics/prometheus").get()["text"]?.stringValue ?? ""
+            coalesced = text.contains("robustd_metric_updates_coalesced_total") && !text.contains("robustd_metric_updates_coalesced_total 0\n")
+            usleep(100_000)
+        }
+        #expect(coalesced, "no update was coalesced in 8 s")
+        let status = try c.call("daemon/status").get()
+        let queued = status["queues"]?["outputBytes"]?.intValue ?? 0
+        // Bounded: the coalescing limit (256 KiB) plus at most one round of updates.
+        #expect(queued < 512 * 1024, "\(queued) bytes queued for the subscriber")
+        #expect(worst < 0.25, "a ping took \(worst) s while the subscriber was stuck")
+        #expect(status["connections"]?["open"] == 2)
+    }
+
     @Test("Prometheus: metrics/prometheus and GET /metrics serve the same valid exposition (promtool check metrics); other paths 404")
     func prometheus() throws {
         let model = TempFolder()
