@@ -32,6 +32,8 @@ public struct Configuration: Sendable {
 
     /// Business costs, impact weights and risk thresholds (from `--config`).
     public var file = ConfigFile()
+    /// How often live metrics are snapshotted into the store (metrics/history).
+    public var metricsSnapshotSeconds = 60.0
     /// Where GET /metrics is served over HTTP (nil: nowhere).
     public var metricsListen: (host: String, port: Int)? = nil
 

@@ -1398,6 +1398,77 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "metrics/history",
+      "summary": "One metric's persisted snapshots, oldest first: every --metrics-snapshot-seconds (default 60) the 1-minute window of each metric and the gauges are stored in SQLite for 30 days, so curves survive restarts. since defaults to a day ago, until to now; step averages the snapshots into buckets of that many seconds. A name with no history, when others exist, answers -32602 with examples.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "metric",
+          "required": true,
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "since",
+          "schema": {
+            "type": "number"
+          }
+        },
+        {
+          "name": "until",
+          "schema": {
+            "type": "number"
+          }
+        },
+        {
+          "name": "step",
+          "schema": {
+            "type": "number",
+            "minimum": 1
+          }
+        }
+      ],
+      "result": {
+        "name": "MetricsHistory",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "metric",
+            "points"
+          ],
+          "properties": {
+            "metric": {
+              "type": "string"
+            },
+            "step": {
+              "type": "number"
+            },
+            "points": {
+              "type": "array",
+              "items": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": [
+                  "at",
+                  "value"
+                ],
+                "properties": {
+                  "at": {
+                    "type": "number"
+                  },
+                  "value": {
+                    "type": "number"
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "metrics/prometheus",
       "summary": "The Prometheus text exposition (format 0.0.4), the same as GET /metrics on --metrics-listen: robustd_ prefix, base units, _total counters, a histogram of score latency, per-intent series for the top 10 intents only.",
       "params": [],

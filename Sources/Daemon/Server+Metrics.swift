@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import JSONRPC
 import RobustdAPI
+import Store
 
 /// One `metrics/subscribe`.
 ///
@@ -72,9 +73,67 @@ extension Server {
             return MetricsUnsubscribe.Result(unsubscribed: true)
         }
 
+        router.onDeferred(MetricsHistory.self) { [unowned self] params, ctx in
+            let now = Date().timeIntervalSince1970
+            let since = params.since ?? now - 86_400, until = params.until ?? now
+            guard since.isFinite, until.isFinite, since <= until else {
+                ctx.reply(.failure(.invalidParams("'since' must not be after 'until'", field: "since", expected: "since ≤ until", found: "\(since) > \(until)")))
+                return
+            }
+            if let step = params.step, !(step >= 1 && step.isFinite) {
+                ctx.reply(.failure(.invalidParams("'step' must be at least 1 second", field: "step", expected: "≥ 1", found: "\(step)")))
+                return
+            }
+            let name = params.metric
+            self.store.run({ store throws(StoreError) -> ([(at: Double, value: Double)], [String]) in
+                let points = try store.metricHistory(name: name, since: since, until: until)
+                return (points, points.isEmpty ? try store.metricNames() : [])
+            }, completion: { result in
+                switch result {
+                case .failure(let e): ctx.reply(.failure(e))
+                case .success(let (points, names)):
+                    if points.isEmpty && !names.isEmpty && !names.contains(name) && !Self.persistedName(name) {
+                        ctx.reply(.failure(.invalidParams("no history for '\(name)'; persisted: the .1m window of each metric and the gauges (e.g. \(names.prefix(5).joined(separator: ", ")))",
+                                                          field: "metric", expected: "a persisted metric name", found: name)))
+                        return
+                    }
+                    var out = points.map { MetricsHistory.Point(at: $0.at, value: $0.value) }
+                    if let step = params.step {
+                        var buckets: [Int: (sum: Double, n: Int)] = [:]
+                        for p in points { let b = Int(floor((p.at - since) / step)); buckets[b, default: (0, 0)].sum += p.value; buckets[b]!.n += 1 }
+                        out = buckets.keys.sorted().map { b in MetricsHistory.Point(at: since + Double(b) * step, value: buckets[b]!.sum / Double(buckets[b]!.n)) }
+                    }
+                    ctx.reply(MetricsHistory.Result(metric: name, step: params.step, points: out))
+                }
+            })
+        }
+
         router.on(MetricsPrometheus.self) { [unowned self] _, _ throws(RPCError) in
             MetricsPrometheus.Result(contentType: Self.prometheusContentType, text: self.prometheusText())
         }
+    }
+
+    /// The names a snapshot keeps: every metric's 1-minute window, and the gauges.
+    static func persistedName(_ name: String) -> Bool { name.hasSuffix(".1m") || !name.contains(".") || gaugeNames.contains(name) }
+    static let gaugeNames: Set<String> = ["queue.computePending", "queue.computeRunning", "queue.embedPending", "connections.open",
+                                          "subscriptions", "finetune.running", "version.active"]
+
+    /// Persists a snapshot now and then (`--metrics-snapshot-seconds`), kept 30 days.
+    func startMetricSnapshots() {
+        let t = try? EventLoop.Timer(loop: loop)
+        t?.unref()
+        let ms = UInt64(max(100, config.metricsSnapshotSeconds * 1000))
+        t?.start(timeoutMs: ms, repeatMs: ms) { [unowned self] in self.snapshotMetrics() }
+        snapshotTimer = t
+    }
+
+    func snapshotMetrics() {
+        let values = metricValues(now: LiveMetrics.now()).filter { Self.persistedName($0.key) }
+        let at = Date().timeIntervalSince1970
+        store.run({ store throws(StoreError) in try store.addMetricSnapshot(at: at, values: values, keepSeconds: 30 * 86_400) },
+                  completion: { [weak self] r in
+            if case .failure(let e) = r { self?.logger.warning("a metric snapshot was not stored", metadata: ["error": "\(e.message)"]) }
+        })
     }
 
     static func filter(_ values: [String: Double], _ filters: [String]?) -> [String: Double] {

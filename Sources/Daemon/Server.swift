@@ -42,6 +42,7 @@ public final class Server {
     var nextSubscriptionID = 1
     var subscriptionTimer: EventLoop.Timer?
     var metricsListener: TCPListener?
+    var snapshotTimer: EventLoop.Timer?
 
     /// Makes `v` the version that answers from the next request on. Requests in flight keep the
     /// version and encoder they captured when they started.
@@ -159,6 +160,7 @@ public final class Server {
         if config.stdio { try attachStdio() }
         if let m = config.metricsListen { try listenForMetrics(host: m.host, port: m.port) }
         startTrafficFlush()
+        startMetricSnapshots()
         guard config.stdio || config.socketPath != nil else {
             throw SocketSetupError(description: "nothing to serve: pass --stdio, --socket, or both")
         }
@@ -332,6 +334,9 @@ public final class Server {
         subscriptionTimer?.close()
         subscriptionTimer = nil
         subscriptions.removeAll()
+        snapshotMetrics()
+        snapshotTimer?.close()
+        snapshotTimer = nil
         if let id = runningJob { jobs[id]?.token.cancel() }
         trafficTimer?.close()
         trafficTimer = nil

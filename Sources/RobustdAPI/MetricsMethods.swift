@@ -96,3 +96,28 @@ public enum MetricsPrometheus: RPCRequest {
         public init(contentType: String, text: String) { self.contentType = contentType; self.text = text }
     }
 }
+
+/// `metrics/history`: one metric's persisted snapshots (they survive restarts).
+public enum MetricsHistory: RPCRequest {
+    public static let name = "metrics/history"
+    public struct Params: Codable, Sendable {
+        /// A persisted name: the 1-minute window of each metric (e.g. expectedCostPer1000.1m) and the gauges.
+        public var metric: String
+        /// Seconds since 1970; default: a day ago.
+        public var since: Double?
+        public var until: Double?
+        /// Average the snapshots into buckets of this many seconds (default: none).
+        public var step: Double?
+    }
+    public struct Point: Codable, Sendable {
+        public var at: Double
+        public var value: Double
+        public init(at: Double, value: Double) { self.at = at; self.value = value }
+    }
+    public struct Result: Codable, Sendable {
+        public var metric: String
+        public var step: Double?
+        public var points: [Point]
+        public init(metric: String, step: Double?, points: [Point]) { self.metric = metric; self.step = step; self.points = points }
+    }
+}

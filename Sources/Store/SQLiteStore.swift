@@ -76,6 +76,14 @@ public final class SQLiteStore: Store {
             version INTEGER REFERENCES versions(id)
         );
         """,
+        """
+        CREATE TABLE metrics_history (
+            at REAL NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL
+        );
+        CREATE INDEX metrics_history_by_name ON metrics_history(name, at);
+        """,
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -116,6 +124,33 @@ public final class SQLiteStore: Store {
                       .text(j.progress), j.result.map { .text($0) } ?? .null, j.error.map { .text($0) } ?? .null,
                       j.version.map { .int(Int64($0)) } ?? .null, .int(Int64(j.id))])
         guard db.changes == 1 else { throw StoreError(.notFound, "no job \(j.id)") }
+    }
+
+    // MARK: Metric history
+
+    public func addMetricSnapshot(at: Double, values: [String: Double], keepSeconds: Double) throws(StoreError) {
+        try db.transaction { () throws(StoreError) in
+            let insert = try db.prepare("INSERT INTO metrics_history (at, name, value) VALUES (?, ?, ?)")
+            for (name, value) in values where value.isFinite {
+                try insert.run([.double(at), .text(name), .double(value)])
+            }
+            try db.prepare("DELETE FROM metrics_history WHERE at < ?").run([.double(at - keepSeconds)])
+        }
+    }
+
+    public func metricHistory(name: String, since: Double, until: Double) throws(StoreError) -> [(at: Double, value: Double)] {
+        let s = try db.prepare("SELECT at, value FROM metrics_history WHERE name = ? AND at >= ? AND at <= ? ORDER BY at")
+        try s.bind([.text(name), .double(since), .double(until)])
+        var out: [(at: Double, value: Double)] = []
+        while try s.step() { out.append((s.double(0), s.double(1))) }
+        return out
+    }
+
+    public func metricNames() throws(StoreError) -> [String] {
+        let s = try db.prepare("SELECT DISTINCT name FROM metrics_history ORDER BY name")
+        var out: [String] = []
+        while try s.step() { if let n = s.text(0) { out.append(n) } }
+        return out
     }
 
     /// The job's parameters and first view, as JSON text.

@@ -173,4 +173,11 @@ public protocol Store: AnyObject {
     func updateJob(_ job: JobRecord) throws(StoreError)
     /// Every job, oldest first.
     func jobs() throws(StoreError) -> [JobRecord]
+
+    /// Persists one snapshot of metric values and drops snapshots older than `keepSeconds`.
+    func addMetricSnapshot(at: Double, values: [String: Double], keepSeconds: Double) throws(StoreError)
+    /// One metric's snapshots in a time range, oldest first.
+    func metricHistory(name: String, since: Double, until: Double) throws(StoreError) -> [(at: Double, value: Double)]
+    /// The names with a history.
+    func metricNames() throws(StoreError) -> [String]
 }

@@ -59,6 +59,9 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: "Longest a text waits for others to share its batch, in milliseconds.")
     var maxBatchDelayMs: UInt64 = Configuration().maxBatchDelayMs
 
+    @Option(help: "Seconds between metric snapshots kept for metrics/history (at least 0.1).")
+    var metricsSnapshotSeconds: Double = Configuration().metricsSnapshotSeconds
+
     @Option(help: ArgumentHelp("Serve Prometheus's GET /metrics over HTTP on this address (e.g. 127.0.0.1:9464; [::1]:9464).", valueName: "HOST:PORT"))
     var metricsListen: String?
 
@@ -72,6 +75,7 @@ struct RobustdCommand: ParsableCommand {
         guard computeThreads >= 1 && computeThreads <= 256 else { throw ValidationError("--compute-threads must be between 1 and 256") }
         guard maxBatch >= 1 && maxBatch <= 4096 else { throw ValidationError("--max-batch must be between 1 and 4096") }
         guard maxBatchDelayMs <= 1000 else { throw ValidationError("--max-batch-delay-ms must be at most 1000") }
+        guard metricsSnapshotSeconds >= 0.1 && metricsSnapshotSeconds <= 86_400 else { throw ValidationError("--metrics-snapshot-seconds must be between 0.1 and 86400") }
         if let m = metricsListen, Configuration.parseHostPort(m) == nil {
             throw ValidationError("--metrics-listen must be HOST:PORT with a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464")
         }
@@ -106,6 +110,7 @@ struct RobustdCommand: ParsableCommand {
         if let stateDir { config.stateDir = (stateDir as NSString).expandingTildeInPath }
         config.maxBatchDelayMs = maxBatchDelayMs
         config.metricsListen = metricsListen.flatMap(Configuration.parseHostPort)
+        config.metricsSnapshotSeconds = metricsSnapshotSeconds
 
         let code: Int32
         do {

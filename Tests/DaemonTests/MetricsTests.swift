@@ -102,6 +102,31 @@ struct MetricsTests {
         #expect(count == 1)
     }
 
+    @Test("snapshots persist: metrics/history has points, survives a restart, averages by step, and names what it keeps")
+    func history() throws {
+        let state = TempDir()
+        let args = ["--state-dir", state.path, "--metrics-snapshot-seconds", "0.2"]
+        var d: DaemonProcess? = try DaemonProcess(extraArgs: args)
+        var c = try d!.client()
+        usleep(700_000)
+        let h = try c.call("metrics/history", ["metric": "connections.open"]).get()
+        let n = h["points"]?.arrayValue?.count ?? 0
+        #expect(n >= 2, "\(h)")
+        #expect(h["points"]?[0]?["value"] == 1)
+        #expect(d!.terminate() == 0)
+        d = try DaemonProcess(extraArgs: args)
+        c = try d!.client()
+        let again = try c.call("metrics/history", ["metric": "connections.open"]).get()
+        #expect((again["points"]?.arrayValue?.count ?? 0) >= n + 1)  // the earlier points and the stop's snapshot are kept
+        let coarse = try c.call("metrics/history", ["metric": "connections.open", "step": 3600, "since": .double(Date().timeIntervalSince1970 - 60)]).get()
+        #expect(coarse["points"]?.arrayValue?.count == 1)
+        #expect((coarse["points"]?[0]?["value"]?.doubleValue ?? 0) > 0)
+        guard case .failure(let e) = try c.call("metrics/history", ["metric": "requests.24h"]) else { Issue.record("a 24 h window has no history"); return }
+        #expect(e.code == .invalidParams && e.message.contains("persisted"))
+        guard case .failure(let e2) = try c.call("metrics/history", ["metric": "requests.1m", "since": 10, "until": 5]) else { Issue.record("since > until"); return }
+        #expect(e2.code == .invalidParams)
+    }
+
     @Test("a subscriber that never reads gets coalesced updates: its queue stays bounded and others are not slowed")
     func slowSubscriber() throws {
         let d = try DaemonProcess()
