@@ -127,6 +127,32 @@ struct MetricsTests {
         #expect(e2.code == .invalidParams)
     }
 
+    @Test("clients/python: the monitoring client calls, subscribes and forwards updates as JSON lines against the real daemon")
+    func pythonClient() throws {
+        let d = try DaemonProcess()
+        let script = Binaries.packageRoot.appendingPathComponent("clients/python/robustd_client.py").path
+        let python = URL(fileURLWithPath: "/usr/bin/python3")
+        let (s1, out1, err1) = try run(python, [script, "--socket", d.socketPath, "call", "daemon/ping"])
+        #expect(s1 == 0, "\(err1)")
+        #expect(out1.trimmingCharacters(in: .whitespacesAndNewlines) == "{}")
+        let (s2, out2, err2) = try run(python, [script, "--socket", d.socketPath, "watch", "--metrics", "connections.open,requestRate",
+                                                "--interval-ms", "100", "--count", "3", "--json"])
+        #expect(s2 == 0, "\(err2)")
+        let lines = out2.split(separator: "\n").map { try? JSONParser.parse(String($0)) }
+        #expect(lines.count == 3)
+        for l in lines {
+            #expect(l?["values"]?["connections.open"] == 1)
+            #expect(l?["values"]?["requestRate.1m"] != nil)
+            #expect(l?["subscription"] != nil)
+        }
+        let (s3, out3, _) = try run(python, [script, "--socket", d.socketPath, "watch", "--metrics", "connections.open", "--interval-ms", "100", "--count", "1"])
+        #expect(s3 == 0 && out3.contains("connections.open=1"))
+        let (s4, _, err4) = try run(python, [script, "--socket", d.socketPath, "call", "metrics/subscribe", #"{"intervalMs": 1}"#])
+        #expect(s4 == 1 && err4.contains("-32602"))
+        let (s5, _, err5) = try run(python, [script, "--socket", d.dir.path + "/nothing.sock", "call", "daemon/ping"])
+        #expect(s5 == 2 && err5.contains("cannot reach robustd"))
+    }
+
     @Test("a subscriber that never reads gets coalesced updates: its queue stays bounded and others are not slowed")
     func slowSubscriber() throws {
         let d = try DaemonProcess()
