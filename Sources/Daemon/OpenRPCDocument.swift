@@ -1254,6 +1254,111 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "eval/run",
+      "summary": "Measures a version (default: the active one) on a labelled dataset's split (default: test if it has one, else validation, else all): accuracy and macro-F1 on the in-scope examples, cost per request and per 1,000 (misrouting cost where configured, else impact × costs.complaint), the configured misrouting cost, expected calibration error, out-of-scope recall, precision and AUROC (examples whose label the version does not know are out of scope), and accuracy under seeded word typos (typoRates, default 10% and 20%). With compare, a second version on the same examples and the paired comparison (cost difference with bootstrap bounds, McNemar's exact p). Embeds through the shared batcher with each version's own encoder; progress under workDoneToken.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "dataset",
+          "required": true,
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "split",
+          "schema": {
+            "enum": [
+              "train",
+              "validation",
+              "test",
+              "all"
+            ]
+          }
+        },
+        {
+          "name": "version",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "compare",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "typoRates",
+          "schema": {
+            "type": "array",
+            "maxItems": 4,
+            "items": {
+              "type": "number",
+              "exclusiveMinimum": 0,
+              "maximum": 1
+            }
+          }
+        },
+        {
+          "name": "seed",
+          "schema": {
+            "type": "integer"
+          }
+        },
+        {
+          "name": "limit",
+          "schema": {
+            "type": "integer",
+            "minimum": 1
+          }
+        },
+        {
+          "name": "workDoneToken",
+          "schema": {
+            "$ref": "#/components/schemas/RequestId"
+          }
+        }
+      ],
+      "result": {
+        "name": "EvalRun",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "dataset",
+            "split",
+            "examples",
+            "reports",
+            "seconds"
+          ],
+          "properties": {
+            "dataset": {
+              "type": "string"
+            },
+            "split": {
+              "type": "string"
+            },
+            "examples": {
+              "type": "integer"
+            },
+            "reports": {
+              "type": "array",
+              "items": {
+                "$ref": "#/components/schemas/EvalReport"
+              }
+            },
+            "comparison": {
+              "type": "object"
+            },
+            "seconds": {
+              "type": "number"
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "metrics/get",
       "summary": "Every live metric now, from traffic and feedback, over sliding windows (1 min, 1 h, 24 h, and since the active version became active, capped at 24 h), and the top intents by expected cost over the last hour. Names: requests, requestRate (per second), scoreCalls, flaggedRate, outOfScopeRate, expectedCostPer1000, failures, failures.<kind>, failureRate, latencyP50Ms, latencyP99Ms, meanBatchSize, each suffixed with a window (.1m, .1h, .24h, .sinceActivation); gauges queue.computePending, queue.computeRunning, queue.embedPending, connections.open, subscriptions, finetune.running, version.active.",
       "paramStructure": "by-name",
@@ -2610,6 +2715,98 @@ enum OpenRPCDocument {
           "coalesced": {
             "type": "integer",
             "minimum": 0
+          }
+        }
+      },
+      "EvalReport": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "version",
+          "examples",
+          "inScope",
+          "accuracy",
+          "macroF1",
+          "costPerRequest",
+          "costPer1000",
+          "misroutingCostPerRequest",
+          "misroutedWithCost",
+          "ece",
+          "typos"
+        ],
+        "properties": {
+          "version": {
+            "type": "integer"
+          },
+          "examples": {
+            "type": "integer"
+          },
+          "inScope": {
+            "type": "integer"
+          },
+          "accuracy": {
+            "type": "number"
+          },
+          "macroF1": {
+            "type": "number"
+          },
+          "costPerRequest": {
+            "type": "number"
+          },
+          "costPer1000": {
+            "type": "number"
+          },
+          "misroutingCostPerRequest": {
+            "type": "number"
+          },
+          "misroutedWithCost": {
+            "type": "integer"
+          },
+          "ece": {
+            "type": "number"
+          },
+          "outOfScope": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "examples",
+              "recall",
+              "precision",
+              "auroc"
+            ],
+            "properties": {
+              "examples": {
+                "type": "integer"
+              },
+              "recall": {
+                "type": "number"
+              },
+              "precision": {
+                "type": "number"
+              },
+              "auroc": {
+                "type": "number"
+              }
+            }
+          },
+          "typos": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "additionalProperties": false,
+              "required": [
+                "rate",
+                "accuracy"
+              ],
+              "properties": {
+                "rate": {
+                  "type": "number"
+                },
+                "accuracy": {
+                  "type": "number"
+                }
+              }
+            }
           }
         }
       }

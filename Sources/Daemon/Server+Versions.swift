@@ -124,8 +124,8 @@ extension Server {
     }
 
     /// Embeds `texts` in chunks through the batcher; `done` gets `[N, D]` floats.
-    private func embedAll(_ texts: [String], batcher: MicroBatcher, ctx: RequestContext, progress: WorkDoneProgress?,
-                          done: @escaping ([Float]) -> Void) {
+    func embedAll(_ texts: [String], batcher: MicroBatcher, encoder versionEncoder: SentenceEncoder? = nil, ctx: RequestContext,
+                  progress: WorkDoneProgress?, percentOf: (from: Int, to: Int) = (0, 80), done: @escaping ([Float]) -> Void) {
         var vectors: [Float] = []
         vectors.reserveCapacity(texts.count * (encoder?.hiddenSize ?? 0))
         let chunk = max(1, batcher.maxBatch)
@@ -133,13 +133,14 @@ extension Server {
             if ctx.isCancelled || ctx.hasReplied { progress?.end(message: "cancelled"); return }
             guard start < texts.count else { done(vectors); return }
             let end = min(start + chunk, texts.count)
-            batcher.submit(Array(texts[start..<end]), token: ctx.token) { result in
+            batcher.submit(Array(texts[start..<end]), encoder: versionEncoder, token: ctx.token) { result in
                 switch result {
                 case .failure(let e): progress?.end(message: "failed"); ctx.reply(.failure(e))
                 case .success(let r):
                     vectors.append(contentsOf: r.vectors)
                     if (end / chunk) % 10 == 0 || end == texts.count {
-                        progress?.report(message: "embedded \(end) of \(texts.count) texts", percentage: end * 80 / texts.count)
+                        progress?.report(message: "embedded \(end) of \(texts.count) texts",
+                                         percentage: percentOf.from + end * (percentOf.to - percentOf.from) / texts.count)
                     }
                     next(end)
                 }

@@ -142,6 +142,7 @@ public final class Server {
         registerRegionMethods()
         registerFineTuneMethods()
         registerMetricsMethods()
+        registerEvalMethods()
         VersionFiles.cleanTemporaries(stateDir: config.stateDir)
         loadActiveVersion()
         loadJobs()
