@@ -153,6 +153,32 @@ struct MetricsTests {
         #expect(s5 == 2 && err5.contains("cannot reach robustd"))
     }
 
+    @Test("robustctl report writes one self-contained HTML page with its four charts; robustctl watch streams updates")
+    func reportAndWatch() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try FineTuneTests.prepared(state: state, model: model, extra: ["--metrics-snapshot-seconds", "0.2"])
+        defer { withExtendedLifetime(d) {} }
+        let job = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2]).get()
+        _ = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        _ = try c.call("dataset/import", ["name": "check", "records": VersionTests.records]).get()
+        usleep(500_000)
+        let out = d.dir.path + "/report.html"
+        let (s1, o1, e1) = try run(Binaries.robustctl, ["report", "--out", out, "--eval-dataset", "check", "--socket", d.socketPath])
+        #expect(s1 == 0, "\(o1) \(e1)")
+        let html = try String(contentsOfFile: out, encoding: .utf8)
+        #expect(html.hasPrefix("<!doctype html>"))
+        #expect(html.components(separatedBy: "<svg ").count - 1 == 4, "four charts")
+        #expect(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"), "self-contained")
+        #expect(html.contains("class=\"series\""))      // the cost curve
+        #expect(html.contains("class=\"job succeeded\""))
+        #expect(html.contains("v1 (fit)"))
+        let (s2, o2, e2) = try run(Binaries.robustctl, ["watch", "--interval-ms", "100", "--count", "2", "--plain", "--socket", d.socketPath])
+        #expect(s2 == 0, "\(e2)")
+        #expect(o2.split(separator: "\n").filter { $0.contains("requests/s") }.count == 2)
+    }
+
     @Test("a subscriber that never reads gets coalesced updates: its queue stays bounded and others are not slowed")
     func slowSubscriber() throws {
         let d = try DaemonProcess()
