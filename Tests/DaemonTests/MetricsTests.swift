@@ -161,7 +161,7 @@ struct MetricsTests {
         let (d, c) = try FineTuneTests.prepared(state: state, model: model, extra: ["--metrics-snapshot-seconds", "0.2"])
         defer { withExtendedLifetime(d) {} }
         let job = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2]).get()
-        _ = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        let done = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
         _ = try c.call("dataset/import", ["name": "check", "records": VersionTests.records]).get()
         usleep(500_000)
         let out = d.dir.path + "/report.html"
@@ -174,6 +174,9 @@ struct MetricsTests {
         #expect(html.contains("class=\"series\""))      // the cost curve
         #expect(html.contains("class=\"job succeeded\""))
         #expect(html.contains("v1 (fit)"))
+        // Every version is marked on the cost curve, a promoted one as such.
+        #expect(html.contains("class=\"mlabel\">v1<"))
+        #expect(html.contains(done["promoted"] == true ? "class=\"mlabel\">v2 promoted<" : "class=\"mlabel\">v2 ("), "\(done)")
         let (s2, o2, e2) = try run(Binaries.robustctl, ["watch", "--interval-ms", "100", "--count", "2", "--plain", "--socket", d.socketPath])
         #expect(s2 == 0, "\(e2)")
         #expect(o2.split(separator: "\n").filter { $0.contains("requests/s") }.count == 2)

@@ -21,19 +21,22 @@ enum SVG {
         return 10 * e
     }
 
-    static func time(_ t: Double) -> String {
+    static func time(_ t: Double, seconds: Bool = false) -> String {
         let f = DateFormatter()
         f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "MM-dd HH:mm"
+        f.dateFormat = seconds ? "HH:mm:ss" : "MM-dd HH:mm"
         return f.string(from: Date(timeIntervalSince1970: t))
     }
 
     /// A line over time with vertical markers (version promotions).
     static func line(_ points: [(Double, Double)], markers: [(Double, String)], unit: String) -> String {
         let h = 260.0, l = 60.0, r = 20.0, t = 20.0, b = 40.0
-        guard let t0 = points.first?.0, let t1 = points.last?.0, t1 > t0 else {
+        guard var t0 = points.first?.0, var t1 = points.last?.0, t1 > t0 else {
             return "<p class=\"empty\">Not enough history yet (a point a minute; see metrics/history).</p>"
         }
+        // The axis spans the markers too (a version made before the first snapshot).
+        t0 = min(t0, markers.map(\.0).min() ?? t0)
+        t1 = max(t1, markers.map(\.0).max() ?? t1)
         let ymax = niceMax(points.map(\.1).max() ?? 1)
         func x(_ v: Double) -> Double { l + (v - t0) / (t1 - t0) * (width - l - r) }
         func y(_ v: Double) -> Double { t + (1 - v / ymax) * (h - t - b) }
@@ -45,7 +48,8 @@ enum SVG {
         }
         for k in 0...3 {
             let tv = t0 + (t1 - t0) * Double(k) / 3
-            s += "<text x=\"\(fmt(x(tv)))\" y=\"\(fmt(h - 12))\" text-anchor=\"middle\">\(time(tv))</text>"
+            let anchor = k == 0 ? "start" : k == 3 ? "end" : "middle"
+            s += "<text x=\"\(fmt(x(tv)))\" y=\"\(fmt(h - 12))\" text-anchor=\"\(anchor)\">\(time(tv, seconds: t1 - t0 < 3600))</text>"
         }
         for (mt, label) in markers where mt >= t0 && mt <= t1 {
             s += "<line x1=\"\(fmt(x(mt)))\" x2=\"\(fmt(x(mt)))\" y1=\"\(fmt(t))\" y2=\"\(fmt(h - b))\" class=\"marker\"/>"
@@ -118,7 +122,7 @@ enum SVG {
             s += "<text x=\"\(fmt(l - 8))\" y=\"\(fmt(y + 15))\" text-anchor=\"end\">\(esc(j.label))</text>"
             s += "<rect x=\"\(fmt(x(j.start)))\" y=\"\(fmt(y + 3))\" width=\"\(fmt(max(3, x(j.end) - x(j.start))))\" height=\"\(fmt(rowH - 8))\" class=\"job \(j.state)\"><title>\(esc(j.state))</title></rect>"
         }
-        s += "<text x=\"\(fmt(l))\" y=\"\(fmt(h - 6))\">\(time(t0))</text><text x=\"\(fmt(width - r))\" y=\"\(fmt(h - 6))\" text-anchor=\"end\">\(time(t1))</text></svg>"
+        s += "<text x=\"\(fmt(l))\" y=\"\(fmt(h - 6))\">\(time(t0, seconds: span < 3600))</text><text x=\"\(fmt(width - r))\" y=\"\(fmt(h - 6))\" text-anchor=\"end\">\(time(t1, seconds: span < 3600))</text></svg>"
         return s
     }
 }
@@ -171,13 +175,12 @@ struct Report: ParsableCommand {
             }
             points = buckets.keys.sorted().map { b in let e = buckets[b]!; return (e.0 / Double(e.2), e.1 / Double(e.2)) }
         }
-        // Promotions: a job that promoted its version marks when it finished; the first version its creation.
+        // Versions: when each was made (promoted by its gate, or kept as a candidate).
         var markers: [(Double, String)] = []
-        for v in versions["versions"]?.arrayValue ?? [] where v["parent"] == .null || v["parent"] == nil {
-            if let t = v["createdAt"]?.doubleValue { markers.append((t, "v\(v["id"]?.intValue ?? 0)")) }
-        }
-        for j in jobs["jobs"]?.arrayValue ?? [] where j["promoted"] == .bool(true) {
-            if let t = j["finishedAt"]?.doubleValue { markers.append((t, "v\(j["version"]?.intValue ?? 0) promoted")) }
+        let promoted = Set((jobs["jobs"]?.arrayValue ?? []).filter { $0["promoted"] == .bool(true) }.compactMap { $0["version"]?.intValue })
+        for v in versions["versions"]?.arrayValue ?? [] {
+            guard let t = v["createdAt"]?.doubleValue, let id = v["id"]?.intValue else { continue }
+            markers.append((t, "v\(id)" + (promoted.contains(id) ? " promoted" : v["parent"]?.intValue != nil ? " (\(v["status"]?.stringValue ?? ""))" : "")))
         }
         let regionRows = (regions["regions"]?.arrayValue ?? []).map { ($0["label"]?.stringValue ?? "?", $0["costPer1000"]?.doubleValue ?? 0) }
 
@@ -224,7 +227,7 @@ struct Report: ParsableCommand {
         <tr><td>score latency p99, last hour (ms)</td><td>\(v("latencyP99Ms.1h"))</td><td></td><td></td></tr>
         </table>
         <h2>Expected cost per 1,000 requests, last \(String(format: "%g", hours)) h</h2>
-        \(SVG.line(points, markers: markers, unit: "cost per 1,000 requests (1-minute windows, averaged); red: versions"))
+        \(SVG.line(points, markers: markers.filter { $0.0 >= since }, unit: "cost per 1,000 requests (1-minute windows, averaged); red: versions"))
         <h2>Riskiest regions now</h2>
         \(SVG.bars(regionRows, unit: "expected cost per 1,000 requests from each intent (risk/regions)"))
         <h2>Accuracy per version, clean and under word typos\(evalDataset.map { " (eval/run on \(SVG.esc($0)))" } ?? "")</h2>
