@@ -47,7 +47,8 @@ struct WatchMetrics: ParsableCommand {
             let at = Date(timeIntervalSince1970: p["at"]?.doubleValue ?? 0)
             if redraw || seen == 1 { s += "robustd live metrics, every \(intervalMs) ms (Ctrl-C to stop)\n" }
             if redraw {
-                s += String(format: "%@  active version %d  connections %d  fine-tune %@\n\n", "\(at)" as NSString, Int(n("version.active")),
+                s += String(format: "%@  active version %@  connections %d  fine-tune %@\n\n", "\(at)" as NSString,
+                            (n("version.active") > 0 ? "\(Int(n("version.active")))" : "none") as NSString,
                             Int(n("connections.open")), (n("finetune.running") > 0 ? "running" : "idle") as NSString)
                 s += "                       1 min      1 h       24 h\n"
                 for (label, key, f) in [("requests/s", "requestRate", "%9.2f"), ("cost per 1,000", "expectedCostPer1000", "%9.2f"),
