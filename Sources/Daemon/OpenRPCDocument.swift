@@ -106,6 +106,186 @@ enum OpenRPCDocument {
       "x-notification": true
     },
     {
+      "name": "textDocument/didOpen",
+      "summary": "Notification. Opens an utterance file (language id utterances, or a .utter / .utterances file; others are ignored): its utterances are scored and diagnostics published.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "textDocument",
+          "required": true,
+          "schema": {
+            "type": "object",
+            "required": [
+              "uri",
+              "languageId",
+              "version",
+              "text"
+            ],
+            "properties": {
+              "uri": {
+                "type": "string"
+              },
+              "languageId": {
+                "type": "string"
+              },
+              "version": {
+                "type": "integer"
+              },
+              "text": {
+                "type": "string"
+              }
+            }
+          }
+        }
+      ]
+    },
+    {
+      "name": "textDocument/didChange",
+      "summary": "Notification. Full or incremental (range, UTF-16 positions) changes; only utterances not scored before by the active version are scored, then the diagnostics are published again.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "textDocument",
+          "required": true,
+          "schema": {
+            "type": "object",
+            "required": [
+              "uri"
+            ],
+            "properties": {
+              "uri": {
+                "type": "string"
+              },
+              "version": {
+                "type": "integer"
+              }
+            }
+          }
+        },
+        {
+          "name": "contentChanges",
+          "required": true,
+          "schema": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "text"
+              ],
+              "properties": {
+                "range": {
+                  "$ref": "#/components/schemas/LSPRange"
+                },
+                "text": {
+                  "type": "string"
+                }
+              }
+            }
+          }
+        }
+      ]
+    },
+    {
+      "name": "textDocument/didClose",
+      "summary": "Notification. Forgets the file and clears its diagnostics.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "textDocument",
+          "required": true,
+          "schema": {
+            "type": "object",
+            "required": [
+              "uri"
+            ],
+            "properties": {
+              "uri": {
+                "type": "string"
+              },
+              "version": {
+                "type": "integer"
+              }
+            }
+          }
+        }
+      ]
+    },
+    {
+      "name": "textDocument/hover",
+      "summary": "The prediction under the cursor: label, confidence, margin, top intents, risk components, out-of-scope distance, and whether it matches the line's # expect: annotation (markdown); null off an utterance.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "textDocument",
+          "required": true,
+          "schema": {
+            "type": "object",
+            "required": [
+              "uri"
+            ],
+            "properties": {
+              "uri": {
+                "type": "string"
+              },
+              "version": {
+                "type": "integer"
+              }
+            }
+          }
+        },
+        {
+          "name": "position",
+          "required": true,
+          "schema": {
+            "type": "object",
+            "required": [
+              "line",
+              "character"
+            ],
+            "properties": {
+              "line": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "character": {
+                "type": "integer",
+                "minimum": 0
+              }
+            }
+          }
+        }
+      ],
+      "result": {
+        "name": "Hover",
+        "schema": {
+          "type": [
+            "object",
+            "null"
+          ],
+          "properties": {
+            "contents": {
+              "type": "object",
+              "required": [
+                "kind",
+                "value"
+              ],
+              "properties": {
+                "kind": {
+                  "const": "markdown"
+                },
+                "value": {
+                  "type": "string"
+                }
+              }
+            },
+            "range": {
+              "$ref": "#/components/schemas/LSPRange"
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "rpc.discover",
       "summary": "This document.",
       "params": [],
@@ -2804,6 +2984,100 @@ enum OpenRPCDocument {
                 },
                 "accuracy": {
                   "type": "number"
+                }
+              }
+            }
+          }
+        }
+      },
+      "LSPRange": {
+        "type": "object",
+        "required": [
+          "start",
+          "end"
+        ],
+        "properties": {
+          "start": {
+            "type": "object",
+            "required": [
+              "line",
+              "character"
+            ],
+            "properties": {
+              "line": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "character": {
+                "type": "integer",
+                "minimum": 0
+              }
+            }
+          },
+          "end": {
+            "type": "object",
+            "required": [
+              "line",
+              "character"
+            ],
+            "properties": {
+              "line": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "character": {
+                "type": "integer",
+                "minimum": 0
+              }
+            }
+          }
+        }
+      },
+      "PublishDiagnosticsParams": {
+        "description": "textDocument/publishDiagnostics, sent by the daemon for an open utterance file: one diagnostic per risky utterance (severity 2 for high risk or out of scope, 3 for medium) and per expectation mismatch (severity 1; an annotation naming an unknown intent: 2), code risk, out_of_scope, expectation or unknown_intent, the reasons in the message. docs/editors.md.",
+        "type": "object",
+        "required": [
+          "uri",
+          "diagnostics"
+        ],
+        "properties": {
+          "uri": {
+            "type": "string"
+          },
+          "version": {
+            "type": "integer"
+          },
+          "diagnostics": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "range",
+                "severity",
+                "source",
+                "code",
+                "message"
+              ],
+              "properties": {
+                "range": {
+                  "$ref": "#/components/schemas/LSPRange"
+                },
+                "severity": {
+                  "enum": [
+                    1,
+                    2,
+                    3,
+                    4
+                  ]
+                },
+                "source": {
+                  "const": "robustd"
+                },
+                "code": {
+                  "type": "string"
+                },
+                "message": {
+                  "type": "string"
                 }
               }
             }

@@ -63,7 +63,9 @@ extension Server {
 
     func capabilities() -> JSONValue {
         [
-            "textDocumentSync": .null,
+            // Utterance files (docs/editors.md): open/close and incremental changes, hover.
+            "textDocumentSync": ["openClose": true, "change": 2],
+            "hoverProvider": true,
             "experimental": [
                 "robustd": [
                     "methods": .array(router.methodNames.map { .string($0) }),

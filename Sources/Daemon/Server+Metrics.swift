@@ -116,7 +116,7 @@ extension Server {
     /// The names a snapshot keeps: every metric's 1-minute window, and the gauges.
     static func persistedName(_ name: String) -> Bool { name.hasSuffix(".1m") || !name.contains(".") || gaugeNames.contains(name) }
     static let gaugeNames: Set<String> = ["queue.computePending", "queue.computeRunning", "queue.embedPending", "connections.open",
-                                          "subscriptions", "finetune.running", "version.active"]
+                                          "subscriptions", "finetune.running", "version.active", "documents.open"]
 
     /// Persists a snapshot now and then (`--metrics-snapshot-seconds`), kept 30 days.
     func startMetricSnapshots() {
@@ -153,6 +153,8 @@ extension Server {
         v["subscriptions"] = Double(subscriptions.count)
         v["finetune.running"] = runningJob == nil ? 0 : 1
         v["version.active"] = Double(activeVersion?.id ?? 0)
+        v["documents.open"] = Double(documents.values.reduce(0) { $0 + $1.count })
+        v["documents.linesScored"] = Double(documentLinesScored)
         return v
     }
 

@@ -43,14 +43,20 @@ public final class Server {
     var subscriptionTimer: EventLoop.Timer?
     var metricsListener: TCPListener?
     var snapshotTimer: EventLoop.Timer?
+    /// Open utterance files by connection id and URI (LSP text sync), and how many of their
+    /// utterances were scored (changed lines only).
+    var documents: [Int: [String: UtteranceDocument]] = [:]
+    var documentLinesScored = 0
 
     /// Makes `v` the version that answers from the next request on. Requests in flight keep the
     /// version and encoder they captured when they started.
     func setActive(_ v: ModelVersion, layers: [Int: BertLayerWeights]) {
         activeEncoder = encoder.map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
         activeChangedLayers = layers.keys.sorted()
-        if activeVersion?.id != v.id { activatedAt = Date() }
+        let changed = activeVersion?.id != v.id
+        if changed { activatedAt = Date() }
         activeVersion = v
+        if changed { rescoreOpenDocuments() }
     }
     let scoreCache = ScoreCache()
     /// Per-intent impact weights and risk thresholds (from the configuration file; defaults: 1, and RiskThresholds()).
@@ -143,6 +149,7 @@ public final class Server {
         registerFineTuneMethods()
         registerMetricsMethods()
         registerEvalMethods()
+        registerDocumentMethods()
         VersionFiles.cleanTemporaries(stateDir: config.stateDir)
         loadActiveVersion()
         loadJobs()
@@ -277,6 +284,7 @@ public final class Server {
     }
 
     func connectionClosed(id: Int) {
+        documents[id] = nil
         guard let conn = connections.removeValue(forKey: id) else { return }
         if conn === stdio { stdio = nil }
         if isStopping && connections.isEmpty { closeRemainingHandles() }
