@@ -81,4 +81,31 @@ struct EditorTests {
         d.send(.notification(method: "exit", params: nil))
         #expect(d.wait() == 0)
     }
+
+    @Test("Neovim (headless, a real LSP client) shows robustd's diagnostics and hover on an utterance file and updates them after an edit")
+    func neovim() throws {
+        guard let nvim = ["/usr/bin/nvim", "/usr/local/bin/nvim"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("nvim is missing in CI") }
+            return
+        }
+        let (state, model) = try Self.preparedState()
+        let dir = TempDir()
+        let file = dir.path + "/check.utter"
+        try "my card is late  # expect: card_late\nthe card ?\n# expect: abc\nweather on mars\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let cmd: JSONValue = .array([.string(Binaries.robustd.path), "--stdio", "--model", .string(model.path), "--state-dir", .string(state.path)])
+        let out = dir.path + "/out.json"
+        let env = ["REPO": Binaries.packageRoot.path, "ROBUSTD_CMD": JSONWriter.string(cmd), "UTTER_FILE": file, "OUT_FILE": out,
+                   "HOME": dir.path, "XDG_CONFIG_HOME": dir.path, "XDG_DATA_HOME": dir.path, "XDG_STATE_HOME": dir.path,
+                   "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        let script = Binaries.packageRoot.appendingPathComponent("scripts/nvim-lsp-check.lua").path
+        let (status, o, e) = try run(URL(fileURLWithPath: nvim), ["--headless", "-n", "-i", "NONE", "-u", script], env: env)
+        #expect(status == 0, "\(o) \(e)")
+        let r = try JSONParser.parse(Array(try #require(FileManager.default.contents(atPath: out))))
+        #expect(r["filetype"] == "utterances")
+        #expect(r["gotFirst"] == true, "\(r)")
+        #expect((r["first"]?.arrayValue?.count ?? 0) >= 1)
+        #expect(r["hover"]?.stringValue?.contains("confidence") == true, "\(r)")
+        #expect(r["gotSecond"] == true, "\(r)")
+        #expect(r["second"]?.arrayValue?.contains { $0["lnum"] == 3 && ($0["message"]?.stringValue ?? "").contains("expected card_late") } == true)
+    }
 }
