@@ -56,7 +56,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "robustctl", dependencies: [
-            "JSONRPC", "RobustdAPI", "RobustdClient",
+            "JSONRPC", "RobustdAPI", "RobustdClient", "Scoring",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [

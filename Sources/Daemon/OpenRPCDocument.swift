@@ -476,6 +476,96 @@ enum OpenRPCDocument {
       }
     },
     {
+      "name": "dataset/examples",
+      "summary": "A page of a stored dataset's examples in import order (offset, limit 1 to 10,000, default 1,000), optionally of one split; total counts them all. robustctl replay reads datasets this way.",
+      "paramStructure": "by-name",
+      "params": [
+        {
+          "name": "name",
+          "required": true,
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "split",
+          "schema": {
+            "enum": [
+              "train",
+              "validation",
+              "test"
+            ]
+          }
+        },
+        {
+          "name": "offset",
+          "schema": {
+            "type": "integer",
+            "minimum": 0
+          }
+        },
+        {
+          "name": "limit",
+          "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000
+          }
+        }
+      ],
+      "result": {
+        "name": "DatasetExamples",
+        "schema": {
+          "type": "object",
+          "additionalProperties": false,
+          "required": [
+            "dataset",
+            "total",
+            "offset",
+            "examples"
+          ],
+          "properties": {
+            "dataset": {
+              "type": "string"
+            },
+            "total": {
+              "type": "integer"
+            },
+            "offset": {
+              "type": "integer"
+            },
+            "examples": {
+              "type": "array",
+              "items": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": [
+                  "text",
+                  "label",
+                  "split"
+                ],
+                "properties": {
+                  "text": {
+                    "type": "string"
+                  },
+                  "label": {
+                    "type": "string"
+                  },
+                  "split": {
+                    "enum": [
+                      "train",
+                      "validation",
+                      "test"
+                    ]
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    {
       "name": "model/fit",
       "summary": "Fits a version from a stored dataset: embeds its train and validation texts once through the shared batcher (progress under workDoneToken), trains a standardised multinomial logistic-regression head by L-BFGS for each L2 strength in lambdas and keeps the one with the best validation accuracy, fits temperature scaling on validation, and the out-of-scope statistics (training vectors for the nearest-neighbour distance, whose threshold keeps oosRecall of validation in scope; class means and shared covariance for the Mahalanobis distance). Without a validation split, a seeded stratified validationFraction of train is held out. The version's files are written atomically before it is recorded; it becomes active if activate is true or no version is active.",
       "paramStructure": "by-name",

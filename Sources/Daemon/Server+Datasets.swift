@@ -38,6 +38,30 @@ extension Server {
             }
         }
 
+        router.onDeferred(DatasetExamples.self) { [unowned self] p, ctx in
+            let offset = p.offset ?? 0, limit = p.limit ?? 1000
+            guard offset >= 0 else { ctx.reply(.failure(.invalidParams("'offset' must be ≥ 0", field: "offset", expected: "≥ 0", found: "\(offset)"))); return }
+            guard (1...10_000).contains(limit) else {
+                ctx.reply(.failure(.invalidParams("'limit' must be 1 to 10000", field: "limit", expected: "1…10000", found: "\(limit)")))
+                return
+            }
+            let split: Split?
+            if let s = p.split {
+                guard let v = Split(rawValue: s) else {
+                    ctx.reply(.failure(.invalidParams("'split' must be train, validation or test", field: "split", expected: "train, validation or test", found: s)))
+                    return
+                }
+                split = v
+            } else { split = nil }
+            let name = p.name
+            self.store.run({ store throws(StoreError) -> DatasetExamples.Result in
+                guard let info = try store.dataset(named: name) else { throw StoreError(.notFound, "no dataset named '\(name)' (dataset/list shows them)") }
+                let all = try store.examples(dataset: info.id, split: split)
+                let page = all.dropFirst(offset).prefix(limit).map { DatasetExamples.Example(text: $0.text, label: $0.label, split: $0.split.rawValue) }
+                return DatasetExamples.Result(dataset: name, total: all.count, offset: offset, examples: Array(page))
+            }, completion: { ctx.reply($0.map { (try? JSONValue.encoding($0)) ?? .null }) })
+        }
+
         router.onDeferred(DatasetList.self) { [unowned self] _, ctx in
             self.store.run({ store throws(StoreError) -> [DatasetInfo] in try store.datasets() }, completion: { result in
                 ctx.reply(result.map { list in

@@ -87,3 +87,31 @@ extension RPCErrorCode {
     /// The store could not read or write.
     public static let storeFailure = RPCErrorCode(-32040)
 }
+
+/// `dataset/examples`: a page of a dataset's examples, in import order.
+public enum DatasetExamples: RPCRequest {
+    public static let name = "dataset/examples"
+    public struct Params: Codable, Sendable {
+        public var name: String
+        /// train, validation or test; all when absent.
+        public var split: String?
+        public var offset: Int?
+        /// 1 to 10,000 (default 1,000).
+        public var limit: Int?
+    }
+    public struct Example: Codable, Sendable {
+        public var text: String
+        public var label: String
+        public var split: String
+        public init(text: String, label: String, split: String) { self.text = text; self.label = label; self.split = split }
+    }
+    public struct Result: Codable, Sendable {
+        public var dataset: String
+        public var total: Int
+        public var offset: Int
+        public var examples: [Example]
+        public init(dataset: String, total: Int, offset: Int, examples: [Example]) {
+            self.dataset = dataset; self.total = total; self.offset = offset; self.examples = examples
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import JSONRPC
+import RobustdTestSupport
 import Testing
 
 @Suite("robustctl")
@@ -61,5 +62,44 @@ struct OpenRPCTests {
         let registered = caps["capabilities"]?["experimental"]?["robustd"]?["methods"]?.arrayValue?.compactMap(\.stringValue) ?? []
         #expect(Set(registered) == Set(SchemaValidator.shared.methodNames))
         #expect(SchemaValidator.shared.validateResult(caps, method: "initialize") == [])
+    }
+
+    @Test("replay is deterministic by seed and reports each error once; score, flag, feedback, regions and metrics subcommands")
+    func replayAndDaily() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try FineTuneTests.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        _ = try c.call("dataset/import", ["name": "traffic", "records": VersionTests.records]).get()
+        let sock = ["--socket", d.socketPath]
+        func replay(_ seed: String) throws -> JSONValue {
+            let (s, o, e) = try run(Binaries.robustctl, ["replay", "--dataset", "traffic", "--seed", seed, "--feedback-rate", "1", "--typo-rate", "0.5", "--json"] + sock)
+            #expect(s == 0, "\(e)")
+            return try JSONParser.parse(o.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let a = try replay("3"), b = try replay("3"), other = try replay("4")
+        #expect(a["scored"] == 30 && b["scored"] == 30)
+        #expect(a["inputsDigest"] == b["inputsDigest"])
+        #expect(a["inputsDigest"] != other["inputsDigest"])
+        #expect(a["wrong"] == b["wrong"])
+        // The second run of the same seed reports nothing new: the idempotency keys match.
+        #expect(b["reported"] == 0 && b["alreadyReported"] == a["reported"])
+        let (s1, o1, _) = try run(Binaries.robustctl, ["score", "my card is late", "a b c"] + sock)
+        #expect(s1 == 0 && o1.split(separator: "\n").count == 2)
+        let (s2, o2, _) = try run(Binaries.robustctl, ["flag"] + sock, stdin: "my card is late\nzzz qqq\n")
+        #expect(s2 == 0 && o2.contains("of 2 flagged"))
+        let (s3, o3, _) = try run(Binaries.robustctl, ["feedback", "--text", "the card ?", "--kind", "complaint", "--correct", "card_what"] + sock)
+        #expect(s3 == 0 && o3.contains("recorded #"))
+        let (s4, o4, _) = try run(Binaries.robustctl, ["regions", "--limit", "3"] + sock)
+        #expect(s4 == 0 && o4.contains("intent:"))
+        let (s5, o5, _) = try run(Binaries.robustctl, ["metrics", "requests"] + sock)
+        #expect(s5 == 0 && o5.contains("requests.1m"))
+        let (s6, o6, _) = try run(Binaries.robustctl, ["metrics", "--prometheus"] + sock)
+        #expect(s6 == 0 && o6.contains("robustd_scored_inputs_total"))
+        let (s7, _, e7) = try run(Binaries.robustctl, ["replay", "--dataset", "nope"] + sock)
+        #expect(s7 == 1 && e7.contains("no dataset named"))
+        let (s8, _, e8) = try run(Binaries.robustctl, ["regions", "--socket", d.dir.path + "/none.sock"])
+        #expect(s8 == 2 && e8.contains("robustd --socket"))
     }
 }

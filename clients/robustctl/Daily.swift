@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import JSONRPC
+import RobustdClient
+import Scoring
+
+/// Calls that print a result and may fail with the daemon's error (exit 1) or not reach it (2).
+func rpc(_ c: RPCClient, _ method: String, _ params: JSONValue?, timeout: Double? = 600) throws -> JSONValue {
+    let r: Result<JSONValue, RPCError>
+    do { r = try c.call(method, params, timeout: timeout) } catch { fail("\(error)", code: 2) }
+    switch r {
+    case .success(let v): return v
+    case .failure(let e):
+        FileHandle.standardError.write(Data("error \(e.code): \(method): \(e.message)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func connect(_ c: Connection) -> RPCClient {
+    do { return try RPCClient(path: c.socketPath) } catch {
+        fail("cannot reach robustd at \(c.socketPath): \(error) (start it with: robustd --socket --model ~/.cache/robustd/models/all-MiniLM-L6-v2)", code: 2)
+    }
+}
+
+struct ScoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "score", abstract: "Score texts (arguments, or one per line on stdin).")
+    @Argument(help: "Texts; none: read lines from stdin.") var texts: [String] = []
+    @Option(help: "Typo variants per text for the stability check.") var perturb: Int = 0
+    @OptionGroup var connection: Connection
+    func run() throws {
+        let inputs = texts.isEmpty ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init) : texts
+        var p: [String: JSONValue] = ["inputs": .array(inputs.filter { !$0.isEmpty }.map { ["text": .string($0)] })]
+        if perturb > 0 { p["perturb"] = ["n": .int(Int64(perturb))] }
+        try connection.call("score", .object(p)) { r in
+            (r["results"]?.arrayValue ?? []).enumerated().map { i, s in
+                String(format: "%-28@ %.2f  risk %-6@ %@%@", (s["label"]?.stringValue ?? "") as NSString, s["confidence"]?.doubleValue ?? 0,
+                       (s["risk"]?["level"]?.stringValue ?? "") as NSString, (s["outOfScope"]?["flagged"] == true ? "out of scope  " : "") as NSString,
+                       (inputs.filter { !$0.isEmpty }[i]) as NSString)
+            }.joined(separator: "\n")
+        }
+    }
+}
+
+struct FlagCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "flag", abstract: "Only the risky ones among texts, with their reasons.")
+    @Argument var texts: [String] = []
+    @OptionGroup var connection: Connection
+    func run() throws {
+        let inputs = texts.isEmpty ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init) : texts
+        try connection.call("risk/flag", ["inputs": .array(inputs.filter { !$0.isEmpty }.map { ["text": .string($0)] }), "perturb": ["n": 4]]) { r in
+            let f = r["flagged"]?.arrayValue ?? []
+            return "\(f.count) of \(r["scored"]?.intValue ?? 0) flagged\n" + f.map { x in
+                String(format: "  %@ → %@ (%.2f): %@", (x["text"]?.stringValue ?? "") as NSString, (x["label"]?.stringValue ?? "") as NSString,
+                       x["confidence"]?.doubleValue ?? 0, (x["reasons"]?.arrayValue ?? []).compactMap { $0["reason"]?.stringValue }.joined(separator: ", ") as NSString)
+            }.joined(separator: "\n")
+        }
+    }
+}
+
+struct FeedbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "feedback", abstract: "Report a failure case (by input id or text).")
+    @Option(help: "complaint, reinquiry, escalation, correction or confirmation.") var kind = "correction"
+    @Option(help: "The id the input had in a score request.") var inputId: String?
+    @Option(help: "The input's text.") var text: String?
+    @Option(help: "The intent it should have been.") var correct: String?
+    @Option(help: "Its business cost (default: the kind's configured cost).") var cost: Double?
+    @OptionGroup var connection: Connection
+    func run() throws {
+        var p: [String: JSONValue] = ["kind": .string(kind)]
+        if let inputId { p["inputId"] = .string(inputId) }
+        if let text { p["text"] = .string(text) }
+        if let correct { p["correctLabel"] = .string(correct) }
+        if let cost { p["cost"] = .double(cost) }
+        try connection.call("feedback/report", .object(p)) { r in
+            "recorded #\(r["id"]?.intValue ?? 0): \(r["kind"]?.stringValue ?? "") cost \(r["cost"]?.doubleValue ?? 0), predicted \(r["predictedLabel"]?.stringValue ?? "")"
+                + (r["correctLabel"]?.stringValue.map { ", meant \($0)" } ?? "") + (r["duplicate"] == true ? " (a duplicate; stored once)" : "")
+        }
+    }
+}
+
+struct RegionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "regions", abstract: "The riskiest regions.")
+    @Option(help: "hour, day or all.") var window = "all"
+    @Option(help: "How many.") var limit = 10
+    @OptionGroup var connection: Connection
+    func run() throws {
+        try connection.call("risk/regions", ["window": .string(window), "limit": .int(Int64(limit))]) { r in
+            String(format: "traffic %d, failures %d, expected cost per 1,000 requests %.1f\n", r["traffic"]?.intValue ?? 0, r["failures"]?.intValue ?? 0,
+                   r["expectedCostPer1000"]?.doubleValue ?? 0)
+                + (r["regions"]?.arrayValue ?? []).map { g in
+                    String(format: "  %@ share %.3f  failure rate %.2f  cost/1000 %.2f", (g["id"]?.stringValue ?? "").padding(toLength: 44, withPad: " ", startingAt: 0) as NSString,
+                           g["trafficShare"]?.doubleValue ?? 0, g["failureRate"]?.doubleValue ?? 0, g["costPer1000"]?.doubleValue ?? 0)
+                }.joined(separator: "\n")
+        }
+    }
+}
+
+struct MetricsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "metrics", abstract: "Live metrics now (names or prefixes; all by default), or --prometheus.")
+    @Argument var names: [String] = []
+    @Flag(help: "The Prometheus text exposition.") var prometheus = false
+    @OptionGroup var connection: Connection
+    func run() throws {
+        if prometheus { try connection.call("metrics/prometheus", nil) { $0["text"]?.stringValue ?? "" }; return }
+        try connection.call("metrics/get", names.isEmpty ? nil : ["metrics": .array(names.map { .string($0) })]) { r in
+            (r["values"]?.objectValue ?? [:]).keys.sorted().map { k in String(format: "%@ %.6g", k.padding(toLength: 34, withPad: " ", startingAt: 0) as NSString, r["values"]?[k]?.doubleValue ?? 0) }
+                .joined(separator: "\n")
+        }
+    }
+}
+
+/// Replays a stored dataset as production traffic: seeded order, typos on a share of it,
+/// corrections for a share of the errors (idempotent: the same seed reports nothing twice).
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Replay a dataset as production traffic, with typos and feedback on a seeded share of the errors.")
+    @Option(help: "The dataset (dataset/list).") var dataset: String
+    @Option(help: "train, validation or test (default: all).") var split: String?
+    @Option(help: "At most this many examples.") var limit: Int?
+    @Option(help: "Share of inputs given word typos.") var typoRate = 0.3
+    @Option(help: "Word typo rate inside those inputs.") var wordTypoRate = 0.1
+    @Option(help: "Share of the errors reported as corrections.") var feedbackRate = 0.5
+    @Option(help: "The seed: the same seed replays the same inputs and reports the same errors.") var seed: UInt64 = 7
+    @Option(help: "Inputs per score request.") var batch = 50
+    @OptionGroup var connection: Connection
+
+    func run() throws {
+        guard (0...1).contains(typoRate), (0...1).contains(feedbackRate), (0...1).contains(wordTypoRate), batch >= 1 else {
+            throw ValidationError("rates must be between 0 and 1, --batch at least 1")
+        }
+        let c = connect(connection)
+        var rows: [(String, String)] = []
+        var offset = 0
+        while true {
+            var p: [String: JSONValue] = ["name": .string(dataset), "offset": .int(Int64(offset)), "limit": 10_000]
+            if let split { p["split"] = .string(split) }
+            let page = try rpc(c, "dataset/examples", .object(p))
+            let ex = page["examples"]?.arrayValue ?? []
+            rows += ex.map { ($0["text"]?.stringValue ?? "", $0["label"]?.stringValue ?? "") }
+            offset += ex.count
+            if ex.isEmpty || offset >= (page["total"]?.intValue.map(Int.init) ?? 0) { break }
+        }
+        var rng = SeededRandom(seed: seed)
+        rows.shuffle(using: &rng)
+        if let limit { rows = Array(rows.prefix(limit)) }
+        var scored = 0, wrong = 0, reported = 0, duplicates = 0, typoed = 0
+        var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+        let started = Date()
+        for start in stride(from: 0, to: rows.count, by: batch) {
+            let chunk = rows[start..<min(start + batch, rows.count)]
+            var inputs: [JSONValue] = []
+            for (k, (text, _)) in chunk.enumerated() {
+                let i = start + k
+                var t = text
+                if rng.unit() < typoRate { t = Typos.perturb(text, rate: wordTypoRate, seed: seed &* 31 &+ UInt64(i)); typoed += 1 }
+                for b in t.utf8 { digest = (digest ^ UInt64(b)) &* 0x100_0000_01b3 }
+                inputs.append(["id": .string("replay-\(seed)-\(i)"), "text": .string(t)])
+            }
+            let r = try rpc(c, "score", ["inputs": .array(inputs)])
+            for (k, s) in (r["results"]?.arrayValue ?? []).enumerated() {
+                scored += 1
+                let truth = chunk[chunk.startIndex + k].1
+                guard s["label"]?.stringValue != truth else { continue }
+                wrong += 1
+                guard rng.unit() < feedbackRate else { continue }
+                let id = "replay-\(seed)-\(start + k)"
+                let f = try rpc(c, "feedback/report", ["inputId": .string(id), "kind": "correction", "correctLabel": .string(truth), "idempotencyKey": .string(id)])
+                if f["duplicate"] == true { duplicates += 1 } else { reported += 1 }
+            }
+        }
+        let summary: JSONValue = [
+            "dataset": .string(dataset), "seed": .int(Int64(seed)), "scored": .int(Int64(scored)), "withTypos": .int(Int64(typoed)),
+            "wrong": .int(Int64(wrong)), "accuracy": .double(scored == 0 ? 0 : Double(scored - wrong) / Double(scored)),
+            "reported": .int(Int64(reported)), "alreadyReported": .int(Int64(duplicates)), "inputsDigest": .string(String(digest, radix: 16)),
+            "seconds": .double(Date().timeIntervalSince(started)),
+        ]
+        if connection.json { print(JSONWriter.string(summary)); return }
+        print(String(format: "replayed %d inputs of '%@' (seed %llu, %d with typos): %d wrong (accuracy %.1f%%); %d corrections reported%@; %.1f s",
+                     scored, dataset as NSString, seed, typoed, wrong, 100 * (summary["accuracy"]?.doubleValue ?? 0), reported,
+                     (duplicates > 0 ? ", \(duplicates) already reported" : "") as NSString, summary["seconds"]?.doubleValue ?? 0))
+    }
+}
