@@ -127,6 +127,10 @@ struct Methods: ParsableCommand {
 func jobLine(_ j: JSONValue) -> String {
     let p = j["progress"]
     var line = "job \(j["id"]?.intValue ?? 0)  \(j["state"]?.stringValue ?? "?")  \(j["method"]?.stringValue ?? "")  \(p?["phase"]?.stringValue ?? "")"
+    if let pct = p?["percentage"]?.intValue, j["state"] == "running" {
+        let filled = Int(pct) * 20 / 100
+        line += "  [" + String(repeating: "#", count: filled) + String(repeating: ".", count: 20 - filled) + "] \(pct)%"
+    }
     if let s = p?["step"]?.intValue, let n = p?["steps"]?.intValue { line += "  step \(s)/\(n)" }
     if let l = p?["loss"]?.doubleValue { line += String(format: "  loss %.4f", l) }
     if let e = p?["etaSeconds"]?.doubleValue, j["state"] == "running" { line += String(format: "  ETA %.0f s", e) }
