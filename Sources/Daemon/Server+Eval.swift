@@ -92,12 +92,20 @@ extension Server {
     /// The version and the encoder that serves it: the active pair, or read from its files.
     func withVersion(_ id: Int, ctx: RequestContext, _ body: @escaping (ModelVersion, SentenceEncoder?) -> Void) {
         if let v = activeVersion, v.id == id { body(v, activeEncoder); return }
+        readVersion(id, allowed: [.ready, .candidate, .rejected], ctx: ctx) { [unowned self] loaded in
+            body(loaded.version, self.encoder.map { loaded.layers.isEmpty ? $0 : $0.replacingLayers(loaded.layers) })
+        }
+    }
+
+    /// Reads a version's files on the compute pool, after checking its status in the store;
+    /// a problem is answered on `ctx` and `then` does not run.
+    func readVersion(_ id: Int, allowed: Set<VersionStatus>, ctx: RequestContext, then: @escaping (LoadedVersion) -> Void) {
         let stateDir = config.stateDir
         store.run({ store throws(StoreError) -> VersionRecord in
             guard let r = try store.versions().first(where: { $0.id == id }) else { throw StoreError(.notFound, "no version \(id) (model/versions lists them)") }
-            guard r.status != .failed && r.status != .writing else { throw StoreError(.invalid, "version \(id) is \(r.status.rawValue)") }
+            guard allowed.contains(r.status) else { throw StoreError(.invalid, "version \(id) is \(r.status.rawValue) and cannot be used here") }
             return r
-        }, completion: { [unowned self] r in
+        }, completion: { r in
             switch r {
             case .failure(let e): ctx.reply(.failure(e))
             case .success:
@@ -106,9 +114,7 @@ extension Server {
                         let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
                         return LoadedVersion(version: v, layers: layers)
                     } catch { throw RPCError(.invalidData, "version \(id) cannot be loaded: \(error)") }
-                }, then: { [unowned self] loaded in
-                    body(loaded.version, self.encoder.map { loaded.layers.isEmpty ? $0 : $0.replacingLayers(loaded.layers) })
-                })
+                }, then: then)
             }
         })
     }

@@ -648,40 +648,18 @@ extension Server {
 
     private func activate(_ id: Int, _ ctx: RequestContext) {
         guard encoder != nil else { ctx.reply(.failure(Self.noModelError)); return }
-        let stateDir = config.stateDir
         let previous = activeVersion?.id
         // Load the files first: a version whose files are damaged is refused and nothing changes.
-        store.run({ store throws(StoreError) -> VersionRecord in
-            guard let r = try store.versions().first(where: { $0.id == id }) else {
-                throw StoreError(.notFound, "no version \(id) (model/versions lists them)")
-            }
-            guard r.status == .ready || r.status == .candidate else {
-                throw StoreError(.invalid, "version \(id) is \(r.status.rawValue) and cannot be activated")
-            }
-            return r
-        }, completion: { [unowned self] result in
-            switch result {
-            case .failure(let e): ctx.reply(.failure(e))
-            case .success:
-                ctx.compute({ _ throws(RPCError) -> LoadedVersion in
-                    do {
-                        let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
-                        return LoadedVersion(version: v, layers: layers)
-                    } catch {
-                        throw RPCError(.invalidData, "version \(id) cannot be loaded: \(error)")
-                    }
-                }, then: { [unowned self] loaded in
-                    self.store.run({ store throws(StoreError) in try store.setActive(id) }, completion: { [unowned self] r in
-                        switch r {
-                        case .failure(let e): ctx.reply(.failure(e))
-                        case .success:
-                            self.setActive(loaded.version, layers: loaded.layers)
-                            self.logger.info("version activated", metadata: ["version": "\(id)", "previous": "\(previous.map(String.init) ?? "-")"])
-                            ctx.reply(ModelActivate.Result(active: id, previous: previous, changedLayers: loaded.layers.keys.sorted()))
-                        }
-                    })
-                })
-            }
-        })
+        readVersion(id, allowed: [.ready, .candidate], ctx: ctx) { [unowned self] loaded in
+            self.store.run({ store throws(StoreError) in try store.setActive(id) }, completion: { [unowned self] r in
+                switch r {
+                case .failure(let e): ctx.reply(.failure(e))
+                case .success:
+                    self.setActive(loaded.version, layers: loaded.layers)
+                    self.logger.info("version activated", metadata: ["version": "\(id)", "previous": "\(previous.map(String.init) ?? "-")"])
+                    ctx.reply(ModelActivate.Result(active: id, previous: previous, changedLayers: loaded.layers.keys.sorted()))
+                }
+            })
+        }
     }
 }

@@ -167,37 +167,35 @@ public final class TTY: Stream {
     }
 }
 
-/// A listening Unix-domain socket.
-public final class PipeListener: Handle {
-    private var onConnection: ((Result<Pipe, UVError>) -> Void)?
+/// What libuv's connection callback calls (non-generic: a C callback cannot capture generics).
+protocol Accepting: AnyObject {
+    func acceptOne(status: Int32)
+}
 
-    public init(loop: Loop) throws(UVError) {
-        super.init(loop: loop, type: UV_NAMED_PIPE)
-        let r = uv_pipe_init(loop.raw, raw.assumingMemoryBound(to: uv_pipe_t.self), 0)
-        if r < 0 { failedInit(); throw UVError(code: r, function: "uv_pipe_init") }
-        didInit()
-    }
+private func onNewConnection(_ server: UnsafeMutablePointer<uv_stream_t>?, _ status: Int32) {
+    (Handle.from(UnsafeMutableRawPointer(server!).assumingMemoryBound(to: uv_handle_t.self)) as! any Accepting).acceptOne(status: status)
+}
 
-    public func bind(path: String) throws(UVError) {
-        try uvCheck(uv_pipe_bind(raw.assumingMemoryBound(to: uv_pipe_t.self), path), "uv_pipe_bind")
-    }
+/// A listening stream socket that accepts connections of type `Client`.
+public class Listener<Client: Stream>: Handle, Accepting {
+    private var onConnection: ((Result<Client, UVError>) -> Void)?
+
+    /// A fresh, unconnected client handle to accept into.
+    func makeClient() throws(UVError) -> Client { fatalError("subclass") }
 
     /// Starts accepting; `callback` gets each accepted connection (or the accept error).
-    public func listen(backlog: Int32 = 511, _ callback: @escaping (Result<Pipe, UVError>) -> Void) throws(UVError) {
+    public func listen(backlog: Int32 = 511, _ callback: @escaping (Result<Client, UVError>) -> Void) throws(UVError) {
         onConnection = callback
-        try uvCheck(uv_listen(raw.assumingMemoryBound(to: uv_stream_t.self), backlog) { server, status in
-            let me = Handle.from(UnsafeMutableRawPointer(server!).assumingMemoryBound(to: uv_handle_t.self)) as! PipeListener
-            me.acceptOne(status: status)
-        }, "uv_listen")
+        try uvCheck(uv_listen(raw.assumingMemoryBound(to: uv_stream_t.self), backlog, onNewConnection), "uv_listen")
     }
 
-    private func acceptOne(status: Int32) {
+    func acceptOne(status: Int32) {
         guard status >= 0 else {
             onConnection?(.failure(UVError(code: status, function: "listen")))
             return
         }
         do {
-            let client = try Pipe(loop: loop)
+            let client = try makeClient()
             let r = uv_accept(raw.assumingMemoryBound(to: uv_stream_t.self), client.stream)
             if r < 0 {
                 client.close()
@@ -211,4 +209,20 @@ public final class PipeListener: Handle {
     }
 
     override func willClose() { onConnection = nil }
+}
+
+/// A listening Unix-domain socket.
+public final class PipeListener: Listener<Pipe> {
+    public init(loop: Loop) throws(UVError) {
+        super.init(loop: loop, type: UV_NAMED_PIPE)
+        let r = uv_pipe_init(loop.raw, raw.assumingMemoryBound(to: uv_pipe_t.self), 0)
+        if r < 0 { failedInit(); throw UVError(code: r, function: "uv_pipe_init") }
+        didInit()
+    }
+
+    public func bind(path: String) throws(UVError) {
+        try uvCheck(uv_pipe_bind(raw.assumingMemoryBound(to: uv_pipe_t.self), path), "uv_pipe_bind")
+    }
+
+    override func makeClient() throws(UVError) -> Pipe { try Pipe(loop: loop) }
 }

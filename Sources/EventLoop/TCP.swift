@@ -12,9 +12,7 @@ public final class TCP: Stream {
 }
 
 /// A listening TCP socket (the metrics endpoint).
-public final class TCPListener: Handle {
-    private var onConnection: ((Result<TCP, UVError>) -> Void)?
-
+public final class TCPListener: Listener<TCP> {
     public init(loop: Loop) throws(UVError) {
         super.init(loop: loop, type: UV_TCP)
         let r = uv_tcp_init(loop.raw, raw.assumingMemoryBound(to: uv_tcp_t.self))
@@ -52,32 +50,6 @@ public final class TCPListener: Handle {
         return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) } }
     }
 
-    public func listen(backlog: Int32 = 128, _ callback: @escaping (Result<TCP, UVError>) -> Void) throws(UVError) {
-        onConnection = callback
-        try uvCheck(uv_listen(raw.assumingMemoryBound(to: uv_stream_t.self), backlog) { server, status in
-            let me = Handle.from(UnsafeMutableRawPointer(server!).assumingMemoryBound(to: uv_handle_t.self)) as! TCPListener
-            me.acceptOne(status: status)
-        }, "uv_listen")
-    }
+    override func makeClient() throws(UVError) -> TCP { try TCP(loop: loop) }
 
-    private func acceptOne(status: Int32) {
-        guard status >= 0 else {
-            onConnection?(.failure(UVError(code: status, function: "listen")))
-            return
-        }
-        do {
-            let client = try TCP(loop: loop)
-            let r = uv_accept(raw.assumingMemoryBound(to: uv_stream_t.self), client.stream)
-            if r < 0 {
-                client.close()
-                onConnection?(.failure(UVError(code: r, function: "uv_accept")))
-                return
-            }
-            onConnection?(.success(client))
-        } catch {
-            onConnection?(.failure(error))
-        }
-    }
-
-    override func willClose() { onConnection = nil }
 }
