@@ -20,6 +20,10 @@ public enum Gate {
 
     public struct Comparison: Sendable, Codable, Equatable {
         public var examples: Int
+        /// Kish's effective sample size of the weights, (Σw)² / Σw²: how many equally weighted
+        /// examples the weighted ones are worth (a wide bound with few effective examples means
+        /// the held-out data, not the candidate, is the problem).
+        public var effectiveExamples: Double
         public var parentCost: Double
         public var candidateCost: Double
         /// candidate − parent, mean cost per example.
@@ -90,7 +94,8 @@ public enum Gate {
         }
         let b = pairs.filter { $0.parentCorrect && !$0.candidateCorrect }.count
         let cc = pairs.filter { !$0.parentCorrect && $0.candidateCorrect }.count
-        return Comparison(examples: n, parentCost: n == 0 ? 0 : p / W, candidateCost: n == 0 ? 0 : c / W,
+        let w2 = pairs.reduce(0.0) { $0 + $1.weight * $1.weight }
+        return Comparison(examples: n, effectiveExamples: w2 > 0 ? W * W / w2 : 0, parentCost: n == 0 ? 0 : p / W, candidateCost: n == 0 ? 0 : c / W,
                           difference: n == 0 ? 0 : (c - p) / W, lowerBound: lower, upperBound: upper,
                           parentErrors: pairs.filter { !$0.parentCorrect }.count, candidateErrors: pairs.filter { !$0.candidateCorrect }.count,
                           parentOnlyCorrect: b, candidateOnlyCorrect: cc, mcnemarP: mcnemarExact(b, cc))

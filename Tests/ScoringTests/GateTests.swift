@@ -31,6 +31,11 @@ struct GateTests {
         #expect(r.global.difference < 0)
         #expect(r.global.upperBound <= 0.1 * 0.06)
         #expect(abs(r.globalAllowance - 0.006) < 1e-12)
+        #expect(abs(r.global.effectiveExamples - 1000) < 1e-9)  // equal weights: every example counts
+        var heavy = global
+        heavy[0].weight = 100
+        let ess = Gate.compare(heavy, settings: Gate.Settings()).effectiveExamples
+        #expect(abs(ess - 1099.0 * 1099 / (10_000 + 999)) < 1e-6)  // one example weighing 100 leaves about 110
         #expect(r.global.lowerBound <= r.global.difference && r.global.difference <= r.global.upperBound)
     }
 

@@ -147,6 +147,8 @@ func gateLines(_ j: JSONValue) -> String {
                    g["passed"] == .bool(true) ? "passed" : "failed", t?["parentCost"]?.doubleValue ?? 0, t?["candidateCost"]?.doubleValue ?? 0,
                    -100 * (g["targetReduction"]?.doubleValue ?? 0), gl?["parentCost"]?.doubleValue ?? 0, gl?["candidateCost"]?.doubleValue ?? 0,
                    gl?["upperBound"]?.doubleValue ?? 0, g["globalAllowance"]?.doubleValue ?? 0)
+    s += String(format: "\n  held-out: %d global examples (worth %.0f equally weighted ones), %d in the target regions",
+                  gl?["examples"]?.intValue ?? 0, gl?["effectiveExamples"]?.doubleValue ?? 0, t?["examples"]?.intValue ?? 0)
     for r in g["reasons"]?.arrayValue ?? [] { s += "\n  " + (r.stringValue ?? "") }
     return s
 }
