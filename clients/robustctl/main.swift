@@ -166,9 +166,11 @@ func watchJob(_ connection: Connection, _ id: Int) throws {
             throw ExitCode(1)
         }
         let line = jobLine(j)
-        if line != last { FileHandle.standardOutput.write(Data((line + "\n").utf8)); last = line }
+        if line != last && !connection.json { FileHandle.standardOutput.write(Data((line + "\n").utf8)); last = line }
         if let s = j["state"]?.stringValue, !["scheduled", "queued", "running"].contains(s) {
-            if s == "succeeded" { print(gateLines(j)); return }
+            // --json: only the finished job, for scripts.
+            if connection.json { print(JSONWriter.string(j)) } else if s == "succeeded" { print(gateLines(j)) }
+            if s == "succeeded" { return }
             throw ExitCode(1)
         }
         usleep(500_000)
@@ -205,7 +207,7 @@ struct FineTune: ParsableCommand {
                 id = Int(j["id"]?.intValue ?? 0)
                 return jobLine(j) + "\n  intents: " + (j["intents"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? "")
             }
-            if watch && !connection.json { try watchJob(connection, id) }
+            if watch { try watchJob(connection, id) }
         }
     }
 
