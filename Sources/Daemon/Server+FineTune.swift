@@ -36,15 +36,12 @@ final class FineTuneJobState {
 
 /// What the job thread needs, copied off the loop.
 struct FineTuneInputs: @unchecked Sendable {
-    var jobID: Int
     /// Estimated production volume per intent (risk/regions' traffic), for held-out weights.
     var production: [String: Double]
     var plan: LocalFineTune.Plan
     var selection: DataSelection.Options
-    var parentID: Int
-    var parent: ModelVersion?
-    var parentEncoder: SentenceEncoder?
-    var stateDir: String
+    var parent: ModelVersion
+    var parentEncoder: SentenceEncoder
     var labels: [String]
     var targets: Set<String>
     var train: [(String, String)]
@@ -112,6 +109,7 @@ extension Server {
                 guard let p = try? JSONParser.parse(Array(r.params.utf8)), let view = try? JSONValueDecoder().decode(FineTuneJob.self, from: p["job"] ?? .null)
                 else { continue }
                 var v = view
+                v.id = r.id
                 v.state = r.state.rawValue
                 v.startedAt = r.startedAt
                 v.finishedAt = r.finishedAt
@@ -282,9 +280,12 @@ extension Server {
         var view = FineTuneJob(id: 0, state: waits ? "scheduled" : "queued", method: method.rawValue, regions: regions, intents: intents,
                                parent: parent, dataset: dataset, createdAt: now, progress: .init(phase: waits ? "scheduled" : "queued"))
         view.notBefore = p.notBefore
-        let paramsJSON = (try? JSONValueEncoder().encode(p)) ?? .null
+        // The job's first view and parameters, committed with the job before the answer, let
+        // finetune/list show it after any restart (its id is the row's).
+        let stored = JSONWriter.string(.object(["job": (try? JSONValueEncoder().encode(view)) ?? .null,
+                                                "params": (try? JSONValueEncoder().encode(p)) ?? .null]))
         store.run({ store throws(StoreError) -> Int in
-            try store.createJob(params: "{}", state: waits ? .scheduled : .queued)
+            try store.createJob(params: stored, state: waits ? .scheduled : .queued)
         }, completion: { [unowned self] result in
             switch result {
             case .failure(let e): ctx.reply(.failure(e))
@@ -297,23 +298,12 @@ extension Server {
                 job.progress?.begin(title: "Fine-tuning version \(parent) (\(method.rawValue)) on \(intents.count) intent\(intents.count == 1 ? "" : "s")")
                 self.jobs[id] = job
                 self.jobQueue.append(id)
-                // The stored parameters let finetune/list show the job after a restart.
-                let stored = JSONWriter.string(.object(["job": (try? JSONValueEncoder().encode(job.view)) ?? .null, "params": paramsJSON]))
-                self.store.run({ store throws(StoreError) in
-                    try store.updateJob(JobRecord(id: id, createdAt: now, state: waits ? .scheduled : .queued, params: "{}"))
-                    try Self.storeParams(store, id: id, json: stored)
-                }, completion: { _ in })
                 self.logger.info("fine-tune job created", metadata: ["job": "\(id)", "method": "\(method.rawValue)", "intents": "\(intents.count)",
                                                                       "state": "\(job.view.state)"])
                 ctx.reply(job.view)
                 self.pumpJobs()
             }
         })
-    }
-
-    private static func storeParams(_ store: any Store, id: Int, json: String) throws(StoreError) {
-        guard let s = store as? SQLiteStore else { return }
-        try s.setJobParams(id: id, params: json)
     }
 
     // MARK: Running
@@ -397,17 +387,12 @@ extension Server {
         let p = job.params
         var plan = LocalFineTune.Plan()
         let method = FineTuner.Method(rawValue: job.view.method) ?? .lora
-        plan.settings.method = method
+        plan.settings = FineTuner.Settings(method: method)
         plan.settings.layers = p.layers ?? 2
         plan.settings.rank = p.rank ?? 8
         plan.settings.alpha = Float(p.alpha ?? Double(2 * plan.settings.rank))
         plan.settings.epochs = p.epochs ?? 6
         plan.settings.batchSize = p.batchSize ?? 16
-        switch method {
-        case .head: plan.settings.headLearningRate = 1e-3
-        case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 1e-4
-        case .topLayers: plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 1e-4
-        }
         if let v = p.learningRate { plan.settings.learningRate = Float(v) }
         if let v = p.headLearningRate { plan.settings.headLearningRate = Float(v) }
         if let v = p.decay { plan.settings.decay = Float(v) }
@@ -424,8 +409,8 @@ extension Server {
         sel.seed = seed
         if let v = p.typoRate { sel.typoRate = v }
         if let v = p.replayRatio { sel.replayRatio = v }
-        let inputs = FineTuneInputs(jobID: job.view.id, production: production, plan: plan, selection: sel, parentID: parent.id, parent: parent, parentEncoder: parentEncoder,
-                                    stateDir: config.stateDir, labels: parent.labels, targets: Set(job.targets), train: data.train,
+        let inputs = FineTuneInputs(production: production, plan: plan, selection: sel, parent: parent, parentEncoder: parentEncoder,
+                                    labels: parent.labels, targets: Set(job.targets), train: data.train,
                                     heldOut: data.heldOut, failures: data.failures, fullDataCount: data.count + data.failures.count,
                                     costs: misroutingCosts, impacts: impactWeights, defaultCost: feedbackCosts["complaint"] ?? 1)
         let loop = self.loop
@@ -469,7 +454,7 @@ extension Server {
             costs[labels[truth]]?[labels[predicted]] ?? (impacts[labels[truth]] ?? 1) * defaultCost
         }
         do {
-            let c = try LocalFineTune.run(encoder: i.parentEncoder!, parent: i.parent!, plan: plan, cost: cost, fullDataCount: i.fullDataCount,
+            let c = try LocalFineTune.run(encoder: i.parentEncoder, parent: i.parent, plan: plan, cost: cost, fullDataCount: i.fullDataCount,
                                           events: events, shouldStop: { token.isCancelled })
             return .success(FineTuneOutput(candidate: c, counts: selection.counts))
         } catch {

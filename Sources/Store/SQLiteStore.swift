@@ -153,11 +153,6 @@ public final class SQLiteStore: Store {
         return out
     }
 
-    /// The job's parameters and first view, as JSON text.
-    public func setJobParams(id: Int, params: String) throws(StoreError) {
-        try db.prepare("UPDATE finetune_jobs SET params = ? WHERE id = ?").run([.text(params), .int(Int64(id))])
-    }
-
     public func jobs() throws(StoreError) -> [JobRecord] {
         let s = try db.prepare("SELECT id, created_at, started_at, finished_at, state, params, progress, result, error, version FROM finetune_jobs ORDER BY id")
         var out: [JobRecord] = []

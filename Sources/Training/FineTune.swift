@@ -24,6 +24,18 @@ public final class FineTuner {
         public var decay: Float = 0.01
         public var seed: UInt64 = 1
         public init() {}
+
+        /// The defaults of a method for a fine-tune of a few regions from a fitted head: a
+        /// brisk head alone; adapters at LoRA's usual rate with a gentle head; a gentle rate for
+        /// the layers themselves (measured in robustd-bench finetune, docs/finetuning.md).
+        public init(method: Method) {
+            self.method = method
+            switch method {
+            case .head: headLearningRate = 1e-3
+            case .lora: learningRate = 1e-3; headLearningRate = 1e-4
+            case .topLayers: learningRate = 5e-5; headLearningRate = 1e-4
+            }
+        }
     }
 
     public struct Progress: Sendable {

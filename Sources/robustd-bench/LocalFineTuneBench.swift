@@ -152,15 +152,10 @@ struct LocalFineTuneBench: ParsableCommand {
                 opts.replayRatio = 0
             } else {
                 guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
-                plan.settings.method = method
+                plan.settings = FineTuner.Settings(method: method)
                 plan.settings.layers = layers
                 plan.settings.epochs = epochs
                 plan.settings.batchSize = 16
-                switch method {
-                case .head: plan.settings.headLearningRate = 1e-3
-                case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 1e-4
-                case .topLayers: plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 1e-4
-                }
             }
             let sel = DataSelection.select(labels: labels, targets: targetSet, train: pool, heldOut: validation, failures: failures,
                                            production: production, options: opts)
