@@ -284,6 +284,62 @@ struct FineTuneTests {
         #expect(s5 == 1 && err5.contains("no fine-tune job 9"))
     }
 
+    @Test("a job is committed with its parameters before the answer: a kill -9 right after finetune/start leaves it listed, interrupted")
+    func committedBeforeAnswer() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        let job = try c.call("finetune/start", ["regions": "all", "method": "lora", "notBefore": .double(Date().timeIntervalSince1970 + 3600)]).get()
+        kill(d.pid, SIGKILL)
+        _ = d.wait()
+        let again = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        let c2 = try again.client()
+        var listed: JSONValue? = nil
+        for _ in 0..<100 {
+            listed = try c2.call("finetune/list").get()["jobs"]?[0]
+            if listed != nil { break }
+            usleep(20_000)
+        }
+        #expect(listed?["id"] == job["id"])
+        #expect(listed?["state"] == "interrupted")
+        #expect(listed?["method"] == "lora" && listed?["intents"] == job["intents"])
+    }
+
+    @Test("the budget stops training: maxSteps is honoured and reported")
+    func budget() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        let job = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 1, "epochs": 50, "batchSize": 1, "maxSteps": 3]).get()
+        let done = try Self.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        #expect(done["state"] == "succeeded")
+        #expect(done["result"]?["training"]?["steps"] == 3)
+        #expect(done["result"]?["training"]?["stoppedBy"] == "max-steps")
+    }
+
+    @Test("model/activate refuses a version whose files are damaged, and nothing changes")
+    func damagedVersion() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        let job = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 1, "epochs": 2, "autoPromote": false]).get()
+        let done = try Self.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        let v = try #require(done["version"]?.intValue)
+        let before = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        let file = state.path + "/versions/\(v)/layers.safetensors"
+        try Data("not a safetensors file".utf8).write(to: URL(fileURLWithPath: file))
+        guard case .failure(let e) = try c.call("model/activate", ["version": .int(v)]) else { Issue.record("activated a damaged version"); return }
+        #expect(e.code.rawValue == -32030 && e.message.contains("cannot be loaded"), "\(e)")
+        #expect(try c.call("model/versions").get()["active"] == 1)
+        let after = try c.call("score", ["inputs": [["text": "my card is late"]]]).get()["results"]?[0]
+        #expect(after?["version"] == 1 && after?["probabilities"] == before?["probabilities"])
+    }
+
     @Test("bad requests get clear errors and start nothing")
     func errors() throws {
         let model = TempFolder()

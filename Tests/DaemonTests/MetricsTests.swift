@@ -1,3 +1,4 @@
+import Daemon
 import Foundation
 import JSONRPC
 import RobustdClient
@@ -217,6 +218,17 @@ struct MetricsTests {
         #expect(status["connections"]?["open"] == 2)
     }
 
+    @Test("--metrics-listen takes a numeric address and a port, IPv4 or bracketed IPv6; robustd refuses anything else")
+    func listenAddress() throws {
+        #expect(Configuration.parseHostPort("127.0.0.1:9464")! == ("127.0.0.1", 9464))
+        #expect(Configuration.parseHostPort("[::1]:0")! == ("::1", 0))
+        for bad in ["localhost:9464", "127.0.0.1", "127.0.0.1:70000", "::1:9464", "[::1]", ":9464", "1.2.3.4:x"] {
+            #expect(Configuration.parseHostPort(bad) == nil, "\(bad)")
+        }
+        let (status, _, err) = try run(Binaries.robustd, ["--socket", "/tmp/unused.sock", "--metrics-listen", "localhost:9464"])
+        #expect(status != 0 && err.contains("--metrics-listen must be HOST:PORT"))
+    }
+
     @Test("Prometheus: metrics/prometheus and GET /metrics serve the same valid exposition (promtool check metrics); other paths 404")
     func prometheus() throws {
         let model = TempFolder()
@@ -245,6 +257,7 @@ struct MetricsTests {
         #expect(try Self.httpGet(port: port, "GET / HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404"))
         #expect(try Self.httpGet(port: port, "POST /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 405"))
         #expect(try Self.httpGet(port: port, "nonsense\r\n\r\n").hasPrefix("HTTP/1.1 400"))
+        #expect(try Self.httpGet(port: port, "GET /metrics HTTP/1.1\r\nX: " + String(repeating: "a", count: 9000)).hasPrefix("HTTP/1.1 431"))
         // promtool (Debian's prometheus package; CI installs it) checks the exposition.
         let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
         if let promtool {
