@@ -114,7 +114,7 @@ extension Server {
     }
 
     /// The names a snapshot keeps: every metric's 1-minute window, and the gauges.
-    static func persistedName(_ name: String) -> Bool { name.hasSuffix(".1m") || !name.contains(".") || gaugeNames.contains(name) }
+    static func persistedName(_ name: String) -> Bool { name.hasSuffix(".1m") || gaugeNames.contains(name) }
     static let gaugeNames: Set<String> = ["queue.computePending", "queue.computeRunning", "queue.embedPending", "connections.open",
                                           "subscriptions", "finetune.running", "version.active", "documents.open"]
 

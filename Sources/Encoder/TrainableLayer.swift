@@ -261,22 +261,23 @@ public final class TrainableLayer {
         dOut.check([N, H], "dOut")
         // With adapters the layer's own weights are frozen: no gradients for them.
         let g = grads.params, ga = grads.adapters, a = adapters
+        /// Adds adapter k's share (in ``Adapters/all``'s order) to a projection's backward pass.
+        func adapter(_ k: Int, dInput: Tensor?, dOut: UnsafePointer<Float>, ldOut: Int, input: Tensor) {
+            guard let a, let ga else { return }
+            a.all[k].backward(dA: ga.all[k].a, dB: ga.all[k].b, dInput: dInput, dOut: dOut, ldOut: ldOut, down: c.downs[k], input: input)
+        }
         // out = LN2(sum2), sum2 = ffnOut(activation) + hidden1
         let dSum2 = Tensor(shape: [N, H])
         layerNormBackward(dInput: dSum2, dWeight: g?.norm2Weight, dBias: g?.norm2Bias, dOut: dOut, input: c.sum2,
                           weight: p.norm2Weight, mean: c.mean2, rstd: c.rstd2)
         let dActivation = Tensor(shape: [N, I])
         linearBackward(dInput: dActivation, dWeight: g?.ffnOutWeight, dBias: g?.ffnOutBias, dOut: dSum2, input: c.activation, weight: p.ffnOutWeight)
-        if let a, let ga {
-            a.ffnOut.backward(dA: ga.ffnOut.a, dB: ga.ffnOut.b, dInput: dActivation, dOut: dSum2, down: c.downs[5], input: c.activation)
-        }
+        adapter(5, dInput: dActivation, dOut: dSum2.data, ldOut: H, input: c.activation)
         let dPre = Tensor(shape: [N, I])
         geluBackward(dInput: dPre, dOut: dActivation, input: c.preActivation)
         let dHidden1 = Tensor(shape: [N, H])
         linearBackward(dInput: dHidden1, dWeight: g?.ffnInWeight, dBias: g?.ffnInBias, dOut: dPre, input: c.hidden1, weight: p.ffnInWeight)
-        if let a, let ga {
-            a.ffnIn.backward(dA: ga.ffnIn.a, dB: ga.ffnIn.b, dInput: dHidden1, dOut: dPre, down: c.downs[4], input: c.hidden1)
-        }
+        adapter(4, dInput: dHidden1, dOut: dPre.data, ldOut: I, input: c.hidden1)
         addInPlace(dHidden1, dSum2)  // the residual around the feed-forward block
         // hidden1 = LN1(sum1), sum1 = attnOut(context) + input
         let dSum1 = Tensor(shape: [N, H])
@@ -284,20 +285,14 @@ public final class TrainableLayer {
                           weight: p.norm1Weight, mean: c.mean1, rstd: c.rstd1)
         let dContext = Tensor(shape: [N, H])
         linearBackward(dInput: dContext, dWeight: g?.attnOutWeight, dBias: g?.attnOutBias, dOut: dSum1, input: c.context, weight: p.attnOutWeight)
-        if let a, let ga {
-            a.attnOut.backward(dA: ga.attnOut.a, dB: ga.attnOut.b, dInput: dContext, dOut: dSum1, down: c.downs[3], input: c.context)
-        }
+        adapter(3, dInput: dContext, dOut: dSum1.data, ldOut: H, input: c.context)
         let dQKV = Tensor(shape: [N, 3 * H])
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, c.packing.maxLength * c.packing.maxLength))
         defer { scratch.deallocate() }
         attentionBackward(dQKV: dQKV, dOut: dContext, qkv: c.qkv, probs: c.probs, packing: c.packing, heads: heads, scratch: scratch)
         if let dInput { dInput.check([N, H], "dInput") }
         linearBackward(dInput: dInput, dWeight: g?.qkvWeight, dBias: g?.qkvBias, dOut: dQKV, input: c.input, weight: p.qkvWeight)
-        if let a, let ga {
-            for (k, (ad, gd)) in zip(a.all, ga.all).prefix(3).enumerated() {
-                ad.backward(dA: gd.a, dB: gd.b, dInput: dInput, dOut: dQKV.data + k * H, ldOut: 3 * H, down: c.downs[k], input: c.input)
-            }
-        }
+        for k in 0..<3 { adapter(k, dInput: dInput, dOut: dQKV.data + k * H, ldOut: 3 * H, input: c.input) }  // Q, K, V
         if let dInput { addInPlace(dInput, dSum1) }  // the residual around the attention block
     }
 }

@@ -106,8 +106,11 @@ struct TrainingTests {
 
 @Suite("Early stopping")
 struct EarlyStoppingTests {
-    @Test("the best parameters seen on held-out data are restored, and training stops after the patience runs out")
-    func restoresBest() throws {
+    /// A head-only fine-tune of the tiny model whose held-out score follows `script`
+    /// (one value per evaluation, the starting point's first); returns what training did, the
+    /// stack, and the head at each evaluation.
+    func scripted(_ texts: [String], _ labels: [Int], every: Int, patience: Int, headLearningRate: Float? = nil,
+                  script: [Double]) throws -> (FineTuner.Outcome, ClassifierStack, [[Float]]) {
         let dir = TempFolder()
         try TinyModel.write(to: dir.path)
         let enc = try SentenceEncoder.load(folder: dir.path)
@@ -115,23 +118,27 @@ struct EarlyStoppingTests {
         settings.method = .head
         settings.epochs = 50
         settings.batchSize = 2
-        settings.headLearningRate = 0.05
+        if let headLearningRate { settings.headLearningRate = headLearningRate }
         let tuner = FineTuner(encoder: enc, settings: settings)
-        let texts = ["my card is late", "the card ?", "a b c", "my card", "a b", "the ?"]
-        let labels = [0, 1, 2, 0, 2, 1]
         let cached = tuner.cacheFrozen(texts)
         let H = enc.hiddenSize
         let stack = tuner.makeStack(headWeight: [Float](repeating: 0, count: 3 * H), headBias: [0, 0, 0],
                                     mean: [Float](repeating: 0, count: H), scale: [Float](repeating: 1, count: H))
-        // A scripted held-out score: best at the second evaluation after the start.
-        let script: [Double] = [0.1, 0.3, 0.9, 0.5, 0.4, 0.2, 0.1]
         var calls = 0
         var snapshots: [[Float]] = []
-        let outcome = tuner.train(stack, cached: cached, labels: labels, earlyStopping: .init(every: 3, patience: 2) {
+        let outcome = tuner.train(stack, cached: cached, labels: labels, earlyStopping: .init(every: every, patience: patience) {
             snapshots.append(stack.headWeight.values)
             defer { calls += 1 }
             return script[min(calls, script.count - 1)]
         })
+        return (outcome, stack, snapshots)
+    }
+
+    @Test("the best parameters seen on held-out data are restored, and training stops after the patience runs out")
+    func restoresBest() throws {
+        // Best at the second evaluation after the start.
+        let (outcome, stack, snapshots) = try scripted(["my card is late", "the card ?", "a b c", "my card", "a b", "the ?"], [0, 1, 2, 0, 2, 1],
+                                                       every: 3, patience: 2, headLearningRate: 0.05, script: [0.1, 0.3, 0.9, 0.5, 0.4, 0.2, 0.1])
         #expect(outcome.stoppedEarly)
         #expect(outcome.bestScore == 0.9)
         #expect(outcome.bestStep == 6)
@@ -142,26 +149,8 @@ struct EarlyStoppingTests {
 
     @Test("early stopping never chooses the starting point: the best trained parameters are kept even when the parent scored higher")
     func neverTheParent() throws {
-        let dir = TempFolder()
-        try TinyModel.write(to: dir.path)
-        let enc = try SentenceEncoder.load(folder: dir.path)
-        var settings = FineTuner.Settings()
-        settings.method = .head
-        settings.epochs = 50
-        settings.batchSize = 2
-        let tuner = FineTuner(encoder: enc, settings: settings)
-        let cached = tuner.cacheFrozen(["my card is late", "the card ?", "a b c", "my card"])
-        let H = enc.hiddenSize
-        let stack = tuner.makeStack(headWeight: [Float](repeating: 0, count: 3 * H), headBias: [0, 0, 0],
-                                    mean: [Float](repeating: 0, count: H), scale: [Float](repeating: 1, count: H))
-        let script: [Double] = [0.9, 0.2, 0.5, 0.3, 0.1, 0.1, 0.1]
-        var calls = 0
-        var snapshots: [[Float]] = []
-        let outcome = tuner.train(stack, cached: cached, labels: [0, 1, 2, 0], earlyStopping: .init(every: 2, patience: 2) {
-            snapshots.append(stack.headWeight.values)
-            defer { calls += 1 }
-            return script[min(calls, script.count - 1)]
-        })
+        let (outcome, stack, snapshots) = try scripted(["my card is late", "the card ?", "a b c", "my card"], [0, 1, 2, 0],
+                                                       every: 2, patience: 2, script: [0.9, 0.2, 0.5, 0.3, 0.1, 0.1, 0.1])
         #expect(outcome.initialScore == 0.9)
         #expect(outcome.bestScore == 0.5)
         #expect(outcome.bestStep == 4)
