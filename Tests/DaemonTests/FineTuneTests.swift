@@ -306,6 +306,38 @@ struct FineTuneTests {
         #expect(listed?["method"] == "lora" && listed?["intents"] == job["intents"])
     }
 
+    @Test("a scheduled job starts when its time comes; SIGTERM during a running job stops the daemon promptly and the job is interrupted")
+    func scheduleAndGracefulStop() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        var (d, c) = try Self.prepared(state: state, model: model)
+        let soon = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2, "autoPromote": false,
+                                                 "notBefore": .double(Date().timeIntervalSince1970 + 1.5)]).get()
+        #expect(soon["state"] == "scheduled")
+        let done = try Self.waitForJob(c, Int(soon["id"]?.intValue ?? 0), timeout: 30)
+        #expect(done["state"] == "succeeded")
+        #expect((done["startedAt"]?.doubleValue ?? 0) >= (soon["notBefore"]?.doubleValue ?? .infinity))
+        let long = try c.call("finetune/start", ["regions": "all", "method": "top-layers", "layers": 2, "epochs": 100, "batchSize": 1]).get()
+        var running = false
+        for _ in 0..<400 where !running {
+            running = try c.call("finetune/status", ["job": long["id"]!]).get()["progress"]?["step"] != nil
+            usleep(10_000)
+        }
+        #expect(running)
+        let t0 = Date()
+        #expect(d.terminate(timeout: 20) == 0)
+        #expect(Date().timeIntervalSince(t0) < 10)
+        d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        c = try d.client()
+        var status: JSONValue = .null
+        for _ in 0..<100 {
+            if let s = try? c.call("finetune/status", ["job": long["id"]!]).get() { status = s; break }
+            usleep(20_000)
+        }
+        #expect(status["state"] == "interrupted")
+    }
+
     @Test("the budget stops training: maxSteps is honoured and reported")
     func budget() throws {
         let model = TempFolder()
