@@ -117,9 +117,16 @@ public enum LocalFineTune {
         let tuner = FineTuner(encoder: encoder, settings: s)
         let head = parent.head
         events(.phase("caching the frozen layers"))
+        // Each distinct text runs through the frozen layers once: the target held-out examples
+        // are among the global ones, and the out-of-scope refit reads the training texts the
+        // selection already holds.
+        var cached: [String: [Float]] = [:]
         func cache(_ xs: [LabelledText]) throws(Failure) -> [[Float]] {
             if shouldStop() { throw .cancelled }
-            return tuner.cacheFrozen(xs.map(\.text), threads: plan.threads)
+            var seen = Set<String>()
+            let missing = xs.map(\.text).filter { cached[$0] == nil && seen.insert($0).inserted }
+            for (t, block) in zip(missing, tuner.cacheFrozen(missing, threads: plan.threads)) { cached[t] = block }
+            return xs.map { cached[$0.text]! }
         }
         let trainC = try cache(plan.train), esC = try cache(plan.earlyStopping)
         // Training compute: caching what trains and what stops it, the steps and the
