@@ -19,14 +19,16 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
 
-        // JSON values, JSON-RPC 2.0 messages, errors, framing and typed methods. Pure: no I/O.
-        .target(name: "JSONRPC"),
+        // JSON values, the strict parser and writer, the Codable bridge. Pure: no I/O, no JSON-RPC.
+        .target(name: "JSON"),
+        // JSON-RPC 2.0 messages, ids, errors, framing and the typed-method protocols. Pure: no I/O.
+        .target(name: "JSONRPC", dependencies: ["JSON"]),
         // robustd's methods: one type per method, with typed params and results. Pure: no I/O.
-        .target(name: "RobustdAPI", dependencies: ["JSONRPC"]),
+        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC"]),
         // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
         .target(name: "EventLoop", dependencies: ["CLibUV"]),
         // A blocking socket client for robustctl, the benchmarks and the end-to-end tests.
-        .target(name: "RobustdClient", dependencies: ["JSONRPC"]),
+        .target(name: "RobustdClient", dependencies: ["JSON", "JSONRPC", "RobustdAPI"]),
         // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm.
         // Built for x86-64 with AVX2 and FMA (Haswell, 2013, and later; every machine this project
         // runs on has AVX-512): its hand-written kernels need FMA to be fast. See docs/performance.md.
@@ -35,18 +37,18 @@ let package = Package(
         // BERT basic tokenisation and WordPiece.
         .target(name: "Tokenizer"),
         // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.
-        .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSONRPC"]),
+        .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSON"]),
         // The intent head, calibration, out-of-scope detectors, per-input risk. Pure: no I/O.
         .target(name: "Scoring", dependencies: ["Tensor"]),
         // Local fine-tuning: the trainable top of the model, AdamW with L2-SP.
         .target(name: "Training", dependencies: ["Tensor", "Encoder", "Scoring"]),
         // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
-        .target(name: "Datasets", dependencies: ["JSONRPC"]),
+        .target(name: "Datasets", dependencies: ["JSON"]),
         // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
         .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training",
+            "JSON", "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -56,24 +58,25 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "robustctl", dependencies: [
-            "JSONRPC", "RobustdAPI", "RobustdClient", "Scoring",
+            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Scoring",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSONRPC", "RobustdClient", "Encoder", "Tensor", "Scoring", "Training",
+            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Encoder", "Tensor", "Scoring", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "JSONRPCTests", dependencies: ["JSONRPC"]),
+        .testTarget(name: "JSONTests", dependencies: ["JSON", "RobustdTestSupport"]),
+        .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
-        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSONRPC"], path: "Tests/Support"),
+        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON"], path: "Tests/Support"),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSONRPC"]),
-        .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSONRPC", "RobustdTestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON"]),
+        .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
-        .testTarget(name: "DaemonTests", dependencies: ["JSONRPC", "RobustdAPI", "RobustdClient", "Daemon", "RobustdTestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Daemon", "RobustdTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,7 @@
 import Encoder
 import EventLoop
 import Foundation
+import JSON
 import JSONRPC
 import Tensor
 

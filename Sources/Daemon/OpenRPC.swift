@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// The OpenRPC document (schemas/openrpc.json, embedded at build time by scripts/gen-openrpc).

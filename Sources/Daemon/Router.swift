@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// The method registry: one entry per method name, derived from the method types.

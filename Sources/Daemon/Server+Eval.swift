@@ -1,6 +1,7 @@
 import Datasets
 import Encoder
 import Foundation
+import JSON
 import JSONRPC
 import RobustdAPI
 import Scoring

@@ -2,6 +2,7 @@ import Datasets
 import Encoder
 import EventLoop
 import Foundation
+import JSON
 import JSONRPC
 import RobustdAPI
 import Scoring

@@ -4,6 +4,7 @@ import Scoring
 import Store
 import EventLoop
 import Foundation
+import JSON
 import JSONRPC
 import Logging
 import RobustdAPI

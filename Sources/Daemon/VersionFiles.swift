@@ -1,5 +1,6 @@
 import Encoder
 import Foundation
+import JSON
 import JSONRPC
 import Scoring
 import Tensor

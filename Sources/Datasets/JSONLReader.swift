@@ -1,4 +1,4 @@
-import JSONRPC
+import JSON
 
 /// Newline-delimited JSON: one object per line; blank lines skipped. String, number and
 /// boolean values become text (so a numeric label "3" works); nested values are refused.

@@ -1,5 +1,5 @@
 import Foundation
-import JSONRPC
+import JSON
 
 /// The parts of a HuggingFace BERT `config.json` the encoder needs, validated.
 public struct BertConfig: Sendable, Equatable {

@@ -1,5 +1,5 @@
 import Foundation
-import JSONRPC
+import JSON
 import Tensor
 
 /// A safetensors file: its header parsed and validated, its data memory-mapped.

@@ -1,5 +1,5 @@
 import Foundation
-import JSONRPC
+import JSON
 import Tensor
 
 /// Writes tensors as a safetensors file (F32, or F16/BF16 for tests of the converters),

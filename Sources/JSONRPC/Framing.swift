@@ -1,3 +1,4 @@
+import JSON
 /// How messages are delimited on a byte stream.
 public enum FramingStyle: String, Sendable, Equatable {
     /// LSP base protocol: `Content-Length: N\r\n\r\n` then N bytes of UTF-8 JSON.

@@ -1,3 +1,4 @@
+import JSON
 /// A request id: JSON-RPC allows a string or a number (LSP: integer or string).
 public enum RequestID: Hashable, Sendable, CustomStringConvertible, Codable {
     case int(Int64)

@@ -1,3 +1,4 @@
+import JSON
 /// A JSON-RPC error code. An open set, not an enum: the daemon adds its own in -32000…-32099.
 public struct RPCErrorCode: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
     public var rawValue: Int

@@ -1,3 +1,4 @@
+import JSON
 /// A request type: its method name (written once, here), its params and its result.
 ///
 /// ```swift

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// `daemon/status`: how the daemon is doing right now.

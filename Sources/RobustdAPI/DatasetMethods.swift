@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// A dataset as `dataset/list` and `dataset/import` show it.

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 // LSP text synchronisation for utterance files (docs/editors.md).

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// `eval/run`: a version (or two, side by side) measured on a labelled dataset.

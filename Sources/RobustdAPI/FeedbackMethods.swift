@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// What kind of feedback a report is.

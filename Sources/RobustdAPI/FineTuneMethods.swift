@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// How a local fine-tune trains.

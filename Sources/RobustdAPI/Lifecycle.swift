@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// The robustd release this build speaks for.

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// One intent's live figures (the top ones by expected cost).

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// `model/info`: what model is resident.

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// `risk/regions`: regions ranked by risk.

@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// `score`: per input, the label and every component of its risk.

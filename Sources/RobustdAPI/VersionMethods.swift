@@ -1,3 +1,4 @@
+import JSON
 import JSONRPC
 
 /// `model/fit`: the first version (or a new one) from a labelled dataset: head, calibration,

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import JSONRPC
 
 /// Why a client call failed before a JSON-RPC answer came back.

@@ -1,6 +1,6 @@
 import Foundation
 import RobustdTestSupport
-import JSONRPC
+import JSON
 import Testing
 @testable import Encoder
 import Tensor

@@ -1,5 +1,7 @@
 import Testing
+import JSON
 @testable import JSONRPC
+import RobustdTestSupport
 
 @Suite("Messages and typed params")
 struct MessageTests {

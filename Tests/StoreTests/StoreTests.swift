@@ -1,6 +1,6 @@
 import Datasets
 import Foundation
-import JSONRPC
+import JSON
 import Testing
 @testable import Store
 

@@ -18,7 +18,8 @@ public struct JSONDecodingError: Error, Sendable, Equatable, CustomStringConvert
         self.found = found
     }
 
-    static func render(_ codingPath: [any CodingKey]) -> String {
+    /// A coding path as `inputs[2].text`.
+    public static func render(_ codingPath: [any CodingKey]) -> String {
         var s = ""
         for k in codingPath {
             if let i = k.intValue { s += "[\(i)]" } else { s += s.isEmpty ? k.stringValue : ".\(k.stringValue)" }
@@ -121,12 +122,13 @@ public struct JSONValueDecoder {
         func superDecoder(forKey key: Key) throws -> any Decoder { try child(key) }
     }
 
-    struct IndexKey: CodingKey {
-        var intValue: Int?
-        var stringValue: String { "\(intValue!)" }
-        init(_ i: Int) { intValue = i }
-        init?(stringValue: String) { return nil }
-        init?(intValue: Int) { self.intValue = intValue }
+    /// A coding key for an array position.
+    public struct IndexKey: CodingKey {
+        public var intValue: Int?
+        public var stringValue: String { "\(intValue!)" }
+        public init(_ i: Int) { intValue = i }
+        public init?(stringValue: String) { return nil }
+        public init?(intValue: Int) { self.intValue = intValue }
     }
 
     struct Unkeyed: UnkeyedDecodingContainer {
