@@ -27,6 +27,11 @@ let package = Package(
         .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC"]),
         // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
         .target(name: "EventLoop", dependencies: ["CLibUV"]),
+        // Connections, routing by method type, request contexts, cancellation, progress, limits;
+        // an in-memory stream for tests. Knows nothing of the services.
+        .target(name: "RPCTransport", dependencies: [
+            "JSON", "JSONRPC", "RobustdAPI", "EventLoop", .product(name: "Logging", package: "swift-log"),
+        ]),
         // A blocking socket client for robustctl, the benchmarks and the end-to-end tests.
         .target(name: "RobustdClient", dependencies: ["JSON", "JSONRPC", "RobustdAPI"]),
         // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm.
@@ -48,7 +53,7 @@ let package = Package(
         .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSON", "JSONRPC", "RobustdAPI", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training",
+            "JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -76,7 +81,8 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
-        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Daemon", "RobustdTestSupport"]),
+        .testTarget(name: "RPCTransportTests", dependencies: ["RPCTransport", "JSON", "JSONRPC", "RobustdAPI", "EventLoop"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "RobustdClient", "Daemon", "RobustdTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import RPCTransport
 
 /// Everything the daemon is told at start. Defaults suit one user on one machine.
 public struct Configuration: Sendable {
@@ -36,6 +37,12 @@ public struct Configuration: Sendable {
     public var metricsSnapshotSeconds = 60.0
     /// Where GET /metrics is served over HTTP (nil: nowhere).
     public var metricsListen: (host: String, port: Int)? = nil
+
+    /// The limits every connection enforces.
+    public var transportLimits: TransportLimits {
+        TransportLimits(maxMessageBytes: maxMessageBytes, maxBatchSize: maxBatchSize,
+                        maxInFlightPerConnection: maxInFlightPerConnection, maxQueuedOutputBytes: maxQueuedOutputBytes)
+    }
 
     /// "127.0.0.1:9464" or "[::1]:9464" (a numeric address and a port 0–65535).
     public static func parseHostPort(_ s: String) -> (host: String, port: Int)? {

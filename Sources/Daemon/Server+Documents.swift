@@ -3,6 +3,7 @@ import Foundation
 import JSON
 import JSONRPC
 import RobustdAPI
+import RPCTransport
 import Scoring
 
 /// One utterance of an utterance file: its line, the text, where it sits on the line (UTF-16

@@ -6,6 +6,7 @@ import Foundation
 import JSON
 import JSONRPC
 import RobustdAPI
+import RPCTransport
 import Scoring
 import Store
 import Tensor

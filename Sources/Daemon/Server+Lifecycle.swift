@@ -40,10 +40,6 @@ extension Server {
             }
         }
 
-        router.onNotification(CancelRequest.self, gate: [.afterShutdown, .whileStopping]) { params, conn in
-            conn.cancel(id: params.id)
-        }
-
         router.on(Discover.self, gate: [.beforeInitialize, .whileStopping]) { _, _ throws(RPCError) in
             try OpenRPC.document()
         }
@@ -88,8 +84,8 @@ extension Server {
             let steps = max(1, params.steps ?? 10)
             let progress = ctx.progress(token: params.workDoneToken)
             progress?.begin(title: "Sleeping \(params.ms) ms")
-            let bound = progress.map { LoopBound($0, loop: ctx.server.loop) }
-            let loop = ctx.server.loop
+            let bound = progress.map { LoopBound($0, loop: ctx.loop) }
+            let loop = ctx.loop
             ctx.compute { token throws(RPCError) -> DebugSleep.Result in
                 for i in 0..<steps {
                     if token.isCancelled {

@@ -3,6 +3,7 @@ import Foundation
 import JSON
 import JSONRPC
 import RobustdAPI
+import RPCTransport
 import Store
 
 /// One `metrics/subscribe`.

@@ -2,6 +2,7 @@ import Foundation
 import JSON
 import JSONRPC
 import RobustdAPI
+import RPCTransport
 import EventLoop
 import Scoring
 import Store

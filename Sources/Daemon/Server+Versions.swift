@@ -5,6 +5,7 @@ import Foundation
 import JSON
 import JSONRPC
 import RobustdAPI
+import RPCTransport
 import Scoring
 import Store
 

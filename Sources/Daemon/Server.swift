@@ -8,6 +8,7 @@ import JSON
 import JSONRPC
 import Logging
 import RobustdAPI
+import RPCTransport
 
 /// The daemon: the loop, its transports, the method registry and the lifecycle.
 ///
@@ -83,14 +84,9 @@ public final class Server {
     var jobTimer: EventLoop.Timer?
     var jobThreadDone: DispatchSemaphore?
 
-    struct Stats {
-        var accepted = 0, refused = 0, dropped = 0
-        var served = 0, failed = 0, cancelled = 0, inFlight = 0
-    }
-    var stats = Stats()
-
-    private(set) var connections: [Int: Connection] = [:]
-    private var nextConnectionID = 1
+    /// The connections, their limits and counters (RPCTransport).
+    public private(set) var transport: Transport!
+    var connections: [Int: Connection] { transport.connections }
     private var listener: PipeListener?
     private var boundSocketPath: String?
     private var signals: [SignalWatcher] = []
@@ -140,6 +136,8 @@ public final class Server {
         riskThresholds = config.file.risk.thresholds
         flagSettings = config.file.risk
         misroutingCosts = config.file.misrouting
+        transport = Transport(loop: loop, compute: compute, router: router, limits: config.transportLimits, logger: self.logger)
+        transport.delegate = self
         registerLifecycleMethods()
         registerModelMethods()
         registerDatasetMethods()
@@ -230,66 +228,34 @@ public final class Server {
         let me = getuid()
         guard let cred = pipe.peerCredentials() else {
             logger.warning("refused a connection: its peer credentials could not be read")
-            stats.refused += 1
+            transport.counters.refused += 1
             pipe.close()
             return
         }
         guard cred.uid == me else {
             logger.warning("refused a connection from another user", metadata: ["peerUid": "\(cred.uid)", "peerPid": "\(cred.pid)", "ownUid": "\(me)"])
-            stats.refused += 1
+            transport.counters.refused += 1
             pipe.close()
             return
         }
         guard !isStopping else { pipe.close(); return }
-        let conn = Connection(id: nextConnectionID, kind: .socket, input: pipe, output: pipe, server: self, peerPid: cred.pid)
-        nextConnectionID += 1
+        let conn: Connection
         do {
-            try conn.start()
+            conn = try transport.open(kind: .socket, input: pipe, output: pipe, peerPid: cred.pid)
         } catch {
             logger.warning("could not read from a new connection", metadata: ["error": "\(error)"])
             pipe.close()
             return
         }
-        connections[conn.id] = conn
-        stats.accepted += 1
         logger.debug("connection accepted", metadata: ["conn": "\(conn.id)", "peerPid": "\(cred.pid)"])
     }
 
     private func attachStdio() throws {
         let input = try StdioStream.open(loop: loop, fd: 0)
         let output = try StdioStream.open(loop: loop, fd: 1)
-        let conn = Connection(id: nextConnectionID, kind: .stdio, input: input, output: output, server: self)
-        nextConnectionID += 1
-        try conn.start()
-        connections[conn.id] = conn
-        stdio = conn
+        stdio = try transport.open(kind: .stdio, input: input, output: output)
     }
 
-    // MARK: Bookkeeping (called by connections)
-
-    func requestStarted() { stats.inFlight += 1 }
-
-    func requestFinished(_ outcome: Connection.Outcome) {
-        stats.inFlight -= 1
-        switch outcome {
-        case .served: stats.served += 1
-        case .failed: stats.failed += 1; stats.served += 1
-        case .cancelled: stats.cancelled += 1; stats.served += 1
-        }
-        if isStopping && stats.inFlight == 0 { finishStop() }
-    }
-
-    func inputEnded(_ conn: Connection) {
-        // The editor closed stdin: the session is over, and so is a stdio daemon.
-        if conn.kind == .stdio { stop(exitCode: stdioShutdownRequested ? 0 : 1) }
-    }
-
-    func connectionClosed(id: Int) {
-        documents[id] = nil
-        guard let conn = connections.removeValue(forKey: id) else { return }
-        if conn === stdio { stdio = nil }
-        if isStopping && connections.isEmpty { closeRemainingHandles() }
-    }
 
     // MARK: Stopping
 
@@ -298,6 +264,7 @@ public final class Server {
     public func stop(exitCode code: Int32) {
         guard !isStopping else { return }
         isStopping = true
+        transport.isStopping = true
         exitCode = code
         if let l = listener {
             l.close()
@@ -306,14 +273,14 @@ public final class Server {
         metricsListener?.close()
         metricsListener = nil
         removeSocketFile()
-        if stats.inFlight == 0 {
+        if transport.counters.inFlight == 0 {
             finishStop()
             return
         }
-        logger.info("waiting for requests in flight", metadata: ["inFlight": "\(stats.inFlight)", "graceMs": "\(config.shutdownGraceMs)"])
+        logger.info("waiting for requests in flight", metadata: ["inFlight": "\(transport.counters.inFlight)", "graceMs": "\(config.shutdownGraceMs)"])
         let t = try? EventLoop.Timer(loop: loop)
         t?.start(timeoutMs: config.shutdownGraceMs) { [unowned self] in
-            self.logger.warning("grace period over; cancelling requests in flight", metadata: ["inFlight": "\(self.stats.inFlight)"])
+            self.logger.warning("grace period over; cancelling requests in flight", metadata: ["inFlight": "\(self.transport.counters.inFlight)"])
             self.finishStop()
         }
         stopTimer = t
@@ -321,23 +288,23 @@ public final class Server {
 
     private var finishing = false
 
-    private func finishStop() {
+    fileprivate func finishStop() {
         guard !finishing else { return }
         finishing = true
         stopTimer?.close()
         stopTimer = nil
-        for conn in Array(connections.values) { conn.close(reason: "daemon stopping") }
+        transport.closeAll(reason: "daemon stopping")
         if connections.isEmpty { closeRemainingHandles() }
         // A client that never reads must not hold the daemon up: force the end.
         if connections.isEmpty { return }
         let force = try? EventLoop.Timer(loop: loop)
         force?.start(timeoutMs: 2000) { [unowned self] in
-            for conn in Array(self.connections.values) { conn.close(reason: "flush timed out", flush: false) }
+            self.transport.closeAll(reason: "flush timed out", flush: false)
         }
         stopTimer = force
     }
 
-    private func closeRemainingHandles() {
+    fileprivate func closeRemainingHandles() {
         flushTraffic()
         jobTimer?.close()
         jobTimer = nil
@@ -368,19 +335,35 @@ public final class Server {
 
     func status() -> DaemonStatus.Result {
         let depth = compute.depth
-        let conns = Array(connections.values)
+        let c = transport.counters
         return DaemonStatus.Result(
             version: RobustdVersion.current,
             pid: Int(getpid()),
             uptimeSeconds: Date().timeIntervalSince(startedAt),
             socketPath: boundSocketPath,
-            connections: .init(open: conns.count, stdio: conns.filter { $0.kind == .stdio }.count,
-                               socket: conns.filter { $0.kind == .socket }.count,
-                               accepted: stats.accepted, refused: stats.refused, dropped: stats.dropped),
-            requests: .init(served: stats.served, inFlight: stats.inFlight, failed: stats.failed, cancelled: stats.cancelled),
+            connections: .init(open: c.open, stdio: c.openStdio, socket: c.openSocket,
+                               accepted: c.accepted, refused: c.refused, dropped: c.dropped),
+            requests: .init(served: c.served, inFlight: c.inFlight, failed: c.failed, cancelled: c.cancelled),
             queues: .init(computePending: depth.pending, computeRunning: depth.running,
-                          outputBytes: conns.reduce(0) { $0 + $1.queuedOutputBytes }, embedPending: batcher?.pendingTexts ?? 0),
+                          outputBytes: c.queuedOutputBytes, embedPending: batcher?.pendingTexts ?? 0),
             computeThreads: compute.threadCount,
             shuttingDown: isStopping)
+    }
+}
+
+extension Server: TransportDelegate {
+    public func transport(_ transport: Transport, inputEndedOn conn: Connection) {
+        // The editor closed stdin: the session is over, and so is a stdio daemon.
+        if conn.kind == .stdio { stop(exitCode: stdioShutdownRequested ? 0 : 1) }
+    }
+
+    public func transport(_ transport: Transport, closed conn: Connection) {
+        documents[conn.id] = nil
+        if conn === stdio { stdio = nil }
+        if isStopping && transport.connections.isEmpty { closeRemainingHandles() }
+    }
+
+    public func transportBecameIdle(_ transport: Transport) {
+        if isStopping { finishStop() }
     }
 }

@@ -60,6 +60,15 @@ public final class Loop: @unchecked Sendable {
 
     public func stop() { uv_stop(raw) }
 
+    /// Runs one iteration of the loop: waits for an event when `wait` (and something keeps the
+    /// loop alive), else polls. Returns whether handles or requests are still active. For tests
+    /// that drive the loop step by step on their own thread.
+    @discardableResult
+    public func runOnce(wait: Bool = true) -> Bool {
+        threadID = pthread_self()
+        return uv_run(raw, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT) != 0
+    }
+
     /// Monotonic loop time in milliseconds, cached per iteration.
     public var now: UInt64 { uv_now(raw) }
 

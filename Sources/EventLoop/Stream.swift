@@ -17,6 +17,7 @@ public class Stream: Handle {
     private var onRead: ((ReadEvent) -> Void)?
     private var onDrain: (() -> Void)?
     private var onWriteError: ((UVError) -> Void)?
+    private var onQueueChange: ((Int) -> Void)?
     /// Bytes handed to `uv_write` whose callback has not run yet.
     public private(set) var queuedBytes = 0
     private var pendingWrites = 0
@@ -72,6 +73,10 @@ public class Stream: Handle {
 
     public func onWriteFailure(_ callback: @escaping (UVError) -> Void) { onWriteError = callback }
 
+    /// Tells `callback` of every change of ``queuedBytes`` (the difference), so that an owner
+    /// of many streams keeps their total without walking them.
+    public func onQueuedBytesChange(_ callback: @escaping (Int) -> Void) { onQueueChange = callback }
+
     /// Writes `bytes`: immediately what the kernel takes, the rest queued.
     public func write(_ bytes: [UInt8]) {
         guard !isClosing, !bytes.isEmpty else { return }
@@ -103,6 +108,7 @@ public class Stream: Handle {
             let me = Handle.from(UnsafeMutableRawPointer(req!.pointee.handle).assumingMemoryBound(to: uv_handle_t.self)) as! Stream
             UnsafeMutableRawPointer(req!).deallocate()
             me.queuedBytes -= size
+            me.onQueueChange?(-size)
             me.pendingWrites -= 1
             if status < 0 && status != UV_ECANCELED.rawValue {
                 me.onWriteError?(UVError(code: status, function: "uv_write"))
@@ -118,6 +124,7 @@ public class Stream: Handle {
             return
         }
         queuedBytes += remaining
+        onQueueChange?(remaining)
         pendingWrites += 1
     }
 
@@ -128,6 +135,7 @@ public class Stream: Handle {
 
     override func didClose() {
         // Pending write callbacks run (with ECANCELED) before the close callback.
+        onQueueChange = nil
         if let cb = onDrain { onDrain = nil; cb() }
     }
 }

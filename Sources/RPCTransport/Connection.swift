@@ -12,33 +12,37 @@ import RobustdAPI
 /// - Important: Used only on the loop thread.
 public final class Connection {
     public enum Kind: String, Sendable { case stdio, socket }
-    enum Session { case uninitialized, initialized, shutDown }
+    /// Where an LSP-style session is in its life (socket connections start initialized).
+    public enum Session: Sendable { case uninitialized, initialized, shutDown }
     enum Outcome { case served, failed, cancelled }
 
     public let id: Int
     public let kind: Kind
-    public let server: Server
-    let input: Stream
-    let output: Stream
+    public unowned let transport: Transport
+    let input: ByteStream
+    let output: ByteStream
     private var decoder: FrameDecoder
-    var session: Session
-    private(set) var inFlight: [RequestID: RequestContext] = [:]
+    public var session: Session
+    /// Requests in flight. Held weakly: the handler's work keeps its context alive, so a
+    /// handler that lets go of it without replying is caught (the context answers -32603).
+    private var inFlight: [RequestID: Weak] = [:]
+    private struct Weak { weak var context: RequestContext? }
     public private(set) var isClosed = false
     /// Set once the peer stopped sending (EOF): close after the last reply is written.
     private var inputEnded = false
     private var framing: FramingStyle { decoder.style ?? .contentLength }
-    var logger: Logger { server.logger }
+    var logger: Logger { transport.logger }
     /// Pid of the peer (socket), for logs.
-    let peerPid: Int32?
+    public let peerPid: Int32?
 
-    init(id: Int, kind: Kind, input: Stream, output: Stream, server: Server, peerPid: Int32? = nil) {
+    init(id: Int, kind: Kind, input: ByteStream, output: ByteStream, transport: Transport, peerPid: Int32? = nil) {
         self.id = id
         self.kind = kind
         self.input = input
         self.output = output
-        self.server = server
+        self.transport = transport
         self.peerPid = peerPid
-        self.decoder = FrameDecoder(style: nil, maxMessageBytes: server.config.maxMessageBytes)
+        self.decoder = FrameDecoder(style: nil, maxMessageBytes: transport.limits.maxMessageBytes)
         // Socket clients get an implicit initialize, so that a one-line shell call works.
         self.session = kind == .socket ? .initialized : .uninitialized
         output.onWriteFailure { [weak self] error in
@@ -61,7 +65,7 @@ public final class Connection {
             case .eof:
                 self.inputEnded = true
                 self.logger.debug("peer closed its end", metadata: ["conn": "\(self.id)"])
-                self.server.inputEnded(self)
+                self.transport.inputEnded(self)
                 self.closeIfIdle()
             case .error(let e):
                 self.logger.debug("read failed; closing", metadata: ["conn": "\(self.id)", "error": "\(e)"])
@@ -73,6 +77,7 @@ public final class Connection {
     // MARK: Input
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
+        transport.loop.preconditionOnLoop()
         decoder.feed(bytes)
         while !isClosed, let frame = decoder.next() {
             switch frame {
@@ -95,9 +100,9 @@ public final class Connection {
         case .single(let item):
             handle(item, batch: nil, slot: 0)
         case .batch(let items):
-            guard items.count <= server.config.maxBatchSize else {
+            guard items.count <= transport.limits.maxBatchSize else {
                 send(.response(id: nil, result: .failure(.invalidRequest(
-                    "a batch of \(items.count) exceeds the limit of \(server.config.maxBatchSize)"))))
+                    "a batch of \(items.count) exceeds the limit of \(transport.limits.maxBatchSize)"))))
                 return
             }
             let batch = BatchReply(count: items.count, connection: self)
@@ -107,8 +112,7 @@ public final class Connection {
 
     private func handle(_ item: Result<Message, Message.Invalid>, batch: BatchReply?, slot: Int) {
         func answer(_ id: RequestID?, _ error: RPCError) {
-            server.stats.failed += 1
-            server.stats.served += 1
+            transport.answeredAtOnce()
             let msg = Message.response(id: id, result: .failure(error))
             if let batch { batch.fill(slot, msg) } else { send(msg) }
         }
@@ -122,27 +126,28 @@ public final class Connection {
             batch?.skip(slot)
             logger.debug("ignored a response (the daemon sends no requests)", metadata: ["conn": "\(self.id)", "id": "\(id.map { "\($0)" } ?? "null")"])
         case .success(.request(let id, let method, let params)):
-            guard let entry = server.router.requests[method] else {
+            guard let entry = transport.router.requests[method] else {
                 answer(id, .methodNotFound(method)); return
             }
             if let refusal = gateRefusal(entry.gate) { answer(id, refusal); return }
             guard inFlight[id] == nil else {
                 answer(id, .invalidRequest("id \(id) is already in use by a request in flight")); return
             }
-            guard inFlight.count < server.config.maxInFlightPerConnection else {
-                answer(id, RPCError(.busy, "Busy: \(inFlight.count) requests in flight on this connection (limit \(server.config.maxInFlightPerConnection))",
-                                    data: ["limit": .int(Int64(server.config.maxInFlightPerConnection))]))
+            let limit = transport.limits.maxInFlightPerConnection
+            guard inFlight.count < limit else {
+                answer(id, RPCError(.busy, "Busy: \(inFlight.count) requests in flight on this connection (limit \(limit))",
+                                    data: ["limit": .int(Int64(limit))]))
                 return
             }
             let ctx = RequestContext(id: id, method: method, connection: self, batch: batch, batchSlot: slot)
-            inFlight[id] = ctx
-            server.requestStarted()
+            inFlight[id] = Weak(context: ctx)
+            transport.requestStarted()
             entry.handle(params, ctx)
         }
     }
 
     private func gateRefusal(_ gate: Router.Gate) -> RPCError? {
-        if server.isStopping && !gate.contains(.whileStopping) {
+        if transport.isStopping && !gate.contains(.whileStopping) {
             return RPCError(.shuttingDown, "Shutting down: the daemon is stopping and takes no new requests")
         }
         switch session {
@@ -154,7 +159,7 @@ public final class Connection {
     }
 
     private func handleNotification(_ method: String, _ params: JSONValue?) {
-        guard let entry = server.router.notifications[method] else {
+        guard let entry = transport.router.notifications[method] else {
             // LSP: notifications starting with "$/" may be ignored; others are logged.
             if !method.hasPrefix("$/") {
                 logger.info("unknown notification ignored", metadata: ["conn": "\(id)", "method": "\(method)"])
@@ -167,13 +172,13 @@ public final class Connection {
 
     // MARK: Requests
 
-    func cancel(id: RequestID) {
-        inFlight[id]?.cancel()
+    public func cancel(id: RequestID) {
+        inFlight[id]?.context?.cancel()
     }
 
     func requestFinished(id: RequestID, outcome: Outcome) {
         guard inFlight.removeValue(forKey: id) != nil else { return }
-        server.requestFinished(outcome)
+        transport.requestFinished(outcome)
         closeIfIdle()
     }
 
@@ -207,10 +212,10 @@ public final class Connection {
 
     private func write(_ body: [UInt8]) {
         output.write(framing.frame(body))
-        if output.queuedBytes > server.config.maxQueuedOutputBytes {
+        if output.queuedBytes > transport.limits.maxQueuedOutputBytes {
             logger.warning("client is not reading its replies; disconnecting",
-                           metadata: ["conn": "\(id)", "queuedBytes": "\(output.queuedBytes)", "limit": "\(server.config.maxQueuedOutputBytes)"])
-            server.stats.dropped += 1
+                           metadata: ["conn": "\(id)", "queuedBytes": "\(output.queuedBytes)", "limit": "\(transport.limits.maxQueuedOutputBytes)"])
+            transport.dropped(self)
             close(reason: "output queue over limit", flush: false)
         }
     }
@@ -223,20 +228,20 @@ public final class Connection {
 
     /// Closes the connection. In-flight work is cancelled and its replies dropped.
     /// With `flush`, queued replies are written first.
-    func close(reason: String, flush: Bool = true) {
+    public func close(reason: String, flush: Bool = true) {
         guard !isClosed else { return }
         isClosed = true
         let pending = inFlight.values
         inFlight.removeAll()
-        for ctx in pending {
-            ctx.abandon()
-            server.requestFinished(.cancelled)
+        for entry in pending {
+            entry.context?.abandon()
+            transport.requestFinished(.cancelled)
         }
         input.stopReading()
-        let finish = { [server, input, output, id] in
-            input.close()
-            if output !== input { output.close() }
-            server.connectionClosed(id: id)
+        let finish = { [transport, input, output] in
+            input.close(nil)
+            if output !== input { output.close(nil) }
+            transport.closed(self)
         }
         if flush { output.whenDrained(finish) } else { finish() }
         logger.debug("connection closed", metadata: ["conn": "\(id)", "reason": "\(reason)"])

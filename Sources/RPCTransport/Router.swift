@@ -1,5 +1,6 @@
 import JSON
 import JSONRPC
+import Logging
 
 /// The method registry: one entry per method name, derived from the method types.
 ///
@@ -56,6 +57,7 @@ public final class Router {
                                           _ body: @escaping (M.Params, RequestContext) -> Void) {
         precondition(requests[M.name] == nil && notifications[M.name] == nil, "\(M.name) registered twice")
         requests[M.name] = RequestEntry(gate: gate) { raw, ctx in
+            ctx.loop.preconditionOnLoop()
             let params: M.Params
             do throws(RPCError) {
                 params = try (raw ?? .object([:])).decodeParams(M.Params.self)
@@ -76,7 +78,7 @@ public final class Router {
             do throws(RPCError) {
                 body(try (raw ?? .object([:])).decodeParams(N.Params.self), conn)
             } catch {
-                conn.server.logger.warning("dropped notification with bad params",
+                conn.transport.logger.warning("dropped notification with bad params",
                                            metadata: ["method": "\(N.name)", "error": "\(error.message)", "conn": "\(conn.id)"])
             }
         }

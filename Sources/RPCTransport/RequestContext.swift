@@ -31,18 +31,20 @@ public final class RequestContext {
 
     deinit {
         if !hasReplied {
-            connection.server.logger.error("request dropped without a reply", metadata: ["method": "\(method)", "id": "\(id)"])
+            connection.transport.logger.error("request dropped without a reply", metadata: ["method": "\(method)", "id": "\(id)"])
             let msg = Message.response(id: id, result: .failure(.internalError("the handler for \(method) did not reply")))
             if let batch { batch.fill(batchSlot, msg) } else { connection.send(msg) }
             connection.requestFinished(id: id, outcome: .failed)
         }
     }
 
-    public var server: Server { connection.server }
+    public var transport: Transport { connection.transport }
+    public var loop: Loop { connection.transport.loop }
     public var isCancelled: Bool { token.isCancelled }
 
     /// Sends the answer (once).
     public func reply(_ result: Result<JSONValue, RPCError>) {
+        connection.transport.loop.preconditionOnLoop()
         guard !hasReplied else { return }
         hasReplied = true
         let msg = Message.response(id: id, result: result)
@@ -73,7 +75,7 @@ public final class RequestContext {
 
     /// Runs `work` on the compute pool and answers with its result, unless cancelled first.
     public func compute<T: Encodable & Sendable>(_ work: @escaping @Sendable (CancellationToken) throws(RPCError) -> T) {
-        server.compute.submit(token: token, work: { token -> Result<T, RPCError> in
+        transport.compute.submit(token: token, work: { token -> Result<T, RPCError> in
             do throws(RPCError) { return .success(try work(token)) } catch { return .failure(error) }
         }, completion: { [self] result in
             switch result {
@@ -88,7 +90,7 @@ public final class RequestContext {
     /// cancellation is answered here, so `then` runs only on success (and must reply).
     public func compute<T: Sendable>(_ work: @escaping @Sendable (CancellationToken) throws(RPCError) -> T,
                                      then: @escaping (T) -> Void) {
-        server.compute.submit(token: token, work: { token -> Result<T, RPCError> in
+        transport.compute.submit(token: token, work: { token -> Result<T, RPCError> in
             do throws(RPCError) { return .success(try work(token)) } catch { return .failure(error) }
         }, completion: { [self] result in
             switch result {
@@ -165,8 +167,8 @@ final class BatchReply {
     }
 }
 
-enum DispatchTimeNanos {
-    static func now() -> UInt64 {
+public enum DispatchTimeNanos {
+    public static func now() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
