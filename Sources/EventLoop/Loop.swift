@@ -12,7 +12,11 @@ import Synchronization
 public final class Loop: @unchecked Sendable {
     public let raw: UnsafeMutablePointer<uv_loop_t>
     private var wakeup: UnsafeMutablePointer<uv_async_t>
-    private let posted = Mutex<[@Sendable () -> Void]>([])
+    private let posted = Mutex<Posted>(Posted())
+    private struct Posted: ~Copyable {
+        var jobs: [@Sendable () -> Void] = []
+        var closed = false
+    }
     private var threadID: pthread_t?
     /// One read buffer for every stream: read callbacks consume their bytes synchronously.
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -73,9 +77,14 @@ public final class Loop: @unchecked Sendable {
     public var now: UInt64 { uv_now(raw) }
 
     /// Queues `job` to run on the loop thread. Safe from any thread.
+    /// After the loop closed, a post is dropped (a log line from another thread, say).
     public func post(_ job: @escaping @Sendable () -> Void) {
-        posted.withLock { $0.append(job) }
-        uv_async_send(wakeup)
+        let wakeup = UnsafeSendable(self.wakeup)
+        posted.withLock { q in
+            guard !q.closed else { return }
+            q.jobs.append(job)
+            uv_async_send(wakeup.value)
+        }
     }
 
     /// Work outstanding on other threads that will post back (compute jobs).
@@ -96,8 +105,8 @@ public final class Loop: @unchecked Sendable {
     private func drainPosted() {
         while true {
             let jobs = posted.withLock { q -> [@Sendable () -> Void] in
-                let jobs = q
-                q.removeAll(keepingCapacity: true)
+                let jobs = q.jobs
+                q.jobs.removeAll(keepingCapacity: true)
                 return jobs
             }
             if jobs.isEmpty { return }
@@ -113,6 +122,7 @@ public final class Loop: @unchecked Sendable {
         guard !closed else { return 0 }
         closed = true
         drainPosted()
+        posted.withLock { $0.closed = true }
         // Close what the owner left open, through its wrapper so that its memory is freed.
         uv_walk(raw, { h, _ in
             guard let h, h.pointee.data != nil, uv_is_closing(h) == 0 else { return }
@@ -144,4 +154,10 @@ public struct LoopBound<Value>: @unchecked Sendable {
         loop.preconditionOnLoop()
         return _value
     }
+}
+
+/// A pointer handed to a lock's body (uv_async_send is safe from any thread).
+private struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ v: T) { value = v }
 }

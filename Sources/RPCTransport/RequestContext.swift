@@ -57,8 +57,16 @@ public final class RequestContext {
         connection.requestFinished(id: id, outcome: outcome)
     }
 
+    /// Sends a typed result or an error (once).
+    public func reply<T: Encodable>(_ result: Result<T, RPCError>) {
+        switch result {
+        case .success(let v): reply(v)
+        case .failure(let e): reply(Result<JSONValue, RPCError>.failure(e))
+        }
+    }
+
     public func reply<T: Encodable>(_ value: T) {
-        do { reply(.success(try JSONValue.encoding(value))) } catch { reply(.failure(error)) }
+        do { reply(Result<JSONValue, RPCError>.success(try JSONValue.encoding(value))) } catch { reply(Result<JSONValue, RPCError>.failure(error)) }
     }
 
     /// The connection went away: stop the work, send nothing.

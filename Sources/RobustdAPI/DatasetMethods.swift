@@ -94,25 +94,33 @@ public enum DatasetExamples: RPCRequest {
     public static let name = "dataset/examples"
     public struct Params: Codable, Sendable {
         public var name: String
-        /// train, validation or test; all when absent.
-        public var split: String?
+        /// All splits when absent.
+        public var split: SplitName?
         public var offset: Int?
         /// 1 to 10,000 (default 1,000).
         public var limit: Int?
+        /// The `nextCursor` of the previous page (instead of `offset`).
+        public var cursor: String?
+        public init(name: String, split: SplitName? = nil, offset: Int? = nil, limit: Int? = nil, cursor: String? = nil) {
+            self.name = name; self.split = split; self.offset = offset; self.limit = limit; self.cursor = cursor
+        }
     }
+    public enum SplitName: String, RPCEnum { case train, validation, test }
     public struct Example: Codable, Sendable {
         public var text: String
         public var label: String
-        public var split: String
-        public init(text: String, label: String, split: String) { self.text = text; self.label = label; self.split = split }
+        public var split: SplitName
+        public init(text: String, label: String, split: SplitName) { self.text = text; self.label = label; self.split = split }
     }
     public struct Result: Codable, Sendable {
         public var dataset: String
         public var total: Int
         public var offset: Int
         public var examples: [Example]
-        public init(dataset: String, total: Int, offset: Int, examples: [Example]) {
-            self.dataset = dataset; self.total = total; self.offset = offset; self.examples = examples
+        /// Present while more examples remain.
+        public var nextCursor: String?
+        public init(dataset: String, total: Int, offset: Int, examples: [Example], nextCursor: String? = nil) {
+            self.dataset = dataset; self.total = total; self.offset = offset; self.examples = examples; self.nextCursor = nextCursor
         }
     }
 }

@@ -85,6 +85,17 @@ public enum Hover: RPCRequest {
         public var textDocument: TextDocumentIdentifier
         public var position: LSPPosition
     }
+    /// LSP's MarkupContent.
+    public struct Contents: Codable, Sendable, Equatable {
+        public var kind: String
+        public var value: String
+        public init(kind: String = "markdown", value: String) { self.kind = kind; self.value = value }
+    }
+    public struct Info: Codable, Sendable, Equatable {
+        public var contents: Contents
+        public var range: LSPRange
+        public init(contents: Contents, range: LSPRange) { self.contents = contents; self.range = range }
+    }
     /// null when the position is on no utterance.
-    public typealias Result = JSONValue
+    public typealias Result = Info?
 }

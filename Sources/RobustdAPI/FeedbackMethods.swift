@@ -31,7 +31,7 @@ public enum FeedbackReport: RPCRequest {
 /// A recorded report.
 public struct FeedbackEntry: Codable, Sendable {
     public var id: Int
-    public var kind: String
+    public var kind: FeedbackKind
     public var cost: Double
     public var text: String
     public var inputId: String?
@@ -42,7 +42,7 @@ public struct FeedbackEntry: Codable, Sendable {
     public var recordedAt: Double
     /// True when the idempotency key had been seen: this is the first report, not stored again.
     public var duplicate: Bool?
-    public init(id: Int, kind: String, cost: Double, text: String, inputId: String?, predictedLabel: String, correctLabel: String?,
+    public init(id: Int, kind: FeedbackKind, cost: Double, text: String, inputId: String?, predictedLabel: String, correctLabel: String?,
                 version: Int, at: Double, recordedAt: Double, duplicate: Bool?) {
         self.id = id; self.kind = kind; self.cost = cost; self.text = text; self.inputId = inputId; self.predictedLabel = predictedLabel
         self.correctLabel = correctLabel; self.version = version; self.at = at; self.recordedAt = recordedAt; self.duplicate = duplicate
@@ -61,9 +61,18 @@ public enum FeedbackList: RPCRequest {
         public var until: Double?
         /// 1…1000, default 100.
         public var limit: Int?
+        /// The `nextCursor` of the previous page.
+        public var cursor: String?
+        public init(kind: FeedbackKind? = nil, label: String? = nil, version: Int? = nil, since: Double? = nil, until: Double? = nil,
+                    limit: Int? = nil, cursor: String? = nil) {
+            self.kind = kind; self.label = label; self.version = version; self.since = since; self.until = until
+            self.limit = limit; self.cursor = cursor
+        }
     }
     public struct Result: Codable, Sendable {
         public var feedback: [FeedbackEntry]
-        public init(feedback: [FeedbackEntry]) { self.feedback = feedback }
+        /// Present while older reports remain: pass it as `cursor` for the next page.
+        public var nextCursor: String?
+        public init(feedback: [FeedbackEntry], nextCursor: String? = nil) { self.feedback = feedback; self.nextCursor = nextCursor }
     }
 }

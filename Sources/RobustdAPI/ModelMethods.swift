@@ -1,3 +1,4 @@
+import Foundation
 import JSON
 import JSONRPC
 
@@ -71,18 +72,69 @@ public enum ModelInfo: RPCRequest {
 /// `embed`: sentence vectors for texts, through the shared micro-batcher.
 public enum Embed: RPCRequest {
     public static let name = "embed"
+    /// How the vectors travel: JSON numbers, or base64 of little-endian float32 (as the
+    /// OpenAI embeddings API does): about a quarter of the bytes, and exact.
+    public enum Encoding: String, RPCEnum { case float, base64 }
     public struct Params: Codable, Sendable {
         public var texts: [String]
-        public init(texts: [String]) { self.texts = texts }
+        /// Default `float`.
+        public var encoding: Encoding?
+        public init(texts: [String], encoding: Encoding? = nil) { self.texts = texts; self.encoding = encoding }
+    }
+    /// The vectors, as the request asked.
+    public enum Vectors: Codable, Sendable, Equatable {
+        case float([[Float]])
+        case base64([String])
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode([String].self) { self = .base64(s) } else { self = .float(try c.decode([[Float]].self)) }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .float(let v): try c.encode(v)
+            case .base64(let v): try c.encode(v)
+            }
+        }
+
+        /// The vectors as floats, whichever way they travelled (nil: a base64 string is damaged).
+        public var floats: [[Float]]? {
+            switch self {
+            case .float(let v): return v
+            case .base64(let v):
+                var out: [[Float]] = []
+                for s in v {
+                    guard let d = Data(base64Encoded: s), d.count % 4 == 0 else { return nil }
+                    out.append(d.withUnsafeBytes { raw in
+                        (0..<(d.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+                    })
+                }
+                return out
+            }
+        }
+
+        /// base64 of `vector` as little-endian float32.
+        public static func base64(_ vector: some Collection<Float>) -> String {
+            var bytes = [UInt8]()
+            bytes.reserveCapacity(vector.count * 4)
+            for x in vector {
+                let b = x.bitPattern.littleEndian
+                bytes.append(UInt8(truncatingIfNeeded: b)); bytes.append(UInt8(truncatingIfNeeded: b >> 8))
+                bytes.append(UInt8(truncatingIfNeeded: b >> 16)); bytes.append(UInt8(truncatingIfNeeded: b >> 24))
+            }
+            return Data(bytes).base64EncodedString()
+        }
     }
     public struct Result: Codable, Sendable {
         public var dimension: Int
-        public var vectors: [[Float]]
+        public var vectors: Vectors
         /// Tokens per text, [CLS] and [SEP] included, after truncation.
         public var tokens: [Int]
         /// Which texts were longer than the model's limit and were cut.
         public var truncated: [Bool]
-        public init(dimension: Int, vectors: [[Float]], tokens: [Int], truncated: [Bool]) {
+        public init(dimension: Int, vectors: Vectors, tokens: [Int], truncated: [Bool]) {
             self.dimension = dimension; self.vectors = vectors; self.tokens = tokens; self.truncated = truncated
         }
     }

@@ -24,8 +24,8 @@ public enum Score: RPCRequest {
     }
     public struct Result: Codable, Sendable {
         public var version: Int
-        public var results: [JSONValue]
-        public init(version: Int, results: [JSONValue]) { self.version = version; self.results = results }
+        public var results: [ScoredInput]
+        public init(version: Int, results: [ScoredInput]) { self.version = version; self.results = results }
     }
     public static let maxInputs = 4096
     /// Most texts one request may embed, typo variants included.
@@ -42,16 +42,15 @@ public enum RiskFlag: RPCRequest {
     public static let name = "risk/flag"
     public typealias Params = Score.Params
     public struct Reason: Codable, Sendable, Equatable {
-        /// low_confidence, small_margin, out_of_scope, unstable, high_impact or near_failure.
-        public var reason: String
+        public var reason: FlagReason
         public var value: Double
         public var threshold: Double
-        public init(reason: String, value: Double, threshold: Double) { self.reason = reason; self.value = value; self.threshold = threshold }
+        public init(reason: FlagReason, value: Double, threshold: Double) { self.reason = reason; self.value = value; self.threshold = threshold }
     }
     public struct Result: Codable, Sendable {
         public var version: Int
         public var scored: Int
-        public var flagged: [JSONValue]
-        public init(version: Int, scored: Int, flagged: [JSONValue]) { self.version = version; self.scored = scored; self.flagged = flagged }
+        public var flagged: [FlaggedInput]
+        public init(version: Int, scored: Int, flagged: [FlaggedInput]) { self.version = version; self.scored = scored; self.flagged = flagged }
     }
 }

@@ -47,7 +47,15 @@ public enum ModelFit: RPCRequest {
 /// `model/versions`: every version with its lineage, status and report.
 public enum ModelVersions: RPCRequest {
     public static let name = "model/versions"
-    public typealias Params = EmptyParams
+    public struct Params: Codable, Sendable {
+        /// 1 to 1000 (default all, up to 1000), oldest first.
+        public var limit: Int?
+        /// The `nextCursor` of the previous page.
+        public var cursor: String?
+        public init(limit: Int? = nil, cursor: String? = nil) { self.limit = limit; self.cursor = cursor }
+    }
+    /// Where a version is in its life.
+    public enum Status: String, RPCEnum { case active, ready, candidate, rejected, failed, writing }
     public struct Result: Codable, Sendable {
         public struct Version: Codable, Sendable {
             public var id: Int
@@ -55,16 +63,20 @@ public enum ModelVersions: RPCRequest {
             public var createdAt: Double
             public var method: String
             public var dataset: String?
-            /// active, ready, candidate, rejected or failed.
-            public var status: String
+            public var status: Status
+            /// How it was made: model/fit's report, or a fine-tune's (training, selection, gate).
             public var report: JSONValue
-            public init(id: Int, parent: Int?, createdAt: Double, method: String, dataset: String?, status: String, report: JSONValue) {
+            public init(id: Int, parent: Int?, createdAt: Double, method: String, dataset: String?, status: Status, report: JSONValue) {
                 self.id = id; self.parent = parent; self.createdAt = createdAt; self.method = method; self.dataset = dataset
                 self.status = status; self.report = report
             }
         }
         public var active: Int?
         public var versions: [Version]
-        public init(active: Int?, versions: [Version]) { self.active = active; self.versions = versions }
+        /// Present while newer versions remain.
+        public var nextCursor: String?
+        public init(active: Int?, versions: [Version], nextCursor: String? = nil) {
+            self.active = active; self.versions = versions; self.nextCursor = nextCursor
+        }
     }
 }

@@ -16,8 +16,9 @@ public struct FailureCase: Sendable {
 /// A region of the input space and how much risk it carries.
 public struct Region: Sendable, Codable, Equatable {
     /// `intent:<intent>` or `cluster:<n>`.
+    public enum Kind: String, Sendable, Codable { case intent, cluster }
     public var id: String
-    public var kind: String
+    public var kind: Kind
     /// The intent (for a cluster, its most frequent predicted intent).
     public var label: String
     /// The intents a cluster spans.
@@ -66,7 +67,7 @@ public enum RegionRanking {
         let alpha = max(1e-3, globalRate) * o.priorStrength, beta = (1 - max(1e-3, globalRate)) * o.priorStrength
         let meanCost = failing.isEmpty ? defaultCost : failing.reduce(0) { $0 + $1.cost } / Double(failing.count)
 
-        func region(id: String, kind: String, label: String, labels: [String], traffic t: Int, cases: [FailureCase]) -> Region {
+        func region(id: String, kind: Region.Kind, label: String, labels: [String], traffic t: Int, cases: [FailureCase]) -> Region {
             let n = cases.count
             let estimated = Double(n) * scale
             let tt = max(Double(t), estimated)
@@ -96,7 +97,7 @@ public enum RegionRanking {
         }
         for label in Set(traffic.keys).union(byIntent.keys) {
             let volume = (traffic[label] ?? 0) + Int((Double(misses[label] ?? 0) * scale).rounded())
-            out.append(region(id: "intent:\(label)", kind: "intent", label: label, labels: [label], traffic: volume, cases: byIntent[label] ?? []))
+            out.append(region(id: "intent:\(label)", kind: .intent, label: label, labels: [label], traffic: volume, cases: byIntent[label] ?? []))
         }
         // Clusters of failure vectors: a failure mode that spans intents.
         for (i, members) in clusters(failing, similarity: o.clusterSimilarity).enumerated() where members.count >= o.minClusterSize {
@@ -107,7 +108,7 @@ public enum RegionRanking {
             for c in cases { counts[c.predicted, default: 0] += 1 }
             let main = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
             let t = labels.reduce(0) { $0 + (traffic[$1] ?? 0) }
-            out.append(region(id: "cluster:\(i + 1)", kind: "cluster", label: main, labels: labels, traffic: max(t, cases.count), cases: cases))
+            out.append(region(id: "cluster:\(i + 1)", kind: .cluster, label: main, labels: labels, traffic: max(t, cases.count), cases: cases))
         }
         return out.sorted { $0.risk > $1.risk || ($0.risk == $1.risk && $0.id < $1.id) }
     }

@@ -12,6 +12,11 @@ public struct ScoreOptions: Sendable {
     public init() {}
 }
 
+/// How risky an input is.
+public enum RiskLevel: String, Sendable, Codable, Equatable {
+    case low, medium, high
+}
+
 /// Where risk levels start; from the configuration file.
 public struct RiskThresholds: Sendable, Codable, Equatable {
     public var medium = 0.15
@@ -41,7 +46,7 @@ public struct InputScore: Sendable, Codable, Equatable {
         public var impact: Double
         /// pWrong × impact.
         public var score: Double
-        public var level: String
+        public var level: RiskLevel
     }
     public var label: String
     /// Calibrated probability of the label (softmax at the version's temperature).
@@ -93,7 +98,7 @@ public enum Scorer {
                 outOfScope: .init(mahalanobis: Double(oos.mahalanobis[b]), threshold: Double(v.oosThreshold),
                                   neighbourDistance: Double(oos.neighbour[b]), flagged: flagged),
                 stability: stability,
-                risk: .init(pWrong: pWrong, impact: w, score: riskScore, level: ["low", "medium", "high"][level]),
+                risk: .init(pWrong: pWrong, impact: w, score: riskScore, level: [RiskLevel.low, .medium, .high][level]),
                 version: v.id)
         }
     }

@@ -294,6 +294,10 @@ public final class SQLiteStore: Store {
         if let v = q.version { sql += " AND version = ?"; args.append(.int(Int64(v))) }
         if let t = q.since { sql += " AND at >= ?"; args.append(.double(t)) }
         if let t = q.until { sql += " AND at < ?"; args.append(.double(t)) }
+        if let a = q.after {
+            sql += " AND (at < ? OR (at = ? AND id < ?))"
+            args += [.double(a.at), .double(a.at), .int(Int64(a.id))]
+        }
         sql += " ORDER BY at DESC, id DESC LIMIT ?"
         args.append(.int(Int64(q.limit)))
         let s = try db.prepare(sql)

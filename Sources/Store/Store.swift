@@ -109,10 +109,12 @@ public struct FeedbackFilter: Sendable {
     public var until: Double?
     public var limit = 100
     public var withVectors = false
+    /// Only reports after this one in the listing's order (newest first): a page's last (at, id).
+    public var after: (at: Double, id: Int)?
     public init(idempotencyKey: String? = nil, kind: String? = nil, label: String? = nil, version: Int? = nil,
-                since: Double? = nil, until: Double? = nil, limit: Int = 100, withVectors: Bool = false) {
+                since: Double? = nil, until: Double? = nil, limit: Int = 100, withVectors: Bool = false, after: (at: Double, id: Int)? = nil) {
         self.idempotencyKey = idempotencyKey; self.kind = kind; self.label = label; self.version = version
-        self.since = since; self.until = until; self.limit = limit; self.withVectors = withVectors
+        self.since = since; self.until = until; self.limit = limit; self.withVectors = withVectors; self.after = after
     }
 }
 

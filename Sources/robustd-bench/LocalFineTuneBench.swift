@@ -110,9 +110,9 @@ struct LocalFineTuneBench: ParsableCommand {
             cases.append(FailureCase(predicted: labels[p], correct: replay[i].1, cost: 1, text: replayTexts[i], vector: []))
         }
         let regions = RegionRanking.rank(traffic: traffic, expectedErrors: expectedErrors, failures: cases, impact: { _ in 1 }, defaultCost: 1)
-        let targets = Set(regions.filter { $0.kind == "intent" }.prefix(10).map(\.label))
+        let targets = Set(regions.filter { $0.kind == .intent }.prefix(10).map(\.label))
         // Production volume per intent (misses included), as risk/regions estimates it.
-        let production = Dictionary(regions.filter { $0.kind == "intent" }.map { ($0.label, Double($0.traffic)) }, uniquingKeysWith: +)
+        let production = Dictionary(regions.filter { $0.kind == .intent }.map { ($0.label, Double($0.traffic)) }, uniquingKeysWith: +)
         print("scenario seed \(seed): weakened \(weak.sorted().joined(separator: ", "))")
         print("  \(replay.count) requests replayed, \(replayPred.enumerated().filter { labels[$0.1] != replay[$0.0].1 }.count) errors, \(failures.count) reported;"
               + " target regions (top 10 of risk/regions): \(targets.intersection(weak).count) of them weakened")

@@ -114,8 +114,8 @@ struct RobustdCommand: ParsableCommand {
 
         let code: Int32
         do {
-            let server = try Server(config: config, logger: logger)
-            code = try server.run()
+            let daemon = try Daemon(config: config, logger: logger)
+            code = try daemon.run()
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

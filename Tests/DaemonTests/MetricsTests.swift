@@ -45,7 +45,9 @@ struct MetricsTests {
         #expect(v["scoreCalls.1m"] == 1)
         #expect((v["failures.correction.1m"]?.doubleValue ?? 0) >= 1)
         #expect(v["failures.1m"] == v["failures.correction.1m"])
-        #expect((v["latencyP50Ms.1m"]?.doubleValue ?? 0) > 0)
+        // One request of 8 inputs: a batch, timed apart from single-input requests.
+        #expect((v["batchLatencyP50Ms.1m"]?.doubleValue ?? 0) > 0)
+        #expect(v["latencyP50Ms.1m"] == nil)
         #expect((v["expectedCostPer1000.1h"]?.doubleValue ?? 0) > 0)
         #expect(v["requests.sinceActivation"] == 8)
         #expect(v["version.active"] == 1)

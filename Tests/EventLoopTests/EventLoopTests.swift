@@ -169,4 +169,14 @@ struct EventLoopTests {
         #expect(pipe.queuedBytes == 0)
         #expect(loop.close() == 0)
     }
+
+    @Test("a post after the loop closed is dropped, from the loop's thread or another (a late log line)")
+    func postAfterClose() throws {
+        let loop = try Loop()
+        #expect(loop.close() == 0)
+        loop.post { Issue.record("a job posted after close ran") }
+        let t = Thread { loop.post { Issue.record("a job posted after close ran") } }
+        t.start()
+        usleep(50_000)
+    }
 }

@@ -136,7 +136,7 @@ struct ScorerTests {
         #expect(abs(s.risk.pWrong - (1 - pa)) < 1e-6)
         #expect(s.risk.impact == 2)
         #expect(abs(s.risk.score - 2 * (1 - pa)) < 1e-6)
-        #expect(s.risk.level == "low")
+        #expect(s.risk.level == .low)
         #expect(s.version == 7)
         #expect(s.outOfScope.mahalanobis < 1e-6 && !s.outOfScope.flagged)
         #expect(s.stability == nil)
@@ -150,7 +150,7 @@ struct ScorerTests {
         let tie = Scorer.score(version(), vectors: [0.5, 0.5], count: 1, variants: nil, perturbations: 0,
                                options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
         #expect(abs(tie.margin) < 1e-6)
-        #expect(tie.risk.level == "high")
+        #expect(tie.risk.level == .high)
     }
 
     @Test("out of scope: unlike every training vector is flagged and raises the level; both distances are shown")
@@ -160,7 +160,7 @@ struct ScorerTests {
         #expect(abs(s.outOfScope.mahalanobis - 5) < 1e-4)  // (−1−1)² + (−1)² to either class mean
         #expect(abs(s.outOfScope.neighbourDistance - (1 + 0.5.squareRoot())) < 1e-5)  // 1 − cos 135°
         #expect(s.outOfScope.flagged)
-        #expect(s.risk.level != "low")
+        #expect(s.risk.level != .low)
         let inside = Scorer.score(version(), vectors: [2, 0], count: 1, variants: nil, perturbations: 0,
                                   options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
         #expect(!inside.outOfScope.flagged)
@@ -173,7 +173,7 @@ struct ScorerTests {
         let s = Scorer.score(version(), vectors: [1, 0], count: 1, variants: variants, perturbations: 4,
                              options: ScoreOptions(), thresholds: RiskThresholds(), impact: { _ in 1 })[0]
         #expect(s.stability == .init(variants: 4, flips: 2, flipRate: 0.5))
-        #expect(s.risk.level == "medium")  // unstable at the 0.5 threshold
+        #expect(s.risk.level == .medium)  // unstable at the 0.5 threshold
     }
 
     @Test("typos are seeded: the same seed gives the same variant, words keep their places")
@@ -226,7 +226,7 @@ struct RegionTests {
         let mode: [Float] = [1, 0.1, 0], other: [Float] = [0, 0, 1]
         let f = failures("a", 3, vector: mode) + failures("b", 3, vector: mode) + failures("c", 2, vector: other)
         let regions = RegionRanking.rank(traffic: ["a": 100, "b": 100, "c": 100], failures: f, impact: { _ in 1 }, defaultCost: 1)
-        let clusters = regions.filter { $0.kind == "cluster" }
+        let clusters = regions.filter { $0.kind == .cluster }
         #expect(clusters.count == 1)
         #expect(clusters.first?.labels == ["a", "b"])
         #expect(clusters.first?.failures == 6)

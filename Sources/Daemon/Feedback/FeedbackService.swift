@@ -1,17 +1,48 @@
 import Foundation
 import JSON
 import JSONRPC
+import Logging
 import RobustdAPI
 import RPCTransport
 import Scoring
 import Store
 
-extension Server {
-    /// Default business cost per feedback kind (the configuration file overrides them).
-    static let defaultFeedbackCosts: [String: Double] = ["complaint": 10, "reinquiry": 3, "escalation": 25, "correction": 1, "confirmation": 0]
+/// `feedback/report` and `feedback/list`: failure cases (and confirmations) with their cost,
+/// durable before the answer; remembers the newest failure vectors for risk/flag.
+///
+/// - Important: Used only on the loop thread.
+final class FeedbackService: DaemonService {
+    private let model: ActiveModel
+    private let pipeline: ScoringPipeline
+    private let policy: RiskPolicy
+    private let store: StoreThread
+    private let recent: RecentInputs
+    private let failures: FailureMemory
+    private let metrics: LiveMetrics
+    private let logger: Logger
 
-    func registerFeedbackMethods() {
-        router.onDeferred(FeedbackReport.self) { [unowned self] params, ctx in self.report(params, ctx) }
+    init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, recent: RecentInputs,
+         failures: FailureMemory, metrics: LiveMetrics, logger: Logger) {
+        self.model = model
+        self.pipeline = pipeline
+        self.policy = policy
+        self.store = store
+        self.recent = recent
+        self.failures = failures
+        self.metrics = metrics
+        self.logger = logger
+        failures.load(from: store)
+    }
+
+    func register(on router: Router) {
+        router.onDeferred(FeedbackReport.self) { [unowned self] params, ctx in
+            self.model.whenReady { [weak self] serving in
+                switch serving {
+                case .failure(let e): ctx.reply(.failure(e))
+                case .success(let s): self?.report(params, serving: s, ctx)
+                }
+            }
+        }
 
         router.onDeferred(FeedbackList.self) { [unowned self] params, ctx in
             let limit = params.limit ?? 100
@@ -19,34 +50,31 @@ extension Server {
                 ctx.reply(.failure(.invalidParams("'limit' must be 1 to 1000", field: "limit", expected: "1…1000", found: "\(limit)")))
                 return
             }
+            var after: (at: Double, id: Int)? = nil
+            if let c = params.cursor {
+                guard let f = PageCursor.decode(FeedbackList.name, c), f.count == 2, let bits = UInt64(f[0]), let id = Int(f[1]) else {
+                    ctx.reply(.failure(PageCursor.invalid(c))); return
+                }
+                after = (Double(bitPattern: bits), id)
+            }
             let filter = FeedbackFilter(kind: params.kind?.rawValue, label: params.label, version: params.version,
-                                        since: params.since, until: params.until, limit: limit)
+                                        since: params.since, until: params.until, limit: limit + 1, after: after)
             self.store.run({ store throws(StoreError) -> [FeedbackRecord] in try store.feedback(filter) }, completion: { result in
-                ctx.reply(result.map { list in
-                    (try? JSONValue.encoding(FeedbackList.Result(feedback: list.map { Self.entry($0, duplicate: nil) }))) ?? .null
-                })
+                switch result {
+                case .failure(let e): ctx.reply(.failure(e))
+                case .success(let list):
+                    let page = list.prefix(limit)
+                    let next = list.count > limit ? page.last.map { PageCursor.encode(FeedbackList.name, ["\($0.at.bitPattern)", "\($0.id)"]) } : nil
+                    ctx.reply(FeedbackList.Result(feedback: page.map { Self.entry($0, duplicate: nil) }, nextCursor: next))
+                }
             })
         }
     }
 
-    /// Keeps the newest failure vectors (at most 5,000) for the "near a known failure" reason.
-    func rememberFailure(_ v: [Float]) {
-        failureVectors.append(v)
-        if failureVectors.count > 5000 { failureVectors.removeFirst(failureVectors.count - 5000) }
-    }
-
-    /// Loads the newest failure vectors at start.
-    func loadFailureVectors() {
-        store.run({ store throws(StoreError) -> [[Float]] in
-            try store.feedback(FeedbackFilter(limit: 5000, withVectors: true)).filter { $0.kind != "confirmation" && !$0.vector.isEmpty }.map(\.vector)
-        }, completion: { [unowned self] r in
-            if case .success(let vs) = r { self.failureVectors = vs.reversed() + self.failureVectors }
-        })
-    }
-
     static func entry(_ f: FeedbackRecord, duplicate: Bool?) -> FeedbackEntry {
-        FeedbackEntry(id: f.id, kind: f.kind, cost: f.cost, text: f.text, inputId: f.inputID, predictedLabel: f.predictedLabel,
-                      correctLabel: f.correctLabel, version: f.version, at: f.at, recordedAt: f.recordedAt, duplicate: duplicate)
+        FeedbackEntry(id: f.id, kind: FeedbackKind(rawValue: f.kind) ?? .complaint, cost: f.cost, text: f.text, inputId: f.inputID,
+                      predictedLabel: f.predictedLabel, correctLabel: f.correctLabel, version: f.version, at: f.at,
+                      recordedAt: f.recordedAt, duplicate: duplicate)
     }
 
     /// Seconds since 1970 from a number or an ISO 8601 string.
@@ -63,14 +91,13 @@ extension Server {
         return nil
     }
 
-    private func report(_ p: FeedbackReport.Params, _ ctx: RequestContext) {
-        guard let batcher else { ctx.reply(.failure(Self.noModelError)); return }
-        guard let version = activeVersion else { ctx.reply(.failure(Self.noVersionError)); return }
+    private func report(_ p: FeedbackReport.Params, serving: ActiveModel.Serving, _ ctx: RequestContext) {
+        let version = serving.version
         guard let atValue = Self.time(p.at) else {
             ctx.reply(.failure(.invalidParams("'at' must be seconds since 1970 or an ISO 8601 time", field: "at", expected: "a number or \"2026-11-29T10:00:00Z\"", found: p.at.map { $0.foundDescription } ?? "")))
             return
         }
-        var cost = p.cost ?? feedbackCosts[p.kind.rawValue] ?? 0
+        var cost = p.cost ?? policy.feedbackCosts[p.kind.rawValue] ?? 0
         guard cost.isFinite, cost >= 0 else {
             ctx.reply(.failure(.invalidParams("'cost' must be a finite number ≥ 0", field: "cost", expected: "a number ≥ 0", found: "\(cost)")))
             return
@@ -89,13 +116,13 @@ extension Server {
         var knownLabel: String? = nil
         switch (p.inputId, p.text) {
         case (let id?, nil):
-            guard let recent = recentInputs[id] else {
+            guard let entry = recent[id] else {
                 ctx.reply(.failure(.invalidParams("no recent scored input has id '\(id)'; send its text instead", field: "inputId",
                                                   expected: "the id of an input scored since the daemon started", found: "\"\(id)\"")))
                 return
             }
-            text = recent.text
-            if recent.version == version.id { knownLabel = recent.label }
+            text = entry.text
+            if entry.version == version.id { knownLabel = entry.label }
         case (_, let t?):
             text = t
         case (nil, nil):
@@ -110,30 +137,28 @@ extension Server {
         let now = Date().timeIntervalSince1970
         let kind = p.kind.rawValue, key = p.idempotencyKey, inputID = p.inputId, correct = p.correctLabel
         let explicitCost = p.cost
-        let thresholds = riskThresholds
         // Embed the text (for the failure-mode clusters) and, if needed, find its predicted label.
-        batcher.submit([text], encoder: activeEncoder, token: ctx.token) { [unowned self] embedded in
-            guard case .success(let r) = embedded else {
-                if case .failure(let e) = embedded { ctx.reply(.failure(e)) }
+        pipeline.score([text], with: serving, token: ctx.token, vectors: true) { [weak self] scored in
+            guard let self else { return }
+            guard case .success(let s) = scored else {
+                if case .failure(let e) = scored { ctx.reply(.failure(e)) }
                 return
             }
-            let vector = r.vectors
-            let predicted = knownLabel ?? Scorer.score(version, vectors: vector, count: 1, variants: nil, perturbations: 0,
-                                                       options: ScoreOptions(), thresholds: thresholds, impact: { _ in 1 })[0].label
+            let vector = s.vectors
+            let predicted = knownLabel ?? s.scores[0].label
             // Without an explicit cost, a configured misrouting cost for (meant, answered) wins.
-            if explicitCost == nil, let correct, let m = self.misroutingCosts[correct]?[predicted] { cost = m }
-            let finalCost = cost
-            let record = FeedbackRecord(idempotencyKey: key, inputID: inputID, text: text, kind: kind, cost: finalCost, correctLabel: correct,
+            if explicitCost == nil, let correct, let m = self.policy.misrouting[correct]?[predicted] { cost = m }
+            let record = FeedbackRecord(idempotencyKey: key, inputID: inputID, text: text, kind: kind, cost: cost, correctLabel: correct,
                                         predictedLabel: predicted, version: version.id, at: atValue ?? now, recordedAt: now, vector: vector)
             self.store.run({ store throws(StoreError) -> (FeedbackRecord, duplicate: Bool) in try store.recordFeedback(record) },
-                           completion: { result in
+                           completion: { [weak self] result in
                 switch result {
                 case .failure(let e): ctx.reply(.failure(e))
                 case .success(let (stored, duplicate)):
-                    if !duplicate {
+                    if !duplicate, let self {
                         self.logger.debug("feedback recorded", metadata: ["id": "\(stored.id)", "kind": "\(kind)"])
                         if kind != "confirmation" {
-                            self.rememberFailure(vector)
+                            self.failures.remember(vector)
                             self.metrics.recordFailure(kind: kind, intent: stored.correctLabel ?? stored.predictedLabel, at: LiveMetrics.now())
                         }
                     }

@@ -1,6 +1,7 @@
 import EventLoop
 import Logging
 import RobustdAPI
+import RPCTransport
 
 /// Forwards warnings and errors to the stdio client as `window/logMessage`, so that an
 /// editor shows what the daemon's stderr log says. Safe from any thread: each line is
@@ -9,11 +10,12 @@ struct WindowLogHandler: LogHandler {
     var logLevel: Logger.Level = .warning
     var metadata: Logger.Metadata = [:]
     let loop: Loop
-    let server: LoopBound<WeakServer>
+    let stdio: LoopBound<StdioSession>
 
-    final class WeakServer {
-        weak var server: Server?
-        init(_ s: Server) { server = s }
+    /// The stdio connection, once attached.
+    final class StdioSession {
+        weak var connection: Connection?
+        init() {}
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -33,11 +35,20 @@ struct WindowLogHandler: LogHandler {
         case .notice, .info: type = 3
         default: type = 4
         }
-        let server = self.server
+        let stdio = self.stdio
         let params = LogMessage.Params(type: type, message: text)
         loop.post {
-            guard let s = server.value.server, let conn = s.stdio, conn.session == .initialized else { return }
+            guard let conn = stdio.value.connection, conn.session == .initialized else { return }
             conn.notify(LogMessage.self, params)
         }
+    }
+}
+
+extension WindowLogHandler {
+    /// `base`, and also the stdio client (warnings and errors) once it is initialized.
+    static func teeing(_ base: Logger, loop: Loop, stdio: StdioSession) -> Logger {
+        let window = WindowLogHandler(loop: loop, stdio: LoopBound(stdio, loop: loop))
+        var l = Logger(label: base.label) { _ in MultiplexLogHandler([base.handler, window]) }
+        return l
     }
 }

@@ -2,12 +2,25 @@ import Datasets
 import Foundation
 import JSON
 import JSONRPC
+import Logging
 import RobustdAPI
+import RPCTransport
 import Store
 
-extension Server {
-    /// `dataset/import` and `dataset/list`.
-    func registerDatasetMethods() {
+/// `dataset/import`, `dataset/list` and `dataset/examples`: labelled data in, validated off
+/// the loop and stored in one transaction.
+///
+/// - Important: Used only on the loop thread.
+final class DatasetService: DaemonService {
+    private let store: StoreThread
+    private let logger: Logger
+
+    init(store: StoreThread, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func register(on router: Router) {
         router.onDeferred(DatasetImportMethod.self) { [unowned self] params, ctx in
             let plan: (options: ImportOptions, source: String)
             do throws(RPCError) { plan = try Self.importOptions(params) } catch { ctx.reply(.failure(error)); return }
@@ -22,11 +35,11 @@ extension Server {
                 let name = params.name, replace = params.replace ?? false
                 self.store.run({ store throws(StoreError) -> DatasetInfo in
                     try store.importDataset(name: name, plan: box.plan, source: plan.source, replace: replace)
-                }, completion: { result in
+                }, completion: { [logger] result in
                     switch result {
                     case .failure(let e): ctx.reply(.failure(e))
                     case .success(let info):
-                        self.logger.info("dataset imported", metadata: ["name": "\(name)", "rows": "\(info.rows)", "labels": "\(info.labels)"])
+                        logger.info("dataset imported", metadata: ["name": "\(name)", "rows": "\(info.rows)", "labels": "\(info.labels)"])
                         let p = box.plan
                         ctx.reply(DatasetImportMethod.Result(
                             dataset: Self.summary(info), read: box.read, imported: p.examples.count,
@@ -40,35 +53,37 @@ extension Server {
         }
 
         router.onDeferred(DatasetExamples.self) { [unowned self] p, ctx in
-            let offset = p.offset ?? 0, limit = p.limit ?? 1000
+            var offset = p.offset ?? 0
+            let limit = p.limit ?? 1000
+            if let c = p.cursor {
+                guard let f = PageCursor.decode(DatasetExamples.name, c), f.count == 1, let o = Int(f[0]), o >= 0 else {
+                    ctx.reply(.failure(PageCursor.invalid(c))); return
+                }
+                offset = o
+            }
             guard offset >= 0 else { ctx.reply(.failure(.invalidParams("'offset' must be ≥ 0", field: "offset", expected: "≥ 0", found: "\(offset)"))); return }
             guard (1...10_000).contains(limit) else {
                 ctx.reply(.failure(.invalidParams("'limit' must be 1 to 10000", field: "limit", expected: "1…10000", found: "\(limit)")))
                 return
             }
-            let split: Split?
-            if let s = p.split {
-                guard let v = Split(rawValue: s) else {
-                    ctx.reply(.failure(.invalidParams("'split' must be train, validation or test", field: "split", expected: "train, validation or test", found: s)))
-                    return
-                }
-                split = v
-            } else { split = nil }
-            let name = p.name
+            let split = p.split.flatMap { Split(rawValue: $0.rawValue) }
+            let name = p.name, start = offset
             self.store.run({ store throws(StoreError) -> DatasetExamples.Result in
                 guard let info = try store.dataset(named: name) else { throw StoreError(.notFound, "no dataset named '\(name)' (dataset/list shows them)") }
                 let all = try store.examples(dataset: info.id, split: split)
-                let page = all.dropFirst(offset).prefix(limit).map { DatasetExamples.Example(text: $0.text, label: $0.label, split: $0.split.rawValue) }
-                return DatasetExamples.Result(dataset: name, total: all.count, offset: offset, examples: Array(page))
-            }, completion: { ctx.reply($0.map { (try? JSONValue.encoding($0)) ?? .null }) })
+                let page = all.dropFirst(start).prefix(limit).map {
+                    DatasetExamples.Example(text: $0.text, label: $0.label, split: DatasetExamples.SplitName(rawValue: $0.split.rawValue) ?? .train)
+                }
+                let end = start + page.count
+                return DatasetExamples.Result(dataset: name, total: all.count, offset: start, examples: Array(page),
+                                              nextCursor: end < all.count ? PageCursor.encode(DatasetExamples.name, ["\(end)"]) : nil)
+            }, completion: { ctx.reply($0) })
         }
 
         router.onDeferred(DatasetList.self) { [unowned self] _, ctx in
-            self.store.run({ store throws(StoreError) -> [DatasetInfo] in try store.datasets() }, completion: { result in
-                ctx.reply(result.map { list in
-                    (try? JSONValue.encoding(DatasetList.Result(datasets: list.map(Self.summary)))) ?? .null
-                })
-            })
+            self.store.run({ store throws(StoreError) -> DatasetList.Result in
+                DatasetList.Result(datasets: try store.datasets().map(Self.summary))
+            }, completion: { ctx.reply($0) })
         }
     }
 

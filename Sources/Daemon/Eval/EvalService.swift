@@ -8,9 +8,30 @@ import RPCTransport
 import Scoring
 import Store
 
-extension Server {
-    func registerEvalMethods() {
-        router.onDeferred(EvalRun.self) { [unowned self] params, ctx in self.evaluate(params, ctx) }
+/// `eval/run`: a version (or two, paired) on labelled data with the business-cost metrics:
+/// accuracy, macro-F1, cost, ECE, out-of-scope quality, accuracy under typos.
+///
+/// - Important: Used only on the loop thread; the evaluation runs on the compute pool.
+final class EvalService: DaemonService {
+    private let model: ActiveModel
+    private let pipeline: ScoringPipeline
+    private let policy: RiskPolicy
+    private let store: StoreThread
+    private let repository: VersionRepository
+
+    init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, repository: VersionRepository) {
+        self.model = model
+        self.pipeline = pipeline
+        self.policy = policy
+        self.store = store
+        self.repository = repository
+    }
+
+    func register(on router: Router) {
+        router.onDeferred(EvalRun.self) { [unowned self] params, ctx in
+            // The default version is the active one: wait for it while it loads at start.
+            self.model.whenReady { [weak self] _ in self?.evaluate(params, ctx) }
+        }
     }
 
     private struct EvalData: Sendable {
@@ -21,7 +42,7 @@ extension Server {
     }
 
     private func evaluate(_ p: EvalRun.Params, _ ctx: RequestContext) {
-        guard let batcher else { ctx.reply(.failure(Self.noModelError)); return }
+        guard let batcher = model.batcher else { ctx.reply(.failure(DaemonError.noModel)); return }
         let started = Date()
         let rates = p.typoRates ?? [0.1, 0.2]
         guard rates.count <= 4, rates.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
@@ -29,7 +50,7 @@ extension Server {
             return
         }
         if let l = p.limit, l < 1 { ctx.reply(.failure(.invalidParams("'limit' must be at least 1", field: "limit", expected: "≥ 1", found: "\(l)"))); return }
-        guard let first = p.version ?? activeVersion?.id else { ctx.reply(.failure(Self.noVersionError)); return }
+        guard let first = p.version ?? model.version?.id else { ctx.reply(.failure(DaemonError.noVersion)); return }
         let ids = [first] + (p.compare.map { [$0] } ?? [])
         let seed = UInt64(truncatingIfNeeded: p.seed ?? 1)
         let progress = ctx.progress(token: p.workDoneToken)
@@ -68,15 +89,15 @@ extension Server {
         }
         let id = ids[index]
         let share = (from: 100 * index / ids.count, to: 100 * (index + 1) / ids.count - 5)
-        withVersion(id, ctx: ctx) { [unowned self] version, encoder in
-            self.embedAll(texts, batcher: batcher, encoder: encoder, ctx: ctx, progress: progress, percentOf: share) { [unowned self] vectors in
-                let D = self.encoder!.hiddenSize, N = data.texts.count
-                let costs = self.misroutingCosts, impacts = self.impactWeights, unit = self.feedbackCosts["complaint"] ?? 1
+        repository.serving(id, model: model, store: store, ctx: ctx) { [unowned self] version, encoder in
+            self.pipeline.embedAll(texts, batcher: batcher, encoder: encoder, ctx: ctx, progress: progress, percentOf: share) { [unowned self] vectors in
+                let D = self.model.encoder!.hiddenSize, N = data.texts.count
+                let policy = self.policy
                 ctx.compute({ _ -> EvalBox in
                     let typo = rates.enumerated().map { k, r in (rate: r, vectors: Array(vectors[((k + 1) * N * D)..<((k + 2) * N * D)])) }
                     let (report, outcome) = Evaluation.evaluate(version, vectors: Array(vectors[0..<(N * D)]), truth: data.truth, typoVectors: typo,
-                                                                cost: { t, p in costs[t]?[p] ?? (impacts[t] ?? 1) * unit },
-                                                                misrouting: { t, p in costs[t]?[p] })
+                                                                cost: { t, p in policy.cost(truth: t, predicted: p) },
+                                                                misrouting: { t, p in policy.misrouting[t]?[p] })
                     return EvalBox(report: report, outcome: outcome)
                 }, then: { [unowned self] box in
                     self.evaluateVersions(ids, index: index + 1, texts: texts, data: data, rates: rates, batcher: batcher, ctx: ctx,
@@ -89,36 +110,6 @@ extension Server {
     struct EvalBox: @unchecked Sendable {
         let report: Evaluation.Report
         let outcome: Evaluation.Outcome
-    }
-
-    /// The version and the encoder that serves it: the active pair, or read from its files.
-    func withVersion(_ id: Int, ctx: RequestContext, _ body: @escaping (ModelVersion, SentenceEncoder?) -> Void) {
-        if let v = activeVersion, v.id == id { body(v, activeEncoder); return }
-        readVersion(id, allowed: [.ready, .candidate, .rejected], ctx: ctx) { [unowned self] loaded in
-            body(loaded.version, self.encoder.map { loaded.layers.isEmpty ? $0 : $0.replacingLayers(loaded.layers) })
-        }
-    }
-
-    /// Reads a version's files on the compute pool, after checking its status in the store;
-    /// a problem is answered on `ctx` and `then` does not run.
-    func readVersion(_ id: Int, allowed: Set<VersionStatus>, ctx: RequestContext, then: @escaping (LoadedVersion) -> Void) {
-        let stateDir = config.stateDir
-        store.run({ store throws(StoreError) -> VersionRecord in
-            guard let r = try store.versions().first(where: { $0.id == id }) else { throw StoreError(.notFound, "no version \(id) (model/versions lists them)") }
-            guard allowed.contains(r.status) else { throw StoreError(.invalid, "version \(id) is \(r.status.rawValue) and cannot be used here") }
-            return r
-        }, completion: { r in
-            switch r {
-            case .failure(let e): ctx.reply(.failure(e))
-            case .success:
-                ctx.compute({ _ throws(RPCError) -> LoadedVersion in
-                    do {
-                        let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
-                        return LoadedVersion(version: v, layers: layers)
-                    } catch { throw RPCError(.invalidData, "version \(id) cannot be loaded: \(error)") }
-                }, then: then)
-            }
-        })
     }
 
     private func finishEvaluation(_ done: [(Evaluation.Report, Evaluation.Outcome, ModelVersion)], data: EvalData, ctx: RequestContext,

@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import JSON
 import JSONRPC
+import Logging
 import RobustdAPI
 import RPCTransport
 import Store
@@ -29,12 +30,52 @@ final class MetricsSubscription {
     }
 }
 
-extension Server {
+/// Live metrics: `metrics/get`, `metrics/subscribe` with `metrics/update` notifications
+/// (coalesced for slow readers), `metrics/history` (snapshots in the store), Prometheus text.
+///
+/// - Important: Used only on the loop thread.
+final class MetricsService: DaemonService {
     /// The largest output queue a subscriber may have before its updates are coalesced.
     static let subscriberQueueLimit = 256 << 10
 
-    func registerMetricsMethods() {
-        batcher?.onBatch = { [unowned self] n in self.metrics.recordBatch(texts: n, at: LiveMetrics.now()) }
+    private let metrics: LiveMetrics
+    private let model: ActiveModel
+    private let store: StoreThread
+    private let loop: Loop
+    private let logger: Logger
+    private let startedAt: Date
+    private let snapshotSeconds: Double
+    /// Every other service's gauges, gathered when asked for.
+    private let gauges: () -> [String: Double]
+    private var subscriptions: [Int: MetricsSubscription] = [:]
+    private var nextSubscriptionID = 1
+    private var subscriptionTimer: EventLoop.Timer?
+    private var snapshotTimer: EventLoop.Timer?
+
+    init(metrics: LiveMetrics, model: ActiveModel, store: StoreThread, loop: Loop, logger: Logger, startedAt: Date,
+         snapshotSeconds: Double, gauges: @escaping () -> [String: Double]) {
+        self.metrics = metrics
+        self.model = model
+        self.store = store
+        self.loop = loop
+        self.logger = logger
+        self.startedAt = startedAt
+        self.snapshotSeconds = snapshotSeconds
+        self.gauges = gauges
+        model.batcher?.onBatch = { [metrics] n in metrics.recordBatch(texts: n, at: LiveMetrics.now()) }
+        startMetricSnapshots()
+    }
+
+    func close() {
+        subscriptionTimer?.close()
+        subscriptionTimer = nil
+        subscriptions.removeAll()
+        snapshotMetrics()
+        snapshotTimer?.close()
+        snapshotTimer = nil
+    }
+
+    func register(on router: Router) {
 
         router.on(MetricsGet.self) { [unowned self] params, _ throws(RPCError) in
             let top = params.top ?? 10
@@ -45,8 +86,8 @@ extension Server {
                 MetricsRegion(intent: $0.intent, requests: $0.requests, flaggedRate: $0.flaggedRate, failures: $0.failures,
                               expectedCostPer1000Requests: $0.expectedCostPer1000Requests, costShare: $0.costShare)
             }
-            return MetricsGet.Result(at: Date().timeIntervalSince1970, version: self.activeVersion?.id,
-                                     activatedAt: self.activatedAt?.timeIntervalSince1970, values: values, regions: regions)
+            return MetricsGet.Result(at: Date().timeIntervalSince1970, version: self.model.version?.id,
+                                     activatedAt: self.model.activatedAt?.timeIntervalSince1970, values: values, regions: regions)
         }
 
         router.on(MetricsSubscribe.self) { [unowned self] params, ctx throws(RPCError) in
@@ -111,7 +152,7 @@ extension Server {
         }
 
         router.on(MetricsPrometheus.self) { [unowned self] _, _ throws(RPCError) in
-            MetricsPrometheus.Result(contentType: Self.prometheusContentType, text: self.prometheusText())
+            MetricsPrometheus.Result(contentType: Prometheus.contentType, text: self.prometheusText())
         }
     }
 
@@ -121,10 +162,10 @@ extension Server {
                                           "subscriptions", "finetune.running", "version.active", "documents.open"]
 
     /// Persists a snapshot now and then (`--metrics-snapshot-seconds`), kept 30 days.
-    func startMetricSnapshots() {
+    private func startMetricSnapshots() {
         let t = try? EventLoop.Timer(loop: loop)
         t?.unref()
-        let ms = UInt64(max(100, config.metricsSnapshotSeconds * 1000))
+        let ms = UInt64(max(100, snapshotSeconds * 1000))
         t?.start(timeoutMs: ms, repeatMs: ms) { [unowned self] in self.snapshotMetrics() }
         snapshotTimer = t
     }
@@ -145,18 +186,10 @@ extension Server {
 
     /// Windowed metrics and gauges, by name.
     func metricValues(now t: Int) -> [String: Double] {
-        let since = activatedAt.map { Int(Date().timeIntervalSince($0)) }
+        let since = model.activatedAt.map { Int(Date().timeIntervalSince($0)) }
         var v = metrics.values(now: t, sinceActivation: since)
-        let depth = compute.depth
-        v["queue.computePending"] = Double(depth.pending)
-        v["queue.computeRunning"] = Double(depth.running)
-        v["queue.embedPending"] = Double(batcher?.pendingTexts ?? 0)
-        v["connections.open"] = Double(connections.count)
+        v.merge(gauges()) { _, g in g }
         v["subscriptions"] = Double(subscriptions.count)
-        v["finetune.running"] = runningJob == nil ? 0 : 1
-        v["version.active"] = Double(activeVersion?.id ?? 0)
-        v["documents.open"] = Double(documents.values.reduce(0) { $0 + $1.count })
-        v["documents.linesScored"] = Double(documentLinesScored)
         return v
     }
 
@@ -200,18 +233,14 @@ extension Server {
 
     // MARK: Prometheus
 
-    static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
-
-    /// The text exposition format: `robustd_` prefix, base units (seconds), `_total`
-    /// counters, one HELP and TYPE per family, label values escaped; per-intent series only
-    /// for the top 10 intents by expected cost over the last hour (a bounded label set).
     func prometheusText() -> String {
+        let g = gauges()
         var out = ""
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: [(String, String)], value: Double)]) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
             for s in samples {
-                let labels = s.labels.isEmpty ? "" : "{" + s.labels.map { "\($0.0)=\"\(Self.escapeLabel($0.1))\"" }.joined(separator: ",") + "}"
-                out += "\(name)\(labels) \(Self.number(s.value))\n"
+                let labels = s.labels.isEmpty ? "" : "{" + s.labels.map { "\($0.0)=\"\(Prometheus.escapeLabel($0.1))\"" }.joined(separator: ",") + "}"
+                out += "\(name)\(labels) \(Prometheus.number(s.value))\n"
             }
         }
         let m = metrics
@@ -225,27 +254,28 @@ extension Server {
                [([], m.expectedCost.total)])
         family("robustd_failure_reports_total", "counter", "Failure cases reported, by feedback kind.",
                m.failures.keys.sorted().map { ([("kind", $0)], m.failures[$0]!.total) })
-        out += "# HELP robustd_score_request_duration_seconds Time from a score request's arrival to its answer.\n"
+        out += "# HELP robustd_score_request_duration_seconds Time from a score request's arrival to its answer, by request size (single: one input; batch: several).\n"
         out += "# TYPE robustd_score_request_duration_seconds histogram\n"
-        var acc = 0
-        for (i, b) in WindowedHistogram.bounds.enumerated() {
-            acc += m.latency.cumulative[i]
-            out += "robustd_score_request_duration_seconds_bucket{le=\"\(Self.number(b))\"} \(acc)\n"
+        for (size, h) in [("single", m.latency), ("batch", m.batchLatency)] {
+            var acc = 0
+            for (i, b) in WindowedHistogram.bounds.enumerated() {
+                acc += h.cumulative[i]
+                out += "robustd_score_request_duration_seconds_bucket{size=\"\(size)\",le=\"\(Prometheus.number(b))\"} \(acc)\n"
+            }
+            out += "robustd_score_request_duration_seconds_bucket{size=\"\(size)\",le=\"+Inf\"} \(h.count)\n"
+            out += "robustd_score_request_duration_seconds_sum{size=\"\(size)\"} \(Prometheus.number(h.sum))\n"
+            out += "robustd_score_request_duration_seconds_count{size=\"\(size)\"} \(h.count)\n"
         }
-        out += "robustd_score_request_duration_seconds_bucket{le=\"+Inf\"} \(m.latency.count)\n"
-        out += "robustd_score_request_duration_seconds_sum \(Self.number(m.latency.sum))\n"
-        out += "robustd_score_request_duration_seconds_count \(m.latency.count)\n"
         family("robustd_encoder_batches_total", "counter", "Encoder batches run.", [([], m.batches.total)])
         family("robustd_encoder_batch_texts_total", "counter", "Texts in encoder batches.", [([], m.batchTexts.total)])
-        let depth = compute.depth
-        family("robustd_compute_queue_depth", "gauge", "Compute jobs waiting.", [([], Double(depth.pending))])
-        family("robustd_embed_queue_texts", "gauge", "Texts waiting for an encoder batch.", [([], Double(batcher?.pendingTexts ?? 0))])
-        family("robustd_connections_open", "gauge", "Open client connections.", [([], Double(connections.count))])
+        family("robustd_compute_queue_depth", "gauge", "Compute jobs waiting.", [([], g["queue.computePending"] ?? 0)])
+        family("robustd_embed_queue_texts", "gauge", "Texts waiting for an encoder batch.", [([], g["queue.embedPending"] ?? 0)])
+        family("robustd_connections_open", "gauge", "Open client connections.", [([], g["connections.open"] ?? 0)])
         family("robustd_metric_subscriptions", "gauge", "Live metric subscriptions.", [([], Double(subscriptions.count))])
         family("robustd_metric_updates_coalesced_total", "counter", "Subscription updates skipped for a subscriber that was not reading.",
                [([], Double(m.coalescedUpdates))])
-        family("robustd_active_version", "gauge", "The active version's id (0: none).", [([], Double(activeVersion?.id ?? 0))])
-        family("robustd_finetune_running", "gauge", "1 while a fine-tune job runs.", [([], runningJob == nil ? 0 : 1)])
+        family("robustd_active_version", "gauge", "The active version's id (0: none).", [([], g["version.active"] ?? 0)])
+        family("robustd_finetune_running", "gauge", "1 while a fine-tune job runs.", [([], g["finetune.running"] ?? 0)])
         let t = LiveMetrics.now()
         let top = m.regions(window: 3600, now: t, top: 10)
         family("robustd_intent_expected_cost_per_1000_requests", "gauge",
@@ -256,81 +286,4 @@ extension Server {
         return out
     }
 
-    static func escapeLabel(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
-    }
-
-    static func number(_ v: Double) -> String {
-        if v.isNaN { return "NaN" }
-        if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
-        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
-        return String(v)
-    }
-
-    // MARK: HTTP
-
-    /// Serves `GET /metrics` on `host:port` from the loop; nothing else.
-    func listenForMetrics(host: String, port: Int) throws {
-        let l = try TCPListener(loop: loop)
-        do {
-            try l.bind(host: host, port: port)
-            try l.listen { [unowned self] result in
-                guard case .success(let tcp) = result else { return }
-                self.serveHTTP(tcp)
-            }
-        } catch {
-            l.close()
-            throw SocketSetupError(description: "cannot listen for metrics on \(host):\(port): \(error)")
-        }
-        metricsListener = l
-        logger.info("metrics on http://\(host.contains(":") ? "[\(host)]" : host):\(l.port ?? port)/metrics")
-    }
-
-    private func serveHTTP(_ tcp: TCP) {
-        var request: [UInt8] = []
-        var answered = false
-        let timer = try? EventLoop.Timer(loop: loop)
-        func respond(_ status: String, _ body: String, contentType: String = "text/plain; charset=utf-8") {
-            guard !answered else { return }
-            answered = true
-            timer?.close()
-            tcp.stopReading()
-            let bytes = Array(body.utf8)
-            let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(bytes.count)\r\nConnection: close\r\n\r\n"
-            tcp.write(Array(head.utf8) + bytes)
-            tcp.whenDrained { tcp.close() }
-        }
-        // A client that never finishes its request is dropped after 5 s.
-        timer?.start(timeoutMs: 5000) { if !answered { answered = true; tcp.close() } }
-        do {
-            try tcp.startReading { [unowned self] event in
-                switch event {
-                case .data(let chunk):
-                    request += Array(chunk)
-                    guard let end = Self.headerEnd(request) else {
-                        if request.count > 8192 { respond("431 Request Header Fields Too Large", "request headers too large\n") }
-                        return
-                    }
-                    let line = String(decoding: request[..<end], as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
-                    let parts = line.split(separator: " ")
-                    guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { respond("400 Bad Request", "bad request\n"); return }
-                    guard parts[0] == "GET" || parts[0] == "HEAD" else { respond("405 Method Not Allowed", "only GET /metrics\n"); return }
-                    let path = parts[1].split(separator: "?").first.map(String.init) ?? ""
-                    guard path == "/metrics" else { respond("404 Not Found", "only /metrics is served here\n"); return }
-                    respond("200 OK", parts[0] == "HEAD" ? "" : self.prometheusText(), contentType: Self.prometheusContentType)
-                case .eof, .error:
-                    if !answered { answered = true; timer?.close(); tcp.close() }
-                }
-            }
-        } catch {
-            timer?.close()
-            tcp.close()
-        }
-    }
-
-    static func headerEnd(_ b: [UInt8]) -> Int? {
-        guard b.count >= 4 else { return nil }
-        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
-        return nil
-    }
 }

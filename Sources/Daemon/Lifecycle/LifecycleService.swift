@@ -2,12 +2,45 @@ import EventLoop
 import Foundation
 import JSON
 import JSONRPC
+import Logging
 import RobustdAPI
+import RPCTransport
 
-extension Server {
-    /// The methods every session has: the LSP lifecycle, discovery and the daemon's own.
-    func registerLifecycleMethods() {
-        router.on(Initialize.self, gate: [.beforeInitialize]) { [unowned self] params, ctx throws(RPCError) in
+/// The methods every session has: the LSP lifecycle (`initialize`, `initialized`,
+/// `shutdown`, `exit`), `rpc.discover`, and the daemon's own (`daemon/status`, `ping`,
+/// `stop`; `debug/*` when enabled).
+///
+/// - Important: Used only on the loop thread.
+final class LifecycleService: DaemonService {
+    private let transport: Transport
+    private let stopper: GracefulStop
+    private let compute: ComputePool
+    private let model: ActiveModel
+    private let logger: Logger
+    private let startedAt: Date
+    private let maxMessageBytes: Int
+    private let debugMethods: Bool
+    /// The socket path clients connect to (nil: none).
+    private let socketPath: () -> String?
+    /// Set by `shutdown` on the stdio session; decides `exit`'s code.
+    private(set) var stdioShutdownRequested = false
+    private var methodNames: [String] = []
+
+    init(transport: Transport, stopper: GracefulStop, compute: ComputePool, model: ActiveModel, logger: Logger, startedAt: Date,
+         maxMessageBytes: Int, debugMethods: Bool, socketPath: @escaping () -> String?) {
+        self.transport = transport
+        self.stopper = stopper
+        self.compute = compute
+        self.model = model
+        self.logger = logger
+        self.startedAt = startedAt
+        self.maxMessageBytes = maxMessageBytes
+        self.debugMethods = debugMethods
+        self.socketPath = socketPath
+    }
+
+    func register(on router: Router) {
+        router.on(Initialize.self, gate: [.beforeInitialize]) { [unowned self, unowned router] params, ctx throws(RPCError) in
             let conn = ctx.connection
             if conn.kind == .stdio {
                 guard conn.session == .uninitialized else {
@@ -19,7 +52,7 @@ extension Server {
                 "conn": "\(conn.id)", "client": "\(params.clientInfo?.name ?? "unknown") \(params.clientInfo?.version ?? "")",
             ])
             return Initialize.Result(
-                capabilities: self.capabilities(),
+                capabilities: self.capabilities(methods: router.methodNames),
                 serverInfo: .init(name: "robustd", version: RobustdVersion.current),
                 protocolVersion: RobustdVersion.protocolVersion)
         }
@@ -34,7 +67,7 @@ extension Server {
 
         router.onNotification(Exit.self, gate: [.beforeInitialize, .afterShutdown, .whileStopping]) { [unowned self] _, conn in
             if conn.kind == .stdio {
-                self.stop(exitCode: self.stdioShutdownRequested ? 0 : 1)
+                self.stopper.begin(exitCode: self.stdioShutdownRequested ? 0 : 1)
             } else {
                 conn.close(reason: "exit")
             }
@@ -51,29 +84,61 @@ extension Server {
         router.on(Stop.self) { [unowned self] _, ctx in
             self.logger.info("stop requested by a client", metadata: ["conn": "\(ctx.connection.id)"])
             // Answer first; the stop begins on the next loop iteration.
-            self.loop.post { [loopBound = LoopBound(self, loop: self.loop)] in loopBound.value.stop(exitCode: 0) }
+            let stopper = LoopBound(self.stopper, loop: ctx.loop)
+            ctx.loop.post { stopper.value.begin(exitCode: 0) }
             return EmptyResult()
         }
 
-        if config.enableDebugMethods { registerDebugMethods() }
+        if debugMethods { registerDebugMethods(on: router) }
     }
 
-    func capabilities() -> JSONValue {
+    /// The stdio session ended (EOF): so does a stdio daemon.
+    func stdioEnded() {
+        stopper.begin(exitCode: stdioShutdownRequested ? 0 : 1)
+    }
+
+    func gauges(into values: inout [String: Double]) {
+        let depth = compute.depth
+        values["queue.computePending"] = Double(depth.pending)
+        values["queue.computeRunning"] = Double(depth.running)
+        values["connections.open"] = Double(transport.counters.open)
+    }
+
+    private func capabilities(methods: [String]) -> JSONValue {
         [
             // Utterance files (docs/editors.md): open/close and incremental changes, hover.
             "textDocumentSync": ["openClose": true, "change": 2],
             "hoverProvider": true,
             "experimental": [
                 "robustd": [
-                    "methods": .array(router.methodNames.map { .string($0) }),
+                    "methods": .array(methods.map { .string($0) }),
                     "framing": ["contentLength", "ndjson"],
-                    "maxMessageBytes": .int(Int64(config.maxMessageBytes)),
+                    "maxMessageBytes": .int(Int64(maxMessageBytes)),
                 ],
             ],
         ]
     }
 
-    private func registerDebugMethods() {
+    /// `daemon/status`: counters kept as they change, so its cost does not grow with the
+    /// number of connections.
+    func status() -> DaemonStatus.Result {
+        let depth = compute.depth
+        let c = transport.counters
+        return DaemonStatus.Result(
+            version: RobustdVersion.current,
+            pid: Int(getpid()),
+            uptimeSeconds: Date().timeIntervalSince(startedAt),
+            socketPath: socketPath(),
+            connections: .init(open: c.open, stdio: c.openStdio, socket: c.openSocket,
+                               accepted: c.accepted, refused: c.refused, dropped: c.dropped),
+            requests: .init(served: c.served, inFlight: c.inFlight, failed: c.failed, cancelled: c.cancelled),
+            queues: .init(computePending: depth.pending, computeRunning: depth.running,
+                          outputBytes: c.queuedOutputBytes, embedPending: model.batcher?.pendingTexts ?? 0),
+            computeThreads: compute.threadCount,
+            shuttingDown: stopper.isStopping)
+    }
+
+    private func registerDebugMethods(on router: Router) {
         router.on(DebugEcho.self) { params, _ in params }
 
         router.onDeferred(DebugSleep.self) { params, ctx in

@@ -1,4 +1,5 @@
 import EventLoop
+import Foundation
 import JSON
 import JSONRPC
 import RobustdAPI
@@ -43,4 +44,22 @@ public final class StoreThread {
     public var pending: Int { pool.depth.pending + pool.depth.running }
 
     public func shutdown() { pool.shutdown() }
+}
+
+extension StoreThread {
+    /// Creates the state folder (0700) and opens its SQLite store.
+    static func open(stateDir: String, loop: Loop) throws -> StoreThread {
+        do {
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw SocketSetupError(description: "cannot create the state folder \(stateDir): \(error.localizedDescription)")
+        }
+        let dbPath = stateDir + "/robustd.sqlite"
+        do {
+            return StoreThread(store: try SQLiteStore(path: dbPath), loop: loop)
+        } catch {
+            throw SocketSetupError(description: "cannot open the store \(dbPath): \(error)")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Scoring
 
 /// A count over sliding windows: per-second buckets for the last hour, per-minute buckets
 /// for the last day, and the total since start. Adding is O(1); a window sum is O(buckets).
@@ -136,7 +137,10 @@ final class LiveMetrics {
     var failures: [String: WindowedCounter] = [:]
     var batches = WindowedCounter()
     var batchTexts = WindowedCounter()
+    /// Time to answer score and risk/flag requests of one input (what a client waits for one
+    /// query), and of several inputs (batches: their time grows with their size).
     var latency = WindowedHistogram()
+    var batchLatency = WindowedHistogram()
     var intents: [String: IntentCounters] = [:]
     /// Subscription updates skipped because the subscriber was not reading (coalesced).
     var coalescedUpdates = 0
@@ -153,6 +157,17 @@ final class LiveMetrics {
         intents[label, default: IntentCounters()].inputs.add(1, at: t)
         if isFlagged { intents[label]!.flagged.add(1, at: t) }
         intents[label]!.cost.add(c, at: t)
+    }
+
+    /// One score or risk/flag request: its inputs and its latency (by size class).
+    func recordRequest(_ scores: [InputScore], seconds: Double, unitCost: Double) {
+        let t = Self.now()
+        scoreRequests.add(1, at: t)
+        if scores.count <= 1 { latency.observe(seconds, at: t) } else { batchLatency.observe(seconds, at: t) }
+        for s in scores {
+            recordScored(label: s.label, flagged: s.risk.level != .low || s.outOfScope.flagged, outOfScope: s.outOfScope.flagged,
+                         expectedCost: s.risk.pWrong * s.risk.impact * unitCost, at: t)
+        }
     }
 
     func recordFailure(kind: String, intent: String, at t: Int) {
@@ -194,6 +209,9 @@ final class LiveMetrics {
             let lat = latency.counts(last: w, now: t)
             if let p = WindowedHistogram.quantile(0.5, lat) { out["latencyP50Ms.\(name)"] = 1000 * p }
             if let p = WindowedHistogram.quantile(0.99, lat) { out["latencyP99Ms.\(name)"] = 1000 * p }
+            let blat = batchLatency.counts(last: w, now: t)
+            if let p = WindowedHistogram.quantile(0.5, blat) { out["batchLatencyP50Ms.\(name)"] = 1000 * p }
+            if let p = WindowedHistogram.quantile(0.99, blat) { out["batchLatencyP99Ms.\(name)"] = 1000 * p }
             let b = batches.sum(last: w, now: t)
             out["meanBatchSize.\(name)"] = b > 0 ? batchTexts.sum(last: w, now: t) / b : 0
         }

@@ -1,0 +1,73 @@
+import Encoder
+import EventLoop
+import JSON
+import JSONRPC
+import RobustdAPI
+import RPCTransport
+import Scoring
+import Store
+
+/// A version read back from its files: its head side and the encoder layers it changed.
+struct LoadedVersion: @unchecked Sendable {
+    let version: ModelVersion
+    let layers: [Int: BertLayerWeights]
+}
+
+/// The one place versions are written and read: the row, the files, the status.
+///
+/// A version's row is created first (status `writing`, which a restart turns into `failed`),
+/// then its files are written (temporary folder, fsync, rename), then it is marked ready or
+/// candidate, and possibly active, in one transaction.
+struct VersionRepository: Sendable {
+    let stateDir: String
+    let baseModel: String
+
+    /// Writes a new version. Runs on the store thread (inside `StoreThread.run`).
+    /// - Parameters:
+    ///   - make: the version given its id, with its files' contents and manifest entries.
+    func create(in store: Store, parent: Int?, method: String, dataset: String?, status: VersionStatus, activate: Bool,
+                make: (Int) -> (VersionFiles.Contents, manifest: [String: JSONValue])) throws(StoreError) -> ModelVersion {
+        let id = try store.createVersion(parent: parent, method: method, dataset: dataset)
+        let (contents, manifest) = make(id)
+        let report = JSONWriter.string(manifest["report"] ?? .object([:]))
+        do {
+            try VersionFiles.write(contents, manifest: manifest, stateDir: stateDir, baseModel: baseModel)
+        } catch {
+            try? store.finishVersion(id: id, status: .failed, report: report, activate: false)
+            throw StoreError(.sqlite(0), "writing version \(id) failed: \(error)")
+        }
+        try store.finishVersion(id: id, status: status, report: report, activate: activate)
+        return contents.version
+    }
+
+    /// Reads a version's files on the compute pool, after checking its status in the store;
+    /// a problem is answered on `ctx` and `then` does not run.
+    func read(_ id: Int, allowed: Set<VersionStatus>, store: StoreThread, ctx: RequestContext, then: @escaping (LoadedVersion) -> Void) {
+        let stateDir = self.stateDir
+        store.run({ store throws(StoreError) -> VersionRecord in
+            guard let r = try store.versions().first(where: { $0.id == id }) else { throw StoreError(.notFound, "no version \(id) (model/versions lists them)") }
+            guard allowed.contains(r.status) else { throw StoreError(.invalid, "version \(id) is \(r.status.rawValue) and cannot be used here") }
+            return r
+        }, completion: { r in
+            switch r {
+            case .failure(let e): ctx.reply(.failure(e))
+            case .success:
+                ctx.compute({ _ throws(RPCError) -> LoadedVersion in
+                    do {
+                        let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
+                        return LoadedVersion(version: v, layers: layers)
+                    } catch { throw RPCError(.invalidData, "version \(id) cannot be loaded: \(error)") }
+                }, then: then)
+            }
+        })
+    }
+
+    /// The version and the encoder that serves it: the active pair, or read from its files.
+    func serving(_ id: Int, model: ActiveModel, store: StoreThread, ctx: RequestContext,
+                 _ body: @escaping (ModelVersion, SentenceEncoder?) -> Void) {
+        if let v = model.version, v.id == id { body(v, model.versionEncoder); return }
+        read(id, allowed: [.ready, .candidate, .rejected], store: store, ctx: ctx) { loaded in
+            body(loaded.version, model.encoder(for: loaded.version, layers: loaded.layers))
+        }
+    }
+}
