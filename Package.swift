@@ -24,7 +24,9 @@ let package = Package(
         // JSON-RPC 2.0 messages, ids, errors, framing and the typed-method protocols. Pure: no I/O.
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // robustd's methods: one type per method, with typed params and results. Pure: no I/O.
-        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC"]),
+        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC"],
+                // schemas/openrpc.json (linked here) compiled into the module: the one copy.
+                resources: [.embedInCode("Resources/openrpc.json")]),
         // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
         .target(name: "EventLoop", dependencies: ["CLibUV"]),
         // Connections, routing by method type, request contexts, cancellation, progress, limits;

@@ -25,7 +25,7 @@ public struct Configuration: Sendable {
     public var modelPath: String? = nil
     /// Most texts the micro-batcher puts in one encoder batch.
     public var maxBatch = 64
-    /// Longest a text waits for others to share its batch, in milliseconds (see MicroBatcher).
+    /// Deprecated, no effect: texts gather only while the encoder is busy (see MicroBatcher).
     public var maxBatchDelayMs: UInt64 = 2
 
     /// The state folder: the SQLite database and one folder per model version.

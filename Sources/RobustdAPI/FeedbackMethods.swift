@@ -23,7 +23,11 @@ public enum FeedbackReport: RPCRequest {
         public var at: JSONValue?
         /// A retried report with the same key is not counted twice.
         public var idempotencyKey: String?
-        public init(kind: FeedbackKind) { self.kind = kind }
+        public init(inputId: String? = nil, text: String? = nil, kind: FeedbackKind, cost: Double? = nil, correctLabel: String? = nil,
+                    at: JSONValue? = nil, idempotencyKey: String? = nil) {
+            self.inputId = inputId; self.text = text; self.kind = kind; self.cost = cost; self.correctLabel = correctLabel
+            self.at = at; self.idempotencyKey = idempotencyKey
+        }
     }
     public typealias Result = FeedbackEntry
 }

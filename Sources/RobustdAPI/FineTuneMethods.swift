@@ -26,9 +26,10 @@ public struct FineTuneJob: Codable, Sendable {
         public var percentage: Int?
         public init(phase: String) { self.phase = phase }
     }
+    /// Where a job is in its life.
+    public enum State: String, RPCEnum { case scheduled, queued, running, succeeded, failed, cancelled, interrupted }
     public var id: Int
-    /// scheduled, queued, running, succeeded, failed, cancelled or interrupted.
-    public var state: String
+    public var state: State
     public var method: String
     /// The regions trained on, as asked or chosen ("auto").
     public var regions: [String]
@@ -49,7 +50,7 @@ public struct FineTuneJob: Codable, Sendable {
     /// The training report, the data selection and the gate report (when finished).
     public var result: JSONValue?
     public var error: String?
-    public init(id: Int, state: String, method: String, regions: [String], intents: [String], parent: Int, dataset: String,
+    public init(id: Int, state: State, method: String, regions: [String], intents: [String], parent: Int, dataset: String,
                 createdAt: Double, progress: Progress) {
         self.id = id; self.state = state; self.method = method; self.regions = regions; self.intents = intents; self.parent = parent
         self.dataset = dataset; self.createdAt = createdAt; self.progress = progress
@@ -117,12 +118,20 @@ public enum FineTuneList: RPCRequest {
     public static let name = "finetune/list"
     public struct Params: Codable, Sendable {
         /// Only jobs in this state.
-        public var state: String?
+        public var state: FineTuneJob.State?
+        /// 1…10000, default 100.
         public var limit: Int?
+        /// The `nextCursor` of the previous page.
+        public var cursor: String?
+        public init(state: FineTuneJob.State? = nil, limit: Int? = nil, cursor: String? = nil) {
+            self.state = state; self.limit = limit; self.cursor = cursor
+        }
     }
     public struct Result: Codable, Sendable {
         public var jobs: [FineTuneJob]
-        public init(jobs: [FineTuneJob]) { self.jobs = jobs }
+        /// Present while older jobs remain.
+        public var nextCursor: String?
+        public init(jobs: [FineTuneJob], nextCursor: String? = nil) { self.jobs = jobs; self.nextCursor = nextCursor }
     }
 }
 
@@ -141,14 +150,14 @@ public enum FineTuneEvent: RPCNotification {
     public static let name = "finetune/event"
     public struct Params: Codable, Sendable {
         public var job: Int
-        /// started, phase, step, evaluation or finished.
-        public var kind: String
-        public var state: String
+        public enum Kind: String, RPCEnum { case started, phase, step, evaluation, finished }
+        public var kind: Kind
+        public var state: FineTuneJob.State
         public var progress: FineTuneJob.Progress
         public var version: Int?
         public var promoted: Bool?
         public var message: String?
-        public init(job: Int, kind: String, state: String, progress: FineTuneJob.Progress) {
+        public init(job: Int, kind: Kind, state: FineTuneJob.State, progress: FineTuneJob.Progress) {
             self.job = job; self.kind = kind; self.state = state; self.progress = progress
         }
     }

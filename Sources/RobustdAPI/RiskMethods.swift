@@ -11,6 +11,7 @@ public enum RiskRegions: RPCRequest {
         public var limit: Int?
         /// Only regions of this kind.
         public var kind: Kind?
+        public init(window: Window? = nil, limit: Int? = nil, kind: Kind? = nil) { self.window = window; self.limit = limit; self.kind = kind }
     }
     /// One ranked region (docs/risk-model.md gives the formulas).
     public struct Region: Codable, Sendable, Equatable {

@@ -116,6 +116,27 @@ public final class RPCClient {
         return result
     }
 
+    /// Calls a typed method: its params encoded, its result decoded into `M.Result`.
+    ///
+    /// - Returns: the result, or the JSON-RPC error as a failure.
+    /// - Throws: ``ClientError`` when the daemon cannot be reached or its result does not decode.
+    public func call<M: RPCRequest>(_ method: M.Type, _ params: M.Params, timeout: Double? = nil) throws -> Result<M.Result, RPCError> {
+        let encoded: JSONValue
+        do { encoded = try JSONValueEncoder().encode(params) } catch { throw ClientError("cannot encode the params of \(M.name): \(error)") }
+        switch try call(M.name, encoded, timeout: timeout) {
+        case .failure(let e): return .failure(e)
+        case .success(let v):
+            do { return .success(try JSONValueDecoder().decode(M.Result.self, from: v)) } catch {
+                throw ClientError("the result of \(M.name) does not decode: \(error)")
+            }
+        }
+    }
+
+    /// Calls a typed method that takes no params.
+    public func call<M: RPCRequest>(_ method: M.Type, timeout: Double? = nil) throws -> Result<M.Result, RPCError> where M.Params == EmptyParams {
+        try call(method, EmptyParams(), timeout: timeout)
+    }
+
     /// Issues the next id for a request sent by hand.
     public func makeID() -> RequestID {
         defer { nextID += 1 }

@@ -56,7 +56,7 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: "Most texts in one encoder batch.")
     var maxBatch: Int = Configuration().maxBatch
 
-    @Option(help: "Longest a text waits for others to share its batch, in milliseconds.")
+    @Option(help: "Deprecated, has no effect: texts gather into batches only while the encoder is busy.")
     var maxBatchDelayMs: UInt64 = Configuration().maxBatchDelayMs
 
     @Option(help: "Seconds between metric snapshots kept for metrics/history (at least 0.1).")

@@ -76,6 +76,14 @@ final class DocumentService: DaemonService {
     /// Scores the utterances whose scores are missing (new or changed lines; all of them after
     /// a version change), then publishes the document's diagnostics.
     func rescore(_ doc: UtteranceDocument, _ conn: Connection) {
+        // At start, the stored active version may still be loading: score once it is in.
+        if model.isLoading {
+            model.whenReady { [weak self, weak conn] _ in
+                guard let self, let conn, !conn.isClosed else { return }
+                self.rescore(doc, conn)
+            }
+            return
+        }
         guard case .success(let serving) = model.serving else {
             conn.notify(PublishDiagnostics.self, .init(uri: doc.uri, version: doc.version, diagnostics: []))
             return

@@ -19,15 +19,15 @@ extension FineTuneService {
     func pumpJobs() {
         let now = Date().timeIntervalSince1970
         for id in jobQueue {
-            guard let job = jobs[id], job.view.state == "scheduled" else { continue }
+            guard let job = jobs[id], job.view.state == .scheduled else { continue }
             if (job.view.notBefore ?? 0) <= now && Self.inWindow(job.window, at: now) {
-                job.view.state = "queued"
+                job.view.state = .queued
                 job.view.progress.phase = "queued"
-                emit(job, kind: "phase", message: "its time has come; queued")
+                emit(job, kind: .phase, message: "its time has come; queued")
             }
         }
         guard runningJob == nil, !isStopping else { return }
-        guard let next = jobQueue.first(where: { jobs[$0]?.view.state == "queued" }), let job = jobs[next] else { return }
+        guard let next = jobQueue.first(where: { jobs[$0]?.view.state == .queued }), let job = jobs[next] else { return }
         jobQueue.removeAll { $0 == next }
         runJob(job)
     }
@@ -45,10 +45,10 @@ extension FineTuneService {
             return
         }
         runningJob = job.view.id
-        job.view.state = "running"
+        job.view.state = .running
         job.view.startedAt = Date().timeIntervalSince1970
         job.view.progress = .init(phase: "reading data")
-        emit(job, kind: "started", message: nil)
+        emit(job, kind: .started, message: nil)
         persist(job)
         let dataset = job.view.dataset
         let labels = parent.labels
@@ -170,12 +170,12 @@ extension FineTuneService {
     // MARK: Events and the end of a job
 
     func jobEvent(_ id: Int, _ event: LocalFineTune.Event) {
-        guard let job = jobs[id], job.view.state == "running" else { return }
+        guard let job = jobs[id], job.view.state == .running else { return }
         switch event {
         case .phase(let name):
             job.view.progress.phase = name
             job.view.progress.percentage = name.hasPrefix("caching") ? 5 : name.hasPrefix("training") ? 20 : name.hasPrefix("measuring the candidate") ? 90 : job.view.progress.percentage
-            emit(job, kind: "phase", message: name)
+            emit(job, kind: .phase, message: name)
             persist(job)
         case .step(let step, let steps, let epoch, let loss, let elapsed):
             job.view.progress.step = step
@@ -187,12 +187,12 @@ extension FineTuneService {
             let now = Date().timeIntervalSince1970
             if now - job.lastEventAt >= 0.5 || step == steps {
                 job.lastEventAt = now
-                emit(job, kind: "step", message: nil)
+                emit(job, kind: .step, message: nil)
             }
             if now - job.lastStoredAt >= 5 { persist(job) }
         case .evaluation(_, let score):
             job.view.progress.validationScore = score
-            emit(job, kind: "evaluation", message: nil)
+            emit(job, kind: .evaluation, message: nil)
         }
     }
 
@@ -213,7 +213,7 @@ extension FineTuneService {
         case .success(let out):
             job.view.progress.phase = "writing"
             job.view.progress.percentage = 95
-            emit(job, kind: "phase", message: "writing the version")
+            emit(job, kind: .phase, message: "writing the version")
             saveCandidate(job, out)
         }
     }
@@ -278,12 +278,12 @@ extension FineTuneService {
 
     /// Records the end of a job, tells its watchers, answers the requests waiting on its end.
     func finishJob(_ job: FineTuneJobState, state: JobState, error: String?) {
-        job.view.state = state.rawValue
+        job.view.state = FineTuneJob.State(rawValue: state.rawValue) ?? .failed
         job.view.finishedAt = Date().timeIntervalSince1970
         job.view.error = error
         job.view.progress.phase = state == .succeeded ? "done" : state.rawValue
         if state == .succeeded { job.view.progress.percentage = 100; job.view.progress.etaSeconds = 0 }
-        emit(job, kind: "finished", message: error)
+        emit(job, kind: .finished, message: error)
         persist(job)
         let summary: String
         switch state {
@@ -297,7 +297,7 @@ extension FineTuneService {
         if state != .succeeded { logger.info("fine-tune job ended", metadata: ["job": "\(job.view.id)", "state": "\(state.rawValue)", "error": "\(error ?? "")"]) }
     }
 
-    private func emit(_ job: FineTuneJobState, kind: String, message: String?) {
+    func emit(_ job: FineTuneJobState, kind: FineTuneEvent.Params.Kind, message: String?) {
         var p = FineTuneEvent.Params(job: job.view.id, kind: kind, state: job.view.state, progress: job.view.progress)
         p.version = job.view.version
         p.promoted = job.view.promoted
@@ -306,7 +306,7 @@ extension FineTuneService {
             if c.isClosed { job.watchers[id] = nil; continue }
             c.notify(FineTuneEvent.self, p)
         }
-        if kind == "step" || kind == "phase" {
+        if kind == .step || kind == .phase {
             let pr = job.view.progress
             var text = pr.phase
             if let s = pr.step, let n = pr.steps { text += " step \(s)/\(n)" }
@@ -320,7 +320,7 @@ extension FineTuneService {
         job.lastStoredAt = Date().timeIntervalSince1970
         let v = job.view
         let record = JobRecord(id: v.id, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt,
-                               state: JobState(rawValue: v.state) ?? .failed, params: "",
+                               state: JobState(rawValue: v.state.rawValue) ?? .failed, params: "",
                                progress: JSONWriter.string((try? JSONValueEncoder().encode(v.progress)) ?? .object([:])),
                                result: v.result.map { JSONWriter.string($0) }, error: v.error, version: v.version)
         store.run({ store throws(StoreError) in try store.updateJob(record) }, completion: { _ in })

@@ -85,19 +85,27 @@ final class FineTuneService: DaemonService {
             guard (1...10_000).contains(limit) else {
                 throw RPCError.invalidParams("'limit' must be 1 to 10000", field: "limit", expected: "1…10000", found: "\(limit)")
             }
-            let all = self.jobs.values.map(\.view).sorted { $0.id > $1.id }
-            return FineTuneList.Result(jobs: Array(all.filter { params.state == nil || $0.state == params.state }.prefix(limit)))
+            var before = Int.max
+            if let c = params.cursor {
+                guard let f = PageCursor.decode(FineTuneList.name, c), f.count == 1, let id = Int(f[0]) else { throw PageCursor.invalid(c) }
+                before = id
+            }
+            let all = self.jobs.values.map(\.view).filter { $0.id < before && (params.state == nil || $0.state == params.state) }
+                .sorted { $0.id > $1.id }
+            let page = Array(all.prefix(limit))
+            let next = all.count > limit ? page.last.map { PageCursor.encode(FineTuneList.name, ["\($0.id)"]) } : nil
+            return FineTuneList.Result(jobs: page, nextCursor: next)
         }
 
         router.onDeferred(FineTuneCancel.self) { [unowned self] params, ctx in
             guard let job = self.jobs[params.job] else { ctx.reply(.failure(Self.unknownJob(params.job))); return }
             switch job.view.state {
-            case "scheduled", "queued":
+            case .scheduled, .queued:
                 job.token.cancel()
                 self.jobQueue.removeAll { $0 == job.view.id }
                 self.finishJob(job, state: .cancelled, error: "cancelled before it started")
                 ctx.reply(job.view)
-            case "running":
+            case .running:
                 job.token.cancel()
                 job.cancelWaiters.append(ctx)
             default:
@@ -120,7 +128,7 @@ final class FineTuneService: DaemonService {
                 else { continue }
                 var v = view
                 v.id = r.id
-                v.state = r.state.rawValue
+                v.state = FineTuneJob.State(rawValue: r.state.rawValue) ?? .failed
                 v.startedAt = r.startedAt
                 v.finishedAt = r.finishedAt
                 v.version = r.version
@@ -287,7 +295,7 @@ final class FineTuneService: DaemonService {
                            dataset: String, window: (Int, Int)?, ctx: RequestContext) {
         let now = Date().timeIntervalSince1970
         let waits = (p.notBefore.map { $0 > now } ?? false) || !Self.inWindow(window, at: now)
-        var view = FineTuneJob(id: 0, state: waits ? "scheduled" : "queued", method: method.rawValue, regions: regions, intents: intents,
+        var view = FineTuneJob(id: 0, state: waits ? .scheduled : .queued, method: method.rawValue, regions: regions, intents: intents,
                                parent: parent, dataset: dataset, createdAt: now, progress: .init(phase: waits ? "scheduled" : "queued"))
         view.notBefore = p.notBefore
         // The job's first view and parameters, committed with the job before the answer, let
@@ -309,7 +317,7 @@ final class FineTuneService: DaemonService {
                 self.jobs[id] = job
                 self.jobQueue.append(id)
                 self.logger.info("fine-tune job created", metadata: ["job": "\(id)", "method": "\(method.rawValue)", "intents": "\(intents.count)",
-                                                                      "state": "\(job.view.state)"])
+                                                                      "state": "\(job.view.state.rawValue)"])
                 ctx.reply(job.view)
                 self.pumpJobs()
             }

@@ -74,7 +74,7 @@ final class LifecycleService: DaemonService {
         }
 
         router.on(Discover.self, gate: [.beforeInitialize, .whileStopping]) { _, _ throws(RPCError) in
-            try OpenRPC.document()
+            try OpenRPCSchema.document()
         }
 
         router.on(DaemonStatus.self, gate: [.whileStopping]) { [unowned self] _, _ in self.status() }

@@ -48,7 +48,6 @@ extension WindowLogHandler {
     /// `base`, and also the stdio client (warnings and errors) once it is initialized.
     static func teeing(_ base: Logger, loop: Loop, stdio: StdioSession) -> Logger {
         let window = WindowLogHandler(loop: loop, stdio: LoopBound(stdio, loop: loop))
-        var l = Logger(label: base.label) { _ in MultiplexLogHandler([base.handler, window]) }
-        return l
+        return Logger(label: base.label) { _ in MultiplexLogHandler([base.handler, window]) }
     }
 }

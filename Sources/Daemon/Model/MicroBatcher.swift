@@ -18,11 +18,14 @@ public struct EmbeddedTexts: Sendable {
 
 /// Gathers the texts of concurrent requests from every client into one batch for the encoder.
 ///
-/// Policy: when the engine is idle and nothing else arrived within the last `maxDelayMs`, a
-/// request runs at once (no added latency under light traffic). Otherwise requests gather
-/// until `maxBatch` texts are queued or the oldest has waited `maxDelayMs`. One batch runs at
-/// a time (the engine uses both cores itself); while it runs, the next one gathers. A request
-/// cancelled while queued is left out of its batch.
+/// Policy: when the engine is idle a request runs at once (no added latency, whatever the
+/// traffic); while a batch runs, requests gather, and when it ends they run together (up to
+/// `maxBatch` texts a batch). A text thus waits at most for the batch ahead of it. One batch
+/// runs at a time (the engine uses both cores itself). A request cancelled while queued is
+/// left out of its batch.
+///
+/// `maxDelayMs` is kept for configuration compatibility and reported by `model/info`; it no
+/// longer delays anything (docs/performance.md, "Micro-batching", has the measurements).
 ///
 /// - Important: Used only on the loop thread.
 public final class MicroBatcher {
@@ -42,9 +45,6 @@ public final class MicroBatcher {
     private var queue: [Pending] = []
     private var queuedTexts = 0
     private var running = false
-    private var timer: EventLoop.Timer?
-    private var timerArmed = false
-    private var lastArrival: UInt64 = 0
     public private(set) var batches = 0
     public private(set) var sequences = 0
     /// Called with each batch's text count as it is dispatched (live metrics).
@@ -98,32 +98,14 @@ public final class MicroBatcher {
 
     private func enqueue(_ texts: [String], encoder: SentenceEncoder?, token: CancellationToken,
                          completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
-        let now = loop.now
-        let quiet = now >= lastArrival + maxDelayMs
-        lastArrival = now
+        loop.preconditionOnLoop()
         queue.append(Pending(texts: texts, encoder: encoder, token: token, completion: completion))
         queuedTexts += texts.count
-        if running { return }
-        if queuedTexts >= maxBatch || maxDelayMs == 0 || quiet {
-            dispatch()
-        } else {
-            armTimer()
-        }
-    }
-
-    private func armTimer() {
-        guard !timerArmed else { return }
-        if timer == nil { timer = try? EventLoop.Timer(loop: loop) }
-        timerArmed = true
-        timer?.start(timeoutMs: maxDelayMs) { [weak self] in
-            guard let self else { return }
-            self.timerArmed = false
-            if !self.running { self.dispatch() }
-        }
+        // Busy: gather; the running batch's end dispatches what gathered.
+        if !running { dispatch() }
     }
 
     private func dispatch() {
-        if timerArmed { timer?.stop(); timerArmed = false }
         // Take requests up to maxBatch texts (a larger request goes alone), dropping cancelled ones.
         var batch: [Pending] = []
         var count = 0
@@ -178,8 +160,5 @@ public final class MicroBatcher {
         })
     }
 
-    public func close() {
-        timer?.close()
-        timer = nil
-    }
+    public func close() {}
 }

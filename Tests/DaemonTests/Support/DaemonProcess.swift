@@ -38,7 +38,8 @@ final class DaemonProcess {
     let socketPath: String
     let stderrPath: String
 
-    init(extraArgs: [String] = [], debugMethods: Bool = true, socketPath: String? = nil) throws {
+    /// - Parameter waitReady: wait until it answers `daemon/ping` (else return once it runs).
+    init(extraArgs: [String] = [], debugMethods: Bool = true, socketPath: String? = nil, waitReady: Bool = true) throws {
         self.socketPath = socketPath ?? dir.path + "/robustd.sock"
         stderrPath = dir.path + "/stderr.log"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
@@ -49,6 +50,7 @@ final class DaemonProcess {
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        guard waitReady else { return }
         let deadline = Date().addingTimeInterval(10)
         // Ready once it answers (a stale file from an earlier daemon may already be there).
         while (try? RPCClient(path: self.socketPath).call("daemon/ping", timeout: 5)) == nil {
