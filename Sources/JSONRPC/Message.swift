@@ -143,6 +143,24 @@ public enum Message: Sendable, Equatable {
         }
     }
 
+    /// A success response whose result is encoded straight into the bytes (no JSON tree).
+    public static func encodeResponse<T: Encodable>(id: RequestID?, result: T, into out: inout [UInt8]) throws {
+        out.append(contentsOf: #"{"jsonrpc":"2.0","id":"#.utf8)
+        JSONWriter.write(id?.json ?? .null, into: &out)
+        out.append(contentsOf: #","result":"#.utf8)
+        try JSONBytesEncoder().encode(result, into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// A notification whose params are encoded straight into the bytes.
+    public static func encodeNotification<T: Encodable>(method: String, params: T, into out: inout [UInt8]) throws {
+        out.append(contentsOf: #"{"jsonrpc":"2.0","method":"#.utf8)
+        JSONWriter.writeString(method, into: &out)
+        out.append(contentsOf: #","params":"#.utf8)
+        try JSONBytesEncoder().encode(params, into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
     public var bytes: [UInt8] {
         var out: [UInt8] = []
         encode(into: &out)

@@ -193,21 +193,33 @@ public final class Connection {
         write(body)
     }
 
-    func sendBatch(_ messages: [Message]) {
+    /// Sends one message already encoded.
+    func sendEncoded(_ body: [UInt8]) {
+        guard !isClosed else { return }
+        write(body)
+    }
+
+    func sendBatch(_ messages: [[UInt8]]) {
         guard !isClosed else { return }
         var body: [UInt8] = [UInt8(ascii: "[")]
         for (i, m) in messages.enumerated() {
             if i > 0 { body.append(UInt8(ascii: ",")) }
-            m.encode(into: &body)
+            body.append(contentsOf: m)
         }
         body.append(UInt8(ascii: "]"))
         write(body)
     }
 
-    /// Sends a notification.
+    /// Sends a notification, its params encoded straight into the bytes.
     public func notify<N: RPCNotification>(_ type: N.Type, _ params: N.Params) {
-        guard !isClosed, let p = try? JSONValue.encoding(params) else { return }
-        send(.notification(method: N.name, params: p))
+        guard !isClosed else { return }
+        var body: [UInt8] = []
+        body.reserveCapacity(128)
+        do { try Message.encodeNotification(method: N.name, params: params, into: &body) } catch {
+            logger.error("a notification could not be encoded", metadata: ["method": "\(N.name)", "error": "\(error)"])
+            return
+        }
+        write(body)
     }
 
     private func write(_ body: [UInt8]) {

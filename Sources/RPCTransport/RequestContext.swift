@@ -32,8 +32,8 @@ public final class RequestContext {
     deinit {
         if !hasReplied {
             connection.transport.logger.error("request dropped without a reply", metadata: ["method": "\(method)", "id": "\(id)"])
-            let msg = Message.response(id: id, result: .failure(.internalError("the handler for \(method) did not reply")))
-            if let batch { batch.fill(batchSlot, msg) } else { connection.send(msg) }
+            let msg = Message.response(id: id, result: .failure(.internalError("the handler for \(method) did not reply"))).bytes
+            if let batch { batch.fill(batchSlot, msg) } else { connection.sendEncoded(msg) }
             connection.requestFinished(id: id, outcome: .failed)
         }
     }
@@ -44,16 +44,22 @@ public final class RequestContext {
 
     /// Sends the answer (once).
     public func reply(_ result: Result<JSONValue, RPCError>) {
+        switch result {
+        case .success(let v): reply(v)
+        case .failure(let e): fail(e)
+        }
+    }
+
+    /// Answers with an error (once).
+    private func fail(_ e: RPCError) {
         connection.transport.loop.preconditionOnLoop()
         guard !hasReplied else { return }
+        finish(Message.response(id: id, result: .failure(e)).bytes, outcome: e.code == .requestCancelled ? .cancelled : .failed)
+    }
+
+    private func finish(_ bytes: [UInt8], outcome: Connection.Outcome) {
         hasReplied = true
-        let msg = Message.response(id: id, result: result)
-        if let batch { batch.fill(batchSlot, msg) } else { connection.send(msg) }
-        let outcome: Connection.Outcome
-        switch result {
-        case .success: outcome = .served
-        case .failure(let e): outcome = e.code == .requestCancelled ? .cancelled : .failed
-        }
+        if let batch { batch.fill(batchSlot, bytes) } else { connection.sendEncoded(bytes) }
         connection.requestFinished(id: id, outcome: outcome)
     }
 
@@ -61,12 +67,23 @@ public final class RequestContext {
     public func reply<T: Encodable>(_ result: Result<T, RPCError>) {
         switch result {
         case .success(let v): reply(v)
-        case .failure(let e): reply(Result<JSONValue, RPCError>.failure(e))
+        case .failure(let e): fail(e)
         }
     }
 
+    /// Sends the result (once), encoded straight into the reply's bytes.
     public func reply<T: Encodable>(_ value: T) {
-        do { reply(Result<JSONValue, RPCError>.success(try JSONValue.encoding(value))) } catch { reply(Result<JSONValue, RPCError>.failure(error)) }
+        connection.transport.loop.preconditionOnLoop()
+        guard !hasReplied else { return }
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        do {
+            try Message.encodeResponse(id: id, result: value, into: &out)
+        } catch {
+            fail(.internalError("could not encode \(T.self): \(error)"))
+            return
+        }
+        finish(out, outcome: .served)
     }
 
     /// The connection went away: stop the work, send nothing.
@@ -149,7 +166,7 @@ public final class WorkDoneProgress {
 
 /// Collects the answers of one batch and sends them together, as JSON-RPC asks.
 final class BatchReply {
-    private var slots: [Message?]
+    private var slots: [[UInt8]?]
     private var remaining: Int
     let connection: Connection
 
@@ -162,10 +179,13 @@ final class BatchReply {
     /// Marks a slot that gets no answer (a notification).
     func skip(_ slot: Int) { finishOne() }
 
-    func fill(_ slot: Int, _ message: Message) {
+    /// An answer, already encoded.
+    func fill(_ slot: Int, _ message: [UInt8]) {
         slots[slot] = message
         finishOne()
     }
+
+    func fill(_ slot: Int, _ message: Message) { fill(slot, message.bytes) }
 
     private func finishOne() {
         remaining -= 1

@@ -45,9 +45,9 @@ public final class Router {
                                   _ body: @escaping (M.Params, RequestContext) throws(RPCError) -> M.Result) {
         onDeferred(method, gate: gate) { params, ctx in
             do throws(RPCError) {
-                ctx.reply(.success(try JSONValue.encoding(try body(params, ctx))))
+                ctx.reply(try body(params, ctx))
             } catch {
-                ctx.reply(.failure(error))
+                ctx.reply(Result<JSONValue, RPCError>.failure(error))
             }
         }
     }
