@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Scoring
 
@@ -85,13 +86,14 @@ struct RegionsCommand: ParsableCommand {
     @Option(help: "How many.") var limit = 10
     @OptionGroup var connection: Connection
     func run() throws {
-        try connection.call("risk/regions", ["window": .string(window), "limit": .int(Int64(limit))]) { r in
-            String(format: "traffic %d, failures %d, expected cost per 1,000 requests %.1f\n", r["traffic"]?.intValue ?? 0, r["failures"]?.intValue ?? 0,
-                   r["expectedCostPer1000"]?.doubleValue ?? 0)
-                + (r["regions"]?.arrayValue ?? []).map { g in
-                    String(format: "  %@ share %.3f  failure rate %.2f  cost/1000 %.2f", (g["id"]?.stringValue ?? "").padding(toLength: 44, withPad: " ", startingAt: 0) as NSString,
-                           g["trafficShare"]?.doubleValue ?? 0, g["failureRate"]?.doubleValue ?? 0, g["costPer1000"]?.doubleValue ?? 0)
-                }.joined(separator: "\n")
+        guard let w = RiskRegions.Window(rawValue: window) else { fail("--window must be hour, day or all", code: 2) }
+        try connection.call(RiskRegions.self, RiskRegions.Params(window: w, limit: limit)) { r in
+            let head = String(format: "traffic %d, failures %d, expected cost per 1,000 requests %.1f\n", r.traffic, r.failures, r.expectedCostPer1000)
+            let rows = r.regions.map { g in
+                String(format: "  %@ share %.3f  failure rate %.2f  cost/1000 %.2f", g.id.padding(toLength: 44, withPad: " ", startingAt: 0) as NSString,
+                       g.trafficShare, g.failureRate, g.costPer1000)
+            }
+            return head + rows.joined(separator: "\n")
         }
     }
 }

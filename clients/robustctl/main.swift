@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// Options every subcommand shares.
@@ -50,6 +51,20 @@ struct Connection: ParsableArguments {
     }
 }
 
+extension Connection {
+    /// Calls a typed method: `--json` prints the daemon's JSON as it came; otherwise the
+    /// result is decoded into `M.Result` for `human`.
+    func call<M: RPCRequest>(_ method: M.Type, _ params: M.Params, human: @escaping (M.Result) -> String) throws {
+        let encoded: JSONValue
+        do { encoded = try JSONValueEncoder().encode(params) } catch { fail("cannot encode the params: \(error)", code: 2) }
+        try call(M.name, encoded) { value in
+            do { return human(try JSONValueDecoder().decode(M.Result.self, from: value)) } catch {
+                fail("the daemon's answer to \(M.name) does not decode (is it a different robustd version?): \(error)", code: 2)
+            }
+        }
+    }
+}
+
 func fail(_ message: String, code: Int32) -> Never {
     FileHandle.standardError.write(Data("robustctl: \(message)\n".utf8))
     exit(code)
@@ -87,19 +102,14 @@ struct Status: ParsableCommand {
     @OptionGroup var connection: Connection
 
     func run() throws {
-        try connection.call("daemon/status", nil) { s in
-            func i(_ path: String...) -> String {
-                var v: JSONValue? = s
-                for p in path { v = v?[p] }
-                return v.map { JSONWriter.string($0) } ?? "-"
-            }
-            let up = s["uptimeSeconds"]?.doubleValue ?? 0
+        try connection.call(DaemonStatus.self, EmptyParams()) { s in
+            let c = s.connections, r = s.requests, q = s.queues
             return """
-                robustd \(s["version"]?.stringValue ?? "?")  pid \(i("pid"))  up \(String(format: "%.1f", up)) s\(s["shuttingDown"] == .bool(true) ? "  (stopping)" : "")
-                socket       \(s["socketPath"]?.stringValue ?? "-")
-                connections  \(i("connections", "open")) open (\(i("connections", "socket")) socket, \(i("connections", "stdio")) stdio); \(i("connections", "accepted")) accepted, \(i("connections", "refused")) refused, \(i("connections", "dropped")) dropped
-                requests     \(i("requests", "served")) served, \(i("requests", "inFlight")) in flight, \(i("requests", "failed")) failed, \(i("requests", "cancelled")) cancelled
-                queues       compute \(i("queues", "computeRunning")) running / \(i("queues", "computePending")) pending on \(i("computeThreads")) threads; \(i("queues", "outputBytes")) output bytes queued
+                robustd \(s.version)  pid \(s.pid)  up \(String(format: "%.1f", s.uptimeSeconds)) s\(s.shuttingDown ? "  (stopping)" : "")
+                socket       \(s.socketPath ?? "-")
+                connections  \(c.open) open (\(c.socket) socket, \(c.stdio) stdio); \(c.accepted) accepted, \(c.refused) refused, \(c.dropped) dropped
+                requests     \(r.served) served, \(r.inFlight) in flight, \(r.failed) failed, \(r.cancelled) cancelled
+                queues       compute \(q.computeRunning) running / \(q.computePending) pending on \(s.computeThreads) threads; \(q.outputBytes) output bytes queued
                 """
         }
     }
@@ -108,7 +118,7 @@ struct Status: ParsableCommand {
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop the daemon gracefully.")
     @OptionGroup var connection: Connection
-    func run() throws { try connection.call("daemon/stop", nil) { _ in "robustd is stopping" } }
+    func run() throws { try connection.call(RobustdAPI.Stop.self, EmptyParams()) { _ in "robustd is stopping" } }
 }
 
 struct Methods: ParsableCommand {
@@ -249,15 +259,14 @@ struct Versions: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the versions: lineage, method, status, gate.")
     @OptionGroup var connection: Connection
     func run() throws {
-        try connection.call("model/versions", nil) { r in
-            (r["versions"]?.arrayValue ?? []).map { v in
-                var line = String(format: "version %-3d parent %-4@ %-10@ %@", v["id"]?.intValue ?? 0,
-                                  (v["parent"]?.intValue.map { String($0) } ?? "-") as NSString,
-                                  (v["method"]?.stringValue ?? "") as NSString, (v["status"]?.stringValue ?? "") as NSString)
-                if let g = v["report"]?["gate"] {
+        try connection.call(ModelVersions.self, ModelVersions.Params()) { r in
+            r.versions.map { v in
+                var line = String(format: "version %-3d parent %-4@ %-10@ %@", v.id, (v.parent.map { String($0) } ?? "-") as NSString,
+                                  v.method as NSString, v.status.rawValue as NSString)
+                if let g = v.report["gate"] {
                     line += String(format: "   gate %@ (target %+.0f%%, global %+.4f)", g["passed"] == .bool(true) ? "passed" : "failed",
                                    -100 * (g["targetReduction"]?.doubleValue ?? 0), g["global"]?["difference"]?.doubleValue ?? 0)
-                } else if let a = v["report"]?["validationAccuracy"]?.doubleValue {
+                } else if let a = v.report["validationAccuracy"]?.doubleValue {
                     line += String(format: "   validation accuracy %.2f%%", 100 * a)
                 }
                 return line
@@ -271,8 +280,8 @@ struct Activate: ParsableCommand {
     @Argument var version: Int
     @OptionGroup var connection: Connection
     func run() throws {
-        try connection.call("model/activate", ["version": .int(Int64(version))]) { r in
-            "version \(r["active"]?.intValue ?? 0) is active (was \(r["previous"]?.intValue.map(String.init) ?? "none"))"
+        try connection.call(ModelActivate.self, ModelActivate.Params(version: version)) { r in
+            "version \(r.active) is active (was \(r.previous.map(String.init) ?? "none"))"
         }
     }
 }
