@@ -69,7 +69,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Encoder", "Tensor", "Scoring", "Training",
+            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Datasets", "Encoder", "Tensor", "Scoring", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,35 +1,14 @@
 import ArgumentParser
+import Datasets
 import Scoring
 import Foundation
 
-/// RFC 4180 CSV: quoted fields, doubled quotes, CRLF or LF. Returns rows of fields.
+/// A Banking77-style CSV (columns `text` and `category` or `label`) as rows of [text, label],
+/// after a header row, read by the daemon's own CSV reader (Datasets). A file it refuses
+/// yields no rows (the benchmark then reports it has no data).
 func parseCSV(_ text: String) -> [[String]] {
-    var rows: [[String]] = []
-    var row: [String] = []
-    var field = ""
-    var inQuotes = false
-    var it = text.unicodeScalars.makeIterator()
-    var pending: Unicode.Scalar? = nil
-    while let c = pending ?? it.next() {
-        pending = nil
-        if inQuotes {
-            if c == "\"" {
-                if let n = it.next() {
-                    if n == "\"" { field.unicodeScalars.append("\"") } else { inQuotes = false; pending = n }
-                } else { inQuotes = false }
-            } else { field.unicodeScalars.append(c) }
-        } else {
-            switch c {
-            case "\"": inQuotes = true
-            case ",": row.append(field); field = ""
-            case "\n": row.append(field); rows.append(row); row = []; field = ""
-            case "\r": break
-            default: field.unicodeScalars.append(c)
-            }
-        }
-    }
-    if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
-    return rows
+    guard let records = try? CSVReader.records(text) else { return [] }
+    return [["text", "label"]] + records.map { [$0.fields["text"] ?? "", $0.fields["category"] ?? $0.fields["label"] ?? ""] }
 }
 
 /// The model and Banking77 folders, for the benchmarks that need both.

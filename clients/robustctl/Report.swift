@@ -155,7 +155,7 @@ struct Report: ParsableCommand {
         let now = Date().timeIntervalSince1970
         let since = now - hours * 3600
         let status = try call("daemon/status")
-        let metrics = try call("metrics/get", ["metrics": ["requests", "expectedCostPer1000", "failures", "latencyP99Ms", "version.active"]])
+        let metrics = try call("metrics/get", ["metrics": ["requests", "expectedCostPer1000", "failures", "latencyP99Ms", "batchLatencyP99Ms", "version.active"]])
         let history = try call("metrics/history", ["metric": "expectedCostPer1000.1m", "since": .double(since)])
         let versions = try call("model/versions")
         let regions = try call("risk/regions", ["limit": 10, "kind": "intent"])
@@ -225,7 +225,8 @@ struct Report: ParsableCommand {
         <tr><td>requests, last hour</td><td>\(v("requests.1h"))</td><td>last 24 h</td><td>\(v("requests.24h"))</td></tr>
         <tr><td>expected cost per 1,000 requests, last hour</td><td>\(v("expectedCostPer1000.1h"))</td><td>last 24 h</td><td>\(v("expectedCostPer1000.24h"))</td></tr>
         <tr><td>failure reports, last hour</td><td>\(v("failures.1h"))</td><td>last 24 h</td><td>\(v("failures.24h"))</td></tr>
-        <tr><td>score latency p99, last hour (ms)</td><td>\(v("latencyP99Ms.1h"))</td><td></td><td></td></tr>
+        <tr><td>score latency p99, one-input requests, last hour (ms)</td><td>\(v("latencyP99Ms.1h"))</td><td></td><td></td></tr>
+        <tr><td>score latency p99, batch requests, last hour (ms)</td><td>\(v("batchLatencyP99Ms.1h"))</td><td></td><td></td></tr>
         </table>
         <h2>Expected cost per 1,000 requests, last \(String(format: "%g", hours)) h</h2>
         \(SVG.line(points, markers: markers.filter { $0.0 >= since }, unit: "cost per 1,000 requests (1-minute windows, averaged); red: versions"))

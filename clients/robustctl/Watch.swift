@@ -55,7 +55,8 @@ struct WatchMetrics: ParsableCommand {
                 for (label, key, f) in [("requests/s", "requestRate", "%9.2f"), ("cost per 1,000", "expectedCostPer1000", "%9.2f"),
                                         ("flagged", "flaggedRate", "%9.3f"), ("out of scope", "outOfScopeRate", "%9.3f"),
                                         ("failure reports", "failures", "%9.0f"), ("p50 latency ms", "latencyP50Ms", "%9.2f"),
-                                        ("p99 latency ms", "latencyP99Ms", "%9.2f"), ("batch size", "meanBatchSize", "%9.1f")] {
+                                        ("p99 latency ms", "latencyP99Ms", "%9.2f"), ("batch p99 ms", "batchLatencyP99Ms", "%9.2f"),
+                                        ("batch size", "meanBatchSize", "%9.1f")] {
                     s += label.padding(toLength: 18, withPad: " ", startingAt: 0)
                     for w in ["1m", "1h", "24h"] { s += String(format: f, n("\(key).\(w)")) + " " }
                     s += "\n"

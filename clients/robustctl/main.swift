@@ -135,24 +135,24 @@ struct Methods: ParsableCommand {
 }
 
 /// One line for a fine-tune job.
-func jobLine(_ j: JSONValue) -> String {
-    let p = j["progress"]
-    var line = "job \(j["id"]?.intValue ?? 0)  \(j["state"]?.stringValue ?? "?")  \(j["method"]?.stringValue ?? "")  \(p?["phase"]?.stringValue ?? "")"
-    if let pct = p?["percentage"]?.intValue, j["state"] == "running" {
-        let filled = Int(pct) * 20 / 100
+func jobLine(_ j: FineTuneJob) -> String {
+    let p = j.progress
+    var line = "job \(j.id)  \(j.state.rawValue)  \(j.method)  \(p.phase)"
+    if let pct = p.percentage, j.state == .running {
+        let filled = pct * 20 / 100
         line += "  [" + String(repeating: "#", count: filled) + String(repeating: ".", count: 20 - filled) + "] \(pct)%"
     }
-    if let s = p?["step"]?.intValue, let n = p?["steps"]?.intValue { line += "  step \(s)/\(n)" }
-    if let l = p?["loss"]?.doubleValue { line += String(format: "  loss %.4f", l) }
-    if let e = p?["etaSeconds"]?.doubleValue, j["state"] == "running" { line += String(format: "  ETA %.0f s", e) }
-    if let v = j["version"]?.intValue { line += "  → version \(v)\(j["promoted"] == .bool(true) ? " (promoted)" : "")" }
-    if let e = j["error"]?.stringValue { line += "  (\(e))" }
+    if let s = p.step, let n = p.steps { line += "  step \(s)/\(n)" }
+    if let l = p.loss { line += String(format: "  loss %.4f", l) }
+    if let e = p.etaSeconds, j.state == .running { line += String(format: "  ETA %.0f s", e) }
+    if let v = j.version { line += "  → version \(v)\(j.promoted == true ? " (promoted)" : "")" }
+    if let e = j.error { line += "  (\(e))" }
     return line
 }
 
 /// The gate's verdict in two lines.
-func gateLines(_ j: JSONValue) -> String {
-    guard let g = j["result"]?["gate"] else { return "" }
+func gateLines(_ j: FineTuneJob) -> String {
+    guard let g = j.result?["gate"] else { return "" }
     let t = g["target"], gl = g["global"]
     var s = String(format: "gate %@: target cost %.4f → %.4f (%+.0f%%), global %.4f → %.4f (upper bound %+.4f, allowed %.4f)",
                    g["passed"] == .bool(true) ? "passed" : "failed", t?["parentCost"]?.doubleValue ?? 0, t?["candidateCost"]?.doubleValue ?? 0,
@@ -170,18 +170,19 @@ func watchJob(_ connection: Connection, _ id: Int) throws {
     do { client = try RPCClient(path: connection.socketPath) } catch { fail("\(error)", code: 2) }
     var last = ""
     while true {
-        let r: Result<JSONValue, RPCError>
-        do { r = try client.call("finetune/status", ["job": .int(Int64(id))]) } catch { fail("\(error)", code: 2) }
+        let r: Result<FineTuneJob, RPCError>
+        do { r = try client.call(FineTuneStatus.self, FineTuneStatus.Params(job: id)) } catch { fail("\(error)", code: 2) }
         guard case .success(let j) = r else {
             if case .failure(let e) = r { FileHandle.standardError.write(Data("error \(e.code): \(e.message)\n".utf8)) }
             throw ExitCode(1)
         }
         let line = jobLine(j)
         if line != last && !connection.json { FileHandle.standardOutput.write(Data((line + "\n").utf8)); last = line }
-        if let s = j["state"]?.stringValue, !["scheduled", "queued", "running"].contains(s) {
+        if ![.scheduled, .queued, .running].contains(j.state) {
             // --json: only the finished job, for scripts.
-            if connection.json { print(JSONWriter.string(j)) } else if s == "succeeded" { print(gateLines(j)) }
-            if s == "succeeded" { return }
+            if connection.json { print(String(decoding: (try? JSONBytesEncoder().bytes(j)) ?? [], as: UTF8.self)) }
+            else if j.state == .succeeded { print(gateLines(j)) }
+            if j.state == .succeeded { return }
             throw ExitCode(1)
         }
         usleep(500_000)
@@ -214,9 +215,11 @@ struct FineTune: ParsableCommand {
             if let maxSeconds { p["maxSeconds"] = .double(maxSeconds) }
             if noPromote { p["autoPromote"] = false }
             var id = 0
-            try connection.call("finetune/start", .object(p)) { j in
-                id = Int(j["id"]?.intValue ?? 0)
-                return jobLine(j) + "\n  intents: " + (j["intents"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? "")
+            let params: FineTuneStart.Params
+            do { params = try JSONValueDecoder().decode(FineTuneStart.Params.self, from: .object(p)) } catch { fail("\(error)", code: 2) }
+            try connection.call(FineTuneStart.self, params) { j in
+                id = j.id
+                return jobLine(j) + "\n  intents: " + j.intents.joined(separator: ", ")
             }
             if watch { try watchJob(connection, id) }
         }
@@ -233,16 +236,17 @@ struct FineTune: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "status", abstract: "One job.")
         @Argument var job: Int
         @OptionGroup var connection: Connection
-        func run() throws { try connection.call("finetune/status", ["job": .int(Int64(job))]) { j in [jobLine(j), gateLines(j)].filter { !$0.isEmpty }.joined(separator: "\n") } }
+        func run() throws {
+            try connection.call(FineTuneStatus.self, FineTuneStatus.Params(job: job)) { j in [jobLine(j), gateLines(j)].filter { !$0.isEmpty }.joined(separator: "\n") }
+        }
     }
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every job, newest first.")
         @OptionGroup var connection: Connection
         func run() throws {
-            try connection.call("finetune/list", nil) { r in
-                let jobs = r["jobs"]?.arrayValue ?? []
-                return jobs.isEmpty ? "no fine-tune jobs" : jobs.map(jobLine).joined(separator: "\n")
+            try connection.call(FineTuneList.self, FineTuneList.Params()) { r in
+                r.jobs.isEmpty ? "no fine-tune jobs" : r.jobs.map(jobLine).joined(separator: "\n")
             }
         }
     }
@@ -251,7 +255,7 @@ struct FineTune: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Cancel a job (a running one stops within one step).")
         @Argument var job: Int
         @OptionGroup var connection: Connection
-        func run() throws { try connection.call("finetune/cancel", ["job": .int(Int64(job))]) { jobLine($0) } }
+        func run() throws { try connection.call(FineTuneCancel.self, FineTuneCancel.Params(job: job)) { jobLine($0) } }
     }
 }
 
