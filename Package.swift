@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
-        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON"], path: "Tests/Support"),
+        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON", "Scoring"], path: "Tests/Support"),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON"]),
