@@ -41,32 +41,34 @@ final class Sink {
     /// Writes one value: scalars and common arrays directly, anything else through its
     /// `encode(to:)` with a fresh encoder whose container is closed when it returns.
     func encode<T: Encodable>(_ value: T, path: [any CodingKey]) throws {
-        switch value {
-        case let v as String: JSONWriter.writeString(v, into: &out)
-        case let v as Int: JSONWriter.writeInt(Int64(v), into: &out)
-        case let v as Double: JSONWriter.writeDouble(v, into: &out)
-        case let v as Float: writeFloat(v)
-        case let v as Bool: out.append(contentsOf: (v ? "true" : "false").utf8)
-        case let v as JSONValue: JSONWriter.write(v, into: &out)
-        case let v as [Float]:
+        // Type comparisons first: cheaper than dynamic casts, and the common case.
+        if T.self == String.self { JSONWriter.writeString(unsafeBitCast(value, to: String.self), into: &out); return }
+        if T.self == Int.self { JSONWriter.writeInt(Int64(unsafeBitCast(value, to: Int.self)), into: &out); return }
+        if T.self == Double.self { JSONWriter.writeDouble(unsafeBitCast(value, to: Double.self), into: &out); return }
+        if T.self == Bool.self { out.append(contentsOf: (unsafeBitCast(value, to: Bool.self) ? "true" : "false").utf8); return }
+        if T.self == Float.self { writeFloat(unsafeBitCast(value, to: Float.self)); return }
+        if T.self == JSONValue.self { JSONWriter.write(value as! JSONValue, into: &out); return }
+        if T.self == [Float].self {
             out.append(UInt8(ascii: "["))
-            for (i, x) in v.enumerated() {
+            for (i, x) in (value as! [Float]).enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 writeFloat(x)
             }
             out.append(UInt8(ascii: "]"))
-        case let v as [String]:
+            return
+        }
+        if T.self == [String].self {
             out.append(UInt8(ascii: "["))
-            for (i, x) in v.enumerated() {
+            for (i, x) in (value as! [String]).enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 JSONWriter.writeString(x, into: &out)
             }
             out.append(UInt8(ascii: "]"))
-        default:
-            let e = StreamEncoder(sink: self, codingPath: path)
-            try value.encode(to: e)
-            e.finish()
+            return
         }
+        let e = StreamEncoder(sink: self, codingPath: path)
+        try value.encode(to: e)
+        e.finish()
     }
 
     func writeFloat(_ f: Float) {

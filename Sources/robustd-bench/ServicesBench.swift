@@ -71,6 +71,15 @@ struct ServicesBench: ParsableCommand {
     @Option(help: "Idle connections for the status-cost row.")
     var connections: Int = 5000
 
+    @Option(help: "Extra arguments for robustd, space-separated (e.g. \"--compute-threads 1\").")
+    var daemonArgs: String = ""
+
+    @Flag(help: "Only the embed rows.")
+    var embedOnly = false
+
+    @Flag(help: "Only the round-trip rows.")
+    var roundTripsOnly = false
+
     func run() throws {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
@@ -87,11 +96,17 @@ struct ServicesBench: ParsableCommand {
         let daemon = Process()
         daemon.executableURL = binary
         daemon.arguments = ["--socket", daemonSocket, "--log-level", "warning", "--state-dir", dir + "/state"] + (hasModel ? ["--model", model] : [])
+            + daemonArgs.split(separator: " ").map(String.init)
         try daemon.run()
         defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
         try waitFor(daemonSocket)
         let cpu = CPUInfo.read()
-        print("robustd-bench services: \(binary.path); \(cpu.model), \(cpu.cores) cores; \(seconds) s per round-trip row")
+        print("robustd-bench services: \(binary.path) \(daemonArgs); \(cpu.model), \(cpu.cores) cores; \(seconds) s per round-trip row")
+        if embedOnly {
+            guard hasModel else { throw ClientError("no model at \(model)") }
+            try embedRows(socket: daemonSocket)
+            return
+        }
 
         // The reference server answers with replies as long as robustd's, so the client's work is the same.
         let ping = Array(#"{"jsonrpc":"2.0","id":1,"method":"daemon/ping"}"#.utf8) + [0x0a]
@@ -124,6 +139,7 @@ struct ServicesBench: ParsableCommand {
             ref.waitUntilExit()
         }
 
+        if roundTripsOnly { return }
         // daemon/status with many idle connections: its cost must not grow with them.
         print("")
         let one = try statusCost(path: daemonSocket, calls: 5000)
@@ -220,36 +236,36 @@ struct ServicesBench: ParsableCommand {
             start += 64
         }
         let probe = EmbedProbe(engine: engine, encoder: enc, batches: batches, client: try RPCClient(path: socket), raw: try LineClient(path: socket))
-        // Phases apart, each after a pause: OpenBLAS threads spin for a while after their last
-        // product, and a spinning thread in one process would slow the other.
+        // Rounds of every row one after the other; each row's ratio to the in-process run of
+        // its own round, so that the machine's drift between minutes cancels; medians of 5.
         _ = probe.inProcess()
         _ = try probe.overSocket(.float)
-        usleep(1_500_000)
-        var ip: [Double] = []
-        for _ in 0..<3 { ip.append(probe.inProcess()) }
-        usleep(1_500_000)
-        var js: [Double] = [], b64: [Double] = [], jsRaw: [Double] = [], b64Raw: [Double] = []
-        for _ in 0..<3 { js.append(try probe.overSocket(.float)) }
-        for _ in 0..<3 { b64.append(try probe.overSocket(.base64)) }
-        for _ in 0..<3 { jsRaw.append(try probe.overSocketRaw("float")) }
-        for _ in 0..<3 { b64Raw.append(try probe.overSocketRaw("base64")) }
+        var ip: [Double] = [], js: [Double] = [], b64: [Double] = [], jsRaw: [Double] = [], b64Raw: [Double] = []
+        for _ in 0..<5 {
+            let t = probe.inProcess()
+            ip.append(t)
+            js.append(t / (try probe.overSocket(.float)))
+            b64.append(t / (try probe.overSocket(.base64)))
+            jsRaw.append(t / (try probe.overSocketRaw("float")))
+            b64Raw.append(t / (try probe.overSocketRaw("base64")))
+        }
         var picks: [String] = []
-        for k in 0..<300 { picks.append(texts[(k * 7919) % texts.count]) }
-        usleep(1_500_000)
-        let singleIn = probe.singleInProcess(picks)
-        usleep(1_500_000)
-        let singleSocket = try probe.singleOverSocket(picks)
-        let pIn = percentile(singleIn.sorted(), 50) / 1000, pSock = percentile(singleSocket.sorted(), 50) / 1000
-        let n = Double(texts.count)
-        let rIP = median3(ip, n), rJS = median3(js, n), rB64 = median3(b64, n), rJSRaw = median3(jsRaw, n), rB64Raw = median3(b64Raw, n)
+        for k in 0..<200 { picks.append(texts[(k * 7919) % texts.count]) }
+        // Single queries alternate in process / socket, query by query.
+        let (singleIn, singleRaw, singleTyped) = try probe.singles(picks)
+        let pIn = percentile(singleIn.sorted(), 50) / 1000, pRaw = percentile(singleRaw.sorted(), 50) / 1000
+        let pTyped = percentile(singleTyped.sorted(), 50) / 1000
+        let med = { (v: [Double]) in v.sorted()[v.count / 2] }
+        let rate = Double(texts.count) / med(ip)
         print("")
-        print("embed, Banking77 test (\(texts.count) sentences), batch 64, length-sorted, median of 3 runs")
-        print(String(format: "  in process                                   %7.1f sentences/s", rIP))
-        print(String(format: "  socket, float (JSON), typed client decoding  %7.1f sentences/s   %.3f×", rJS, rJS / rIP))
-        print(String(format: "  socket, base64, typed client decoding        %7.1f sentences/s   %.3f×", rB64, rB64 / rIP))
-        print(String(format: "  socket, float (JSON), reply read as bytes    %7.1f sentences/s   %.3f×", rJSRaw, rJSRaw / rIP))
-        print(String(format: "  socket, base64, reply read as bytes          %7.1f sentences/s   %.3f×", rB64Raw, rB64Raw / rIP))
-        print(String(format: "single query p50 (the same 300 texts): in process %.2f ms, socket %.2f ms (+%.2f ms)", pIn, pSock, pSock - pIn))
+        print("embed, Banking77 test (\(texts.count) sentences), batch 64, length-sorted; ratios to in process, median of 5 rounds")
+        print(String(format: "  in process                                   %7.1f sentences/s", rate))
+        print(String(format: "  socket, float (JSON), typed client decoding  %.3f×", med(js)))
+        print(String(format: "  socket, base64, typed client decoding        %.3f×", med(b64)))
+        print(String(format: "  socket, float (JSON), reply read as bytes    %.3f×", med(jsRaw)))
+        print(String(format: "  socket, base64, reply read as bytes          %.3f×", med(b64Raw)))
+        print(String(format: "single query p50, 200 texts, alternating with pauses: in process %.2f ms; socket, reply read as bytes %.2f ms (+%.2f ms); socket, typed client %.2f ms (+%.2f ms)",
+                     pIn, pRaw, pRaw - pIn, pTyped, pTyped - pIn))
     }
 }
 
@@ -316,23 +332,32 @@ final class EmbedProbe {
         return Double(nowNs() - t) / 1e9
     }
 
-    func singleInProcess(_ picks: [String]) -> [UInt64] {
-        var lat: [UInt64] = []
+    /// Single queries: each text in process, then over the socket read as bytes, then typed.
+    func singles(_ picks: [String]) throws -> ([UInt64], [UInt64], [UInt64]) {
+        var a: [UInt64] = [], b: [UInt64] = [], c: [UInt64] = []
         for text in picks {
-            let t = nowNs()
+            var t = nowNs()
             engine.embed(encoder.encode([text]).map(\.ids), into: one)
-            lat.append(nowNs() - t)
-        }
-        return lat
-    }
-
-    func singleOverSocket(_ picks: [String]) throws -> [UInt64] {
-        var lat: [UInt64] = []
-        for text in picks {
-            let t = nowNs()
+            a.append(nowNs() - t)
+            // OpenBLAS's threads spin for a while after a product: let them sleep before the
+            // other process computes (and after it, before this one does).
+            usleep(150_000)
+            var params: [String: JSONValue] = [:]
+            params["texts"] = .array([.string(text)])
+            var message: [String: JSONValue] = [:]
+            message["jsonrpc"] = .string("2.0")
+            message["id"] = .int(1)
+            message["method"] = .string("embed")
+            message["params"] = .object(params)
+            let line = JSONWriter.bytes(.object(message)) + [0x0a]
+            t = nowNs()
+            try raw.call(line)
+            b.append(nowNs() - t)
+            t = nowNs()
             _ = try client.call(Embed.self, Embed.Params(texts: [text]), timeout: 60).get()
-            lat.append(nowNs() - t)
+            c.append(nowNs() - t)
+            usleep(150_000)
         }
-        return lat
+        return (a, b, c)
     }
 }

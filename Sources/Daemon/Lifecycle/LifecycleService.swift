@@ -24,7 +24,7 @@ final class LifecycleService: DaemonService {
     private let socketPath: () -> String?
     /// Set by `shutdown` on the stdio session; decides `exit`'s code.
     private(set) var stdioShutdownRequested = false
-    private var methodNames: [String] = []
+    private let pid = Int(getpid())
 
     init(transport: Transport, stopper: GracefulStop, compute: ComputePool, model: ActiveModel, logger: Logger, startedAt: Date,
          maxMessageBytes: Int, debugMethods: Bool, socketPath: @escaping () -> String?) {
@@ -126,7 +126,7 @@ final class LifecycleService: DaemonService {
         let c = transport.counters
         return DaemonStatus.Result(
             version: RobustdVersion.current,
-            pid: Int(getpid()),
+            pid: pid,
             uptimeSeconds: Date().timeIntervalSince(startedAt),
             socketPath: socketPath(),
             connections: .init(open: c.open, stdio: c.openStdio, socket: c.openSocket,
