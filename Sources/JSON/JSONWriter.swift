@@ -79,7 +79,20 @@ public enum JSONWriter {
 
     @inline(__always) static func writeInt(_ i: Int64, into out: inout [UInt8]) {
         if i >= 0 && i < 10 { out.append(UInt8(ascii: "0") + UInt8(i)); return }
-        out.append(contentsOf: String(i).utf8)
+        // Digits into a small stack buffer, no String in between.
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        let negative = i < 0
+        var v = i.magnitude
+        withUnsafeMutableBytes(of: &digits) { buf in
+            var n = buf.count
+            repeat {
+                n -= 1
+                buf[n] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            } while v > 0
+            if negative { n -= 1; buf[n] = UInt8(ascii: "-") }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[n...]))
+        }
     }
 
     static func writeDouble(_ d: Double, into out: inout [UInt8]) {
