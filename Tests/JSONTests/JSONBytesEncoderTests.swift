@@ -69,6 +69,14 @@ struct JSONBytesEncoderTests {
         #expect(String(decoding: try JSONBytesEncoder().bytes([Float(0.1)]), as: UTF8.self) == "[0.1]")
     }
 
+    @Test("integers of every size, written digit by digit, parse back exactly")
+    func integers() throws {
+        let values: [Int64] = [0, 9, 10, -1, -10, 1234567890, Int64.max, Int64.min, -9_007_199_254_740_993]
+        let bytes = try JSONBytesEncoder().bytes(values)
+        #expect(try JSONParser.parse(bytes).arrayValue?.map(\.intValue) == values.map { Optional($0) })
+        #expect(JSONWriter.string(.int(Int64.min)) == "-9223372036854775808")
+    }
+
     @Test("appends to what the buffer holds")
     func appends() throws {
         var out = Array("[1,".utf8)
