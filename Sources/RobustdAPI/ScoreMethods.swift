@@ -15,6 +15,7 @@ public enum Score: RPCRequest {
         /// Share of words given a typo (0…1, default 0.1).
         public var rate: Double?
         public var seed: Int?
+        public init(n: Int, rate: Double? = nil, seed: Int? = nil) { self.n = n; self.rate = rate; self.seed = seed }
     }
     public struct Params: Codable, Sendable {
         public var inputs: [Input]

@@ -31,13 +31,13 @@ struct ScoreCommand: ParsableCommand {
     @OptionGroup var connection: Connection
     func run() throws {
         let inputs = texts.isEmpty ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init) : texts
-        var p: [String: JSONValue] = ["inputs": .array(inputs.filter { !$0.isEmpty }.map { ["text": .string($0)] })]
-        if perturb > 0 { p["perturb"] = ["n": .int(Int64(perturb))] }
-        try connection.call("score", .object(p)) { r in
-            (r["results"]?.arrayValue ?? []).enumerated().map { i, s in
-                String(format: "%-28@ %.2f  risk %-6@ %@%@", (s["label"]?.stringValue ?? "") as NSString, s["confidence"]?.doubleValue ?? 0,
-                       (s["risk"]?["level"]?.stringValue ?? "") as NSString, (s["outOfScope"]?["flagged"] == true ? "out of scope  " : "") as NSString,
-                       (inputs.filter { !$0.isEmpty }[i]) as NSString)
+        let lines = inputs.filter { !$0.isEmpty }
+        var params = Score.Params(inputs: lines.map { Score.Input(text: $0) })
+        if perturb > 0 { params.perturb = Score.Perturb(n: perturb) }
+        try connection.call(Score.self, params) { r in
+            r.results.enumerated().map { i, s in
+                String(format: "%-28@ %.2f  risk %-6@ %@%@", s.label as NSString, s.confidence, s.risk.level.rawValue as NSString,
+                       (s.outOfScope.flagged ? "out of scope  " : "") as NSString, lines[i] as NSString)
             }.joined(separator: "\n")
         }
     }
@@ -49,11 +49,12 @@ struct FlagCommand: ParsableCommand {
     @OptionGroup var connection: Connection
     func run() throws {
         let inputs = texts.isEmpty ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n").map(String.init) : texts
-        try connection.call("risk/flag", ["inputs": .array(inputs.filter { !$0.isEmpty }.map { ["text": .string($0)] }), "perturb": ["n": 4]]) { r in
-            let f = r["flagged"]?.arrayValue ?? []
-            return "\(f.count) of \(r["scored"]?.intValue ?? 0) flagged\n" + f.map { x in
-                String(format: "  %@ → %@ (%.2f): %@", (x["text"]?.stringValue ?? "") as NSString, (x["label"]?.stringValue ?? "") as NSString,
-                       x["confidence"]?.doubleValue ?? 0, (x["reasons"]?.arrayValue ?? []).compactMap { $0["reason"]?.stringValue }.joined(separator: ", ") as NSString)
+        var params = Score.Params(inputs: inputs.filter { !$0.isEmpty }.map { Score.Input(text: $0) })
+        params.perturb = Score.Perturb(n: 4)
+        try connection.call(RiskFlag.self, params) { r in
+            "\(r.flagged.count) of \(r.scored) flagged\n" + r.flagged.map { x in
+                String(format: "  %@ → %@ (%.2f): %@", x.text as NSString, x.score.label as NSString, x.score.confidence,
+                       x.reasons.map(\.reason.rawValue).joined(separator: ", ") as NSString)
             }.joined(separator: "\n")
         }
     }
@@ -68,14 +69,13 @@ struct FeedbackCommand: ParsableCommand {
     @Option(help: "Its business cost (default: the kind's configured cost).") var cost: Double?
     @OptionGroup var connection: Connection
     func run() throws {
-        var p: [String: JSONValue] = ["kind": .string(kind)]
-        if let inputId { p["inputId"] = .string(inputId) }
-        if let text { p["text"] = .string(text) }
-        if let correct { p["correctLabel"] = .string(correct) }
-        if let cost { p["cost"] = .double(cost) }
-        try connection.call("feedback/report", .object(p)) { r in
-            "recorded #\(r["id"]?.intValue ?? 0): \(r["kind"]?.stringValue ?? "") cost \(r["cost"]?.doubleValue ?? 0), predicted \(r["predictedLabel"]?.stringValue ?? "")"
-                + (r["correctLabel"]?.stringValue.map { ", meant \($0)" } ?? "") + (r["duplicate"] == true ? " (a duplicate; stored once)" : "")
+        guard let k = FeedbackKind(rawValue: kind) else {
+            fail("--kind must be one of: " + FeedbackKind.allCases.map(\.rawValue).joined(separator: ", "), code: 2)
+        }
+        let params = FeedbackReport.Params(inputId: inputId, text: text, kind: k, cost: cost, correctLabel: correct)
+        try connection.call(FeedbackReport.self, params) { r in
+            "recorded #\(r.id): \(r.kind.rawValue) cost \(r.cost), predicted \(r.predictedLabel)"
+                + (r.correctLabel.map { ", meant \($0)" } ?? "") + (r.duplicate == true ? " (a duplicate; stored once)" : "")
         }
     }
 }
