@@ -117,14 +117,9 @@ public enum Embed: RPCRequest {
 
         /// base64 of `vector` as little-endian float32.
         public static func base64(_ vector: some Collection<Float>) -> String {
-            var bytes = [UInt8]()
-            bytes.reserveCapacity(vector.count * 4)
-            for x in vector {
-                let b = x.bitPattern.littleEndian
-                bytes.append(UInt8(truncatingIfNeeded: b)); bytes.append(UInt8(truncatingIfNeeded: b >> 8))
-                bytes.append(UInt8(truncatingIfNeeded: b >> 16)); bytes.append(UInt8(truncatingIfNeeded: b >> 24))
-            }
-            return Data(bytes).base64EncodedString()
+            // The floats' own bytes, each bit pattern in little-endian order (a no-op here).
+            let words = vector.map { $0.bitPattern.littleEndian }
+            return words.withUnsafeBytes { Data($0).base64EncodedString() }
         }
     }
     public struct Result: Codable, Sendable {

@@ -24,15 +24,19 @@ struct ServicesTests {
         return try client!.call(Score.self, Score.Params(inputs: [.init(text: "my card is late")]), timeout: 30)
     }
 
-    @Test("after a restart (graceful or kill -9) the very first score succeeds: requests wait while the active version loads")
-    func firstScoreAfterRestart() throws {
+    /// A tiny model and a state folder with version 1 active, its daemon stopped.
+    static func stoppedWithAVersion() throws -> (TempFolder, TempDir) {
         let model = TempFolder()
         try TinyModel.write(to: model.path)
         let state = TempDir()
-        do {
-            let (d, _) = try FineTuneTests.prepared(state: state, model: model)
-            d.terminate()
-        }
+        let (d, _) = try FineTuneTests.prepared(state: state, model: model)
+        d.terminate()
+        return (model, state)
+    }
+
+    @Test("after a restart (graceful or kill -9) the very first score succeeds: requests wait while the active version loads")
+    func firstScoreAfterRestart() throws {
+        let (model, state) = try Self.stoppedWithAVersion()
         for trial in 0..<4 {
             let r = try Self.firstScore(state: state, model: model)
             let result = try r.get()
@@ -44,6 +48,19 @@ struct ServicesTests {
         kill(d.pid, SIGKILL)
         _ = d.wait()
         #expect(try Self.firstScore(state: state, model: model).get().version == 1)
+    }
+
+    @Test("an active version whose files are damaged: the first score after the restart answers -32021 at once, not after the wait")
+    func damagedActiveVersion() throws {
+        let (model, state) = try Self.stoppedWithAVersion()
+        let weights = state.path + "/versions/1/weights.safetensors"
+        #expect(FileManager.default.fileExists(atPath: weights))
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: weights))
+        let started = Date()
+        let r = try Self.firstScore(state: state, model: model)
+        guard case .failure(let e) = r else { Issue.record("scored with a damaged version"); return }
+        #expect(e.code == .noVersion)
+        #expect(Date().timeIntervalSince(started) < 5)
     }
 
     @Test("a daemon with no version says so at once (no wait)")

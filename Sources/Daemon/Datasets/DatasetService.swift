@@ -55,12 +55,12 @@ final class DatasetService: DaemonService {
         router.onDeferred(DatasetExamples.self) { [unowned self] p, ctx in
             var offset = p.offset ?? 0
             let limit = p.limit ?? 1000
-            if let c = p.cursor {
-                guard let f = PageCursor.decode(DatasetExamples.name, c), f.count == 1, let o = Int(f[0]), o >= 0 else {
-                    ctx.reply(.failure(PageCursor.invalid(c))); return
+            do throws(RPCError) {
+                if let o = try PageCursor.decode(DatasetExamples.name, p.cursor, count: 1)?[0] {
+                    guard o >= 0 else { throw PageCursor.invalid(p.cursor ?? "") }
+                    offset = o
                 }
-                offset = o
-            }
+            } catch { ctx.reply(.failure(error)); return }
             guard offset >= 0 else { ctx.reply(.failure(.invalidParams("'offset' must be ≥ 0", field: "offset", expected: "≥ 0", found: "\(offset)"))); return }
             guard (1...10_000).contains(limit) else {
                 ctx.reply(.failure(.invalidParams("'limit' must be 1 to 10000", field: "limit", expected: "1…10000", found: "\(limit)")))
@@ -76,7 +76,7 @@ final class DatasetService: DaemonService {
                 }
                 let end = start + page.count
                 return DatasetExamples.Result(dataset: name, total: all.count, offset: start, examples: Array(page),
-                                              nextCursor: end < all.count ? PageCursor.encode(DatasetExamples.name, ["\(end)"]) : nil)
+                                              nextCursor: end < all.count ? PageCursor.encode(DatasetExamples.name, [end]) : nil)
             }, completion: { ctx.reply($0) })
         }
 

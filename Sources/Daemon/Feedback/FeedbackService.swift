@@ -50,13 +50,12 @@ final class FeedbackService: DaemonService {
                 ctx.reply(.failure(.invalidParams("'limit' must be 1 to 1000", field: "limit", expected: "1…1000", found: "\(limit)")))
                 return
             }
-            var after: (at: Double, id: Int)? = nil
-            if let c = params.cursor {
-                guard let f = PageCursor.decode(FeedbackList.name, c), f.count == 2, let bits = UInt64(f[0]), let id = Int(f[1]) else {
-                    ctx.reply(.failure(PageCursor.invalid(c))); return
-                }
-                after = (Double(bitPattern: bits), id)
+            // The position is the last report's (at, id), `at` as its bit pattern (exact).
+            let position: [Int]?
+            do throws(RPCError) { position = try PageCursor.decode(FeedbackList.name, params.cursor, count: 2) } catch {
+                ctx.reply(.failure(error)); return
             }
+            let after = position.map { (at: Double(bitPattern: UInt64(bitPattern: Int64($0[0]))), id: $0[1]) }
             let filter = FeedbackFilter(kind: params.kind?.rawValue, label: params.label, version: params.version,
                                         since: params.since, until: params.until, limit: limit + 1, after: after)
             self.store.run({ store throws(StoreError) -> [FeedbackRecord] in try store.feedback(filter) }, completion: { result in
@@ -64,7 +63,7 @@ final class FeedbackService: DaemonService {
                 case .failure(let e): ctx.reply(.failure(e))
                 case .success(let list):
                     let page = list.prefix(limit)
-                    let next = list.count > limit ? page.last.map { PageCursor.encode(FeedbackList.name, ["\($0.at.bitPattern)", "\($0.id)"]) } : nil
+                    let next = list.count > limit ? page.last.map { PageCursor.encode(FeedbackList.name, [Int(Int64(bitPattern: $0.at.bitPattern)), $0.id]) } : nil
                     ctx.reply(FeedbackList.Result(feedback: page.map { Self.entry($0, duplicate: nil) }, nextCursor: next))
                 }
             })

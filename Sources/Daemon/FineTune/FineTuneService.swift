@@ -85,15 +85,11 @@ final class FineTuneService: DaemonService {
             guard (1...10_000).contains(limit) else {
                 throw RPCError.invalidParams("'limit' must be 1 to 10000", field: "limit", expected: "1…10000", found: "\(limit)")
             }
-            var before = Int.max
-            if let c = params.cursor {
-                guard let f = PageCursor.decode(FineTuneList.name, c), f.count == 1, let id = Int(f[0]) else { throw PageCursor.invalid(c) }
-                before = id
-            }
+            let before = try PageCursor.decode(FineTuneList.name, params.cursor, count: 1)?[0] ?? Int.max
             let all = self.jobs.values.map(\.view).filter { $0.id < before && (params.state == nil || $0.state == params.state) }
                 .sorted { $0.id > $1.id }
             let page = Array(all.prefix(limit))
-            let next = all.count > limit ? page.last.map { PageCursor.encode(FineTuneList.name, ["\($0.id)"]) } : nil
+            let next = all.count > limit ? page.last.map { PageCursor.encode(FineTuneList.name, [$0.id]) } : nil
             return FineTuneList.Result(jobs: page, nextCursor: next)
         }
 

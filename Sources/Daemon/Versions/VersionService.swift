@@ -140,10 +140,9 @@ final class VersionService: DaemonService {
         guard (1...1000).contains(limit) else {
             ctx.reply(.failure(.invalidParams("'limit' must be 1 to 1000", field: "limit", expected: "1…1000", found: "\(limit)"))); return
         }
-        var after = 0
-        if let c = params.cursor {
-            guard let f = PageCursor.decode(ModelVersions.name, c), f.count == 1, let id = Int(f[0]) else { ctx.reply(.failure(PageCursor.invalid(c))); return }
-            after = id
+        let after: Int
+        do throws(RPCError) { after = try PageCursor.decode(ModelVersions.name, params.cursor, count: 1)?[0] ?? 0 } catch {
+            ctx.reply(.failure(error)); return
         }
         store.run({ store throws(StoreError) -> ([VersionRecord], Int?) in
             (try store.versions(), try store.activeVersion())
@@ -156,7 +155,7 @@ final class VersionService: DaemonService {
                                                  status: v.id == active ? .active : ModelVersions.Status(rawValue: v.status.rawValue) ?? .failed,
                                                  report: (try? JSONParser.parse(v.report)) ?? .object([:]))
                 }
-                let next = rest.count > limit ? page.last.map { PageCursor.encode(ModelVersions.name, ["\($0.id)"]) } : nil
+                let next = rest.count > limit ? page.last.map { PageCursor.encode(ModelVersions.name, [$0.id]) } : nil
                 return ModelVersions.Result(active: active, versions: Array(versions), nextCursor: next)
             })
         })
