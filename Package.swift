@@ -51,6 +51,8 @@ let package = Package(
         .target(name: "Training", dependencies: ["Tensor", "Encoder", "Scoring"]),
         // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
         .target(name: "Datasets", dependencies: ["JSON"]),
+        // The rollout's stage machine and its sequential tests, on the evidence it is given. Pure.
+        .target(name: "Rollout"),
         // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
         .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
@@ -80,6 +82,7 @@ let package = Package(
         .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON", "Scoring"], path: "Tests/Support"),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
+        .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),

@@ -1,0 +1,420 @@
+import Foundation
+
+/// Which version answered a request during a rollout.
+public enum Arm: String, Codable, CodingKeyRepresentable, Sendable, CaseIterable {
+    /// The active version (the parent of the candidate).
+    case control
+    case candidate
+}
+
+/// The stages of a rollout, in order; `promoted` and `rolledBack` are final.
+public enum Stage: String, Codable, Sendable {
+    /// The candidate scores live requests off the reply's path; its answers are not served.
+    case shadow
+    /// A share of the traffic is answered by the candidate.
+    case canary
+    case promoted
+    case rolledBack = "rolled-back"
+
+    public var isFinal: Bool { self == .promoted || self == .rolledBack }
+}
+
+/// Configuration of a rollout (docs/rollout.md explains each number).
+public struct RolloutSettings: Codable, Sendable, Equatable {
+    /// Tolerated probability of promoting a candidate that is not better than the active
+    /// version where they disagree (the shadow test's α).
+    public var falsePromotionRate = 0.05
+    /// Tolerated probability of rolling back a candidate that is at least `minEffect` better
+    /// (the futility test's α), and of rolling back one whose complaint rate is no higher
+    /// than the control's (the canary harm test's α).
+    public var falseRollbackRate = 0.05
+    /// The smallest effect worth detecting: the mean cost saved per disagreement, as a share
+    /// of the largest cost one answer can have (0.1: one disagreement in ten turned from a
+    /// costly mistake into a right answer, net).
+    public var minEffect = 0.1
+    /// Largest rise of the candidate's complaint rate over the control's the canary tolerates
+    /// (0.2 = 20% more complaints per request), the non-inferiority margin.
+    public var complaintMargin = 0.2
+    /// Share of the traffic the candidate answers in canary.
+    public var canaryShare = 0.2
+    public var shadow = Limits(minRequests: 200, maxRequests: 100_000, minLabels: 10, maxLabels: 500, maxSeconds: 7 * 86_400)
+    public var canary = Limits(minRequests: 500, maxRequests: 20_000, minLabels: 0, maxLabels: 1_000_000, maxSeconds: 7 * 86_400)
+    public var guardrails = Guardrails()
+    /// On: every transition is made by the evidence. Off: rollbacks are (a guardrail or a
+    /// test that says "worse" acts at once), promotions wait for rollout/advance.
+    public var autoPromote = true
+
+    public struct Limits: Codable, Sendable, Equatable {
+        /// Requests (seen by the candidate) before the stage may end with a promotion.
+        public var minRequests: Int
+        /// Requests after which a stage with no decision ends (shadow: rolled back as
+        /// inconclusive; canary: promoted if no harm was found and the complaint ratio is
+        /// within the margin, else rolled back).
+        public var maxRequests: Int
+        /// Reviewed disagreements before the shadow may end with a promotion.
+        public var minLabels: Int
+        /// Reviewed disagreements after which the shadow ends as inconclusive.
+        public var maxLabels: Int
+        public var maxSeconds: Double
+        public init(minRequests: Int, maxRequests: Int, minLabels: Int, maxLabels: Int, maxSeconds: Double) {
+            self.minRequests = minRequests; self.maxRequests = maxRequests; self.minLabels = minLabels
+            self.maxLabels = maxLabels; self.maxSeconds = maxSeconds
+        }
+    }
+
+    /// Checks that roll back at once in canary, once each arm has `minRequests`.
+    public struct Guardrails: Codable, Sendable, Equatable {
+        /// Candidate's p99 latency over the control's.
+        public var latencyP99Ratio = 2.0
+        /// Candidate's out-of-scope rate minus the control's.
+        public var outOfScopeIncrease = 0.05
+        /// Share of the candidate's requests that failed.
+        public var errorRate = 0.01
+        public var minRequests = 200
+        public init() {}
+    }
+
+    public init() {}
+
+    /// The settings' problems, for a clear error (empty when valid).
+    public func problems() -> [String] {
+        var out: [String] = []
+        func unit(_ name: String, _ v: Double, open: Bool = true) {
+            if !(v > 0 && (open ? v < 1 : v <= 1)) { out.append("\(name) must be in (0, 1\(open ? ")" : "]"), got \(v)") }
+        }
+        unit("falsePromotionRate", falsePromotionRate)
+        unit("falseRollbackRate", falseRollbackRate)
+        unit("minEffect", minEffect, open: false)
+        unit("canaryShare", canaryShare)
+        if !(complaintMargin >= 0 && complaintMargin <= 10) { out.append("complaintMargin must be in [0, 10], got \(complaintMargin)") }
+        for (name, l) in [("shadow", shadow), ("canary", canary)] {
+            if l.minRequests < 0 || l.maxRequests < l.minRequests { out.append("\(name): need 0 ≤ minRequests ≤ maxRequests") }
+            if l.minLabels < 0 || l.maxLabels < l.minLabels { out.append("\(name): need 0 ≤ minLabels ≤ maxLabels") }
+            if !(l.maxSeconds > 0) { out.append("\(name).maxSeconds must be positive") }
+        }
+        if !(guardrails.latencyP99Ratio >= 1) { out.append("guardrails.latencyP99Ratio must be ≥ 1") }
+        if !(guardrails.outOfScopeIncrease >= 0 && guardrails.outOfScopeIncrease <= 1) { out.append("guardrails.outOfScopeIncrease must be in [0, 1]") }
+        if !(guardrails.errorRate >= 0 && guardrails.errorRate <= 1) { out.append("guardrails.errorRate must be in [0, 1]") }
+        return out
+    }
+}
+
+/// Live figures of one arm.
+public struct ArmStats: Codable, Sendable, Equatable {
+    /// Requests this arm answered (canary) or scored unseen (the candidate in shadow).
+    public var requests = 0
+    public var inputs = 0
+    /// Failure reports (complaints, corrections, …) about this arm's served answers.
+    public var failureReports = 0
+    public var reportedCost = 0.0
+    /// Σ of the model's own expected cost of its answers.
+    public var expectedCost = 0.0
+    public var outOfScope = 0
+    public var flagged = 0
+    public var errors = 0
+    /// The latest request latencies in ms (a bounded window, for the p99 guardrail).
+    public var latencies: [Double] = []
+
+    public static let latencyWindow = 512
+
+    public var failureReportRate: Double { requests == 0 ? 0 : Double(failureReports) / Double(requests) }
+    public var outOfScopeRate: Double { inputs == 0 ? 0 : Double(outOfScope) / Double(inputs) }
+    public var flaggedRate: Double { inputs == 0 ? 0 : Double(flagged) / Double(inputs) }
+    public var errorRate: Double { requests + errors == 0 ? 0 : Double(errors) / Double(requests + errors) }
+    public var expectedCostPer1000: Double { inputs == 0 ? 0 : 1000 * expectedCost / Double(inputs) }
+    public var latencyP99: Double {
+        guard !latencies.isEmpty else { return 0 }
+        let s = latencies.sorted()
+        return s[min(s.count - 1, Int(Double(s.count) * 0.99))]
+    }
+}
+
+/// A change of stage, with the evidence behind it.
+public struct Transition: Codable, Sendable, Equatable {
+    public var from: Stage?
+    public var to: Stage
+    public var at: Double
+    /// Who decided: "evidence", "guardrail", "limit", or "operator".
+    public var by: String
+    public var reason: String
+    public var evidence: Evidence
+}
+
+/// The numbers a decision rests on, as they were when it was made.
+public struct Evidence: Codable, Sendable, Equatable {
+    public var shadowRequests: Int
+    public var disagreements: Int
+    public var labels: Int
+    /// Mean cost saved per reviewed disagreement, as a share of the largest cost.
+    public var effect: Double?
+    public var betterEValue: Double
+    public var worseEValue: Double
+    public var futileEValue: Double
+    public var canaryRequests: [String: Int]
+    public var failureReports: [String: Int]
+    public var harmEValue: Double
+    public var nonInferiorEValue: Double
+}
+
+/// One rollout: the stage machine and its sequential tests, on the evidence it is given.
+/// It knows nothing of I/O or the encoder; the daemon's rollout service feeds it and stores it.
+///
+/// Tests (docs/rollout.md has the assumptions):
+/// - shadow, on reviewed disagreements (a label chosen without knowing which version is
+///   right): x = ½ + (cost of the control's answer − cost of the candidate's) / (2 · largest
+///   cost). `better` rejects "mean ≤ ½" (the candidate is better: go to canary), `worse`
+///   rejects "mean ≥ ½" (it is worse: roll back), `futile` rejects "mean ≥ ½ + minEffect/2"
+///   (it is not better by the smallest effect worth having: roll back).
+/// - canary, on failure reports about served answers: x = 1 when the report is about the
+///   candidate's answer. With both arms equally good, a report comes from the candidate with
+///   probability s, the candidate's share of the canary's requests so far. `harm` rejects
+///   "≤ s" (the candidate draws more reports: roll back); `nonInferior` rejects
+///   "≥ s(1+m) / (s(1+m) + 1 − s)" (its report rate is below (1 + margin) × the control's).
+public struct Rollout: Codable, Sendable, Equatable {
+    public var id: Int
+    public var candidate: Int
+    public var control: Int
+    public var settings: RolloutSettings
+    public private(set) var stage: Stage
+    public var createdAt: Double
+    public private(set) var stageStartedAt: Double
+    public private(set) var finishedAt: Double?
+    /// The largest cost one answer can have (the scale of the shadow test's observations).
+    public var maxCost: Double
+    /// Requests the candidate scored unseen (shadow, and control-served ones in canary).
+    public private(set) var shadowRequests = 0
+    public private(set) var disagreements = 0
+    public private(set) var labels = 0
+    public private(set) var better: BettingTest
+    public private(set) var worse: BettingTest
+    public private(set) var futile: BettingTest
+    public private(set) var harm: BettingTest
+    public private(set) var nonInferior: BettingTest
+    public private(set) var arms: [Arm: ArmStats] = [.control: ArmStats(), .candidate: ArmStats()]
+    public private(set) var timeline: [Transition] = []
+    /// A decision the evidence reached that waits for an operator (autoPromote off).
+    public private(set) var pending: String?
+
+    public init(id: Int, candidate: Int, control: Int, settings: RolloutSettings, maxCost: Double, now: Double, gate: String) {
+        self.id = id
+        self.candidate = candidate
+        self.control = control
+        self.settings = settings
+        self.maxCost = max(1e-9, maxCost)
+        stage = .shadow
+        createdAt = now
+        stageStartedAt = now
+        let a = settings.falsePromotionRate, b = settings.falseRollbackRate
+        better = BettingTest(direction: .above, null: 0.5, alpha: a)
+        worse = BettingTest(direction: .below, null: 0.5, alpha: b)
+        futile = BettingTest(direction: .below, null: 0.5 + settings.minEffect / 2, alpha: b)
+        harm = BettingTest(direction: .above, null: settings.canaryShare, alpha: b)
+        nonInferior = BettingTest(direction: .below, null: settings.canaryShare, alpha: a)
+        timeline = [Transition(from: nil, to: .shadow, at: now, by: "evidence", reason: gate, evidence: evidence)]
+    }
+
+    // MARK: Evidence in
+
+    /// The candidate scored requests unseen; `disagreeing` of their inputs got another intent.
+    public mutating func recordShadow(requests: Int, disagreeing: Int) {
+        guard !stage.isFinal else { return }
+        shadowRequests += requests
+        disagreements += disagreeing
+    }
+
+    /// A reviewed disagreement: the cost each version's answer would have had under the label.
+    public mutating func recordLabel(controlCost: Double, candidateCost: Double) {
+        guard !stage.isFinal else { return }
+        labels += 1
+        let x = 0.5 + (controlCost - candidateCost) / (2 * maxCost)
+        better.observe(x)
+        worse.observe(x)
+        futile.observe(x)
+    }
+
+    /// A request one arm answered in canary.
+    public mutating func recordServed(arm: Arm, inputs: Int, latencyMs: Double, outOfScope: Int, flagged: Int, expectedCost: Double) {
+        guard stage == .canary else { return }
+        var a = arms[arm]!
+        a.requests += 1
+        a.inputs += inputs
+        a.outOfScope += outOfScope
+        a.flagged += flagged
+        a.expectedCost += expectedCost
+        // A ring of the latest latencies.
+        if a.latencies.count < ArmStats.latencyWindow { a.latencies.append(latencyMs) }
+        else { a.latencies[(a.requests - 1) % ArmStats.latencyWindow] = latencyMs }
+        arms[arm] = a
+    }
+
+    /// A request an arm failed to answer (an internal error, not a client's bad input).
+    public mutating func recordError(arm: Arm) {
+        guard stage == .canary else { return }
+        arms[arm]!.errors += 1
+    }
+
+    /// A failure report about an answer `arm` served during canary.
+    public mutating func recordFailureReport(arm: Arm, cost: Double) {
+        guard stage == .canary else { return }
+        arms[arm]!.failureReports += 1
+        arms[arm]!.reportedCost += cost
+        let nc = Double(arms[.candidate]!.requests), n = nc + Double(arms[.control]!.requests)
+        // The candidate's share of the requests the reports can be about.
+        let s = n > 0 ? min(0.999, max(0.001, nc / n)) : settings.canaryShare
+        let x: Double = arm == .candidate ? 1 : 0
+        harm.observe(x, null: s)
+        let r = 1 + settings.complaintMargin
+        nonInferior.observe(x, null: s * r / (s * r + 1 - s))
+    }
+
+    // MARK: Decisions
+
+    /// Applies what the evidence decides now, if anything, and returns the transition.
+    public mutating func decide(now: Double) -> Transition? {
+        switch stage {
+        case .shadow: return decideShadow(now: now)
+        case .canary: return decideCanary(now: now)
+        case .promoted, .rolledBack: return nil
+        }
+    }
+
+    private mutating func decideShadow(now: Double) -> Transition? {
+        let l = settings.shadow
+        if worse.rejected {
+            return move(to: .rolledBack, at: now, by: "evidence", reason: String(
+                format: "worse than version %d where they disagree: mean cost change %+.3f of the largest cost over %d reviewed disagreements (e-value %.1f ≥ %.0f)",
+                control, -effectEstimate, labels, worse.eValue, 1 / worse.alpha))
+        }
+        if futile.rejected && !better.rejected {
+            return move(to: .rolledBack, at: now, by: "evidence", reason: String(
+                format: "not better than version %d by the smallest effect worth having (%.2f): estimated %.3f over %d reviewed disagreements (e-value %.1f)",
+                control, settings.minEffect, effectEstimate, labels, futile.eValue))
+        }
+        if better.rejected && labels >= l.minLabels && shadowRequests >= l.minRequests {
+            let reason = String(format: "better than version %d where they disagree: %.3f of the largest cost saved per disagreement over %d reviewed (e-value %.1f ≥ %.0f)",
+                                control, effectEstimate, labels, better.eValue, 1 / better.alpha)
+            return advance(to: .canary, at: now, reason: reason)
+        }
+        if labels >= l.maxLabels || shadowRequests >= l.maxRequests || now - stageStartedAt >= l.maxSeconds {
+            return move(to: .rolledBack, at: now, by: "limit", reason: String(
+                format: "inconclusive: the shadow's limit was reached (%d requests, %d reviewed disagreements, %.0f s) without enough evidence either way",
+                shadowRequests, labels, now - stageStartedAt))
+        }
+        return nil
+    }
+
+    private mutating func decideCanary(now: Double) -> Transition? {
+        let l = settings.canary, g = settings.guardrails
+        let c = arms[.candidate]!, k = arms[.control]!
+        if c.requests >= g.minRequests && k.requests >= g.minRequests {
+            // The p99s sort a window: looked at every 16th candidate request.
+            if c.requests % 16 == 0, k.latencyP99 > 0 && c.latencyP99 > g.latencyP99Ratio * k.latencyP99 {
+                return move(to: .rolledBack, at: now, by: "guardrail", reason: String(
+                    format: "latency: the candidate's p99 %.1f ms is %.2f× the control's %.1f ms (limit %.2f×)",
+                    c.latencyP99, c.latencyP99 / k.latencyP99, k.latencyP99, g.latencyP99Ratio))
+            }
+            if c.outOfScopeRate - k.outOfScopeRate > g.outOfScopeIncrease {
+                return move(to: .rolledBack, at: now, by: "guardrail", reason: String(
+                    format: "out of scope: the candidate flags %.1f%% of inputs against the control's %.1f%% (limit +%.1f points)",
+                    100 * c.outOfScopeRate, 100 * k.outOfScopeRate, 100 * g.outOfScopeIncrease))
+            }
+        }
+        if c.requests + c.errors >= g.minRequests && c.errorRate > g.errorRate {
+            return move(to: .rolledBack, at: now, by: "guardrail", reason: String(
+                format: "errors: %.2f%% of the candidate's requests failed (limit %.2f%%)", 100 * c.errorRate, 100 * g.errorRate))
+        }
+        if harm.rejected {
+            return move(to: .rolledBack, at: now, by: "evidence", reason: String(
+                format: "more failure reports: %d about the candidate's %d answers, %d about the control's %d (e-value %.1f ≥ %.0f)",
+                c.failureReports, c.requests, k.failureReports, k.requests, harm.eValue, 1 / harm.alpha))
+        }
+        if worse.rejected {
+            return move(to: .rolledBack, at: now, by: "evidence", reason: String(
+                format: "worse than version %d where they disagree (%d reviewed, e-value %.1f)", control, labels, worse.eValue))
+        }
+        let ratio = k.failureReportRate > 0 ? c.failureReportRate / k.failureReportRate : (c.failureReports == 0 ? 1 : .infinity)
+        if nonInferior.rejected && c.requests >= l.minRequests {
+            return advance(to: .promoted, at: now, reason: String(
+                format: "failure reports per request %.4f against the control's %.4f (ratio %.2f; below %.2f with e-value %.1f ≥ %.0f) over %d candidate requests",
+                c.failureReportRate, k.failureReportRate, ratio, 1 + settings.complaintMargin, nonInferior.eValue, 1 / nonInferior.alpha, c.requests))
+        }
+        if c.requests >= l.maxRequests || now - stageStartedAt >= l.maxSeconds {
+            if ratio <= 1 + settings.complaintMargin && c.requests >= l.minRequests {
+                return advance(to: .promoted, at: now, by: "limit", reason: String(
+                    format: "the canary's limit was reached (%d candidate requests) with no sign of harm: failure reports per request %.4f against %.4f (ratio %.2f ≤ %.2f)",
+                    c.requests, c.failureReportRate, k.failureReportRate, ratio, 1 + settings.complaintMargin))
+            }
+            return move(to: .rolledBack, at: now, by: "limit", reason: String(
+                format: "the canary's limit was reached (%d candidate requests) with failure reports per request %.4f against %.4f (ratio %.2f > %.2f)",
+                c.requests, c.failureReportRate, k.failureReportRate, ratio, 1 + settings.complaintMargin))
+        }
+        return nil
+    }
+
+    /// A forward move: made at once with autoPromote, else left pending for an operator.
+    private mutating func advance(to next: Stage, at now: Double, by: String = "evidence", reason: String) -> Transition? {
+        guard settings.autoPromote else {
+            if pending == nil { pending = reason }
+            return nil
+        }
+        return move(to: next, at: now, by: by, reason: reason)
+    }
+
+    @discardableResult
+    private mutating func move(to next: Stage, at now: Double, by: String, reason: String) -> Transition {
+        let t = Transition(from: stage, to: next, at: now, by: by, reason: reason, evidence: evidence)
+        stage = next
+        stageStartedAt = now
+        pending = nil
+        if next.isFinal { finishedAt = now }
+        timeline.append(t)
+        return t
+    }
+
+    /// An operator moves the rollout one stage on (shadow → canary → promoted).
+    public mutating func advanceByOperator(now: Double, reason: String?) throws(RolloutError) -> Transition {
+        switch stage {
+        case .shadow: return move(to: .canary, at: now, by: "operator", reason: reason ?? "advanced by an operator")
+        case .canary: return move(to: .promoted, at: now, by: "operator", reason: reason ?? "promoted by an operator")
+        case .promoted, .rolledBack: throw RolloutError.finished(id: id, stage: stage)
+        }
+    }
+
+    /// An operator (or a fault, such as a candidate that cannot be loaded) ends the rollout.
+    public mutating func abort(now: Double, by: String = "operator", reason: String?) throws(RolloutError) -> Transition {
+        guard !stage.isFinal else { throw RolloutError.finished(id: id, stage: stage) }
+        return move(to: .rolledBack, at: now, by: by, reason: reason ?? "aborted by an operator")
+    }
+
+    // MARK: Reading
+
+    /// The mean cost saved per reviewed disagreement, as a share of the largest cost.
+    public var effectEstimate: Double { labels == 0 ? 0 : 2 * (better.mean - 0.5) }
+
+    public var evidence: Evidence {
+        Evidence(shadowRequests: shadowRequests, disagreements: disagreements, labels: labels,
+                 effect: labels == 0 ? nil : effectEstimate, betterEValue: better.eValue, worseEValue: worse.eValue,
+                 futileEValue: futile.eValue,
+                 canaryRequests: Dictionary(uniqueKeysWithValues: arms.map { ($0.key.rawValue, $0.value.requests) }),
+                 failureReports: Dictionary(uniqueKeysWithValues: arms.map { ($0.key.rawValue, $0.value.failureReports) }),
+                 harmEValue: harm.eValue, nonInferiorEValue: nonInferior.eValue)
+    }
+
+    /// The arm that answers a request whose routing hash is `hash` (canary only; control otherwise).
+    public func arm(forHash hash: UInt64) -> Arm {
+        guard stage == .canary else { return .control }
+        return Double(hash % 1_000_000) < settings.canaryShare * 1_000_000 ? .candidate : .control
+    }
+
+    public func stats(_ arm: Arm) -> ArmStats { arms[arm]! }
+}
+
+public enum RolloutError: Error, Equatable, CustomStringConvertible {
+    case finished(id: Int, stage: Stage)
+
+    public var description: String {
+        switch self {
+        case .finished(let id, let stage): "rollout \(id) is over (\(stage.rawValue)); start a new one for another candidate"
+        }
+    }
+}
