@@ -133,6 +133,16 @@ public enum LocalFineTune {
         // early-stopping evaluations. The gate's and the calibration's work is counted apart.
         var trainingFlops = tuner.flops
         let targetC = try cache(plan.targetHeldOut), globalC = try cache(plan.globalHeldOut)
+        // Seeded typo copies of the global held-out examples, one per rate, for the robustness check.
+        let perturbedHeldOut: [(rate: Double, examples: [LabelledText])] = plan.gate.typoRates.enumerated().map { k, rate in
+            (rate, plan.globalHeldOut.enumerated().map { i, x in
+                var y = x
+                y.text = Typos.perturb(x.text, rate: rate, seed: plan.gate.typoSeed &+ UInt64(k) &* 1_000_003 &+ UInt64(i))
+                return y
+            })
+        }
+        var perturbedC: [[[Float]]] = []
+        for p in perturbedHeldOut { perturbedC.append(try cache(p.examples)) }
         let cacheSeconds = Date().timeIntervalSince(started)
         let stack = tuner.makeStack(headWeight: head.weight, headBias: head.bias, mean: head.mean, scale: head.scale)
         func predictions(_ c: [[Float]]) -> [Int] {
@@ -147,8 +157,17 @@ public enum LocalFineTune {
         func costs(_ xs: [LabelledText], _ pred: [Int]) -> [Double] {
             zip(xs, pred).map { x, p in p == x.label ? 0 : (x.cost ?? cost(x.label, p)) }
         }
+        /// Shares of `c`'s inputs `v` calls out of scope, with the stack as it is.
+        func outOfScopeRate(_ v: ModelVersion, _ c: [[Float]]) -> Double {
+            guard !c.isEmpty else { return 0 }
+            let (vectors, _) = tuner.vectorsAndLogits(stack, cached: c)
+            let d = v.outOfScope.scores(vectors, count: c.count).neighbour
+            return Double(d.filter { $0 > v.oosThreshold }.count) / Double(c.count)
+        }
         events(.phase("measuring the parent"))
         let parentTarget = predictions(targetC), parentGlobal = predictions(globalC)
+        let parentPerturbed = perturbedC.map { predictions($0) }
+        let parentOOS = outOfScopeRate(parent, globalC), parentOOSTypos = perturbedC.last.map { outOfScopeRate(parent, $0) }
 
         // Budget and cancellation are checked before every step.
         var lastStep = 0
@@ -193,8 +212,10 @@ public enum LocalFineTune {
             return xs.indices.map { Gate.Pair(parentCost: pc[$0], candidateCost: cc[$0], parentCorrect: p[$0] == xs[$0].label,
                                               candidateCorrect: c[$0] == xs[$0].label, weight: Double(xs[$0].weight)) }
         }
-        let gate = Gate.evaluate(target: pairs(plan.targetHeldOut, parentTarget, candTarget),
-                                 global: pairs(plan.globalHeldOut, parentGlobal, candGlobal), settings: plan.gate)
+        let candPerturbed = perturbedC.map { predictions($0) }
+        let perturbedPairs = perturbedHeldOut.indices.map { k in
+            (rate: perturbedHeldOut[k].rate, pairs: pairs(perturbedHeldOut[k].examples, parentPerturbed[k], candPerturbed[k]))
+        }
 
         // The candidate version: the trained head over the parent's standardisation,
         // temperature refitted on the global held-out logits, and (when the encoder changed)
@@ -217,6 +238,15 @@ public enum LocalFineTune {
                 threshold = thresholdKeeping(recall: plan.oosRecall, inScopeScores: oos.scores(globalVectors, count: plan.globalHeldOut.count).neighbour)
             }
         }
+        // The candidate's out-of-scope calls on the same in-scope held-out inputs, with its own
+        // statistics and threshold.
+        let candidateForOOS = ModelVersion(id: 0, labels: parent.labels, head: parent.head, temperature: T, outOfScope: oos, oosThreshold: threshold)
+        let oosCheck: Gate.OutOfScopeCheck? = plan.globalHeldOut.isEmpty ? nil : Gate.OutOfScopeCheck(
+            examples: plan.globalHeldOut.count, parentRate: parentOOS, candidateRate: outOfScopeRate(candidateForOOS, globalC),
+            parentRateWithTypos: parentOOSTypos, candidateRateWithTypos: perturbedC.last.map { outOfScopeRate(candidateForOOS, $0) })
+        let gate = Gate.evaluate(target: pairs(plan.targetHeldOut, parentTarget, candTarget),
+                                 global: pairs(plan.globalHeldOut, parentGlobal, candGlobal), perturbed: perturbedPairs,
+                                 outOfScope: oosCheck, settings: plan.gate)
         var layers: [Int: TrainableLayer.Parameters] = [:], adapters: [Int: TrainableLayer.Adapters] = [:]
         for (k, l) in stack.layers.enumerated() {
             let index = tuner.firstTrainable + k
