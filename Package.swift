@@ -24,7 +24,7 @@ let package = Package(
         // JSON-RPC 2.0 messages, ids, errors, framing and the typed-method protocols. Pure: no I/O.
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // robustd's methods: one type per method, with typed params and results. Pure: no I/O.
-        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC"],
+        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC", "Rollout"],
                 // schemas/openrpc.json (linked here) compiled into the module: the one copy.
                 resources: [.embedInCode("Resources/openrpc.json")]),
         // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
-            "JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training",
+            "JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training", "Rollout",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Datasets", "Encoder", "Tensor", "Scoring", "Training",
+            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Datasets", "Encoder", "Tensor", "Scoring", "Training", "Rollout",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

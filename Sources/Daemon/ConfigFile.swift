@@ -1,4 +1,5 @@
 import Foundation
+import Rollout
 import Scoring
 
 /// The human-edited configuration (TOML): business costs, impact weights, risk thresholds,
@@ -12,10 +13,13 @@ public struct ConfigFile: Sendable, Equatable {
     /// Cost when intent `from` is answered as `to`: misrouting[from][to].
     public var misrouting: [String: [String: Double]] = [:]
     public var finetune = FineTuneSettings()
+    /// `[rollout]`: the staged rollout's tests, limits and guardrails (docs/rollout.md).
+    public var rollout = RolloutSettings()
 
     /// `[finetune]`: the promotion gate.
     public struct FineTuneSettings: Sendable, Equatable {
-        /// Make a version that passes its gate active at once.
+        /// Put a version that passes its offline gate on a staged rollout at once (which
+        /// promotes or rolls it back on live evidence); off: it waits as a candidate.
         public var autoPromote = true
         /// The gate: relative fall of the target regions' cost a candidate must reach.
         public var minTargetReduction = 0.2
@@ -65,8 +69,8 @@ public struct ConfigFile: Sendable, Equatable {
             if s.hasPrefix("[") {
                 guard s.hasSuffix("]"), !s.hasPrefix("[[") else { throw Problem(line: line, message: "a table header looks like [name]") }
                 table = try splitKey(String(s.dropFirst().dropLast()), line: line)
-                guard let top = table.first, ["model", "costs", "impact", "risk", "misrouting", "finetune"].contains(top) else {
-                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, costs, impact, risk, misrouting, finetune")
+                guard let top = table.first, ["model", "costs", "impact", "risk", "misrouting", "finetune", "rollout"].contains(top) else {
+                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, costs, impact, risk, misrouting, finetune, rollout")
                 }
                 if top == "misrouting" ? table.count > 2 : table.count > 1 {
                     throw Problem(line: line, message: "[\(table.joined(separator: "."))] nests too deep")
@@ -79,6 +83,8 @@ public struct ConfigFile: Sendable, Equatable {
             let full = table + keyPath
             try c.set(full, value, line: line)
         }
+        let problems = c.rollout.problems()
+        guard problems.isEmpty else { throw Problem(line: 0, message: "[rollout]: " + problems.joined(separator: "; ")) }
         // Checked once the whole file is read, so the order of the two keys does not matter.
         if c.risk.thresholds.high < c.risk.thresholds.medium {
             throw Problem(line: c.thresholdLine, message: "risk.high (\(c.risk.thresholds.high)) must not be below risk.medium (\(c.risk.thresholds.medium))")
@@ -139,6 +145,44 @@ public struct ConfigFile: Sendable, Equatable {
                 finetune.confidence = d
             default:
                 throw Problem(line: line, message: "unknown key finetune.\(path[1]); known: auto_promote, min_target_reduction, global_tolerance, confidence")
+            }
+        case ("rollout", 2):
+            func open() throws(Problem) -> Double {
+                let d = try unit()
+                guard d > 0 && d < 1 else { throw Problem(line: line, message: "rollout.\(path[1]) must be strictly between 0 and 1, got \(d)") }
+                return d
+            }
+            func count() throws(Problem) -> Int {
+                let d = try nonNegative()
+                guard d == d.rounded(), d <= 1e12 else { throw Problem(line: line, message: "rollout.\(path[1]) must be a whole number, got \(d)") }
+                return Int(d)
+            }
+            switch path[1] {
+            case "auto_promote":
+                guard case .bool(let b) = v else { throw Problem(line: line, message: "rollout.auto_promote must be true or false") }
+                rollout.autoPromote = b
+            case "false_promotion_rate": rollout.falsePromotionRate = try open()
+            case "false_rollback_rate": rollout.falseRollbackRate = try open()
+            case "min_effect":
+                let d = try unit()
+                guard d > 0 else { throw Problem(line: line, message: "rollout.min_effect must be in (0, 1], got \(d)") }
+                rollout.minEffect = d
+            case "canary_share": rollout.canaryShare = try open()
+            case "complaint_margin": rollout.complaintMargin = try nonNegative()
+            case "shadow_min_requests": rollout.shadow.minRequests = try count()
+            case "shadow_max_requests": rollout.shadow.maxRequests = try count()
+            case "shadow_min_labels": rollout.shadow.minLabels = try count()
+            case "shadow_max_labels": rollout.shadow.maxLabels = try count()
+            case "shadow_max_hours": rollout.shadow.maxSeconds = 3600 * (try nonNegative())
+            case "canary_min_requests": rollout.canary.minRequests = try count()
+            case "canary_max_requests": rollout.canary.maxRequests = try count()
+            case "canary_max_hours": rollout.canary.maxSeconds = 3600 * (try nonNegative())
+            case "latency_p99_ratio": rollout.guardrails.latencyP99Ratio = try nonNegative()
+            case "out_of_scope_increase": rollout.guardrails.outOfScopeIncrease = try unit()
+            case "error_rate": rollout.guardrails.errorRate = try unit()
+            case "guardrail_min_requests": rollout.guardrails.minRequests = try count()
+            default:
+                throw Problem(line: line, message: "unknown key rollout.\(path[1]); known: auto_promote, false_promotion_rate, false_rollback_rate, min_effect, canary_share, complaint_margin, shadow_min_requests, shadow_max_requests, shadow_min_labels, shadow_max_labels, shadow_max_hours, canary_min_requests, canary_max_requests, canary_max_hours, latency_p99_ratio, out_of_scope_increase, error_rate, guardrail_min_requests")
             }
         case ("misrouting", 3):
             misrouting[path[1], default: [:]][path[2]] = try nonNegative()

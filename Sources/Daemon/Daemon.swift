@@ -50,8 +50,10 @@ public final class Daemon {
         lifecycle = LifecycleService(transport: transport, stopper: stopper, compute: compute, model: model, logger: logger,
                                      startedAt: startedAt, maxMessageBytes: config.maxMessageBytes,
                                      debugMethods: config.enableDebugMethods, socketPath: { [weak socket] in socket?.path })
+        let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, stateDir: config.stateDir, loop: loop,
+                                     compute: compute, logger: logger, defaults: config.file.rollout)
         let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute)
-        fineTune = FineTuneService(model: model, store: store, regions: regions, policy: policy, repository: repository,
+        fineTune = FineTuneService(model: model, store: store, regions: regions, policy: policy, repository: repository, rollout: rollout,
                                    settings: config.file.finetune, loop: loop, logger: logger)
         let metricsService = MetricsService(metrics: metrics, model: model, store: store, loop: loop, logger: logger, startedAt: startedAt,
                                             snapshotSeconds: config.metricsSnapshotSeconds, gauges: { [weak services] in services?.gauges() ?? [:] })
@@ -60,9 +62,11 @@ public final class Daemon {
             lifecycle,
             DatasetService(store: store, logger: logger),
             VersionService(model: model, pipeline: pipeline, store: store, repository: repository, compute: compute, logger: logger),
-            ScoringService(model: model, pipeline: pipeline, policy: policy, traffic: traffic, recent: recent, failures: failures, metrics: metrics),
+            ScoringService(model: model, pipeline: pipeline, policy: policy, traffic: traffic, recent: recent, failures: failures, metrics: metrics,
+                           rollout: rollout),
             FeedbackService(model: model, pipeline: pipeline, policy: policy, store: store, recent: recent, failures: failures,
-                            metrics: metrics, logger: logger),
+                            metrics: metrics, rollout: rollout, logger: logger),
+            rollout,
             regions,
             fineTune,
             EvalService(model: model, pipeline: pipeline, policy: policy, store: store, repository: repository),

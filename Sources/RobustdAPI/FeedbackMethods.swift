@@ -23,6 +23,9 @@ public enum FeedbackReport: RPCRequest {
         public var at: JSONValue?
         /// A retried report with the same key is not counted twice.
         public var idempotencyKey: String?
+        /// The version that answered (the `version` of the score result), when the report gives
+        /// neither `inputId` nor a text scored under a canary's routing; default: the active one.
+        public var version: Int?
         public init(inputId: String? = nil, text: String? = nil, kind: FeedbackKind, cost: Double? = nil, correctLabel: String? = nil,
                     at: JSONValue? = nil, idempotencyKey: String? = nil) {
             self.inputId = inputId; self.text = text; self.kind = kind; self.cost = cost; self.correctLabel = correctLabel

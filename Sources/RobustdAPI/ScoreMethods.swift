@@ -21,7 +21,10 @@ public enum Score: RPCRequest {
         public var inputs: [Input]
         public var topK: Int?
         public var perturb: Perturb?
-        public init(inputs: [Input]) { self.inputs = inputs }
+        /// During a canary, which arm answers is decided by this key (a user or session id:
+        /// the same key always gets the same version); without it, by the first input's text.
+        public var routingKey: String?
+        public init(inputs: [Input], routingKey: String? = nil) { self.inputs = inputs; self.routingKey = routingKey }
     }
     public struct Result: Codable, Sendable {
         public var version: Int

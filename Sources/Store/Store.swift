@@ -138,6 +138,55 @@ public struct TrafficTotal: Sendable, Equatable {
     public init(count: Int, expectedErrors: Double) { self.count = count; self.expectedErrors = expectedErrors }
 }
 
+/// One rollout of a candidate: its stage, and its whole state as the Rollout module encodes it.
+public struct RolloutRecord: Sendable, Equatable {
+    public var id: Int
+    public var candidate: Int
+    public var control: Int
+    /// shadow, canary, promoted or rolled-back.
+    public var stage: String
+    /// The rollout's state (JSON).
+    public var state: String
+    public var createdAt: Double
+    public var updatedAt: Double
+    public init(id: Int, candidate: Int, control: Int, stage: String, state: String, createdAt: Double, updatedAt: Double) {
+        self.id = id; self.candidate = candidate; self.control = control; self.stage = stage; self.state = state
+        self.createdAt = createdAt; self.updatedAt = updatedAt
+    }
+
+    public var isRunning: Bool { stage == "shadow" || stage == "canary" }
+}
+
+/// An input on which the candidate and the active version predict different intents.
+public struct DisagreementRecord: Sendable, Equatable {
+    public var id: Int
+    public var rollout: Int
+    public var text: String
+    public var controlLabel: String
+    public var candidateLabel: String
+    public var controlConfidence: Double
+    public var candidateConfidence: Double
+    /// What is at stake: the cost of serving the wrong one of the two answers, weighted by each
+    /// version's confidence (the ranking of rollout/disagreements).
+    public var expectedCost: Double
+    /// How many times the input was seen disagreeing.
+    public var seen: Int
+    public var at: Double
+    /// The label, once given.
+    public var label: String?
+    /// "review": asked for without knowing which version is right (counted by the tests);
+    /// "feedback": a failure report or confirmation about a served answer (shown, not counted).
+    public var labelSource: String?
+    public var labelledAt: Double?
+    public init(id: Int = 0, rollout: Int, text: String, controlLabel: String, candidateLabel: String, controlConfidence: Double,
+                candidateConfidence: Double, expectedCost: Double, seen: Int = 1, at: Double, label: String? = nil,
+                labelSource: String? = nil, labelledAt: Double? = nil) {
+        self.id = id; self.rollout = rollout; self.text = text; self.controlLabel = controlLabel; self.candidateLabel = candidateLabel
+        self.controlConfidence = controlConfidence; self.candidateConfidence = candidateConfidence; self.expectedCost = expectedCost
+        self.seen = seen; self.at = at; self.label = label; self.labelSource = labelSource; self.labelledAt = labelledAt
+    }
+}
+
 /// Durable state behind one interface. SQLite is the embedded implementation; a fleet would
 /// put PostgreSQL behind the same calls (docs/architecture.md).
 ///
@@ -182,4 +231,19 @@ public protocol Store: AnyObject {
     func metricHistory(name: String, since: Double, until: Double) throws(StoreError) -> [(at: Double, value: Double)]
     /// The names with a history.
     func metricNames() throws(StoreError) -> [String]
+
+    // Rollouts: at most one runs (shadow or canary) at a time.
+    /// Creates a rollout in its first stage; a conflict when one is running.
+    func createRollout(candidate: Int, control: Int, stage: String, state: (Int) -> String, at: Double) throws(StoreError) -> RolloutRecord
+    /// Stores a rollout's state; `review`, when given, is labelled in the same transaction.
+    func updateRollout(id: Int, stage: String, state: String, at: Double, review: (id: Int, label: String)?) throws(StoreError)
+    func rollouts() throws(StoreError) -> [RolloutRecord]
+    /// Adds disagreements; one already listed (same rollout and text) is counted as seen again.
+    func addDisagreements(_ items: [DisagreementRecord]) throws(StoreError)
+    /// A rollout's disagreements by expected cost, highest first, then id; `after` is a page's last (cost, id).
+    func disagreements(rollout: Int, labelled: Bool?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord]
+    func disagreement(id: Int) throws(StoreError) -> DisagreementRecord?
+    /// Labels the unlabelled disagreements of `rollout` whose text is `text` from a failure
+    /// report or confirmation; returns how many.
+    func labelDisagreements(rollout: Int, text: String, label: String, source: String, at: Double) throws(StoreError) -> Int
 }

@@ -39,82 +39,31 @@ struct LocalFineTuneBench: ParsableCommand {
     var typoRate: Double = 0.1
 
     func run() throws {
-        let enc = try SentenceEncoder.load(folder: paths.model)
-        let H = enc.hiddenSize
-        let fullTrain = try paths.rows("train.csv"), test = try paths.rows("test.csv")
-        let labels = Array(Set(fullTrain.map(\.1))).sorted()
-        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
-        let engine = BatchEngine(encoder: enc)
-        func embed(_ texts: [String], with e: SentenceEncoder) -> [Float] {
-            var out: [Float] = []
-            let buf = Tensor(shape: [64, H])
-            var i = 0
-            while i < texts.count {
-                let ids = e.encode(Array(texts[i..<min(i + 64, texts.count)])).map(\.ids)
-                engine.embed(ids, into: buf, using: e)
-                out += Array(UnsafeBufferPointer(start: buf.data, count: ids.count * H))
-                i += 64
-            }
-            return out
-        }
-        func predict(_ v: ModelVersion, _ e: SentenceEncoder, _ texts: [String]) -> [Int] {
-            let logits = v.head.logits(embed(texts, with: e), count: texts.count)
-            let C = labels.count
-            return (0..<texts.count).map { n in (0..<C).max { logits[n * C + $0] < logits[n * C + $1] }! }
-        }
-        print("robustd-bench finetune: Banking77 (\(fullTrain.count) train, \(test.count) test), model \(paths.model); Banking77: Casanueva et al. 2020, CC BY 4.0")
         if allData {
+            let enc = try SentenceEncoder.load(folder: paths.model)
+            let fullTrain = try paths.rows("train.csv"), test = try paths.rows("test.csv")
+            let labels = Array(Set(fullTrain.map(\.1))).sorted()
+            let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+            let engine = BatchEngine(encoder: enc)
+            print("robustd-bench finetune: Banking77 (\(fullTrain.count) train, \(test.count) test), model \(paths.model); Banking77: Casanueva et al. 2020, CC BY 4.0")
+            let embed = { (t: [String], e: SentenceEncoder) in WeakenedIntents.embed(t, engine: engine, with: e) }
+            let predict = { (v: ModelVersion, e: SentenceEncoder, t: [String]) -> [Int] in
+                let logits = v.head.logits(embed(t, e), count: t.count)
+                return (0..<t.count).map { n in (0..<labels.count).max { logits[n * labels.count + $0] < logits[n * labels.count + $1] }! }
+            }
             try runAllData(enc: enc, labels: labels, index: index, fullTrain: fullTrain, test: test, embed: embed, predict: predict)
             return
         }
-
-        // The scenario: 10 seeded intents cut to 5 training examples.
-        var rng = SeededRandom(seed: seed)
-        let weak = Set(labels.shuffled(using: &rng).prefix(10))
-        var kept: [String: Int] = [:]
-        let cut = fullTrain.filter { t in
-            guard weak.contains(t.1) else { return true }
-            kept[t.1, default: 0] += 1
-            return kept[t.1]! <= 5
-        }
-        // The parent: split as model/fit does (stratified 10% validation, seed 42), head by L-BFGS.
-        let (train, validation) = stratifiedSplit(cut, label: \.1, fraction: 0.1, seed: 42)
+        let sc = try WeakenedIntents(paths: paths, seed: seed)
+        let enc = sc.enc, labels = sc.labels, index = sc.index, parent = sc.parent
+        let train = sc.train, validation = sc.validation, failures = sc.failures, targets = sc.targets, production = sc.production
+        let cut = sc.cut, evaluation = sc.evaluation, weak = sc.weak
+        func predict(_ v: ModelVersion, _ e: SentenceEncoder, _ texts: [String]) -> [Int] { sc.predict(v, e, texts) }
+        print("robustd-bench finetune: Banking77 (\(sc.cut.count) cut train, \(sc.replay.count + sc.evaluation.count) test), model \(paths.model); Banking77: Casanueva et al. 2020, CC BY 4.0")
+        print(String(format: "parent: frozen encoder + logistic-regression head on the cut train (%d examples), fitted in %.0f s", train.count, sc.parentSeconds))
         var t0 = Date()
-        let trainX = embed(train.map(\.0), with: enc), valX = embed(validation.map(\.0), with: enc)
-        let (parent, _) = HeadFitting.fit(id: 1, labels: labels, dimension: H, train: (trainX, train.map { index[$0.1]! }),
-                                          validation: (valX, validation.map { index[$0.1]! }))
-        print(String(format: "parent: frozen encoder + logistic-regression head on the cut train (%d examples), fitted in %.0f s", train.count, Date().timeIntervalSince(t0)))
-
-        // Traffic: half of test, shuffled, replayed (30% with 10% word typos); feedback on 30% of
-        // its errors. The other half is the evaluation set, never seen by any version.
-        var order = Array(test.indices)
-        order.shuffle(using: &rng)
-        let replay = order.prefix(test.count / 2).map { test[$0] }, evaluation = order.dropFirst(test.count / 2).map { test[$0] }
-        var typoRng = SeededRandom(seed: seed &+ 100)
-        let replayTexts = replay.map { Double(typoRng.next() % 1000) / 1000 < 0.3 ? typos($0.0, rate: 0.1, rng: &typoRng) : $0.0 }
-        let replayLogits = parent.head.logits(embed(replayTexts, with: enc), count: replayTexts.count)
-        let C = labels.count
-        var replayPred: [Int] = []
-        var traffic: [String: Int] = [:], expectedErrors: [String: Double] = [:]
-        for n in 0..<replayTexts.count {
-            let probs = softmax(replayLogits[(n * C)..<((n + 1) * C)], temperature: parent.temperature)
-            let p = probs.indices.max { probs[$0] < probs[$1] }!
-            replayPred.append(p)
-            traffic[labels[p], default: 0] += 1
-            expectedErrors[labels[p], default: 0] += Double(1 - probs[p])
-        }
-        var fbRng = SeededRandom(seed: seed &+ 200)
-        var failures: [DataSelection.Failure] = [], cases: [FailureCase] = []
-        for (i, p) in replayPred.enumerated() where labels[p] != replay[i].1 && Double(fbRng.next() % 1000) / 1000 < 0.3 {
-            failures.append(.init(text: replayTexts[i], correct: replay[i].1, cost: 1))
-            cases.append(FailureCase(predicted: labels[p], correct: replay[i].1, cost: 1, text: replayTexts[i], vector: []))
-        }
-        let regions = RegionRanking.rank(traffic: traffic, expectedErrors: expectedErrors, failures: cases, impact: { _ in 1 }, defaultCost: 1)
-        let targets = Set(regions.filter { $0.kind == .intent }.prefix(10).map(\.label))
-        // Production volume per intent (misses included), as risk/regions estimates it.
-        let production = Dictionary(regions.filter { $0.kind == .intent }.map { ($0.label, Double($0.traffic)) }, uniquingKeysWith: +)
         print("scenario seed \(seed): weakened \(weak.sorted().joined(separator: ", "))")
-        print("  \(replay.count) requests replayed, \(replayPred.enumerated().filter { labels[$0.1] != replay[$0.0].1 }.count) errors, \(failures.count) reported;"
+        print("  \(sc.replay.count) requests replayed, \(sc.replayPredictions.enumerated().filter { labels[$0.1] != sc.replay[$0.0].1 }.count) errors, \(failures.count) reported;"
               + " target regions (top 10 of risk/regions): \(targets.intersection(weak).count) of them weakened")
 
         // Evaluation: cost = 1 per error (every intent's impact 1).

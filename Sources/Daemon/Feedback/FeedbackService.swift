@@ -20,9 +20,11 @@ final class FeedbackService: DaemonService {
     private let failures: FailureMemory
     private let metrics: LiveMetrics
     private let logger: Logger
+    private let rollout: RolloutService
 
     init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, recent: RecentInputs,
-         failures: FailureMemory, metrics: LiveMetrics, logger: Logger) {
+         failures: FailureMemory, metrics: LiveMetrics, rollout: RolloutService, logger: Logger) {
+        self.rollout = rollout
         self.model = model
         self.pipeline = pipeline
         self.policy = policy
@@ -113,6 +115,7 @@ final class FeedbackService: DaemonService {
         }
         var text: String
         var knownLabel: String? = nil
+        var answeredBy: Int? = nil
         switch (p.inputId, p.text) {
         case (let id?, nil):
             guard let entry = recent[id] else {
@@ -121,7 +124,8 @@ final class FeedbackService: DaemonService {
                 return
             }
             text = entry.text
-            if entry.version == version.id { knownLabel = entry.label }
+            answeredBy = entry.version
+            knownLabel = entry.label
         case (_, let t?):
             text = t
         case (nil, nil):
@@ -133,11 +137,22 @@ final class FeedbackService: DaemonService {
             return
         }
         text = String(text.prefix(20_000))
+        // Which version answered: the input's record, the report's word, the canary's routing, else the active one.
+        if let v = p.version, answeredBy == nil {
+            guard v == version.id || rollout.serving(version: v) != nil else {
+                ctx.reply(.failure(.invalidParams("version \(v) is neither the active version (\(version.id)) nor a rollout's candidate", field: "version")))
+                return
+            }
+            answeredBy = v
+        }
+        let servedID = answeredBy ?? rollout.servedVersion(text: text) ?? version.id
+        let answering = servedID == version.id ? serving : (rollout.serving(version: servedID) ?? serving)
+        if answering.version.id != servedID { knownLabel = nil }
         let now = Date().timeIntervalSince1970
         let kind = p.kind.rawValue, key = p.idempotencyKey, inputID = p.inputId, correct = p.correctLabel
         let explicitCost = p.cost
         // Embed the text (for the failure-mode clusters) and, if needed, find its predicted label.
-        pipeline.score([text], with: serving, token: ctx.token, vectors: true) { [weak self] scored in
+        pipeline.score([text], with: answering, token: ctx.token, vectors: true) { [weak self] scored in
             guard let self else { return }
             guard case .success(let s) = scored else {
                 if case .failure(let e) = scored { ctx.reply(.failure(e)) }
@@ -148,7 +163,7 @@ final class FeedbackService: DaemonService {
             // Without an explicit cost, a configured misrouting cost for (meant, answered) wins.
             if explicitCost == nil, let correct, let m = self.policy.misrouting[correct]?[predicted] { cost = m }
             let record = FeedbackRecord(idempotencyKey: key, inputID: inputID, text: text, kind: kind, cost: cost, correctLabel: correct,
-                                        predictedLabel: predicted, version: version.id, at: atValue ?? now, recordedAt: now, vector: vector)
+                                        predictedLabel: predicted, version: servedID, at: atValue ?? now, recordedAt: now, vector: vector)
             self.store.run({ store throws(StoreError) -> (FeedbackRecord, duplicate: Bool) in try store.recordFeedback(record) },
                            completion: { [weak self] result in
                 switch result {
@@ -156,6 +171,7 @@ final class FeedbackService: DaemonService {
                 case .success(let (stored, duplicate)):
                     if !duplicate, let self {
                         self.logger.debug("feedback recorded", metadata: ["id": "\(stored.id)", "kind": "\(kind)"])
+                        self.rollout.feedbackRecorded(stored)
                         if kind != "confirmation" {
                             self.failures.remember(vector)
                             self.metrics.recordFailure(kind: kind, intent: stored.correctLabel ?? stored.predictedLabel, at: LiveMetrics.now())

@@ -222,7 +222,9 @@ extension FineTuneService {
         let c = out.candidate
         let passed = c.gate.passed
         let auto = job.params.autoPromote ?? settings.autoPromote
-        let promote = passed && auto
+        // A candidate that passes its offline gate goes on a staged rollout, which promotes or
+        // rolls it back on live evidence; nothing is made active here.
+        let startRollout = passed && auto
         let repository = self.repository
         let parentID = job.view.parent
         let dataset = job.view.dataset
@@ -234,15 +236,14 @@ extension FineTuneService {
             "regions": .array(job.view.regions.map { .string($0) }),
             "intents": .array(job.view.intents.map { .string($0) }),
             "job": .int(Int64(job.view.id)),
-            "promoted": .bool(promote),
+            "promoted": .bool(false),
             "autoPromote": .bool(auto),
         ]
-        let layers = c.layers
         let box = CandidateBox(c)
         let fixed = result
         store.run({ store throws(StoreError) -> ModelVersion in
             try repository.create(in: store, parent: parentID, method: method, dataset: dataset, status: passed ? .ready : .candidate,
-                                  activate: promote) { id in
+                                  activate: false) { id in
                 let r = box.candidate.version
                 let v = ModelVersion(id: id, labels: r.labels, head: r.head, temperature: r.temperature, outOfScope: r.outOfScope, oosThreshold: r.oosThreshold)
                 var withID = fixed
@@ -255,17 +256,28 @@ extension FineTuneService {
             case .failure(let e):
                 self.finishJob(job, state: .failed, error: e.message)
             case .success(let v):
-                if promote { self.model.activate(v, layers: layers.mapValues(\.serving)) }
                 job.view.version = v.id
-                job.view.promoted = promote
+                job.view.promoted = false
                 result["version"] = .int(Int64(v.id))
                 job.view.result = .object(result)
-                self.logger.info(promote ? "fine-tuned version promoted" : "fine-tuned version kept as a candidate", metadata: [
+                self.logger.info(startRollout ? "fine-tuned version passed its offline gate; starting its rollout" : "fine-tuned version kept as a candidate", metadata: [
                     "job": "\(job.view.id)", "version": "\(v.id)", "gate": "\(passed ? "passed" : "failed")",
                     "targetReduction": "\(String(format: "%.3f", c.gate.targetReduction))",
                     "globalDifference": "\(String(format: "%+.4f", c.gate.global.difference))",
                 ])
-                self.finishJob(job, state: .succeeded, error: nil)
+                guard startRollout else { self.finishJob(job, state: .succeeded, error: nil); break }
+                self.rollout.start(candidate: v.id, overrides: nil, force: false) { [weak self] r in
+                    guard let self else { return }
+                    switch r {
+                    case .success(let view):
+                        result["rollout"] = .int(Int64(view.id))
+                    case .failure(let e):
+                        result["rolloutError"] = .string(e.message)
+                        self.logger.warning("the candidate's rollout did not start", metadata: ["version": "\(v.id)", "error": "\(e.message)"])
+                    }
+                    job.view.result = .object(result)
+                    self.finishJob(job, state: .succeeded, error: nil)
+                }
             }
             self.pumpJobs()
         })
@@ -287,7 +299,12 @@ extension FineTuneService {
         persist(job)
         let summary: String
         switch state {
-        case .succeeded: summary = "version \(job.view.version ?? 0) \(job.view.promoted == true ? "promoted" : "kept as a candidate")"
+        case .succeeded:
+            if case .object(let o)? = job.view.result, case .int(let r)? = o["rollout"] {
+                summary = "version \(job.view.version ?? 0) passed its offline gate; rollout \(r) started (shadow)"
+            } else {
+                summary = "version \(job.view.version ?? 0) kept as a candidate"
+            }
         default: summary = "\(state.rawValue)\(error.map { ": \($0)" } ?? "")"
         }
         job.progress?.end(message: summary)

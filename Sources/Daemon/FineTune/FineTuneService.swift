@@ -36,8 +36,11 @@ final class FineTuneService: DaemonService {
     var isStopping = false
     private var jobTimer: EventLoop.Timer?
 
+    let rollout: RolloutService
+
     init(model: ActiveModel, store: StoreThread, regions: RegionService, policy: RiskPolicy, repository: VersionRepository,
-         settings: ConfigFile.FineTuneSettings, loop: Loop, logger: Logger) {
+         rollout: RolloutService, settings: ConfigFile.FineTuneSettings, loop: Loop, logger: Logger) {
+        self.rollout = rollout
         self.model = model
         self.store = store
         self.regions = regions

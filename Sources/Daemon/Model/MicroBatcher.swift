@@ -44,6 +44,12 @@ public final class MicroBatcher {
     private let compute: ComputePool
     private var queue: [Pending] = []
     private var queuedTexts = 0
+    /// Work that may wait (a rollout's shadow scoring): run only when no request is queued,
+    /// in batches of at most `maxBackgroundBatch` texts, so that a request arriving meanwhile
+    /// waits for a small batch at most.
+    private var background: [Pending] = []
+    private var backgroundTexts = 0
+    public var maxBackgroundBatch = 16
     private var running = false
     public private(set) var batches = 0
     public private(set) var sequences = 0
@@ -60,21 +66,24 @@ public final class MicroBatcher {
 
     /// Texts waiting for a batch.
     public var pendingTexts: Int { queuedTexts }
+    /// Background texts waiting for an idle moment.
+    public var pendingBackgroundTexts: Int { backgroundTexts }
 
     /// Queues `texts`; `completion` runs on the loop with their vectors (or -32800 if the
     /// token was cancelled before the batch ran).
     /// Requests for different encoders (versions with different layers) never share a batch.
-    public func submit(_ texts: [String], encoder: SentenceEncoder? = nil, token: CancellationToken,
+    public func submit(_ texts: [String], encoder: SentenceEncoder? = nil, token: CancellationToken, background: Bool = false,
                        completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
         // A request larger than a batch is cut into batch-sized parts, so that one request can
         // never make the encoder's workspace grow without bound; the parts are joined in order.
-        if texts.count > maxBatch {
-            let parts = stride(from: 0, to: texts.count, by: maxBatch).map { Array(texts[$0..<min($0 + maxBatch, texts.count)]) }
+        let limit = background ? min(maxBatch, maxBackgroundBatch) : maxBatch
+        if texts.count > limit {
+            let parts = stride(from: 0, to: texts.count, by: limit).map { Array(texts[$0..<min($0 + limit, texts.count)]) }
             var results = [EmbeddedTexts?](repeating: nil, count: parts.count)
             var remaining = parts.count
             var failed = false
             for (k, part) in parts.enumerated() {
-                enqueue(part, encoder: encoder, token: token) { r in
+                enqueue(part, encoder: encoder, token: token, background: background) { r in
                     guard !failed else { return }
                     switch r {
                     case .failure(let e):
@@ -93,19 +102,26 @@ public final class MicroBatcher {
             }
             return
         }
-        enqueue(texts, encoder: encoder, token: token, completion: completion)
+        enqueue(texts, encoder: encoder, token: token, background: background, completion: completion)
     }
 
-    private func enqueue(_ texts: [String], encoder: SentenceEncoder?, token: CancellationToken,
+    private func enqueue(_ texts: [String], encoder: SentenceEncoder?, token: CancellationToken, background isBackground: Bool,
                          completion: @escaping (Result<EmbeddedTexts, RPCError>) -> Void) {
         loop.preconditionOnLoop()
-        queue.append(Pending(texts: texts, encoder: encoder, token: token, completion: completion))
-        queuedTexts += texts.count
+        let p = Pending(texts: texts, encoder: encoder, token: token, completion: completion)
+        if isBackground {
+            background.append(p)
+            backgroundTexts += texts.count
+        } else {
+            queue.append(p)
+            queuedTexts += texts.count
+        }
         // Busy: gather; the running batch's end dispatches what gathered.
         if !running { dispatch() }
     }
 
     private func dispatch() {
+        if queue.isEmpty && !background.isEmpty { dispatchBackground(); return }
         // Take requests up to maxBatch texts (a larger request goes alone), dropping cancelled ones.
         var batch: [Pending] = []
         var count = 0
@@ -122,6 +138,10 @@ public final class MicroBatcher {
             count += first.texts.count
         }
         guard !batch.isEmpty else { return }
+        run(batch, count: count)
+    }
+
+    private func run(_ batch: [Pending], count: Int) {
         running = true
         batches += 1
         sequences += count
@@ -156,8 +176,28 @@ public final class MicroBatcher {
                 for p in batch { p.completion(.failure(.internalError("the batch did not run"))) }
             }
             // Whatever gathered while this batch ran has already waited: run it now.
-            if !self.queue.isEmpty { self.dispatch() }
+            if !self.queue.isEmpty || !self.background.isEmpty { self.dispatch() }
         })
+    }
+
+    /// Takes background requests up to `maxBackgroundBatch` texts (same encoder) and runs them.
+    private func dispatchBackground() {
+        var batch: [Pending] = []
+        var count = 0
+        while let first = background.first {
+            if first.token.isCancelled {
+                background.removeFirst()
+                backgroundTexts -= first.texts.count
+                first.completion(.failure(.cancelled))
+                continue
+            }
+            if !batch.isEmpty && (count + first.texts.count > maxBackgroundBatch || first.encoder !== batch[0].encoder) { break }
+            batch.append(background.removeFirst())
+            backgroundTexts -= first.texts.count
+            count += first.texts.count
+        }
+        guard !batch.isEmpty else { return }
+        run(batch, count: count)
     }
 
     public func close() {}

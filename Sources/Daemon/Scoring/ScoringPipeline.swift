@@ -71,7 +71,8 @@ final class ScoringPipeline {
     /// Scores `texts` with `serving`; `done` runs on the loop. With `vectors`, every text is
     /// embedded (no cache lookups) and the vectors come back too.
     func score(_ texts: [String], with serving: ActiveModel.Serving, options: ScoreOptions = ScoreOptions(),
-               token: CancellationToken, vectors keepVectors: Bool = false, done: @escaping (Result<Scored, RPCError>) -> Void) {
+               token: CancellationToken, vectors keepVectors: Bool = false, background: Bool = false,
+               done: @escaping (Result<Scored, RPCError>) -> Void) {
         let version = serving.version
         let signature = "\(options.topK)/\(options.perturbations)/\(options.typoRate)/\(options.seed)"
         var results = [InputScore?](repeating: nil, count: texts.count)
@@ -95,7 +96,7 @@ final class ScoringPipeline {
             }
         }
         let policy = self.policy
-        serving.batcher.submit(batch, encoder: serving.encoder, token: token) { [weak self] embedded in
+        serving.batcher.submit(batch, encoder: serving.encoder, token: token, background: background) { [weak self] embedded in
             switch embedded {
             case .failure(let e): done(.failure(e))
             case .success(let r):

@@ -16,9 +16,11 @@ final class ScoringService: DaemonService {
     private let recent: RecentInputs
     private let failures: FailureMemory
     private let metrics: LiveMetrics
+    private let rollout: RolloutService
 
     init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, traffic: TrafficLedger, recent: RecentInputs,
-         failures: FailureMemory, metrics: LiveMetrics) {
+         failures: FailureMemory, metrics: LiveMetrics, rollout: RolloutService) {
+        self.rollout = rollout
         self.model = model
         self.pipeline = pipeline
         self.policy = policy
@@ -64,17 +66,25 @@ final class ScoringService: DaemonService {
         let started = DispatchTimeNanos.now()
         model.whenReady { [weak self] serving in
             guard let self else { return }
-            guard case .success(let serving) = serving else {
+            guard case .success(let active) = serving else {
                 if case .failure(let e) = serving { ctx.reply(.failure(e)) }
                 return
             }
-            self.pipeline.score(params.inputs.map(\.text), with: serving, options: options, token: ctx.token, vectors: vectors) { [weak self] result in
+            let texts = params.inputs.map(\.text)
+            // During a canary, the candidate answers its share of the traffic.
+            let serving = self.rollout.route(key: params.routingKey, texts: texts) ?? active
+            self.pipeline.score(texts, with: serving, options: options, token: ctx.token, vectors: vectors) { [weak self] result in
                 guard let self else { return }
                 switch result {
-                case .failure(let e): ctx.reply(.failure(e))
+                case .failure(let e):
+                    if e.code == .internalError { self.rollout.failed(version: serving.version.id) }
+                    ctx.reply(.failure(e))
                 case .success(let scored):
-                    self.recordScored(scored.scores, inputs: params.inputs, seconds: Double(DispatchTimeNanos.now() - started) / 1e9)
+                    let seconds = Double(DispatchTimeNanos.now() - started) / 1e9
+                    self.recordScored(scored.scores, inputs: params.inputs, seconds: seconds)
                     done(scored)
+                    // After the reply: the rollout's evidence, and the shadow's work at background priority.
+                    self.rollout.scored(texts, scores: scored.scores, version: serving.version.id, seconds: seconds)
                 }
             }
         }

@@ -1,0 +1,191 @@
+import Foundation
+import JSON
+import JSONRPC
+import RobustdClient
+import RobustdTestSupport
+import Testing
+
+@Suite("Staged rollout: shadow, reviews, canary, promotion, rollback, restarts")
+struct RolloutDaemonTests {
+    /// Texts over the tiny model's vocabulary, varied enough for two heads to disagree on some.
+    static let texts: [String] = (0..<80).map { i in
+        let words = ["my", "card", "is", "late", "the", "?", "a", "b", "c"]
+        return (0..<(3 + i % 4)).map { k in words[(i * 7 + k * (i % 5 + 1)) % words.count] }.joined(separator: " ")
+    }
+
+    /// The prepared daemon plus version 2: a head fitted with heavy regularisation (another
+    /// version over the same intents that disagrees with version 1 on some inputs), not active.
+    static func withCandidate(state: TempDir, model: TempFolder) throws -> (DaemonProcess, RPCClient) {
+        let (d, c) = try FineTuneTests.prepared(state: state, model: model)
+        let v2 = try c.call("model/fit", ["dataset": "tiny", "lambdas": [30], "activate": false], timeout: 60).get()
+        #expect(v2["version"] == 2 && v2["active"] == false)
+        return (d, c)
+    }
+
+    static let settings: JSONValue = ["shadow": ["minRequests": 5, "minLabels": 2], "canary": ["minRequests": 5],
+                                      "canaryShare": 0.5, "autoPromote": false]
+
+    static func waitFor(_ c: RPCClient, timeout: Double = 20, _ done: (JSONValue) -> Bool) throws -> JSONValue {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: JSONValue = .null
+        while Date() < deadline {
+            last = try c.call("rollout/status").get()
+            if done(last) { return last }
+            usleep(50_000)
+        }
+        Issue.record("rollout/status did not reach the expected state in \(timeout) s: \(last)")
+        return last
+    }
+
+    @Test("shadow collects disagreements off the reply's path; reviews count; canary routes sticky shares; reports land on the arm that answered; operator promotion")
+    func wholeRollout() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        var (d, c) = try Self.withCandidate(state: state, model: model)
+        var events: [JSONValue] = []
+        c.onNotification = { m, p in if m == "rollout/event", let p { events.append(p) } }
+
+        // A fitted version has no offline gate report: refused without force, and nothing starts.
+        let refused = try c.call("rollout/start", ["candidate": 2])
+        guard case .failure(let e) = refused else { Issue.record("started without a gate"); return }
+        #expect(e.code == .invalidParams && e.message.contains("offline gate"))
+        #expect(try c.call("rollout/status").isFailure)
+        // Bad settings are named.
+        let bad = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": ["canaryShare": 1.5]])
+        #expect(bad.error?.message.contains("canaryShare") == true)
+        #expect(try c.call("rollout/start", ["candidate": 1, "force": true]).error?.code == .invalidParams)
+
+        let started = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
+        #expect(started["stage"] == "shadow" && started["control"] == 1 && started["candidate"] == 2)
+        #expect(try c.call("rollout/start", ["candidate": 2, "force": true]).error?.code == .conflict)
+        _ = try c.call("rollout/status", ["watch": true]).get()
+
+        // Shadow: every answer comes from version 1; the candidate scores the same inputs unseen.
+        for chunk in stride(from: 0, to: Self.texts.count, by: 8) {
+            let r = try c.call("score", ["inputs": .array(Self.texts[chunk..<min(chunk + 8, Self.texts.count)].map { ["text": .string($0)] })]).get()
+            #expect(r["version"] == 1)
+        }
+        let seen = try Self.waitFor(c) { ($0["evidence"]?["shadowRequests"]?.intValue ?? 0) >= Int64(Self.texts.count) }
+        let disagreements = seen["evidence"]?["disagreements"]?.intValue ?? 0
+        #expect(disagreements > 0, "the two heads should disagree on some of \(Self.texts.count) inputs")
+        let listed = try c.call("rollout/disagreements", ["reviewed": false, "limit": 100]).get()
+        let items = listed["disagreements"]?.arrayValue ?? []
+        #expect(!items.isEmpty)
+        let costs = items.compactMap { $0["expectedCost"]?.doubleValue }
+        #expect(costs == costs.sorted(by: >), "listed by what is at stake")
+        guard items.count >= 2 else { return }
+        for x in items { #expect(x["control"]?["label"] != x["candidate"]?["label"]) }
+
+        // Reviews: an unknown intent is refused and changes nothing; a review counts once.
+        let first = items[0]
+        let unknown = try c.call("rollout/review", ["disagreement": first["id"]!, "label": "no_such_intent"])
+        #expect(unknown.error?.code == .invalidParams)
+        #expect(try c.call("rollout/status").get()["evidence"]?["labels"] == 0)
+        for x in items.prefix(2) {
+            let r = try c.call("rollout/review", ["disagreement": x["id"]!, "label": x["candidate"]!["label"]!]).get()
+            #expect(r["disagreement"]?["labelSource"] == "review")
+        }
+        #expect(try c.call("rollout/review", ["disagreement": first["id"]!, "label": first["control"]!["label"]!]).error?.code == .conflict)
+        let reviewed = try c.call("rollout/status").get()
+        #expect(reviewed["evidence"]?["labels"] == 2)
+        #expect((reviewed["evidence"]?["effect"]?.doubleValue ?? 0) > 0, "both reviews side with the candidate")
+        #expect(try c.call("rollout/disagreements", ["reviewed": true]).get()["disagreements"]?.arrayValue?.count == 2)
+
+        // Canary, by an operator: half the routing keys get version 2, each always the same one.
+        let canary = try c.call("rollout/advance", ["reason": "the reviews look right"]).get()
+        #expect(canary["stage"] == "canary")
+        var versionByKey: [String: JSONValue] = [:]
+        var candidateInput: String?
+        for k in 0..<40 {
+            let key = "user-\(k)"
+            let r = try c.call("score", ["inputs": [["id": .string("k\(k)"), "text": .string(Self.texts[k])]], "routingKey": .string(key)]).get()
+            versionByKey[key] = r["version"]
+            if r["version"] == 2 && candidateInput == nil { candidateInput = "k\(k)" }
+            let again = try c.call("score", ["inputs": [["text": .string(Self.texts[k + 1])]], "routingKey": .string(key)]).get()
+            #expect(again["version"] == r["version"], "sticky per routing key")
+        }
+        let byCandidate = versionByKey.values.filter { $0 == 2 }.count
+        #expect(byCandidate > 5 && byCandidate < 35, "about half of 40 keys: \(byCandidate)")
+        // A complaint about an answer the candidate served is the candidate arm's.
+        if let input = candidateInput {
+            let f = try c.call("feedback/report", ["inputId": .string(input), "kind": "complaint"]).get()
+            #expect(f["version"] == 2)
+        }
+        let live = try Self.waitFor(c) { ($0["arms"]?["candidate"]?["requests"]?.intValue ?? 0) > 0 }
+        #expect(live["arms"]?["candidate"]?["failureReports"] == .int(candidateInput == nil ? 0 : 1))
+        #expect(live["arms"]?["control"]?["requests"]?.intValue ?? 0 > 0)
+        #expect(live["arms"]?["candidate"]?["version"] == 2)
+
+        // The watcher heard of the transition, with its evidence.
+        let heard = events.first { $0["kind"] == "transition" && $0["stage"] == "canary" }
+        #expect(heard?["transition"]?["by"] == "operator" && heard?["evidence"]?["labels"] == 2, "\(events)")
+
+        // kill -9 in canary: the rollout resumes in canary, with its evidence.
+        usleep(1_500_000)  // the state is stored at least every second
+        kill(d.pid, SIGKILL)
+        _ = d.wait()
+        d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        c = try d.client()
+        let resumed = try Self.waitFor(c) { $0["candidateLoaded"] == true }
+        #expect(resumed["stage"] == "canary")
+        #expect(resumed["evidence"]?["labels"] == 2)
+        #expect(resumed["arms"]?["candidate"]?["requests"] == live["arms"]?["candidate"]?["requests"])
+        let routed = try c.call("score", ["inputs": [["text": "my card"]], "routingKey": .string(versionByKey.first { $0.value == 2 }!.key)]).get()
+        #expect(routed["version"] == 2)
+
+        // Promotion by an operator makes version 2 active; the rollout is then over.
+        let promoted = try c.call("rollout/advance").get()
+        #expect(promoted["stage"] == "promoted")
+        #expect(promoted["timeline"]?.arrayValue?.compactMap { $0["to"]?.stringValue } == ["shadow", "canary", "promoted"])
+        #expect(try c.call("model/versions").get()["active"] == 2)
+        #expect(try c.call("score", ["inputs": [["text": "my card"]]]).get()["version"] == 2)
+        #expect(try c.call("rollout/advance").error?.code == .conflict)
+        #expect(try c.call("rollout/abort").error?.code == .conflict)
+        let all = try c.call("rollout/list").get()["rollouts"]?.arrayValue ?? []
+        #expect(all.count == 1 && all.first?["stage"] == "promoted")
+    }
+
+    @Test("abort rolls back at once; a hand activation during a rollout ends it; a candidate damaged across a restart rolls back as a fault")
+    func rollbacks() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        var (d, c) = try Self.withCandidate(state: state, model: model)
+        _ = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
+        let aborted = try c.call("rollout/abort", ["reason": "changed my mind"]).get()
+        #expect(aborted["stage"] == "rolled-back")
+        #expect(aborted["timeline"]?.arrayValue?.last?["by"] == "operator")
+        #expect(aborted["timeline"]?.arrayValue?.last?["reason"] == "changed my mind")
+        #expect(try c.call("model/versions").get()["active"] == 1)
+
+        // A second rollout, then version 2 activated by hand: the rollout's control is gone.
+        let second = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
+        #expect(second["id"] == 2)
+        _ = try c.call("model/activate", ["version": 2]).get()
+        let ended = try Self.waitFor(c) { $0["stage"] == "rolled-back" }
+        #expect(ended["timeline"]?.arrayValue?.last?["by"] == "fault")
+        _ = try c.call("model/activate", ["version": 1]).get()
+
+        // A third, in shadow; kill -9; the candidate's files damaged; the restart rolls it back.
+        _ = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
+        kill(d.pid, SIGKILL)
+        _ = d.wait()
+        let folder = state.path + "/versions/2"
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where f.hasSuffix(".safetensors") {
+            try Data("damaged".utf8).write(to: URL(fileURLWithPath: folder + "/" + f))
+        }
+        d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        c = try d.client()
+        let faulted = try Self.waitFor(c) { $0["stage"] == "rolled-back" }
+        #expect(faulted["id"] == 3)
+        #expect(faulted["timeline"]?.arrayValue?.last?["by"] == "fault")
+        #expect(faulted["timeline"]?.arrayValue?.last?["reason"]?.stringValue?.contains("cannot be loaded") == true)
+        #expect(try c.call("score", ["inputs": [["text": "my card"]]]).get()["version"] == 1)
+    }
+}
+
+extension Result where Failure == RPCError {
+    var isFailure: Bool { if case .failure = self { return true } else { return false } }
+    var error: RPCError? { if case .failure(let e) = self { return e } else { return nil } }
+}
