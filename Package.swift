@@ -67,7 +67,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "robustctl", dependencies: [
-            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Scoring",
+            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Scoring", "Rollout",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [

@@ -111,11 +111,12 @@ public enum RolloutStart: RPCRequest {
     public static let name = "rollout/start"
     public struct Params: Codable, Sendable {
         public var candidate: Int
-        /// Overrides of the configured settings (any subset).
-        public var settings: RolloutSettings?
+        /// Overrides of the configured settings: any subset of RolloutSettings' keys (nested
+        /// ones too), laid over the configuration's values.
+        public var settings: JSONValue?
         /// Start even though the candidate failed its offline gate.
         public var force: Bool?
-        public init(candidate: Int, settings: RolloutSettings? = nil, force: Bool? = nil) {
+        public init(candidate: Int, settings: JSONValue? = nil, force: Bool? = nil) {
             self.candidate = candidate; self.settings = settings; self.force = force
         }
     }

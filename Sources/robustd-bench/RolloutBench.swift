@@ -22,6 +22,9 @@ struct RolloutBench: ParsableCommand {
     @Option(help: "Seeds of the simulation: each varies the traffic, the complaints and the reviews.")
     var seeds: Int = 50
 
+    @Option(help: "Share of the scenario's replayed errors reported as corrections (the fine-tunes' failure cases).")
+    var feedbackRate = 0.5
+
     @Option(help: "Share of wrong served answers that draw a complaint.")
     var complaintRate = 0.5
 
@@ -54,7 +57,7 @@ struct RolloutBench: ParsableCommand {
     }
 
     func run() throws {
-        let sc = try WeakenedIntents(paths: paths, seed: seed)
+        let sc = try WeakenedIntents(paths: paths, seed: seed, feedbackRate: feedbackRate)
         let labels = sc.labels, C = labels.count
         print("robustd-bench rollout: Banking77 (Casanueva et al. 2020, CC BY 4.0), model \(paths.model)")
         print("scenario seed \(seed): weakened \(sc.weak.sorted().joined(separator: ", ")); \(sc.failures.count) failures reported; parent fitted in \(Int(sc.parentSeconds)) s")

@@ -92,6 +92,17 @@ struct RolloutDaemonTests {
         #expect((reviewed["evidence"]?["effect"]?.doubleValue ?? 0) > 0, "both reviews side with the candidate")
         #expect(try c.call("rollout/disagreements", ["reviewed": true]).get()["disagreements"]?.arrayValue?.count == 2)
 
+        // robustctl: the live view and the review queue.
+        let sock = ["--socket", d.socketPath]
+        let (s1, status, e1) = try run(Binaries.robustctl, ["rollout", "status"] + sock)
+        #expect(s1 == 0, "\(e1)")
+        #expect(status.contains("rollout 1: version 2 against version 1 — shadow") && status.contains("2 reviewed"), "\(status)")
+        let (s2, queue, _) = try run(Binaries.robustctl, ["rollout", "review", "--limit", "3"] + sock)
+        #expect(s2 == 0 && queue.contains("waiting for a review"), "\(queue)")
+        let (s3, _, e3) = try run(Binaries.robustctl, ["rollout", "review", "\(items[2]["id"]?.intValue ?? 0)", "no_such_intent"] + sock)
+        #expect(s3 == 1 && e3.contains("not an intent"), "\(e3)")
+        #expect(try c.call("rollout/start", ["candidate": 2, "force": true, "settings": ["shadow": ["minLabelz": 3]]]).error?.message.contains("minLabelz") == true)
+
         // Canary, by an operator: half the routing keys get version 2, each always the same one.
         let canary = try c.call("rollout/advance", ["reason": "the reviews look right"]).get()
         #expect(canary["stage"] == "canary")

@@ -124,10 +124,18 @@ struct Replay: ParsableCommand {
     @Option(help: "Share of the errors reported as corrections.") var feedbackRate = 0.5
     @Option(help: "The seed: the same seed replays the same inputs and reports the same errors.") var seed: UInt64 = 7
     @Option(help: "Inputs per score request.") var batch = 50
+    @Option(help: "While a rollout runs, a simulated reviewer labels this share of its new disagreements with the dataset's labels (rollout/review).")
+    var reviewRate = 0.0
+    @Flag(help: "Replay the dataset again (new typos, new order) until the running rollout is promoted or rolled back.")
+    var untilRolloutEnds = false
+    @Option(help: "With --until-rollout-ends: at most this many passes over the dataset.") var maxPasses = 20
     @OptionGroup var connection: Connection
 
+    /// Input ids of a pass: the first pass keeps the ids earlier versions used.
+    func idPrefix(_ pass: Int) -> String { pass == 0 ? "replay-\(seed)-" : "replay-\(seed)-p\(pass)-" }
+
     func run() throws {
-        guard (0...1).contains(typoRate), (0...1).contains(feedbackRate), (0...1).contains(wordTypoRate), batch >= 1 else {
+        guard (0...1).contains(typoRate), (0...1).contains(feedbackRate), (0...1).contains(wordTypoRate), (0...1).contains(reviewRate), batch >= 1, maxPasses >= 1 else {
             throw ValidationError("rates must be between 0 and 1, --batch at least 1")
         }
         let c = connect(connection)
@@ -145,40 +153,78 @@ struct Replay: ParsableCommand {
         var rng = SeededRandom(seed: seed)
         rows.shuffle(using: &rng)
         if let limit { rows = Array(rows.prefix(limit)) }
-        var scored = 0, wrong = 0, reported = 0, duplicates = 0, typoed = 0
+        let base = rows
+        var scored = 0, wrong = 0, reported = 0, duplicates = 0, typoed = 0, reviewed = 0, passes = 0
         var digest: UInt64 = 0xcbf2_9ce4_8422_2325
         let started = Date()
+        var truthByText: [String: String] = [:]
+        var seenDisagreements = Set<Int64>()
+        var reviewRng = SeededRandom(seed: seed &+ 0x5EED)
+        var rolloutEnded = false
+        /// The reviewer: every new disagreement of the running rollout gets one seeded coin.
+        func review() throws {
+            guard reviewRate > 0, case .success(let status) = try c.call("rollout/status"), let stage = status["stage"]?.stringValue,
+                  stage == "shadow" || stage == "canary" else { return }
+            let page = try rpc(c, "rollout/disagreements", ["reviewed": false, "limit": 1000])
+            for d in page["disagreements"]?.arrayValue ?? [] {
+                guard let id = d["id"]?.intValue, seenDisagreements.insert(id).inserted else { continue }
+                guard reviewRng.unit() < reviewRate, let text = d["text"]?.stringValue, let truth = truthByText[text] else { continue }
+                if case .success = try c.call("rollout/review", ["disagreement": .int(id), "label": .string(truth)]) { reviewed += 1 }
+            }
+        }
+        func rolloutOver() throws -> Bool {
+            guard case .success(let status) = try c.call("rollout/status"), let stage = status["stage"]?.stringValue else { return true }
+            return stage == "promoted" || stage == "rolled-back"
+        }
+        repeat {
+        if passes > 0 {
+            rows = base
+            rows.shuffle(using: &rng)
+        }
+        let passSeed = seed &+ UInt64(passes) &* 1_000_003
         for start in stride(from: 0, to: rows.count, by: batch) {
             let chunk = rows[start..<min(start + batch, rows.count)]
             var inputs: [JSONValue] = []
             for (k, (text, _)) in chunk.enumerated() {
                 let i = start + k
                 var t = text
-                if rng.unit() < typoRate { t = Typos.perturb(text, rate: wordTypoRate, seed: seed &* 31 &+ UInt64(i)); typoed += 1 }
+                if rng.unit() < typoRate { t = Typos.perturb(text, rate: wordTypoRate, seed: passSeed &* 31 &+ UInt64(i)); typoed += 1 }
                 for b in t.utf8 { digest = (digest ^ UInt64(b)) &* 0x100_0000_01b3 }
-                inputs.append(["id": .string("replay-\(seed)-\(i)"), "text": .string(t)])
+                truthByText[t] = chunk[chunk.startIndex + k].1
+                inputs.append(["id": .string(idPrefix(passes) + "\(i)"), "text": .string(t)])
             }
-            let r = try rpc(c, "score", ["inputs": .array(inputs)])
+            let r = try rpc(c, "score", ["inputs": .array(inputs), "routingKey": .string(idPrefix(passes) + "\(start)")])
             for (k, s) in (r["results"]?.arrayValue ?? []).enumerated() {
                 scored += 1
                 let truth = chunk[chunk.startIndex + k].1
                 guard s["label"]?.stringValue != truth else { continue }
                 wrong += 1
                 guard rng.unit() < feedbackRate else { continue }
-                let id = "replay-\(seed)-\(start + k)"
+                let id = idPrefix(passes) + "\(start + k)"
                 let f = try rpc(c, "feedback/report", ["inputId": .string(id), "kind": "correction", "correctLabel": .string(truth), "idempotencyKey": .string(id)])
                 if f["duplicate"] == true { duplicates += 1 } else { reported += 1 }
             }
+            if reviewRate > 0 && (start / batch) % 5 == 4 { try review() }
+            if untilRolloutEnds && (start / batch) % 5 == 4, try rolloutOver() { rolloutEnded = true; break }
         }
+        try review()
+        passes += 1
+        if untilRolloutEnds && !rolloutEnded { rolloutEnded = try rolloutOver() }
+        if untilRolloutEnds && !connection.json, case .success(let st) = try c.call("rollout/status") {
+            FileHandle.standardError.write(Data("  pass \(passes): \(scored) inputs so far, \(reviewed) disagreements reviewed; rollout \(st["id"]?.intValue ?? 0) \(st["stage"]?.stringValue ?? "?")\n".utf8))
+        }
+        } while untilRolloutEnds && !rolloutEnded && passes < maxPasses
         let summary: JSONValue = [
             "dataset": .string(dataset), "seed": .int(Int64(seed)), "scored": .int(Int64(scored)), "withTypos": .int(Int64(typoed)),
             "wrong": .int(Int64(wrong)), "accuracy": .double(scored == 0 ? 0 : Double(scored - wrong) / Double(scored)),
             "reported": .int(Int64(reported)), "alreadyReported": .int(Int64(duplicates)), "inputsDigest": .string(String(digest, radix: 16)),
+            "reviewed": .int(Int64(reviewed)), "passes": .int(Int64(passes)),
             "seconds": .double(Date().timeIntervalSince(started)),
         ]
         if connection.json { print(JSONWriter.string(summary)); return }
-        print(String(format: "replayed %d inputs of '%@' (seed %llu, %d with typos): %d wrong (accuracy %.1f%%); %d corrections reported%@; %.1f s",
+        print(String(format: "replayed %d inputs of '%@' (seed %llu, %d with typos): %d wrong (accuracy %.1f%%); %d corrections reported%@%@; %.1f s",
                      scored, dataset as NSString, seed, typoed, wrong, 100 * (summary["accuracy"]?.doubleValue ?? 0), reported,
-                     (duplicates > 0 ? ", \(duplicates) already reported" : "") as NSString, summary["seconds"]?.doubleValue ?? 0))
+                     (duplicates > 0 ? ", \(duplicates) already reported" : "") as NSString,
+                     (reviewRate > 0 ? ", \(reviewed) disagreements reviewed" : "") as NSString, summary["seconds"]?.doubleValue ?? 0))
     }
 }

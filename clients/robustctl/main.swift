@@ -296,7 +296,7 @@ struct Robustctl: ParsableCommand {
         abstract: "Talk to a running robustd over its Unix socket.",
         discussion: "Exit status: 0 on success, 1 when the daemon answers with a JSON-RPC error, 2 when it cannot be reached.",
         subcommands: [Call.self, Status.self, Methods.self, Stop.self, ScoreCommand.self, FlagCommand.self, FeedbackCommand.self, RegionsCommand.self,
-                      FineTune.self, Versions.self, Activate.self, MetricsCommand.self, WatchMetrics.self, Report.self, Replay.self])
+                      FineTune.self, RolloutCommand.self, Versions.self, Activate.self, MetricsCommand.self, WatchMetrics.self, Report.self, Replay.self])
 }
 
 /// `robustctl --socket PATH status` works as well as `robustctl status --socket PATH`: options

@@ -370,21 +370,22 @@ final class RolloutService: DaemonService {
     // MARK: Starting
 
     /// Puts `candidateID` on a rollout against the active version.
-    func start(candidate candidateID: Int, overrides: RolloutSettings?, force: Bool, done: @escaping (Result<RolloutView, RPCError>) -> Void) {
+    func start(candidate candidateID: Int, overrides: JSONValue?, force: Bool, done: @escaping (Result<RolloutView, RPCError>) -> Void) {
         guard model.encoder != nil else { done(.failure(DaemonError.noModel)); return }
         guard let control = model.version else { done(.failure(DaemonError.noVersion)); return }
-        if let r = current, !r.stage.isFinal {
-            done(.failure(RPCError(.conflict, "rollout \(r.id) of version \(r.candidate) is running (\(r.stage.rawValue)); abort it (rollout/abort) or wait for its end")))
-            return
-        }
         guard candidateID != control.id else {
             done(.failure(.invalidParams("version \(candidateID) is the active version; a rollout needs another version as its candidate", field: "candidate")))
             return
         }
-        let settings = overrides ?? defaults
+        let settings: RolloutSettings
+        do throws(RPCError) { settings = try Self.settings(defaults, overriddenBy: overrides) } catch { done(.failure(error)); return }
         let problems = settings.problems()
         guard problems.isEmpty else {
             done(.failure(.invalidParams("rollout settings: " + problems.joined(separator: "; "), field: "settings")))
+            return
+        }
+        if let r = current, !r.stage.isFinal {
+            done(.failure(RPCError(.conflict, "rollout \(r.id) of version \(r.candidate) is running (\(r.stage.rawValue)); abort it (rollout/abort) or wait for its end")))
             return
         }
         let stateDir = self.stateDir
@@ -469,6 +470,28 @@ final class RolloutService: DaemonService {
                 return .success(LoadedVersion(version: v, layers: layers))
             } catch { return .failure(RPCError(.invalidData, "version \(id) cannot be loaded: \(error)")) }
         }, completion: { r in body(r ?? .failure(.internalError("loading version \(id) did not run"))) })
+    }
+
+    /// `overrides` (any subset of the settings' keys, nested ones too) laid over `base`.
+    static func settings(_ base: RolloutSettings, overriddenBy overrides: JSONValue?) throws(RPCError) -> RolloutSettings {
+        guard let overrides else { return base }
+        guard case .object = overrides, case .object(let baseObject)? = try? JSONValueEncoder().encode(base) else {
+            throw .invalidParams("'settings' must be an object of rollout settings", field: "settings")
+        }
+        func merge(_ a: [String: JSONValue], _ b: [String: JSONValue], path: String) throws(RPCError) -> [String: JSONValue] {
+            var out = a
+            for (k, v) in b {
+                guard let old = a[k] else {
+                    throw .invalidParams("unknown rollout setting '\(path)\(k)'; known: \(a.keys.sorted().joined(separator: ", "))", field: "settings.\(path)\(k)")
+                }
+                if case .object(let o) = old, case .object(let n) = v { out[k] = .object(try merge(o, n, path: path + k + ".")) } else { out[k] = v }
+            }
+            return out
+        }
+        guard case .object(let o) = overrides else { return base }
+        do { return try JSONValueDecoder().decode(RolloutSettings.self, from: .object(try merge(baseObject, o, path: ""))) }
+        catch let e as RPCError { throw e }
+        catch { throw .invalidParams("rollout settings: \(error)", field: "settings") }
     }
 
     /// The offline gate's verdict in a version's stored report.
