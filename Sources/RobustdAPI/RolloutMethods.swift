@@ -7,7 +7,7 @@ import Rollout
 public struct RolloutView: Codable, Sendable {
     /// How far each sequential test is on its way to a decision (log e-value over log 1/α, 0…1).
     public struct Progress: Codable, Sendable {
-        /// shadow → canary: the candidate is better where they disagree.
+        /// canary → promoted: the candidate is better where they disagree.
         public var better: Double
         /// roll back: it is worse where they disagree.
         public var worse: Double
@@ -15,8 +15,8 @@ public struct RolloutView: Codable, Sendable {
         public var futile: Double
         /// roll back: its served answers draw more failure reports (canary).
         public var harm: Double
-        /// canary → promoted: its failure-report rate is within the margin of the control's.
-        public var nonInferior: Double
+        /// shadow → canary: it is not worse by the smallest effect worth having.
+        public var notWorse: Double
         public var labels: Int
         public var minLabels: Int
         /// Requests the stage has seen (shadow: scored by the candidate; canary: answered by it).
@@ -64,7 +64,7 @@ public struct RolloutView: Codable, Sendable {
         settings = r.settings; evidence = r.evidence; timeline = r.timeline
         let limits = r.stage == .canary ? r.settings.canary : r.settings.shadow
         progress = Progress(better: r.better.progress, worse: r.worse.progress, futile: r.futile.progress, harm: r.harm.progress,
-                            nonInferior: r.nonInferior.progress, labels: r.labels, minLabels: limits.minLabels,
+                            notWorse: r.notWorse.progress, labels: r.labels, minLabels: limits.minLabels,
                             requests: r.stage == .canary ? r.stats(.candidate).requests : r.shadowRequests,
                             minRequests: limits.minRequests, maxRequests: limits.maxRequests,
                             stageSeconds: (r.finishedAt ?? now) - r.stageStartedAt, maxSeconds: limits.maxSeconds)

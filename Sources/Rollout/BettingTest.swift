@@ -44,11 +44,11 @@ public struct BettingTest: Codable, Sendable, Equatable {
     /// The largest log wealth reached so far.
     public private(set) var maxLogWealth = 0.0
 
-    public init(direction: Direction, null: Double, alpha: Double, grid: Int = 12) {
+    public init(direction: Direction, null: Double, alpha: Double, grid: Int = 8) {
         self.direction = direction
         self.null = null
         self.alpha = alpha
-        // Geometric grid from ½ down to ½·2^-(grid-1): from bold to cautious bets.
+        // Geometric grid from ½ down by factors of 2^(2/3): from bold to cautious bets (½ … 0.02 with 8).
         fractions = (0..<max(1, grid)).map { 0.5 * pow(2, -Double($0) / 1.5) }
         logWealths = Array(repeating: 0, count: fractions.count)
     }

@@ -32,9 +32,6 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
     /// of the largest cost one answer can have (0.1: one disagreement in ten turned from a
     /// costly mistake into a right answer, net).
     public var minEffect = 0.1
-    /// Largest rise of the candidate's complaint rate over the control's the canary tolerates
-    /// (0.2 = 20% more complaints per request), the non-inferiority margin.
-    public var complaintMargin = 0.2
     /// Share of the traffic the candidate answers in canary.
     public var canaryShare = 0.2
     public var shadow = Limits(minRequests: 200, maxRequests: 100_000, minLabels: 10, maxLabels: 500, maxSeconds: 7 * 86_400)
@@ -47,13 +44,11 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
     public struct Limits: Codable, Sendable, Equatable {
         /// Requests (seen by the candidate) before the stage may end with a promotion.
         public var minRequests: Int
-        /// Requests after which a stage with no decision ends (shadow: rolled back as
-        /// inconclusive; canary: promoted if no harm was found and the complaint ratio is
-        /// within the margin, else rolled back).
+        /// Requests after which a stage with no decision ends, rolled back as inconclusive.
         public var maxRequests: Int
         /// Reviewed disagreements before the shadow may end with a promotion.
         public var minLabels: Int
-        /// Reviewed disagreements after which the shadow ends as inconclusive.
+        /// Reviewed disagreements after which the stage ends as inconclusive.
         public var maxLabels: Int
         public var maxSeconds: Double
         public init(minRequests: Int, maxRequests: Int, minLabels: Int, maxLabels: Int, maxSeconds: Double) {
@@ -86,7 +81,6 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
         unit("falseRollbackRate", falseRollbackRate)
         unit("minEffect", minEffect, open: false)
         unit("canaryShare", canaryShare)
-        if !(complaintMargin >= 0 && complaintMargin <= 10) { out.append("complaintMargin must be in [0, 10], got \(complaintMargin)") }
         for (name, l) in [("shadow", shadow), ("canary", canary)] {
             if l.minRequests < 0 || l.maxRequests < l.minRequests { out.append("\(name): need 0 ≤ minRequests ≤ maxRequests") }
             if l.minLabels < 0 || l.maxLabels < l.minLabels { out.append("\(name): need 0 ≤ minLabels ≤ maxLabels") }
@@ -112,6 +106,10 @@ public struct ArmStats: Codable, Sendable, Equatable {
     public var outOfScope = 0
     public var flagged = 0
     public var errors = 0
+    /// Inputs it served on which the other version would have answered differently.
+    public var disagreementsServed = 0
+    /// Failure reports about those.
+    public var disagreementReports = 0
     /// The latest request latencies in ms (a bounded window, for the p99 guardrail).
     public var latencies: [Double] = []
 
@@ -153,23 +151,29 @@ public struct Evidence: Codable, Sendable, Equatable {
     public var canaryRequests: [String: Int]
     public var failureReports: [String: Int]
     public var harmEValue: Double
-    public var nonInferiorEValue: Double
+    public var notWorseEValue: Double
+    /// Failure reports counted by the better/worse tests: those about inputs where the arms disagree.
+    public var disagreementReports: [String: Int]
 }
 
 /// One rollout: the stage machine and its sequential tests, on the evidence it is given.
 /// It knows nothing of I/O or the encoder; the daemon's rollout service feeds it and stores it.
 ///
-/// Tests (docs/rollout.md has the assumptions):
-/// - shadow, on reviewed disagreements (a label chosen without knowing which version is
-///   right): x = ½ + (cost of the control's answer − cost of the candidate's) / (2 · largest
-///   cost). `better` rejects "mean ≤ ½" (the candidate is better: go to canary), `worse`
-///   rejects "mean ≥ ½" (it is worse: roll back), `futile` rejects "mean ≥ ½ + minEffect/2"
-///   (it is not better by the smallest effect worth having: roll back).
-/// - canary, on failure reports about served answers: x = 1 when the report is about the
-///   candidate's answer. With both arms equally good, a report comes from the candidate with
-///   probability s, the candidate's share of the canary's requests so far. `harm` rejects
-///   "≤ s" (the candidate draws more reports: roll back); `nonInferior` rejects
-///   "≥ s(1+m) / (s(1+m) + 1 − s)" (its report rate is below (1 + margin) × the control's).
+/// Tests (docs/rollout.md has the assumptions), each an always-valid ``BettingTest``:
+/// - on reviewed disagreements (a label chosen without knowing which version is right):
+///   x = ½ + (cost of the control's answer − cost of the candidate's) / (2 · largest cost);
+/// - in canary, on failure reports about inputs where the arms disagree: x = 1 when the report
+///   is about the control's answer. Were the candidate no better there, a report would come
+///   from the control with probability at most m, the control's share of the disagreeing
+///   inputs served so far (reports depend on an answer being wrong, not on who gave it).
+///
+/// `better` rejects "the candidate is not better where they disagree" on both kinds of
+/// evidence (the promotion's test, its α the false-promotion rate); `worse` rejects "it is
+/// not worse" (roll back); `futile` rejects "it is better by at least minEffect" on the
+/// labels (roll back: not worth it); `notWorse` rejects "it is worse by minEffect or more" on
+/// the labels (shadow → canary: safe enough to serve a share); `harm` rejects "its answers draw
+/// no more failure reports per request than the control's", on every report in canary
+/// (roll back).
 public struct Rollout: Codable, Sendable, Equatable {
     public var id: Int
     public var candidate: Int
@@ -189,7 +193,7 @@ public struct Rollout: Codable, Sendable, Equatable {
     public private(set) var worse: BettingTest
     public private(set) var futile: BettingTest
     public private(set) var harm: BettingTest
-    public private(set) var nonInferior: BettingTest
+    public private(set) var notWorse: BettingTest
     public private(set) var arms: [Arm: ArmStats] = [.control: ArmStats(), .candidate: ArmStats()]
     public private(set) var timeline: [Transition] = []
     /// A decision the evidence reached that waits for an operator (autoPromote off).
@@ -209,7 +213,7 @@ public struct Rollout: Codable, Sendable, Equatable {
         worse = BettingTest(direction: .below, null: 0.5, alpha: b)
         futile = BettingTest(direction: .below, null: 0.5 + settings.minEffect / 2, alpha: b)
         harm = BettingTest(direction: .above, null: settings.canaryShare, alpha: b)
-        nonInferior = BettingTest(direction: .below, null: settings.canaryShare, alpha: a)
+        notWorse = BettingTest(direction: .above, null: 0.5 - settings.minEffect / 2, alpha: a)
         timeline = [Transition(from: nil, to: .shadow, at: now, by: "evidence", reason: gate, evidence: evidence)]
     }
 
@@ -230,6 +234,13 @@ public struct Rollout: Codable, Sendable, Equatable {
         better.observe(x)
         worse.observe(x)
         futile.observe(x)
+        notWorse.observe(x)
+    }
+
+    /// In canary: `count` inputs `arm` served were ones the other version answers differently.
+    public mutating func recordDisagreementsServed(arm: Arm, count: Int) {
+        guard stage == .canary, count > 0 else { return }
+        arms[arm]!.disagreementsServed += count
     }
 
     /// A request one arm answered in canary.
@@ -253,18 +264,25 @@ public struct Rollout: Codable, Sendable, Equatable {
         arms[arm]!.errors += 1
     }
 
-    /// A failure report about an answer `arm` served during canary.
-    public mutating func recordFailureReport(arm: Arm, cost: Double) {
+    /// A failure report about an answer `arm` served during canary; `onDisagreement`: the
+    /// other version answers that input differently.
+    public mutating func recordFailureReport(arm: Arm, cost: Double, onDisagreement: Bool = false) {
         guard stage == .canary else { return }
         arms[arm]!.failureReports += 1
         arms[arm]!.reportedCost += cost
         let nc = Double(arms[.candidate]!.requests), n = nc + Double(arms[.control]!.requests)
         // The candidate's share of the requests the reports can be about.
         let s = n > 0 ? min(0.999, max(0.001, nc / n)) : settings.canaryShare
-        let x: Double = arm == .candidate ? 1 : 0
-        harm.observe(x, null: s)
-        let r = 1 + settings.complaintMargin
-        nonInferior.observe(x, null: s * r / (s * r + 1 - s))
+        harm.observe(arm == .candidate ? 1 : 0, null: s)
+        let dc = Double(arms[.candidate]!.disagreementsServed), dk = Double(arms[.control]!.disagreementsServed)
+        if onDisagreement && dc > 0 && dk > 0 {
+            arms[arm]!.disagreementReports += 1
+            // The control's share of the disagreeing inputs served.
+            let m = min(0.999, max(0.001, dk / (dk + dc)))
+            let x: Double = arm == .control ? 1 : 0
+            better.observe(x, null: m)
+            worse.observe(x, null: m)
+        }
     }
 
     // MARK: Decisions
@@ -290,9 +308,9 @@ public struct Rollout: Codable, Sendable, Equatable {
                 format: "not better than version %d by the smallest effect worth having (%.2f): estimated %.3f over %d reviewed disagreements (e-value %.1f)",
                 control, settings.minEffect, effectEstimate, labels, futile.eValue))
         }
-        if better.rejected && labels >= l.minLabels && shadowRequests >= l.minRequests {
-            let reason = String(format: "better than version %d where they disagree: %.3f of the largest cost saved per disagreement over %d reviewed (e-value %.1f ≥ %.0f)",
-                                control, effectEstimate, labels, better.eValue, 1 / better.alpha)
+        if (notWorse.rejected || better.rejected) && labels >= l.minLabels && shadowRequests >= l.minRequests {
+            let reason = String(format: "not worse than version %d where they disagree: %+.3f of the largest cost saved per disagreement over %d reviewed (e-value %.1f ≥ %.0f that it is not worse by %.2f); safe to serve %.0f%% of the traffic",
+                                control, effectEstimate, labels, notWorse.eValue, 1 / notWorse.alpha, settings.minEffect, 100 * settings.canaryShare)
             return advance(to: .canary, at: now, reason: reason)
         }
         if labels >= l.maxLabels || shadowRequests >= l.maxRequests || now - stageStartedAt >= l.maxSeconds {
@@ -330,23 +348,24 @@ public struct Rollout: Codable, Sendable, Equatable {
         }
         if worse.rejected {
             return move(to: .rolledBack, at: now, by: "evidence", reason: String(
-                format: "worse than version %d where they disagree (%d reviewed, e-value %.1f)", control, labels, worse.eValue))
+                format: "worse than version %d where they disagree (%d reviewed, %d failure reports on disagreeing inputs; e-value %.1f)",
+                control, labels, c.disagreementReports + k.disagreementReports, worse.eValue))
         }
-        let ratio = k.failureReportRate > 0 ? c.failureReportRate / k.failureReportRate : (c.failureReports == 0 ? 1 : .infinity)
-        if nonInferior.rejected && c.requests >= l.minRequests {
+        if futile.rejected && !better.rejected {
+            return move(to: .rolledBack, at: now, by: "evidence", reason: String(
+                format: "not better than version %d by the smallest effect worth having (%.2f): estimated %.3f over %d reviewed disagreements (e-value %.1f)",
+                control, settings.minEffect, effectEstimate, labels, futile.eValue))
+        }
+        if better.rejected && c.requests >= l.minRequests {
             return advance(to: .promoted, at: now, reason: String(
-                format: "failure reports per request %.4f against the control's %.4f (ratio %.2f; below %.2f with e-value %.1f ≥ %.0f) over %d candidate requests",
-                c.failureReportRate, k.failureReportRate, ratio, 1 + settings.complaintMargin, nonInferior.eValue, 1 / nonInferior.alpha, c.requests))
+                format: "better than version %d where they disagree: %d reviewed (%+.3f of the largest cost saved per disagreement) and %d failure reports on disagreeing inputs (%d about the control's answers, %d about the candidate's), e-value %.1f ≥ %.0f; failure reports per request %.4f against %.4f over %d candidate requests",
+                control, labels, effectEstimate, c.disagreementReports + k.disagreementReports, k.disagreementReports, c.disagreementReports,
+                better.eValue, 1 / better.alpha, c.failureReportRate, k.failureReportRate, c.requests))
         }
-        if c.requests >= l.maxRequests || now - stageStartedAt >= l.maxSeconds {
-            if ratio <= 1 + settings.complaintMargin && c.requests >= l.minRequests {
-                return advance(to: .promoted, at: now, by: "limit", reason: String(
-                    format: "the canary's limit was reached (%d candidate requests) with no sign of harm: failure reports per request %.4f against %.4f (ratio %.2f ≤ %.2f)",
-                    c.requests, c.failureReportRate, k.failureReportRate, ratio, 1 + settings.complaintMargin))
-            }
+        if c.requests >= l.maxRequests || labels >= l.maxLabels || now - stageStartedAt >= l.maxSeconds {
             return move(to: .rolledBack, at: now, by: "limit", reason: String(
-                format: "the canary's limit was reached (%d candidate requests) with failure reports per request %.4f against %.4f (ratio %.2f > %.2f)",
-                c.requests, c.failureReportRate, k.failureReportRate, ratio, 1 + settings.complaintMargin))
+                format: "inconclusive: the canary's limit was reached (%d candidate requests, %d reviewed, %.0f s) without evidence that the candidate is better (e-value %.1f of %.0f)",
+                c.requests, labels, now - stageStartedAt, better.eValue, 1 / better.alpha))
         }
         return nil
     }
@@ -397,7 +416,8 @@ public struct Rollout: Codable, Sendable, Equatable {
                  futileEValue: futile.eValue,
                  canaryRequests: Dictionary(uniqueKeysWithValues: arms.map { ($0.key.rawValue, $0.value.requests) }),
                  failureReports: Dictionary(uniqueKeysWithValues: arms.map { ($0.key.rawValue, $0.value.failureReports) }),
-                 harmEValue: harm.eValue, nonInferiorEValue: nonInferior.eValue)
+                 harmEValue: harm.eValue, notWorseEValue: notWorse.eValue,
+                 disagreementReports: Dictionary(uniqueKeysWithValues: arms.map { ($0.key.rawValue, $0.value.disagreementReports) }))
     }
 
     /// The arm that answers a request whose routing hash is `hash` (canary only; control otherwise).

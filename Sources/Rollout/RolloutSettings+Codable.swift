@@ -5,7 +5,7 @@ import Foundation
 
 extension RolloutSettings {
     enum CodingKeys: String, CodingKey {
-        case falsePromotionRate, falseRollbackRate, minEffect, complaintMargin, canaryShare, shadow, canary, guardrails, autoPromote
+        case falsePromotionRate, falseRollbackRate, minEffect, canaryShare, shadow, canary, guardrails, autoPromote
     }
 
     public init(from decoder: Decoder) throws {
@@ -14,7 +14,6 @@ extension RolloutSettings {
         falsePromotionRate = try c.decodeIfPresent(Double.self, forKey: .falsePromotionRate) ?? falsePromotionRate
         falseRollbackRate = try c.decodeIfPresent(Double.self, forKey: .falseRollbackRate) ?? falseRollbackRate
         minEffect = try c.decodeIfPresent(Double.self, forKey: .minEffect) ?? minEffect
-        complaintMargin = try c.decodeIfPresent(Double.self, forKey: .complaintMargin) ?? complaintMargin
         canaryShare = try c.decodeIfPresent(Double.self, forKey: .canaryShare) ?? canaryShare
         if c.contains(.shadow) { shadow = try Limits(from: c.superDecoder(forKey: .shadow), defaults: shadow) }
         if c.contains(.canary) { canary = try Limits(from: c.superDecoder(forKey: .canary), defaults: canary) }

@@ -46,6 +46,9 @@ struct RolloutBench: ParsableCommand {
     @Option(help: "Candidates to train and simulate, comma-separated (better, equal, worse, typo-fragile).")
     var candidates = "better,equal,worse,typo-fragile"
 
+    @Option(help: "A file for the trained candidates' predictions: read if it exists (no training then), else written.")
+    var cache: String?
+
     struct Candidate {
         var name: String
         var version: ModelVersion
@@ -56,11 +59,53 @@ struct RolloutBench: ParsableCommand {
         var predictions: [[Int]] = []
     }
 
+    /// Gate.Pair, storable.
+    struct PairRecord: Codable {
+        var p: Double, c: Double, pr: Bool, cr: Bool, w: Double
+        init(_ x: Gate.Pair) { p = x.parentCost; c = x.candidateCost; pr = x.parentCorrect; cr = x.candidateCorrect; w = x.weight }
+        var pair: Gate.Pair { Gate.Pair(parentCost: p, candidateCost: c, parentCorrect: pr, candidateCorrect: cr, weight: w) }
+    }
+
+    /// What the simulation needs of a trained candidate.
+    struct Trained: Codable {
+        var name: String
+        var predictions: [[Int]]
+        var target: [PairRecord]
+        var global: [PairRecord]
+        var perturbedRates: [Double]
+        var perturbed: [[PairRecord]]
+        var outOfScope: Gate.OutOfScopeCheck?
+        var gateSettings: Gate.Settings
+        var gatePassed: Bool
+        var gateReasons: [String]
+    }
+
+    struct Cached: Codable {
+        var header: [String]
+        var parentPredictions: [[Int]]
+        var truth: [Int]
+        var candidates: [Trained]
+    }
+
     func run() throws {
+        let data: Cached
+        if let cache, let bytes = FileManager.default.contents(atPath: cache) {
+            data = try JSONDecoder().decode(Cached.self, from: bytes)
+            print("robustd-bench rollout: candidates' predictions read from \(cache)")
+        } else {
+            data = try train()
+            if let cache { try JSONEncoder().encode(data).write(to: URL(fileURLWithPath: cache)) }
+        }
+        for line in data.header { print(line) }
+        simulateAll(data)
+    }
+
+    func train() throws -> Cached {
+        var header: [String] = []
         let sc = try WeakenedIntents(paths: paths, seed: seed, feedbackRate: feedbackRate)
         let labels = sc.labels, C = labels.count
-        print("robustd-bench rollout: Banking77 (Casanueva et al. 2020, CC BY 4.0), model \(paths.model)")
-        print("scenario seed \(seed): weakened \(sc.weak.sorted().joined(separator: ", ")); \(sc.failures.count) failures reported; parent fitted in \(Int(sc.parentSeconds)) s")
+        header.append("robustd-bench rollout: Banking77 (Casanueva et al. 2020, CC BY 4.0), model \(paths.model)")
+        header.append("scenario seed \(seed): weakened \(sc.weak.sorted().joined(separator: ", ")); \(sc.failures.count) failures reported; parent fitted in \(Int(sc.parentSeconds)) s")
         var base = FineTuner.Settings(method: .lora)
         base.layers = 2
         base.epochs = epochs
@@ -81,12 +126,19 @@ struct RolloutBench: ParsableCommand {
                 let strong = Set(labels.filter { !sc.targets.contains($0) && !sc.weak.contains($0) }.shuffled(using: &rng).prefix(10))
                 plan = sc.plan(settings, targets: strong, failures: [], options: options)
             case "worse":
-                // Poisoned corrections: every correction of the target regions relabelled to another intent.
-                let poisoned = sc.failures.map { f -> DataSelection.Failure in
-                    guard sc.targets.contains(f.correct), let i = sc.index[f.correct] else { return f }
-                    return .init(text: f.text, correct: labels[(i + 7) % C], cost: f.cost)
-                }
+                // Poisoned corrections: three target regions' corrections (and the examples the
+                // selection takes of them) relabelled to another intent, as a bad labelling batch would.
+                let counts = Dictionary(sc.train.map { ($0.1, 1) }, uniquingKeysWith: +)
+                let poisonedIntents = Set(sc.targets.sorted { (counts[$0] ?? 0, $0) > (counts[$1] ?? 0, $1) }.prefix(3))
+                func wrong(_ l: String) -> String { labels[(sc.index[l]! + 7) % C] }
+                let poisoned = sc.failures.map { f in poisonedIntents.contains(f.correct) ? .init(text: f.text, correct: wrong(f.correct), cost: f.cost) : f }
                 plan = sc.plan(settings, targets: sc.targets, failures: poisoned, options: options)
+                plan.train = plan.train.map { x in
+                    guard poisonedIntents.contains(labels[x.label]) else { return x }
+                    var y = x
+                    y.label = sc.index[wrong(labels[x.label])]!
+                    return y
+                }
             case "typo-fragile":
                 // The better recipe, plus typo copies of its training examples taught as another intent:
                 // better on clean text, worse on text with typos.
@@ -115,32 +167,44 @@ struct RolloutBench: ParsableCommand {
         for k in list.indices { list[k].predictions = variants.map { sc.predict(list[k].version, list[k].encoder, $0) } }
         func accuracy(_ p: [Int]) -> Double { Double(zip(p, truth).filter { $0 == $1 }.count) / Double(truth.count) }
 
+        header.append(String(format: "parent: accuracy %.2f%% clean, %.2f%% at 10%% typos, %.2f%% at 20%% typos", 100 * accuracy(parentPredictions[0]),
+                             100 * accuracy(parentPredictions[1]), 100 * accuracy(parentPredictions[2])))
+        let trained = list.map { c -> Trained in
+            let h = heldOutPairs(c, sc: sc)
+            return Trained(name: c.name, predictions: c.predictions, target: h.target.map(PairRecord.init), global: h.global.map(PairRecord.init),
+                           perturbedRates: h.perturbed.map(\.rate), perturbed: h.perturbed.map { $0.pairs.map(PairRecord.init) },
+                           outOfScope: c.gate.outOfScope, gateSettings: c.plan.gate, gatePassed: c.gate.passed, gateReasons: c.gate.reasons)
+        }
+        return Cached(header: header, parentPredictions: parentPredictions, truth: truth, candidates: trained)
+    }
+
+    func simulateAll(_ data: Cached) {
+        let truth = data.truth, parentPredictions = data.parentPredictions
+        func accuracy(_ p: [Int]) -> Double { Double(zip(p, truth).filter { $0 == $1 }.count) / Double(truth.count) }
         var settings = RolloutSettings()
         if let s = canaryShare { settings.canaryShare = s }
         print(String(format: "traffic: the evaluation half (%d sentences), drawn at random, %.0f%% with typos; complaints for %.0f%% of wrong served answers; %.0f%% of disagreements reviewed; %d seeds",
-                     clean.count, 100 * typoShare, 100 * complaintRate, 100 * reviewRate, seeds))
-        print(String(format: "rollout: false promotion %.2f, false rollback %.2f, smallest effect %.2f, canary share %.2f, complaint margin %.2f; shadow ≥ %d requests and %d labels, canary ≥ %d candidate requests",
-                     settings.falsePromotionRate, settings.falseRollbackRate, settings.minEffect, settings.canaryShare, settings.complaintMargin,
+                     truth.count, 100 * typoShare, 100 * complaintRate, 100 * reviewRate, seeds))
+        print(String(format: "rollout: false promotion %.2f, false rollback %.2f, smallest effect %.2f, canary share %.2f; shadow ≥ %d requests and %d labels, canary ≥ %d candidate requests",
+                     settings.falsePromotionRate, settings.falseRollbackRate, settings.minEffect, settings.canaryShare,
                      settings.shadow.minRequests, settings.shadow.minLabels, settings.canary.minRequests))
         print("")
-        print(String(format: "parent: accuracy %.2f%% clean, %.2f%% at 10%% typos, %.2f%% at 20%% typos", 100 * accuracy(parentPredictions[0]),
-                     100 * accuracy(parentPredictions[1]), 100 * accuracy(parentPredictions[2])))
         print("candidate      acc clean  @10%    @20%   | fixed gate  offline gate | live promoted  end-to-end  ≤5,000 req | requests (median, p90)  labels (median)")
-        for c in list {
-            var oldPass = 0, newPass = 0, livePromoted = 0, promoted = 0, promotedFast = 0
+        for c in data.candidates {
+            var oldPass = 0, newPass = 0, livePromoted = 0, promoted = 0, promotedFast = 0, liveFast = 0
             var requests: [Int] = [], labelCounts: [Int] = [], outcomes: [String: Int] = [:]
-            let heldOut = heldOutPairs(c, sc: sc)
+            let target = c.target.map(\.pair), global = c.global.map(\.pair)
+            let perturbed = zip(c.perturbedRates, c.perturbed).map { (rate: $0, pairs: $1.map(\.pair)) }
             for s in 0..<seeds {
                 let seedValue = UInt64(s) &+ 1000
-                var fixed = c.plan.gate
+                var fixed = c.gateSettings
                 fixed.rule = .nonInferiority
                 fixed.seed = seedValue
                 fixed.typoRates = []
-                var screen = c.plan.gate
+                var screen = c.gateSettings
                 screen.seed = seedValue
-                if Gate.evaluate(target: heldOut.target, global: heldOut.global, settings: fixed).passed { oldPass += 1 }
-                let offline = Gate.evaluate(target: heldOut.target, global: heldOut.global, perturbed: heldOut.perturbed,
-                                            outOfScope: c.gate.outOfScope, settings: screen).passed
+                if Gate.evaluate(target: target, global: global, settings: fixed).passed { oldPass += 1 }
+                let offline = Gate.evaluate(target: target, global: global, perturbed: perturbed, outOfScope: c.outOfScope, settings: screen).passed
                 if offline { newPass += 1 }
                 let r = simulate(control: parentPredictions, candidate: c.predictions, truth: truth, settings: settings, seed: seedValue)
                 outcomes[r.rollout.timeline.last.map { "\($0.to.rawValue) by \($0.by)" } ?? "undecided", default: 0] += 1
@@ -148,6 +212,7 @@ struct RolloutBench: ParsableCommand {
                 labelCounts.append(r.rollout.labels)
                 if r.rollout.stage == .promoted {
                     livePromoted += 1
+                    if r.requests <= 5000 { liveFast += 1 }
                     if offline {
                         promoted += 1
                         if r.requests <= 5000 { promotedFast += 1 }
@@ -161,8 +226,9 @@ struct RolloutBench: ParsableCommand {
                          100 * accuracy(c.predictions[0]), 100 * accuracy(c.predictions[1]), 100 * accuracy(c.predictions[2]),
                          pct(oldPass), pct(newPass), pct(livePromoted), pct(promoted), pct(promotedFast),
                          requests[requests.count / 2], requests[min(requests.count - 1, requests.count * 9 / 10)], labelCounts[labelCounts.count / 2]))
-            print("    outcomes: " + outcomes.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-            print("    offline gate: " + (c.gate.passed ? "passed" : "failed: " + c.gate.reasons.joined(separator: "; ")))
+            print("    outcomes: " + outcomes.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                  + "; live promotion within 5,000 requests in \(pct(liveFast).trimmingCharacters(in: .whitespaces)) of seeds")
+            print("    offline gate: " + (c.gatePassed ? "passed" : "failed: " + c.gateReasons.joined(separator: "; ")))
         }
         print("")
         print("fixed gate = the old rule (non-inferiority bound on the clean held-out data); offline gate = the new screen (clean, typo copies, out of scope);")
@@ -204,15 +270,15 @@ struct RolloutBench: ParsableCommand {
             var h = UInt64(i) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(v) &* 0xBF58_476D_1CE4_E5B9
             h ^= h >> 31
             let arm = r.arm(forHash: h)
-            if arm == .control {
-                // The candidate scores control-served requests unseen (shadow, and canary's control arm).
-                r.recordShadow(requests: 1, disagreeing: k != c ? 1 : 0)
-                if k != c && reviews.unit() < reviewRate { r.recordLabel(controlCost: k == y ? 0 : 1, candidateCost: c == y ? 0 : 1) }
-            }
+            // The other version scores every request unseen (the candidate in shadow and on the
+            // control's canary share, the control on the candidate's): both answers are known.
+            r.recordShadow(requests: 1, disagreeing: k != c ? 1 : 0)
+            if k != c && reviews.unit() < reviewRate { r.recordLabel(controlCost: k == y ? 0 : 1, candidateCost: c == y ? 0 : 1) }
             if r.stage == .canary {
                 let served = arm == .candidate ? c : k
                 r.recordServed(arm: arm, inputs: 1, latencyMs: 5, outOfScope: 0, flagged: 0, expectedCost: 0)
-                if served != y && complaints.unit() < complaintRate { r.recordFailureReport(arm: arm, cost: 1) }
+                if k != c { r.recordDisagreementsServed(arm: arm, count: 1) }
+                if served != y && complaints.unit() < complaintRate { r.recordFailureReport(arm: arm, cost: 1, onDisagreement: k != c) }
             }
             _ = r.decide(now: Double(request))
             if r.stage.isFinal { return (r, request + 1) }

@@ -83,27 +83,29 @@ final class RolloutTests: XCTestCase {
     /// Feeds a rollout traffic in which the candidate is right on a disagreement with
     /// probability `pc` and the control with `pk`, and complaints come for a share of the
     /// served wrong answers; returns the final stage (or the stage after `requests`).
-    func simulate(pc: Double, pk: Double, errC: Double, errK: Double, seed: UInt64, settings s: RolloutSettings,
+    func simulate(pc: Double, pk: Double, errK: Double, complaintC: Double = 0.5, seed: UInt64, settings s: RolloutSettings,
                   requests: Int = 20_000) -> Rollout {
         var rng = Draws(state: seed)
         var r = Rollout(id: 1, candidate: 2, control: 1, settings: s, maxCost: 10, now: 0, gate: "offline gate passed")
         for i in 0..<requests {
             let now = Double(i)
-            switch r.stage {
-            case .shadow:
-                let disagree = rng.bernoulli(0.1)
-                r.recordShadow(requests: 1, disagreeing: disagree ? 1 : 0)
-                if disagree && rng.bernoulli(0.3) {
-                    let c = rng.bernoulli(pc), k = !c && rng.bernoulli(pk / max(1e-9, 1 - pc))
-                    r.recordLabel(controlCost: k ? 0 : 10, candidateCost: c ? 0 : 10)
-                }
-            case .canary:
+            guard !r.stage.isFinal else { return r }
+            // Both versions answer every request (one of them unseen); they disagree on a tenth.
+            let disagree = rng.bernoulli(0.1)
+            var c = false, k = false
+            if disagree {
+                c = rng.bernoulli(pc)
+                k = !c && rng.bernoulli(pk / max(1e-9, 1 - pc))
+            }
+            r.recordShadow(requests: 1, disagreeing: disagree ? 1 : 0)
+            if disagree && rng.bernoulli(0.3) { r.recordLabel(controlCost: k ? 0 : 10, candidateCost: c ? 0 : 10) }
+            if r.stage == .canary {
                 let arm = r.arm(forHash: rng.next())
-                let wrong = rng.bernoulli(arm == .candidate ? errC : errK)
+                // Off the disagreements both are right or both wrong alike (errK's share of the traffic).
+                let wrong = disagree ? !(arm == .candidate ? c : k) : rng.bernoulli(errK)
                 r.recordServed(arm: arm, inputs: 1, latencyMs: 5 + rng.uniform(), outOfScope: 0, flagged: wrong ? 1 : 0, expectedCost: 0)
-                if wrong && rng.bernoulli(0.5) { r.recordFailureReport(arm: arm, cost: 10) }
-            case .promoted, .rolledBack:
-                return r
+                if disagree { r.recordDisagreementsServed(arm: arm, count: 1) }
+                if wrong && rng.bernoulli(arm == .candidate ? complaintC : 0.5) { r.recordFailureReport(arm: arm, cost: 10, onDisagreement: disagree) }
             }
             _ = r.decide(now: now)
         }
@@ -113,7 +115,7 @@ final class RolloutTests: XCTestCase {
     func testABetterCandidateIsPromoted() {
         var promoted = 0
         for seed in 0..<40 {
-            let r = simulate(pc: 0.6, pk: 0.25, errC: 0.09, errK: 0.12, seed: UInt64(seed), settings: settings())
+            let r = simulate(pc: 0.6, pk: 0.25, errK: 0.12, seed: UInt64(seed), settings: settings())
             if r.stage == .promoted { promoted += 1 }
             if r.stage == .promoted {
                 XCTAssertEqual(r.timeline.map(\.to), [.shadow, .canary, .promoted])
@@ -125,7 +127,7 @@ final class RolloutTests: XCTestCase {
 
     func testAWorseCandidateIsRolledBackInShadow() {
         for seed in 0..<20 {
-            let r = simulate(pc: 0.25, pk: 0.6, errC: 0.15, errK: 0.12, seed: UInt64(seed), settings: settings())
+            let r = simulate(pc: 0.25, pk: 0.6, errK: 0.12, seed: UInt64(seed), settings: settings())
             XCTAssertEqual(r.stage, .rolledBack, "seed \(seed)")
             XCTAssertEqual(r.timeline.count, 2, "rolled back from shadow, never served")
         }
@@ -134,7 +136,7 @@ final class RolloutTests: XCTestCase {
     func testAnEqualCandidateIsRarelyPromoted() {
         var promoted = 0, rolledBack = 0
         for seed in 0..<100 {
-            let r = simulate(pc: 0.4, pk: 0.4, errC: 0.12, errK: 0.12, seed: UInt64(seed), settings: settings(), requests: 60_000)
+            let r = simulate(pc: 0.4, pk: 0.4, errK: 0.12, seed: UInt64(seed), settings: settings(), requests: 60_000)
             if r.stage == .promoted { promoted += 1 }
             if r.stage == .rolledBack { rolledBack += 1 }
         }
@@ -147,8 +149,10 @@ final class RolloutTests: XCTestCase {
         s.canary.maxRequests = 50_000
         var back = 0
         for seed in 0..<20 {
-            // Better where reviewed, but served answers draw twice the complaints.
-            let r = simulate(pc: 0.6, pk: 0.25, errC: 0.24, errK: 0.12, seed: UInt64(seed), settings: s, requests: 60_000)
+            // Better where reviewed, but its served answers draw every complaint they can.
+            var s2 = s
+            s2.shadow.minLabels = 5
+            let r = simulate(pc: 0.45, pk: 0.4, errK: 0.3, complaintC: 1, seed: UInt64(seed), settings: s2, requests: 60_000)
             if r.stage == .rolledBack, r.timeline.last?.from == .canary { back += 1 }
         }
         XCTAssertGreaterThanOrEqual(back, 19)
@@ -190,7 +194,7 @@ final class RolloutTests: XCTestCase {
     }
 
     func testStateSurvivesEncoding() throws {
-        var r = simulate(pc: 0.6, pk: 0.25, errC: 0.09, errK: 0.12, seed: 9, settings: settings(), requests: 3000)
+        var r = simulate(pc: 0.6, pk: 0.25, errK: 0.12, seed: 9, settings: settings(), requests: 3000)
         let data = try JSONEncoder().encode(r)
         var back = try JSONDecoder().decode(Rollout.self, from: data)
         XCTAssertEqual(back, r)

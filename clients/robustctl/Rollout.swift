@@ -139,8 +139,8 @@ func rolloutLines(_ v: RolloutView) -> String {
                         e.labels, v.settings.shadow.minLabels,
                         (e.effect.map { String(format: "; %+.3f of the largest cost saved per disagreement", $0) } ?? "") as NSString))
     if !v.stage.isFinal {
-        lines.append("  toward canary/promotion: better \(bar(p.better))" + (v.stage == .canary ? "   non-inferior \(bar(p.nonInferior))" : ""))
-        lines.append("  toward rollback:         worse  \(bar(p.worse))   not worth it \(bar(p.futile))" + (v.stage == .canary ? "   harm \(bar(p.harm))" : ""))
+        lines.append("  toward promotion: " + (v.stage == .shadow ? "not worse (to canary) \(bar(p.notWorse))   " : "") + "better \(bar(p.better))")
+        lines.append("  toward rollback:  worse \(bar(p.worse))   not worth it \(bar(p.futile))" + (v.stage == .canary ? "   harm \(bar(p.harm))" : ""))
         lines.append(String(format: "  %@: %d of at least %d requests (at most %d)", v.stage.rawValue as NSString, p.requests, p.minRequests, p.maxRequests))
     }
     if v.stage == .canary || (v.arms["candidate"]?.requests ?? 0) > 0 {

@@ -37,8 +37,11 @@ final class RolloutService: DaemonService {
     private var dirty = false
     private var timer: EventLoop.Timer?
     private var lastEvidenceEvent = 0.0
-    /// Control-served inputs waiting to be scored by the candidate, with the control's answer.
-    private var shadowQueue: [(text: String, control: InputScore)] = []
+    /// Served inputs waiting to be scored unseen by the other version (the candidate for the
+    /// control's answers; in canary, the control for the candidate's), with the served answer.
+    private var shadowQueue: [(text: String, served: InputScore, arm: Arm)] = []
+    /// Texts of the canary's inputs on which the two versions disagree (for failure reports).
+    private var canaryDisagreeing = Set<String>()
     private var shadowInFlight = false
     private var pendingDisagreements: [DisagreementRecord] = []
     private(set) var shadowDropped = 0
@@ -166,10 +169,10 @@ final class RolloutService: DaemonService {
             current = r
             dirty = true
         }
-        if arm == .control && candidate != nil {
+        if candidate != nil && (arm == .control || r.stage == .canary) {
             for (t, s) in zip(texts, scores) {
                 if shadowQueue.count >= Self.shadowQueueLimit { shadowDropped += 1; continue }
-                shadowQueue.append((t, s))
+                shadowQueue.append((t, s, arm))
             }
             pumpShadow()
         }
@@ -189,7 +192,7 @@ final class RolloutService: DaemonService {
     func feedbackRecorded(_ f: FeedbackRecord) {
         guard var r = current, !r.stage.isFinal else { return }
         if f.kind != "confirmation", r.stage == .canary, f.at >= r.stageStartedAt, f.version == r.candidate || f.version == r.control {
-            r.recordFailureReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost)
+            r.recordFailureReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost, onDisagreement: canaryDisagreeing.contains(f.text))
             current = r
             dirty = true
             decide()
@@ -216,28 +219,40 @@ final class RolloutService: DaemonService {
     // MARK: Shadow scoring
 
     private func pumpShadow() {
-        guard !shadowInFlight, !isStopping, let candidate, let r = current, !r.stage.isFinal, !shadowQueue.isEmpty else { return }
-        let take = Array(shadowQueue.prefix(16))
+        guard !shadowInFlight, !isStopping, let candidate, let r = current, !r.stage.isFinal, let first = shadowQueue.first else { return }
+        // One batch scores the answers of one arm with the other version.
+        let arm = first.arm
+        let take = Array(shadowQueue.prefix(16).prefix { $0.arm == arm })
         shadowQueue.removeFirst(take.count)
+        let other: ActiveModel.Serving
+        if arm == .control { other = candidate } else {
+            guard case .success(let control) = model.serving, control.version.id == r.control else { pumpShadow(); return }
+            other = control
+        }
         shadowInFlight = true
-        let rolloutID = r.id
-        pipeline.score(take.map(\.text), with: candidate, token: CancellationToken(), background: true) { [weak self] result in
+        let rolloutID = r.id, stage = r.stage
+        pipeline.score(take.map(\.text), with: other, token: CancellationToken(), background: true) { [weak self] result in
             guard let self else { return }
             self.shadowInFlight = false
             guard case .success(let scored) = result, var r = self.current, r.id == rolloutID, !r.stage.isFinal else { self.pumpShadow(); return }
             let now = Date().timeIntervalSince1970
             var disagreeing = 0
-            for (item, c) in zip(take, scored.scores) where item.control.label != c.label {
+            for (item, o) in zip(take, scored.scores) where item.served.label != o.label {
                 disagreeing += 1
-                let k = item.control
+                let (k, c) = arm == .control ? (item.served, o) : (o, item.served)
                 // At stake: serving the control's answer when the candidate's was right, and the other way round.
                 let stake = c.confidence * self.policy.cost(truth: c.label, predicted: k.label)
                     + k.confidence * self.policy.cost(truth: k.label, predicted: c.label)
                 self.pendingDisagreements.append(DisagreementRecord(rollout: r.id, text: item.text, controlLabel: k.label, candidateLabel: c.label,
                                                                     controlConfidence: k.confidence, candidateConfidence: c.confidence,
                                                                     expectedCost: stake, at: now))
+                if stage == .canary && r.stage == .canary {
+                    if self.canaryDisagreeing.count >= 200_000 { self.canaryDisagreeing.removeAll(keepingCapacity: true) }
+                    self.canaryDisagreeing.insert(item.text)
+                }
             }
             r.recordShadow(requests: take.count, disagreeing: disagreeing)
+            if stage == .canary { r.recordDisagreementsServed(arm: arm, count: disagreeing) }
             self.current = r
             self.dirty = true
             if self.pendingDisagreements.count >= 64 { self.flushDisagreements() }
@@ -304,6 +319,7 @@ final class RolloutService: DaemonService {
         candidate = nil
         candidateLayers = nil
         shadowQueue = []
+        canaryDisagreeing = []
     }
 
     private func activeChanged(_ v: ModelVersion) {
