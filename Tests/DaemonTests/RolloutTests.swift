@@ -128,6 +128,18 @@ struct RolloutDaemonTests {
         #expect(live["arms"]?["control"]?["requests"]?.intValue ?? 0 > 0)
         #expect(live["arms"]?["candidate"]?["version"] == 2)
 
+        // Per-arm figures in metrics/get and in Prometheus, with an arm label.
+        let values = try c.call("metrics/get").get()["values"]
+        #expect((values?["rollout.arm.candidate.requests"]?.doubleValue ?? 0) > 0)
+        let text = try c.call("metrics/prometheus").get()["text"]?.stringValue ?? ""
+        #expect(text.contains("robustd_rollout_stage{rollout=\"1\"} 2"), "\(text.suffix(2000))")
+        #expect(text.contains("robustd_rollout_requests_total{rollout=\"1\",arm=\"candidate\"}"))
+        #expect(text.contains("robustd_rollout_failure_reports_total{rollout=\"1\",arm=\"control\"}"))
+        if let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            let (status, out, err) = try run(URL(fileURLWithPath: promtool), ["check", "metrics"], stdin: text)
+            #expect(status == 0, "promtool: \(out) \(err)")
+        }
+
         // The watcher heard of the transition, with its evidence.
         let heard = events.first { $0["kind"] == "transition" && $0["stage"] == "canary" }
         #expect(heard?["transition"]?["by"] == "operator" && heard?["evidence"]?["labels"] == 2, "\(events)")

@@ -276,6 +276,26 @@ final class MetricsService: DaemonService {
                [([], Double(m.coalescedUpdates))])
         family("robustd_active_version", "gauge", "The active version's id (0: none).", [([], g["version.active"] ?? 0)])
         family("robustd_finetune_running", "gauge", "1 while a fine-tune job runs.", [([], g["finetune.running"] ?? 0)])
+        if let id = g["rollout.id"] {
+            // The current rollout's figures, per arm (control: the active version; candidate).
+            let r = [("rollout", String(Int(id)))]
+            func arms(_ name: String) -> [(labels: [(String, String)], value: Double)] {
+                ["control", "candidate"].map { (r + [("arm", $0)], g["rollout.arm.\($0).\(name)"] ?? 0) }
+            }
+            family("robustd_rollout_stage", "gauge", "The current rollout's stage: 1 shadow, 2 canary, 3 promoted, 4 rolled back.", [(r, g["rollout.stage"] ?? 0)])
+            family("robustd_rollout_shadow_inputs_total", "counter", "Inputs scored unseen by the other version during the rollout.", [(r, g["rollout.shadowRequests"] ?? 0)])
+            family("robustd_rollout_shadow_dropped_total", "counter", "Inputs not shadow-scored because the background queue was full.", [(r, g["rollout.shadowDropped"] ?? 0)])
+            family("robustd_rollout_disagreements_total", "counter", "Inputs on which the candidate and the control disagreed.", [(r, g["rollout.disagreements"] ?? 0)])
+            family("robustd_rollout_reviewed_total", "counter", "Disagreements reviewed (the shadow test's labels).", [(r, g["rollout.labels"] ?? 0)])
+            family("robustd_rollout_requests_total", "counter", "Requests each arm answered in the canary.", arms("requests"))
+            family("robustd_rollout_failure_reports_total", "counter", "Failure reports about each arm's answers in the canary.", arms("failureReports"))
+            family("robustd_rollout_failure_reports_per_request", "gauge", "Failure reports per request, per arm, over the canary.", arms("failureReportsPerRequest"))
+            family("robustd_rollout_expected_cost_per_1000_requests", "gauge", "Expected cost per 1,000 inputs each arm answered in the canary.", arms("expectedCostPer1000"))
+            family("robustd_rollout_out_of_scope_ratio", "gauge", "Share of each arm's inputs flagged out of scope in the canary.", arms("outOfScopeRate"))
+            family("robustd_rollout_flagged_ratio", "gauge", "Share of each arm's inputs at medium or high risk in the canary.", arms("flaggedRate"))
+            family("robustd_rollout_error_ratio", "gauge", "Share of each arm's requests that failed in the canary.", arms("errorRate"))
+            family("robustd_rollout_latency_p99_seconds", "gauge", "p99 latency of each arm's latest 512 canary requests.", arms("latencyP99Ms").map { ($0.labels, $0.value / 1000) })
+        }
         let t = LiveMetrics.now()
         let top = m.regions(window: 3600, now: t, top: 10)
         family("robustd_intent_expected_cost_per_1000_requests", "gauge",
