@@ -167,6 +167,13 @@ struct RolloutDaemonTests {
         #expect(try c.call("rollout/abort").error?.code == .conflict)
         let all = try c.call("rollout/list").get()["rollouts"]?.arrayValue ?? []
         #expect(all.count == 1 && all.first?["stage"] == "promoted")
+        // The report's rollout timeline, each stage with its numbers.
+        let out = state.path + "/report.html"
+        let (rs, _, re) = try run(Binaries.robustctl, ["report", "--out", out, "--socket", d.socketPath])
+        #expect(rs == 0, "\(re)")
+        let html = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        #expect(html.contains("<h2>Rollouts</h2>") && html.contains("version 2 against version 1"))
+        #expect(html.contains("the reviews look right") && html.contains("2 reviewed"), "the canary's reason and evidence")
     }
 
     @Test("abort rolls back at once; a hand activation during a rollout ends it; a candidate damaged across a restart rolls back as a fault")

@@ -160,6 +160,7 @@ struct Report: ParsableCommand {
         let versions = try call("model/versions")
         let regions = try call("risk/regions", ["limit": 10, "kind": "intent"])
         let jobs = try call("finetune/list")
+        let rollouts = try call("rollout/list")["rollouts"]?.arrayValue ?? []
 
         var points = (history["points"]?.arrayValue ?? []).compactMap { p -> (Double, Double)? in
             guard let t = p["at"]?.doubleValue, let v = p["value"]?.doubleValue else { return nil }
@@ -176,12 +177,18 @@ struct Report: ParsableCommand {
             }
             points = buckets.keys.sorted().map { b in let e = buckets[b]!; return (e.0 / Double(e.2), e.1 / Double(e.2)) }
         }
-        // Versions: when each was made (promoted by its gate, or kept as a candidate).
+        // Versions: when each was made, and each rollout's transitions.
         var markers: [(Double, String)] = []
-        let promoted = Set((jobs["jobs"]?.arrayValue ?? []).filter { $0["promoted"] == .bool(true) }.compactMap { $0["version"]?.intValue })
         for v in versions["versions"]?.arrayValue ?? [] {
             guard let t = v["createdAt"]?.doubleValue, let id = v["id"]?.intValue else { continue }
-            markers.append((t, "v\(id)" + (promoted.contains(id) ? " promoted" : v["parent"]?.intValue != nil ? " (\(v["status"]?.stringValue ?? ""))" : "")))
+            markers.append((t, "v\(id)"))
+        }
+        for r in rollouts {
+            let cand = r["candidate"]?.intValue ?? 0
+            for t in (r["timeline"]?.arrayValue ?? []).dropFirst() {
+                guard let at = t["at"]?.doubleValue, let to = t["to"]?.stringValue else { continue }
+                markers.append((at, "v\(cand) \(to)"))
+            }
         }
         let regionRows = (regions["regions"]?.arrayValue ?? []).map { ($0["label"]?.stringValue ?? "?", $0["costPer1000"]?.doubleValue ?? 0) }
 
@@ -204,6 +211,7 @@ struct Report: ParsableCommand {
             let label = "job \(j["id"]?.intValue ?? 0) \(j["method"]?.stringValue ?? "")" + (j["version"]?.intValue.map { " → v\($0)" } ?? "")
             return (label, s, e, j["state"]?.stringValue ?? "")
         }
+        let rolloutHTML = rollouts.isEmpty ? "<p class=\"empty\">No rollouts yet.</p>" : rollouts.map(Self.rolloutTable).joined(separator: "\n")
         func v(_ name: String) -> String { metrics["values"]?[name]?.doubleValue.map { String(format: "%.4g", $0) } ?? "–" }
         let html = """
         <!doctype html>
@@ -216,7 +224,8 @@ struct Report: ParsableCommand {
         .grid { stroke: #eaeef2; } .series { fill: none; stroke: #0969da; stroke-width: 2; } .marker { stroke: #cf222e; stroke-dasharray: 4 3; }
         .mlabel { fill: #cf222e; } .bar { fill: #bf8700; } .s0 { fill: #0969da; } .s1 { fill: #8250df; } .s2 { fill: #bf3989; } .s3 { fill: #1a7f37; }
         .job { fill: #8c959f; } .job.succeeded { fill: #1a7f37; } .job.failed, .job.interrupted { fill: #cf222e; } .job.running { fill: #0969da; } .job.cancelled { fill: #bf8700; }
-        .empty { color: #57606a; font-style: italic; }
+        .empty { color: #57606a; font-style: italic; } .rollout td { vertical-align: top; } .rollout .why { color: #57606a; }
+        .stage { font-weight: 600; } .stage.promoted { color: #1a7f37; } .stage.rolled-back { color: #cf222e; } .stage.canary { color: #bf8700; }
         </style></head><body>
         <h1>robustd report</h1>
         <div class="meta">\(SVG.esc(SVG.time(now))) UTC · robustd \(SVG.esc(status["version"]?.stringValue ?? "")) · active version \(versions["active"]?.intValue.map(String.init) ?? "none") · up \(String(format: "%.0f", status["uptimeSeconds"]?.doubleValue ?? 0)) s</div>
@@ -236,9 +245,30 @@ struct Report: ParsableCommand {
         \(SVG.groups(groups, series: series, unit: "accuracy on in-scope examples"))
         <h2>Fine-tune jobs</h2>
         \(SVG.timeline(jobRows))
+        <h2>Rollouts</h2>
+        \(rolloutHTML)
         </body></html>
         """
         do { try html.write(toFile: out, atomically: true, encoding: .utf8) } catch { fail("cannot write \(out): \(error)", code: 1) }
-        print("wrote \(out) (\(html.utf8.count) bytes): \(points.count) history points, \(regionRows.count) regions, \(groups.count) versions measured, \(jobRows.count) jobs")
+        print("wrote \(out) (\(html.utf8.count) bytes): \(points.count) history points, \(regionRows.count) regions, \(groups.count) versions measured, \(jobRows.count) jobs, \(rollouts.count) rollouts")
+    }
+
+    /// One rollout: its timeline, each transition with the numbers it rested on.
+    static func rolloutTable(_ r: JSONValue) -> String {
+        func n(_ v: JSONValue?) -> String { v?.intValue.map(String.init) ?? v?.doubleValue.map { String(format: "%.3g", $0) } ?? "–" }
+        var rows: [String] = []
+        for t in r["timeline"]?.arrayValue ?? [] {
+            let e = t["evidence"]
+            let to = t["to"]?.stringValue ?? ""
+            let numbers = "\(n(e?["shadowRequests"])) inputs shadowed, \(n(e?["disagreements"])) disagreements, \(n(e?["labels"])) reviewed"
+                + (e?["effect"]?.doubleValue.map { String(format: ", effect %+.3f", $0) } ?? "")
+                + "; canary requests \(n(e?["canaryRequests"]?["candidate"])) candidate / \(n(e?["canaryRequests"]?["control"])) control"
+                + ", failure reports \(n(e?["failureReports"]?["candidate"])) / \(n(e?["failureReports"]?["control"]))"
+                + String(format: "; e-values better %.3g, worse %.3g", e?["betterEValue"]?.doubleValue ?? 0, e?["worseEValue"]?.doubleValue ?? 0)
+            rows.append("<tr><td>\(SVG.esc(SVG.time(t["at"]?.doubleValue ?? 0, seconds: true)))</td><td class=\"stage \(SVG.esc(to))\">\(SVG.esc(to))</td>"
+                        + "<td>by \(SVG.esc(t["by"]?.stringValue ?? ""))</td><td>\(SVG.esc(t["reason"]?.stringValue ?? ""))<br><span class=\"why\">\(SVG.esc(numbers))</span></td></tr>")
+        }
+        return "<p>rollout \(n(r["id"])): version \(n(r["candidate"])) against version \(n(r["control"])), now <span class=\"stage \(SVG.esc(r["stage"]?.stringValue ?? ""))\">\(SVG.esc(r["stage"]?.stringValue ?? ""))</span></p>"
+            + "<table class=\"rollout\">" + rows.joined() + "</table>"
     }
 }

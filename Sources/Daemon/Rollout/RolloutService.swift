@@ -47,6 +47,9 @@ final class RolloutService: DaemonService {
     private(set) var shadowDropped = 0
     private var promoting = false
     private var isStopping = false
+    /// False until the stored rollout is read at start; requests wait for it.
+    private var resumed = false
+    private var resumeWaiters: [() -> Void] = []
     static let shadowQueueLimit = 4096
 
     init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, stateDir: String, loop: Loop,
@@ -70,12 +73,16 @@ final class RolloutService: DaemonService {
 
     func register(on router: Router) {
         router.onDeferred(RolloutStart.self) { [unowned self] p, ctx in
-            self.start(candidate: p.candidate, overrides: p.settings, force: p.force ?? false) { ctx.reply($0) }
+            self.whenResumed { self.start(candidate: p.candidate, overrides: p.settings, force: p.force ?? false) { ctx.reply($0) } }
         }
-        router.on(RolloutStatus.self) { [unowned self] p, ctx throws(RPCError) in
-            let r = try self.rollout(p.rollout)
-            if p.watch == true { self.watchers[ctx.connection.id] = ctx.connection }
-            return self.view(r)
+        router.onDeferred(RolloutStatus.self) { [unowned self] p, ctx in
+            self.whenResumed {
+                do throws(RPCError) {
+                    let r = try self.rollout(p.rollout)
+                    if p.watch == true { self.watchers[ctx.connection.id] = ctx.connection }
+                    ctx.reply(self.view(r))
+                } catch { ctx.reply(.failure(error)) }
+            }
         }
         router.onDeferred(RolloutList.self) { [unowned self] _, ctx in
             self.store.run({ store throws(StoreError) -> [RolloutRecord] in try store.rollouts() }, completion: { [weak self] r in
@@ -92,13 +99,26 @@ final class RolloutService: DaemonService {
             })
         }
         router.onDeferred(RolloutAdvance.self) { [unowned self] p, ctx in
-            self.operate(p, ctx) { r, now throws(RolloutError) in try r.advanceByOperator(now: now, reason: p.reason) }
+            self.whenResumed { self.operate(p, ctx) { r, now throws(RolloutError) in try r.advanceByOperator(now: now, reason: p.reason) } }
         }
         router.onDeferred(RolloutAbort.self) { [unowned self] p, ctx in
-            self.operate(p, ctx) { r, now throws(RolloutError) in try r.abort(now: now, reason: p.reason) }
+            self.whenResumed { self.operate(p, ctx) { r, now throws(RolloutError) in try r.abort(now: now, reason: p.reason) } }
         }
-        router.onDeferred(RolloutDisagreements.self) { [unowned self] p, ctx in self.disagreements(p, ctx) }
-        router.onDeferred(RolloutReview.self) { [unowned self] p, ctx in self.review(p, ctx) }
+        router.onDeferred(RolloutDisagreements.self) { [unowned self] p, ctx in self.whenResumed { self.disagreements(p, ctx) } }
+        router.onDeferred(RolloutReview.self) { [unowned self] p, ctx in self.whenResumed { self.review(p, ctx) } }
+    }
+
+    /// Runs `body` once the stored rollout has been read (at once after start-up).
+    private func whenResumed(_ body: @escaping () -> Void) {
+        if resumed { body() } else { resumeWaiters.append(body) }
+    }
+
+    private func finishResuming() {
+        guard !resumed else { return }
+        resumed = true
+        let waiting = resumeWaiters
+        resumeWaiters = []
+        for w in waiting { w() }
     }
 
     func stopping() { isStopping = true }
@@ -378,7 +398,7 @@ final class RolloutService: DaemonService {
     }
 
     private func rollout(_ id: Int?) throws(RPCError) -> Rollout {
-        guard let r = current else { throw RPCError(.invalidParams, "no rollout has run since the daemon started; rollout/list lists the stored ones") }
+        guard let r = current else { throw RPCError(.invalidParams, "no rollout yet: rollout/start puts a candidate on one (a fine-tune whose candidate passes its offline gate starts one by itself)") }
         if let id, id != r.id { throw RPCError(.invalidParams, "rollout \(id) is not the current one (\(r.id)); rollout/list lists every rollout") }
         return r
     }
@@ -527,10 +547,12 @@ final class RolloutService: DaemonService {
     // MARK: Resuming after a restart
 
     private func resume() {
-        guard model.encoder != nil else { return }
+        guard model.encoder != nil else { finishResuming(); return }
         let stateDir = self.stateDir
         store.run({ store throws(StoreError) -> RolloutRecord? in try store.rollouts().last }, completion: { [weak self] r in
-            guard let self, case .success(let rec?) = r, let rollout = Self.decode(rec) else { return }
+            guard let self else { return }
+            defer { self.finishResuming() }
+            guard case .success(let rec?) = r, let rollout = Self.decode(rec) else { return }
             self.current = rollout
             guard !rollout.stage.isFinal else { return }
             self.logger.info("rollout resumed", metadata: ["rollout": "\(rollout.id)", "stage": "\(rollout.stage.rawValue)", "candidate": "\(rollout.candidate)"])
