@@ -33,9 +33,9 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
     /// costly mistake into a right answer, net).
     public var minEffect = 0.1
     /// Share of the traffic the candidate answers in canary.
-    public var canaryShare = 0.2
+    public var canaryShare = 0.25
     public var shadow = Limits(minRequests: 200, maxRequests: 100_000, minLabels: 10, maxLabels: 500, maxSeconds: 7 * 86_400)
-    public var canary = Limits(minRequests: 500, maxRequests: 20_000, minLabels: 0, maxLabels: 1_000_000, maxSeconds: 7 * 86_400)
+    public var canary = Limits(minRequests: 300, maxRequests: 20_000, minLabels: 0, maxLabels: 1_000_000, maxSeconds: 7 * 86_400)
     public var guardrails = Guardrails()
     /// On: every transition is made by the evidence. Off: rollbacks are (a guardrail or a
     /// test that says "worse" acts at once), promotions wait for rollout/advance.

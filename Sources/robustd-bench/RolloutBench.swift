@@ -37,8 +37,14 @@ struct RolloutBench: ParsableCommand {
     @Option(help: "Requests after which a seed's rollout is cut off, undecided.")
     var maxRequests = 50_000
 
-    @Option(help: "Share of the traffic the candidate answers in canary.")
+    @Option(help: "Share of the traffic the candidate answers in canary (default: the daemon's).")
     var canaryShare: Double?
+
+    @Option(help: "Candidate requests before a promotion (default: the daemon's).")
+    var canaryMinRequests: Int?
+
+    @Option(help: "Reviews before the shadow may end (default: the daemon's).")
+    var shadowMinLabels: Int?
 
     @Option(help: "Epochs of the candidates' fine-tunes.")
     var epochs = 6
@@ -183,6 +189,8 @@ struct RolloutBench: ParsableCommand {
         func accuracy(_ p: [Int]) -> Double { Double(zip(p, truth).filter { $0 == $1 }.count) / Double(truth.count) }
         var settings = RolloutSettings()
         if let s = canaryShare { settings.canaryShare = s }
+        if let n = canaryMinRequests { settings.canary.minRequests = n }
+        if let n = shadowMinLabels { settings.shadow.minLabels = n }
         print(String(format: "traffic: the evaluation half (%d sentences), drawn at random, %.0f%% with typos; complaints for %.0f%% of wrong served answers; %.0f%% of disagreements reviewed; %d seeds",
                      truth.count, 100 * typoShare, 100 * complaintRate, 100 * reviewRate, seeds))
         print(String(format: "rollout: false promotion %.2f, false rollback %.2f, smallest effect %.2f, canary share %.2f; shadow ≥ %d requests and %d labels, canary ≥ %d candidate requests",

@@ -47,13 +47,20 @@ struct ShadowBench: ParsableCommand {
         let socket = d.dir + "/robustd.sock"
         print("robustd-bench shadow: model \(paths.model); candidate version \(candidate.intValue ?? 0) (lora, 2 layers); \(clients) clients, single-text requests, mean pause \(thinkMs) ms; \(Int(seconds)) s rounds")
 
-        var counter = 0
-        let lock = NSLock()
-        func measure() throws -> [UInt64] {
+        /// What the client threads share, behind a lock.
+        final class Shared: @unchecked Sendable {
+            let lock = NSLock()
+            var counter = 0
             var all: [UInt64] = []
+            var failure: Error?
+        }
+        let shared = Shared()
+        let texts = test.map(\.0)
+        let (clients, thinkMs) = (self.clients, self.thinkMs)
+        func measure() throws -> [UInt64] {
+            shared.all = []
             let end = Date().addingTimeInterval(seconds)
             let group = DispatchGroup()
-            var failure: Error?
             for k in 0..<clients {
                 group.enter()
                 Thread {
@@ -63,9 +70,9 @@ struct ShadowBench: ParsableCommand {
                         var rng = SystemRandomNumberGenerator()
                         var mine: [UInt64] = []
                         while Date() < end {
-                            lock.lock(); counter += 1; let n = counter; lock.unlock()
+                            shared.lock.lock(); shared.counter += 1; let n = shared.counter; shared.lock.unlock()
                             // A text not seen before, so the score cache never answers.
-                            let text = test[n % test.count].0 + " \(n)"
+                            let text = texts[n % texts.count] + " \(n)"
                             let t0 = nowNs()
                             _ = try c.call("score", ["inputs": [["text": .string(text)]], "routingKey": .string("c\(k)")]).get()
                             mine.append(nowNs() - t0)
@@ -74,13 +81,13 @@ struct ShadowBench: ParsableCommand {
                                 usleep(UInt32(min(2_000_000, -log(max(1e-9, u)) * thinkMs * 1000)))
                             }
                         }
-                        lock.lock(); all += mine; lock.unlock()
-                    } catch { lock.lock(); failure = error; lock.unlock() }
+                        shared.lock.lock(); shared.all += mine; shared.lock.unlock()
+                    } catch { shared.lock.lock(); shared.failure = error; shared.lock.unlock() }
                 }.start()
             }
             group.wait()
-            if let failure { throw failure }
-            return all.sorted()
+            if let failure = shared.failure { throw failure }
+            return shared.all.sorted()
         }
         var none: [[UInt64]] = [], shadow: [[UInt64]] = []
         for round in 0..<rounds {
@@ -89,8 +96,8 @@ struct ShadowBench: ParsableCommand {
                                                  "settings": ["shadow": ["maxRequests": 100_000_000, "maxLabels": 100_000_000, "minLabels": 100_000_000]]])
             shadow.append(try measure())
             let st = try d.call("rollout/status", nil)
-            let m = try d.call("metrics/get", ["metrics": ["rollout"]])
-            _ = try d.call("rollout/abort", ["reason": "benchmark round \(round + 1) over"])
+            let m = try d.call("metrics/get", ["metrics": .array([.string("rollout")])])
+            _ = try d.call("rollout/abort", ["reason": .string("benchmark round \(round + 1) over")])
             FileHandle.standardError.write(Data("round \(round + 1): rollout \(r["id"]?.intValue ?? 0) shadowed \(st["evidence"]?["shadowRequests"]?.intValue ?? 0) inputs, dropped \(m["values"]?["rollout.shadowDropped"]?.doubleValue ?? 0)\n".utf8))
         }
         print("round  kind     requests   p50 ms   p99 ms   p99 ratio (shadow / none)")
