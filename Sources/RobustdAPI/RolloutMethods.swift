@@ -170,11 +170,13 @@ public enum RolloutDisagreements: RPCRequest {
         public var rollout: Int?
         /// true: only reviewed ones; false: only those waiting for a review.
         public var reviewed: Bool?
+        /// Only those first seen at or after this time (seconds since 1970): a reviewer's "what is new".
+        public var since: Double?
         /// 1…1000, default 50.
         public var limit: Int?
         public var cursor: String?
-        public init(rollout: Int? = nil, reviewed: Bool? = nil, limit: Int? = nil, cursor: String? = nil) {
-            self.rollout = rollout; self.reviewed = reviewed; self.limit = limit; self.cursor = cursor
+        public init(rollout: Int? = nil, reviewed: Bool? = nil, since: Double? = nil, limit: Int? = nil, cursor: String? = nil) {
+            self.rollout = rollout; self.reviewed = reviewed; self.since = since; self.limit = limit; self.cursor = cursor
         }
     }
     public struct Result: Codable, Sendable {

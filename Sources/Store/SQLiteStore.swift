@@ -359,9 +359,10 @@ public final class SQLiteStore: Store {
                            at: s.double(9), label: s.text(10), labelSource: s.text(11), labelledAt: s.isNull(12) ? nil : s.double(12))
     }
 
-    public func disagreements(rollout: Int, labelled: Bool?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord] {
+    public func disagreements(rollout: Int, labelled: Bool?, since: Double?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord] {
         var sql = "SELECT \(Self.disagreementColumns) FROM disagreements WHERE rollout = ?"
         var args: [SQLValue] = [.int(Int64(rollout))]
+        if let t = since { sql += " AND at >= ?"; args.append(.double(t)) }
         if let l = labelled { sql += l ? " AND label_source = 'review'" : " AND (label_source IS NULL OR label_source = 'feedback')" }
         if let a = after {
             sql += " AND (expected_cost < ? OR (expected_cost = ? AND id > ?))"

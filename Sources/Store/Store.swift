@@ -241,7 +241,7 @@ public protocol Store: AnyObject {
     /// Adds disagreements; one already listed (same rollout and text) is counted as seen again.
     func addDisagreements(_ items: [DisagreementRecord]) throws(StoreError)
     /// A rollout's disagreements by expected cost, highest first, then id; `after` is a page's last (cost, id).
-    func disagreements(rollout: Int, labelled: Bool?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord]
+    func disagreements(rollout: Int, labelled: Bool?, since: Double?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord]
     func disagreement(id: Int) throws(StoreError) -> DisagreementRecord?
     /// Labels the unlabelled disagreements of `rollout` whose text is `text` from a failure
     /// report or confirmation; returns how many.

@@ -61,4 +61,30 @@ struct ConfigFileTests {
             #expect(error.message.contains(fragment), "\(error)")
         }
     }
+
+    @Test("[rollout]: the rollout's tests, limits and guardrails; bad values and unknown keys are named")
+    func rollout() throws {
+        let c = try ConfigFile.parse("""
+            [rollout]
+            false_promotion_rate = 0.01
+            canary_share = 0.5
+            shadow_min_labels = 30
+            canary_max_hours = 2
+            latency_p99_ratio = 1.5
+            auto_promote = false
+            """)
+        #expect(c.rollout.falsePromotionRate == 0.01 && c.rollout.canaryShare == 0.5)
+        #expect(c.rollout.shadow.minLabels == 30 && c.rollout.canary.maxSeconds == 7200)
+        #expect(c.rollout.guardrails.latencyP99Ratio == 1.5 && !c.rollout.autoPromote)
+        #expect(c.rollout.falseRollbackRate == 0.05, "defaults stay where nothing is said")
+        for (text, needle) in [("canary_share = 1", "strictly between 0 and 1"), ("shadow_min_labels = 2.5", "whole number"),
+                               ("complaint_margin = 0.2", "unknown key rollout.complaint_margin"),
+                               ("shadow_min_labels = 900", "minLabels ≤ maxLabels")] {
+            #expect {
+                try ConfigFile.parse("[rollout]\n" + text)
+            } throws: { e in
+                String(describing: e).contains(needle)
+            }
+        }
+    }
 }

@@ -160,12 +160,17 @@ struct Replay: ParsableCommand {
         var truthByText: [String: String] = [:]
         var seenDisagreements = Set<Int64>()
         var reviewRng = SeededRandom(seed: seed &+ 0x5EED)
+        var lastLook: Double?
         var rolloutEnded = false
         /// The reviewer: every new disagreement of the running rollout gets one seeded coin.
         func review() throws {
             guard reviewRate > 0, case .success(let status) = try c.call("rollout/status"), let stage = status["stage"]?.stringValue,
                   stage == "shadow" || stage == "canary" else { return }
-            let page = try rpc(c, "rollout/disagreements", ["reviewed": false, "limit": 1000])
+            // The new ones since the last look (a second of overlap; each gets one coin).
+            var p: [String: JSONValue] = ["reviewed": false, "limit": 1000]
+            if let t = lastLook { p["since"] = .double(t - 1) }
+            lastLook = Date().timeIntervalSince1970
+            let page = try rpc(c, "rollout/disagreements", .object(p))
             for d in page["disagreements"]?.arrayValue ?? [] {
                 guard let id = d["id"]?.intValue, seenDisagreements.insert(id).inserted else { continue }
                 guard reviewRng.unit() < reviewRate, let text = d["text"]?.stringValue, let truth = truthByText[text] else { continue }
@@ -204,8 +209,10 @@ struct Replay: ParsableCommand {
                 let f = try rpc(c, "feedback/report", ["inputId": .string(id), "kind": "correction", "correctLabel": .string(truth), "idempotencyKey": .string(id)])
                 if f["duplicate"] == true { duplicates += 1 } else { reported += 1 }
             }
-            if reviewRate > 0 && (start / batch) % 5 == 4 { try review() }
-            if untilRolloutEnds && (start / batch) % 5 == 4, try rolloutOver() { rolloutEnded = true; break }
+            // The reviewer and the end check look every 100 inputs or so.
+            let checkpoint = (start + chunk.count) / 100 != start / 100
+            if reviewRate > 0 && checkpoint { try review() }
+            if untilRolloutEnds && checkpoint, try rolloutOver() { rolloutEnded = true; break }
         }
         try review()
         passes += 1

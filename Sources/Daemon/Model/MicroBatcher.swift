@@ -49,7 +49,7 @@ public final class MicroBatcher {
     /// waits for a small batch at most.
     private var background: [Pending] = []
     private var backgroundTexts = 0
-    public var maxBackgroundBatch = 16
+    public var maxBackgroundBatch = 4
     private var running = false
     public private(set) var batches = 0
     public private(set) var sequences = 0

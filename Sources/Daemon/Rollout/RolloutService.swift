@@ -619,8 +619,8 @@ final class RolloutService: DaemonService {
             after = try PageCursor.decode(RolloutDisagreements.name, p.cursor, count: 2).map { (Double(bitPattern: UInt64(bitPattern: Int64($0[0]))), $0[1]) }
         } catch { ctx.reply(.failure(error)); return }
         flushDisagreements()
-        let id = r.id, reviewed = p.reviewed
-        store.run({ store throws(StoreError) -> [DisagreementRecord] in try store.disagreements(rollout: id, labelled: reviewed, limit: limit + 1, after: after) },
+        let id = r.id, reviewed = p.reviewed, since = p.since
+        store.run({ store throws(StoreError) -> [DisagreementRecord] in try store.disagreements(rollout: id, labelled: reviewed, since: since, limit: limit + 1, after: after) },
                   completion: { r in
             switch r {
             case .failure(let e): ctx.reply(.failure(e))
