@@ -64,11 +64,12 @@ struct GateTests {
 
     @Test("costs weigh the decision, not error counts")
     func costs() {
-        // The candidate fixes one cheap error and makes one expensive one.
-        var global = Self.pairs(200, parentWrong: [0], candidateWrong: [1])
-        global[1].candidateCost = 50
+        // The candidate fixes twelve cheap errors and makes twelve expensive ones: as many errors, far more cost.
+        var global = Self.pairs(200, parentWrong: Set(0..<12), candidateWrong: Set(100..<112))
+        for i in 100..<112 { global[i].candidateCost = 50 }
         let r = Gate.evaluate(target: Self.pairs(10, parentWrong: Set(0..<5), candidateWrong: []), global: global)
-        #expect(abs(r.global.difference - 49.0 / 200) < 1e-12)
+        #expect(abs(r.global.difference - (12.0 * 50 - 12) / 200) < 1e-12)
+        #expect(r.global.mcnemarP == 1, "the error counts are equal")
         #expect(!r.passed)
     }
 
