@@ -23,7 +23,7 @@ public struct ConfigFile: Sendable, Equatable {
         public var autoPromote = true
         /// The gate: relative fall of the target regions' cost a candidate must reach.
         public var minTargetReduction = 0.2
-        /// The gate: largest rise of the global cost tolerated, relative to the parent's.
+        /// The allowance of the non-inferiority rule (reported beside the default screen): largest rise of the global cost, relative to the parent's.
         public var globalTolerance = 0.1
         /// The gate's confidence for the global check.
         public var confidence = 0.95

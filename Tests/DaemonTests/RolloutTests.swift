@@ -176,6 +176,31 @@ struct RolloutDaemonTests {
         #expect(html.contains("the reviews look right") && html.contains("2 reviewed"), "the canary's reason and evidence")
     }
 
+    @Test("a fine-tuned candidate's offline gate decides whether rollout/start needs force")
+    func gateOfAFineTune() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try FineTuneTests.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        let job = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2, "autoPromote": false]).get()
+        let done = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        let version = try #require(done["version"])
+        let gate = try #require(done["result"]?["gate"])
+        let started = try c.call("rollout/start", ["candidate": version])
+        if gate["passed"] == true {
+            #expect(try started.get()["stage"] == "shadow")
+        } else {
+            let reasons = gate["reasons"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(started.error?.message.contains("did not pass its offline gate: failed: ") == true, "\(String(describing: started.error))")
+            #expect(reasons.allSatisfy { started.error?.message.contains($0) == true })
+            #expect(try c.call("rollout/start", ["candidate": version, "force": true]).get()["stage"] == "shadow")
+        }
+        // The timeline's first entry says what the offline gate decided.
+        let first = try c.call("rollout/status").get()["timeline"]?[0]?["reason"]?.stringValue ?? ""
+        #expect(first.hasPrefix("offline gate: ") && !first.contains("no offline gate report"), "\(first)")
+    }
+
     @Test("abort rolls back at once; a hand activation during a rollout ends it; a candidate damaged across a restart rolls back as a fault")
     func rollbacks() throws {
         let model = TempFolder()

@@ -532,9 +532,9 @@ final class RolloutService: DaemonService {
 
     /// The offline gate's verdict in a version's stored report.
     static func offlineGate(_ report: String) -> (passed: Bool, summary: String) {
+        // A fine-tuned version's stored report holds the job's result, the gate among it.
         guard let json = try? JSONParser.parse(Array(report.utf8)), case .object(let o) = json,
-              case .object(let inner)? = o["report"], case .object(let gate)? = inner["gate"],
-              case .bool(let passed)? = gate["passed"] else {
+              case .object(let gate)? = o["gate"], case .bool(let passed)? = gate["passed"] else {
             return (false, "the version has no offline gate report (only fine-tuned versions have one)")
         }
         if passed { return (true, "passed") }
