@@ -168,6 +168,10 @@ public struct ConfigFile: Sendable, Equatable {
                 guard d > 0 else { throw Problem(line: line, message: "rollout.min_effect must be in (0, 1], got \(d)") }
                 rollout.minEffect = d
             case "canary_share": rollout.canaryShare = try open()
+            case "review_share":
+                let d = try unit()
+                guard d > 0 else { throw Problem(line: line, message: "rollout.review_share must be in (0, 1], got \(d)") }
+                rollout.reviewShare = d
             case "shadow_min_requests": rollout.shadow.minRequests = try count()
             case "shadow_max_requests": rollout.shadow.maxRequests = try count()
             case "shadow_min_labels": rollout.shadow.minLabels = try count()
@@ -181,7 +185,7 @@ public struct ConfigFile: Sendable, Equatable {
             case "error_rate": rollout.guardrails.errorRate = try unit()
             case "guardrail_min_requests": rollout.guardrails.minRequests = try count()
             default:
-                throw Problem(line: line, message: "unknown key rollout.\(path[1]); known: auto_promote, false_promotion_rate, false_rollback_rate, min_effect, canary_share, shadow_min_requests, shadow_max_requests, shadow_min_labels, shadow_max_labels, shadow_max_hours, canary_min_requests, canary_max_requests, canary_max_hours, latency_p99_ratio, out_of_scope_increase, error_rate, guardrail_min_requests")
+                throw Problem(line: line, message: "unknown key rollout.\(path[1]); known: auto_promote, false_promotion_rate, false_rollback_rate, min_effect, canary_share, review_share, shadow_min_requests, shadow_max_requests, shadow_min_labels, shadow_max_labels, shadow_max_hours, canary_min_requests, canary_max_requests, canary_max_hours, latency_p99_ratio, out_of_scope_increase, error_rate, guardrail_min_requests")
             }
         case ("misrouting", 3):
             misrouting[path[1], default: [:]][path[2]] = try nonNegative()

@@ -95,14 +95,19 @@ public struct Disagreement: Codable, Sendable {
     /// each version's confidence; the listing's order.
     public var expectedCost: Double
     public var seen: Int
+    /// Occurrences sampled for the test that wait for this review.
+    public var requested: Int
+    /// Occurrences the test has counted.
+    public var counted: Int
     public var at: Double
     public var label: String?
     /// review (counted by the shadow test) or feedback (a report about a served answer: shown, not counted).
     public var labelSource: String?
-    public init(id: Int, rollout: Int, text: String, control: Answer, candidate: Answer, expectedCost: Double, seen: Int, at: Double,
-                label: String?, labelSource: String?) {
+    public init(id: Int, rollout: Int, text: String, control: Answer, candidate: Answer, expectedCost: Double, seen: Int,
+                requested: Int, counted: Int, at: Double, label: String?, labelSource: String?) {
         self.id = id; self.rollout = rollout; self.text = text; self.control = control; self.candidate = candidate
-        self.expectedCost = expectedCost; self.seen = seen; self.at = at; self.label = label; self.labelSource = labelSource
+        self.expectedCost = expectedCost; self.seen = seen; self.requested = requested; self.counted = counted; self.at = at
+        self.label = label; self.labelSource = labelSource
     }
 }
 
@@ -172,11 +177,13 @@ public enum RolloutDisagreements: RPCRequest {
         public var reviewed: Bool?
         /// Only those first seen at or after this time (seconds since 1970): a reviewer's "what is new".
         public var since: Double?
+        /// Only those the test asks a review for (sampled occurrences waiting).
+        public var requested: Bool?
         /// 1…1000, default 50.
         public var limit: Int?
         public var cursor: String?
-        public init(rollout: Int? = nil, reviewed: Bool? = nil, since: Double? = nil, limit: Int? = nil, cursor: String? = nil) {
-            self.rollout = rollout; self.reviewed = reviewed; self.since = since; self.limit = limit; self.cursor = cursor
+        public init(rollout: Int? = nil, reviewed: Bool? = nil, since: Double? = nil, requested: Bool? = nil, limit: Int? = nil, cursor: String? = nil) {
+            self.rollout = rollout; self.reviewed = reviewed; self.since = since; self.requested = requested; self.limit = limit; self.cursor = cursor
         }
     }
     public struct Result: Codable, Sendable {

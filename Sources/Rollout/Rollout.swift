@@ -34,6 +34,10 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
     public var minEffect = 0.1
     /// Share of the traffic the candidate answers in canary.
     public var canaryShare = 0.25
+    /// Share of disagreeing occurrences sampled for the test: each sampled occurrence counts
+    /// once its input is reviewed (at once when it already is), so that the test weighs inputs
+    /// as the traffic does.
+    public var reviewShare = 0.2
     public var shadow = Limits(minRequests: 200, maxRequests: 100_000, minLabels: 10, maxLabels: 500, maxSeconds: 7 * 86_400)
     public var canary = Limits(minRequests: 300, maxRequests: 20_000, minLabels: 0, maxLabels: 1_000_000, maxSeconds: 7 * 86_400)
     public var guardrails = Guardrails()
@@ -81,6 +85,7 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
         unit("falseRollbackRate", falseRollbackRate)
         unit("minEffect", minEffect, open: false)
         unit("canaryShare", canaryShare)
+        unit("reviewShare", reviewShare, open: false)
         for (name, l) in [("shadow", shadow), ("canary", canary)] {
             if l.minRequests < 0 || l.maxRequests < l.minRequests { out.append("\(name): need 0 ≤ minRequests ≤ maxRequests") }
             if l.minLabels < 0 || l.maxLabels < l.minLabels { out.append("\(name): need 0 ≤ minLabels ≤ maxLabels") }

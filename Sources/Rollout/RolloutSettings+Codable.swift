@@ -5,7 +5,7 @@ import Foundation
 
 extension RolloutSettings {
     enum CodingKeys: String, CodingKey {
-        case falsePromotionRate, falseRollbackRate, minEffect, canaryShare, shadow, canary, guardrails, autoPromote
+        case falsePromotionRate, falseRollbackRate, minEffect, canaryShare, reviewShare, shadow, canary, guardrails, autoPromote
     }
 
     public init(from decoder: Decoder) throws {
@@ -15,6 +15,7 @@ extension RolloutSettings {
         falseRollbackRate = try c.decodeIfPresent(Double.self, forKey: .falseRollbackRate) ?? falseRollbackRate
         minEffect = try c.decodeIfPresent(Double.self, forKey: .minEffect) ?? minEffect
         canaryShare = try c.decodeIfPresent(Double.self, forKey: .canaryShare) ?? canaryShare
+        reviewShare = try c.decodeIfPresent(Double.self, forKey: .reviewShare) ?? reviewShare
         if c.contains(.shadow) { shadow = try Limits(from: c.superDecoder(forKey: .shadow), defaults: shadow) }
         if c.contains(.canary) { canary = try Limits(from: c.superDecoder(forKey: .canary), defaults: canary) }
         guardrails = try c.decodeIfPresent(Guardrails.self, forKey: .guardrails) ?? guardrails

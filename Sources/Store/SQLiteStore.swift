@@ -109,6 +109,8 @@ public final class SQLiteStore: Store {
             label TEXT,
             label_source TEXT CHECK (label_source IN ('review', 'feedback')),
             labelled_at REAL,
+            requested INTEGER NOT NULL DEFAULT 0,
+            counted INTEGER NOT NULL DEFAULT 0,
             UNIQUE (rollout, text)
         );
         CREATE INDEX disagreements_by_cost ON disagreements(rollout, expected_cost DESC, id);
@@ -313,11 +315,11 @@ public final class SQLiteStore: Store {
         }
     }
 
-    public func updateRollout(id: Int, stage: String, state: String, at: Double, review: (id: Int, label: String)?) throws(StoreError) {
+    public func updateRollout(id: Int, stage: String, state: String, at: Double, review: (id: Int, label: String, counted: Int)?) throws(StoreError) {
         try db.transaction { () throws(StoreError) in
             if let r = review {
-                try db.prepare("UPDATE disagreements SET label = ?, label_source = 'review', labelled_at = ? WHERE id = ? AND rollout = ? AND (label_source IS NULL OR label_source = 'feedback')")
-                    .run([.text(r.label), .double(at), .int(Int64(r.id)), .int(Int64(id))])
+                try db.prepare("UPDATE disagreements SET label = ?, label_source = 'review', labelled_at = ?, counted = counted + ?, requested = max(0, requested - ?) WHERE id = ? AND rollout = ? AND (label_source IS NULL OR label_source = 'feedback')")
+                    .run([.text(r.label), .double(at), .int(Int64(r.counted)), .int(Int64(r.counted)), .int(Int64(r.id)), .int(Int64(id))])
                 guard db.changes == 1 else { throw StoreError(.conflict, "disagreement \(r.id) of rollout \(id) is already reviewed (or not this rollout's)") }
             }
             try db.prepare("UPDATE rollouts SET stage = ?, state = ?, updated_at = ? WHERE id = ?")
@@ -340,28 +342,30 @@ public final class SQLiteStore: Store {
         guard !items.isEmpty else { return }
         try db.transaction { () throws(StoreError) in
             let s = try db.prepare("""
-                INSERT INTO disagreements (rollout, text, control_label, candidate_label, control_confidence, candidate_confidence, expected_cost, at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (rollout, text) DO UPDATE SET seen = seen + 1
+                INSERT INTO disagreements (rollout, text, control_label, candidate_label, control_confidence, candidate_confidence, expected_cost, at, requested, counted)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (rollout, text) DO UPDATE SET seen = seen + 1, requested = requested + excluded.requested, counted = counted + excluded.counted
                 """)
             for d in items {
                 try s.run([.int(Int64(d.rollout)), .text(d.text), .text(d.controlLabel), .text(d.candidateLabel), .double(d.controlConfidence),
-                           .double(d.candidateConfidence), .double(d.expectedCost), .double(d.at)])
+                           .double(d.candidateConfidence), .double(d.expectedCost), .double(d.at), .int(Int64(d.requested)), .int(Int64(d.counted))])
             }
         }
     }
 
-    static let disagreementColumns = "id, rollout, text, control_label, candidate_label, control_confidence, candidate_confidence, expected_cost, seen, at, label, label_source, labelled_at"
+    static let disagreementColumns = "id, rollout, text, control_label, candidate_label, control_confidence, candidate_confidence, expected_cost, seen, at, label, label_source, labelled_at, requested, counted"
 
     func disagreementRow(_ s: Statement) -> DisagreementRecord {
         DisagreementRecord(id: Int(s.int(0)), rollout: Int(s.int(1)), text: s.text(2) ?? "", controlLabel: s.text(3) ?? "", candidateLabel: s.text(4) ?? "",
                            controlConfidence: s.double(5), candidateConfidence: s.double(6), expectedCost: s.double(7), seen: Int(s.int(8)),
-                           at: s.double(9), label: s.text(10), labelSource: s.text(11), labelledAt: s.isNull(12) ? nil : s.double(12))
+                           requested: Int(s.int(13)), counted: Int(s.int(14)), at: s.double(9), label: s.text(10), labelSource: s.text(11),
+                           labelledAt: s.isNull(12) ? nil : s.double(12))
     }
 
-    public func disagreements(rollout: Int, labelled: Bool?, since: Double?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord] {
+    public func disagreements(rollout: Int, labelled: Bool?, since: Double?, requestedOnly: Bool, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord] {
         var sql = "SELECT \(Self.disagreementColumns) FROM disagreements WHERE rollout = ?"
         var args: [SQLValue] = [.int(Int64(rollout))]
+        if requestedOnly { sql += " AND requested > 0" }
         if let t = since { sql += " AND at >= ?"; args.append(.double(t)) }
         if let l = labelled { sql += l ? " AND label_source = 'review'" : " AND (label_source IS NULL OR label_source = 'feedback')" }
         if let a = after {

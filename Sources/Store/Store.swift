@@ -171,6 +171,11 @@ public struct DisagreementRecord: Sendable, Equatable {
     public var expectedCost: Double
     /// How many times the input was seen disagreeing.
     public var seen: Int
+    /// Occurrences sampled for the shadow's test that wait for this review (each counts once
+    /// the label is given; docs/rollout.md).
+    public var requested: Int
+    /// Occurrences counted by the test so far.
+    public var counted: Int
     public var at: Double
     /// The label, once given.
     public var label: String?
@@ -179,8 +184,9 @@ public struct DisagreementRecord: Sendable, Equatable {
     public var labelSource: String?
     public var labelledAt: Double?
     public init(id: Int = 0, rollout: Int, text: String, controlLabel: String, candidateLabel: String, controlConfidence: Double,
-                candidateConfidence: Double, expectedCost: Double, seen: Int = 1, at: Double, label: String? = nil,
-                labelSource: String? = nil, labelledAt: Double? = nil) {
+                candidateConfidence: Double, expectedCost: Double, seen: Int = 1, requested: Int = 0, counted: Int = 0, at: Double,
+                label: String? = nil, labelSource: String? = nil, labelledAt: Double? = nil) {
+        self.requested = requested; self.counted = counted
         self.id = id; self.rollout = rollout; self.text = text; self.controlLabel = controlLabel; self.candidateLabel = candidateLabel
         self.controlConfidence = controlConfidence; self.candidateConfidence = candidateConfidence; self.expectedCost = expectedCost
         self.seen = seen; self.at = at; self.label = label; self.labelSource = labelSource; self.labelledAt = labelledAt
@@ -235,13 +241,15 @@ public protocol Store: AnyObject {
     // Rollouts: at most one runs (shadow or canary) at a time.
     /// Creates a rollout in its first stage; a conflict when one is running.
     func createRollout(candidate: Int, control: Int, stage: String, state: (Int) -> String, at: Double) throws(StoreError) -> RolloutRecord
-    /// Stores a rollout's state; `review`, when given, is labelled in the same transaction.
-    func updateRollout(id: Int, stage: String, state: String, at: Double, review: (id: Int, label: String)?) throws(StoreError)
+    /// Stores a rollout's state; `review`, when given, is labelled in the same transaction (its
+    /// requested occurrences move to counted).
+    func updateRollout(id: Int, stage: String, state: String, at: Double, review: (id: Int, label: String, counted: Int)?) throws(StoreError)
     func rollouts() throws(StoreError) -> [RolloutRecord]
-    /// Adds disagreements; one already listed (same rollout and text) is counted as seen again.
+    /// Adds disagreements; one already listed (same rollout and text) is counted as seen again,
+    /// its `requested` and `counted` added to the stored ones.
     func addDisagreements(_ items: [DisagreementRecord]) throws(StoreError)
     /// A rollout's disagreements by expected cost, highest first, then id; `after` is a page's last (cost, id).
-    func disagreements(rollout: Int, labelled: Bool?, since: Double?, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord]
+    func disagreements(rollout: Int, labelled: Bool?, since: Double?, requestedOnly: Bool, limit: Int, after: (cost: Double, id: Int)?) throws(StoreError) -> [DisagreementRecord]
     func disagreement(id: Int) throws(StoreError) -> DisagreementRecord?
     /// Labels the unlabelled disagreements of `rollout` whose text is `text` from a failure
     /// report or confirmation; returns how many.

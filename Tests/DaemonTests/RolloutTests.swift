@@ -23,7 +23,7 @@ struct RolloutDaemonTests {
     }
 
     static let settings: JSONValue = ["shadow": ["minRequests": 5, "minLabels": 2], "canary": ["minRequests": 5],
-                                      "canaryShare": 0.5, "autoPromote": false]
+                                      "canaryShare": 0.5, "autoPromote": false, "reviewShare": 1]
 
     static func waitFor(_ c: RPCClient, timeout: Double = 20, _ done: (JSONValue) -> Bool) throws -> JSONValue {
         let deadline = Date().addingTimeInterval(timeout)
@@ -69,7 +69,7 @@ struct RolloutDaemonTests {
         let seen = try Self.waitFor(c) { ($0["evidence"]?["shadowRequests"]?.intValue ?? 0) >= Int64(Self.texts.count) }
         let disagreements = seen["evidence"]?["disagreements"]?.intValue ?? 0
         #expect(disagreements > 0, "the two heads should disagree on some of \(Self.texts.count) inputs")
-        let listed = try c.call("rollout/disagreements", ["reviewed": false, "limit": 100]).get()
+        let listed = try c.call("rollout/disagreements", ["reviewed": false, "requested": true, "limit": 100]).get()
         let items = listed["disagreements"]?.arrayValue ?? []
         #expect(!items.isEmpty)
         let costs = items.compactMap { $0["expectedCost"]?.doubleValue }
@@ -91,14 +91,20 @@ struct RolloutDaemonTests {
         #expect(reviewed["evidence"]?["labels"] == 2)
         #expect((reviewed["evidence"]?["effect"]?.doubleValue ?? 0) > 0, "both reviews side with the candidate")
         #expect(try c.call("rollout/disagreements", ["reviewed": true]).get()["disagreements"]?.arrayValue?.count == 2)
+        // A sampled occurrence of an input already reviewed counts at once: the test weighs inputs as the traffic does.
+        _ = try c.call("score", ["inputs": [["text": first["text"]!]]]).get()
+        let again = try Self.waitFor(c) { $0["evidence"]?["labels"] == 3 }
+        #expect(again["evidence"]?["labels"] == 3)
+        let row = try c.call("rollout/disagreements", ["reviewed": true]).get()["disagreements"]?.arrayValue?.first { $0["id"] == first["id"] }
+        #expect(row?["counted"] == 2 && row?["seen"] == 2, "\(String(describing: row))")
 
         // robustctl: the live view and the review queue.
         let sock = ["--socket", d.socketPath]
         let (s1, status, e1) = try run(Binaries.robustctl, ["rollout", "status"] + sock)
         #expect(s1 == 0, "\(e1)")
-        #expect(status.contains("rollout 1: version 2 against version 1 — shadow") && status.contains("2 reviewed"), "\(status)")
+        #expect(status.contains("rollout 1: version 2 against version 1 — shadow") && status.contains("3 reviewed occurrences counted"), "\(status)")
         let (s2, queue, _) = try run(Binaries.robustctl, ["rollout", "review", "--limit", "3"] + sock)
-        #expect(s2 == 0 && queue.contains("waiting for a review"), "\(queue)")
+        #expect(s2 == 0 && queue.contains("the test asks a review for"), "\(queue)")
         let (s3, _, e3) = try run(Binaries.robustctl, ["rollout", "review", "\(items[2]["id"]?.intValue ?? 0)", "no_such_intent"] + sock)
         #expect(s3 == 1 && e3.contains("not an intent"), "\(e3)")
         #expect(try c.call("rollout/start", ["candidate": 2, "force": true, "settings": ["shadow": ["minLabelz": 3]]]).error?.message.contains("minLabelz") == true)
@@ -142,7 +148,7 @@ struct RolloutDaemonTests {
 
         // The watcher heard of the transition, with its evidence.
         let heard = events.first { $0["kind"] == "transition" && $0["stage"] == "canary" }
-        #expect(heard?["transition"]?["by"] == "operator" && heard?["evidence"]?["labels"] == 2, "\(events)")
+        #expect(heard?["transition"]?["by"] == "operator" && heard?["evidence"]?["labels"] == 3, "\(events)")
 
         // kill -9 in canary: the rollout resumes in canary, with its evidence.
         usleep(1_500_000)  // the state is stored at least every second
@@ -152,7 +158,7 @@ struct RolloutDaemonTests {
         c = try d.client()
         let resumed = try Self.waitFor(c) { $0["candidateLoaded"] == true }
         #expect(resumed["stage"] == "canary")
-        #expect(resumed["evidence"]?["labels"] == 2)
+        #expect((resumed["evidence"]?["labels"]?.intValue ?? 0) >= 3)
         #expect(resumed["arms"]?["candidate"]?["requests"] == live["arms"]?["candidate"]?["requests"])
         let routed = try c.call("score", ["inputs": [["text": "my card"]], "routingKey": .string(versionByKey.first { $0.value == 2 }!.key)]).get()
         #expect(routed["version"] == 2)
@@ -173,7 +179,7 @@ struct RolloutDaemonTests {
         #expect(rs == 0, "\(re)")
         let html = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         #expect(html.contains("<h2>Rollouts</h2>") && html.contains("version 2 against version 1"))
-        #expect(html.contains("the reviews look right") && html.contains("2 reviewed"), "the canary's reason and evidence")
+        #expect(html.contains("the reviews look right") && html.contains("3 reviewed occurrences counted"), "the canary's reason and evidence")
     }
 
     @Test("a fine-tuned candidate's offline gate decides whether rollout/start needs force")

@@ -124,7 +124,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Share of the errors reported as corrections.") var feedbackRate = 0.5
     @Option(help: "The seed: the same seed replays the same inputs and reports the same errors.") var seed: UInt64 = 7
     @Option(help: "Inputs per score request.") var batch = 50
-    @Option(help: "While a rollout runs, a simulated reviewer labels this share of its new disagreements with the dataset's labels (rollout/review).")
+    @Option(help: "While a rollout runs, a simulated reviewer answers this share of the reviews its test asks for, with the dataset's labels (rollout/review).")
     var reviewRate = 0.0
     @Flag(help: "Replay the dataset again (new typos, new order) until the running rollout is promoted or rolled back.")
     var untilRolloutEnds = false
@@ -160,17 +160,13 @@ struct Replay: ParsableCommand {
         var truthByText: [String: String] = [:]
         var seenDisagreements = Set<Int64>()
         var reviewRng = SeededRandom(seed: seed &+ 0x5EED)
-        var lastLook: Double?
         var rolloutEnded = false
         /// The reviewer: every new disagreement of the running rollout gets one seeded coin.
         func review() throws {
             guard reviewRate > 0, case .success(let status) = try c.call("rollout/status"), let stage = status["stage"]?.stringValue,
                   stage == "shadow" || stage == "canary" else { return }
-            // The new ones since the last look (a second of overlap; each gets one coin).
-            var p: [String: JSONValue] = ["reviewed": false, "limit": 1000]
-            if let t = lastLook { p["since"] = .double(t - 1) }
-            lastLook = Date().timeIntervalSince1970
-            let page = try rpc(c, "rollout/disagreements", .object(p))
+            // The reviews the test asks for (each gets one coin).
+            let page = try rpc(c, "rollout/disagreements", ["reviewed": false, "requested": true, "limit": 1000])
             for d in page["disagreements"]?.arrayValue ?? [] {
                 guard let id = d["id"]?.intValue, seenDisagreements.insert(id).inserted else { continue }
                 guard reviewRng.unit() < reviewRate, let text = d["text"]?.stringValue, let truth = truthByText[text] else { continue }

@@ -260,7 +260,7 @@ struct Report: ParsableCommand {
         for t in r["timeline"]?.arrayValue ?? [] {
             let e = t["evidence"]
             let to = t["to"]?.stringValue ?? ""
-            let numbers = "\(n(e?["shadowRequests"])) inputs shadowed, \(n(e?["disagreements"])) disagreements, \(n(e?["labels"])) reviewed"
+            let numbers = "\(n(e?["shadowRequests"])) inputs shadowed, \(n(e?["disagreements"])) disagreements, \(n(e?["labels"])) reviewed occurrences counted"
                 + (e?["effect"]?.doubleValue.map { String(format: ", effect %+.3f", $0) } ?? "")
                 + "; canary requests \(n(e?["canaryRequests"]?["candidate"])) candidate / \(n(e?["canaryRequests"]?["control"])) control"
                 + ", failure reports \(n(e?["failureReports"]?["candidate"])) / \(n(e?["failureReports"]?["control"]))"

@@ -83,12 +83,12 @@ struct RolloutCommand: ParsableCommand {
                 }
                 return
             }
-            try connection.call(RolloutDisagreements.self, RolloutDisagreements.Params(reviewed: false, limit: limit)) { r in
-                guard !r.disagreements.isEmpty else { return "rollout \(r.rollout): no disagreement waits for a review" }
-                var lines = ["rollout \(r.rollout): disagreements waiting for a review, most at stake first (robustctl rollout review ID LABEL):"]
+            try connection.call(RolloutDisagreements.self, RolloutDisagreements.Params(reviewed: false, requested: true, limit: limit)) { r in
+                guard !r.disagreements.isEmpty else { return "rollout \(r.rollout): the test asks for no review now (rollout/disagreements lists every disagreement)" }
+                var lines = ["rollout \(r.rollout): disagreements the test asks a review for, most at stake first (robustctl rollout review ID LABEL):"]
                 for d in r.disagreements {
-                    lines.append(String(format: "  %6d  at stake %6.2f  seen %3d  active: %@ (%.2f)  candidate: %@ (%.2f)",
-                                        d.id, d.expectedCost, d.seen, d.control.label as NSString, d.control.confidence,
+                    lines.append(String(format: "  %6d  at stake %6.2f  seen %3d  counts %2d×  active: %@ (%.2f)  candidate: %@ (%.2f)",
+                                        d.id, d.expectedCost, d.seen, d.requested, d.control.label as NSString, d.control.confidence,
                                         d.candidate.label as NSString, d.candidate.confidence))
                     lines.append("          \"\(d.text.prefix(100))\"" + (d.label.map { "  (a report says \($0); not counted)" } ?? ""))
                 }
@@ -135,7 +135,7 @@ func rolloutLines(_ v: RolloutView) -> String {
     let e = v.evidence, p = v.progress
     var lines = [String(format: "rollout %d: version %d against version %d — %@ (%.0f s in this stage)%@", v.id, v.candidate, v.control,
                         v.stage.rawValue as NSString, p.stageSeconds, (v.candidateLoaded || v.stage.isFinal ? "" : "; the candidate is loading") as NSString)]
-    lines.append(String(format: "  shadow: %d inputs scored by the candidate unseen, %d disagreements, %d reviewed (min %d)%@", e.shadowRequests, e.disagreements,
+    lines.append(String(format: "  shadow: %d inputs scored unseen by the other version, %d disagreements, %d reviewed occurrences counted (min %d)%@", e.shadowRequests, e.disagreements,
                         e.labels, v.settings.shadow.minLabels,
                         (e.effect.map { String(format: "; %+.3f of the largest cost saved per disagreement", $0) } ?? "") as NSString))
     if !v.stage.isFinal {

@@ -42,6 +42,10 @@ final class RolloutService: DaemonService {
     private var shadowQueue: [(text: String, served: InputScore, arm: Arm)] = []
     /// Texts of the canary's inputs on which the two versions disagree (for failure reports).
     private var canaryDisagreeing = Set<String>()
+    /// Reviewed disagreements' costs (control's answer, candidate's) by text: a sampled
+    /// occurrence of a reviewed input counts at once.
+    private var knownCosts: [String: (control: Double, candidate: Double)] = [:]
+    private var sampler = SystemRandomNumberGenerator()
     private var shadowInFlight = false
     private var pendingDisagreements: [DisagreementRecord] = []
     private(set) var shadowDropped = 0
@@ -263,9 +267,20 @@ final class RolloutService: DaemonService {
                 // At stake: serving the control's answer when the candidate's was right, and the other way round.
                 let stake = c.confidence * self.policy.cost(truth: c.label, predicted: k.label)
                     + k.confidence * self.policy.cost(truth: k.label, predicted: c.label)
+                // Each occurrence is sampled for the test on its own coin: counted now if its input
+                // is reviewed, else when it is (docs/rollout.md, "sampled occurrences").
+                var requested = 0, counted = 0
+                if Double(self.sampler.next() >> 11) / Double(1 << 53) < r.settings.reviewShare {
+                    if let known = self.knownCosts[item.text] {
+                        r.recordLabel(controlCost: known.control, candidateCost: known.candidate)
+                        counted = 1
+                    } else {
+                        requested = 1
+                    }
+                }
                 self.pendingDisagreements.append(DisagreementRecord(rollout: r.id, text: item.text, controlLabel: k.label, candidateLabel: c.label,
                                                                     controlConfidence: k.confidence, candidateConfidence: c.confidence,
-                                                                    expectedCost: stake, at: now))
+                                                                    expectedCost: stake, requested: requested, counted: counted, at: now))
                 if stage == .canary && r.stage == .canary {
                     if self.canaryDisagreeing.count >= 200_000 { self.canaryDisagreeing.removeAll(keepingCapacity: true) }
                     self.canaryDisagreeing.insert(item.text)
@@ -340,6 +355,7 @@ final class RolloutService: DaemonService {
         candidateLayers = nil
         shadowQueue = []
         canaryDisagreeing = []
+        knownCosts = [:]
     }
 
     private func activeChanged(_ v: ModelVersion) {
@@ -364,7 +380,7 @@ final class RolloutService: DaemonService {
         }
     }
 
-    private func persist(review: (id: Int, label: String)? = nil, done: ((Result<Void, RPCError>) -> Void)? = nil) {
+    private func persist(review: (id: Int, label: String, counted: Int)? = nil, done: ((Result<Void, RPCError>) -> Void)? = nil) {
         guard let r = current else { return }
         dirty = false
         let id = r.id, stage = r.stage.rawValue, state = Self.encode(r), now = Date().timeIntervalSince1970
@@ -485,6 +501,7 @@ final class RolloutService: DaemonService {
                 }
                 self.current = rollout
                 self.shadowDropped = 0
+                self.knownCosts = [:]
                 self.attach(l)
                 self.logger.info("rollout started", metadata: ["rollout": "\(rollout.id)", "candidate": "\(candidateID)", "control": "\(controlID)"])
                 self.emit(.started, rollout.timeline.first)
@@ -560,13 +577,29 @@ final class RolloutService: DaemonService {
             self.load(rollout.candidate, stateDir: stateDir) { [weak self] loaded in
                 guard let self, var r = self.current, r.id == rollout.id, !r.stage.isFinal else { return }
                 switch loaded {
-                case .success(let l): self.attach(l)
+                case .success(let l):
+                    self.attach(l)
+                    self.reloadKnownCosts(rollout.id)
                 case .failure(let e):
                     if let t = try? r.abort(now: Date().timeIntervalSince1970, by: "fault", reason: "the candidate cannot be loaded after a restart: \(e.message)") {
                         self.current = r
                         self.transitioned(t)
                     }
                 }
+            }
+        })
+    }
+
+    /// The reviewed disagreements' costs, after a restart.
+    private func reloadKnownCosts(_ id: Int) {
+        store.run({ store throws(StoreError) -> [DisagreementRecord] in
+            try store.disagreements(rollout: id, labelled: true, since: nil, requestedOnly: false, limit: 10_000_000, after: nil)
+        }, completion: { [weak self] r in
+            guard let self, case .success(let rows) = r, self.current?.id == id else { return }
+            for d in rows {
+                guard let label = d.label else { continue }
+                self.knownCosts[d.text] = (label == d.controlLabel ? 0 : self.policy.cost(truth: label, predicted: d.controlLabel),
+                                           label == d.candidateLabel ? 0 : self.policy.cost(truth: label, predicted: d.candidateLabel))
             }
         })
     }
@@ -619,8 +652,8 @@ final class RolloutService: DaemonService {
             after = try PageCursor.decode(RolloutDisagreements.name, p.cursor, count: 2).map { (Double(bitPattern: UInt64(bitPattern: Int64($0[0]))), $0[1]) }
         } catch { ctx.reply(.failure(error)); return }
         flushDisagreements()
-        let id = r.id, reviewed = p.reviewed, since = p.since
-        store.run({ store throws(StoreError) -> [DisagreementRecord] in try store.disagreements(rollout: id, labelled: reviewed, since: since, limit: limit + 1, after: after) },
+        let id = r.id, reviewed = p.reviewed, since = p.since, requestedOnly = p.requested ?? false
+        store.run({ store throws(StoreError) -> [DisagreementRecord] in try store.disagreements(rollout: id, labelled: reviewed, since: since, requestedOnly: requestedOnly, limit: limit + 1, after: after) },
                   completion: { r in
             switch r {
             case .failure(let e): ctx.reply(.failure(e))
@@ -637,7 +670,7 @@ final class RolloutService: DaemonService {
     static func wire(_ d: DisagreementRecord) -> Disagreement {
         Disagreement(id: d.id, rollout: d.rollout, text: d.text, control: .init(label: d.controlLabel, confidence: d.controlConfidence),
                      candidate: .init(label: d.candidateLabel, confidence: d.candidateConfidence), expectedCost: d.expectedCost, seen: d.seen,
-                     at: d.at, label: d.label, labelSource: d.labelSource)
+                     requested: d.requested, counted: d.counted, at: d.at, label: d.label, labelSource: d.labelSource)
     }
 
     private func review(_ p: RolloutReview.Params, _ ctx: RequestContext) {
@@ -669,20 +702,25 @@ final class RolloutService: DaemonService {
             }
             let controlCost = p.label == d.controlLabel ? 0 : self.policy.cost(truth: p.label, predicted: d.controlLabel)
             let candidateCost = p.label == d.candidateLabel ? 0 : self.policy.cost(truth: p.label, predicted: d.candidateLabel)
-            let before = r
-            r.recordLabel(controlCost: controlCost, candidateCost: candidateCost)
+            let before = r, knownBefore = self.knownCosts[d.text]
+            // The occurrences sampled for the test while the input waited for its review count now.
+            for _ in 0..<d.requested { r.recordLabel(controlCost: controlCost, candidateCost: candidateCost) }
             self.current = r
+            self.knownCosts[d.text] = (controlCost, candidateCost)
             // The review and the state that counts it are stored in one transaction.
-            self.persist(review: (d.id, p.label)) { [weak self] stored in
+            self.persist(review: (d.id, p.label, d.requested)) { [weak self] stored in
                 guard let self else { return }
                 switch stored {
                 case .failure(let e):
                     if self.current?.id == before.id { self.current = before }
+                    self.knownCosts[d.text] = knownBefore
                     ctx.reply(.failure(e))
                 case .success:
                     var out = d
                     out.label = p.label
                     out.labelSource = "review"
+                    out.counted += d.requested
+                    out.requested = 0
                     self.decide()
                     ctx.reply(RolloutReview.Result(disagreement: Self.wire(out), rollout: self.view(self.current ?? r)))
                 }
