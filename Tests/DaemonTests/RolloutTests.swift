@@ -243,6 +243,10 @@ struct RolloutDaemonTests {
         #expect(faulted["timeline"]?.arrayValue?.last?["by"] == "fault")
         #expect(faulted["timeline"]?.arrayValue?.last?["reason"]?.stringValue?.contains("cannot be loaded") == true)
         #expect(try c.call("score", ["inputs": [["text": "my card"]]]).get()["version"] == 1)
+        // Starting a rollout of the damaged candidate is refused with the loader's error; nothing starts.
+        let damaged = try c.call("rollout/start", ["candidate": 2, "force": true])
+        #expect(damaged.error?.code == .invalidData && damaged.error?.message.contains("cannot be loaded") == true, "\(String(describing: damaged.error))")
+        #expect(try c.call("rollout/status").get()["id"] == 3, "the last rollout is still the current one")
     }
 }
 

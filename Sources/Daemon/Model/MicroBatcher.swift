@@ -45,11 +45,12 @@ public final class MicroBatcher {
     private var queue: [Pending] = []
     private var queuedTexts = 0
     /// Work that may wait (a rollout's shadow scoring): run only when no request is queued,
-    /// in batches of at most `maxBackgroundBatch` texts, so that a request arriving meanwhile
-    /// waits for a small batch at most.
+    /// in batches of at most `maxBackgroundBatch` texts (one: docs/rollout.md has the p99
+    /// figures for 16, 4 and 1), so that a request arriving meanwhile waits for one short
+    /// encoding at most.
     private var background: [Pending] = []
     private var backgroundTexts = 0
-    public var maxBackgroundBatch = 4
+    public var maxBackgroundBatch = 1
     private var running = false
     public private(set) var batches = 0
     public private(set) var sequences = 0

@@ -309,7 +309,7 @@ final class RolloutService: DaemonService {
 
     private func decide() {
         // Nothing is decided while the candidate is loading (after a restart): no evidence arrives then.
-        guard var r = current, !r.stage.isFinal, !promoting, candidate != nil else { return }
+        guard var r = current, !r.stage.isFinal, !promoting, pendingPromotion == nil, candidate != nil else { return }
         guard let t = r.decide(now: Date().timeIntervalSince1970) else { return }
         current = r
         transitioned(t)
@@ -323,6 +323,16 @@ final class RolloutService: DaemonService {
             "by": "\(t.by)", "reason": "\(t.reason)",
         ])
         emit(.transition, t)
+        commit(t, done: done)
+    }
+
+    /// A promotion whose transaction failed (the store was away): retried every second, and
+    /// nothing else of the rollout is stored meanwhile, so the stored state never says
+    /// "promoted" without the active version that goes with it.
+    private var pendingPromotion: Transition?
+
+    private func commit(_ t: Transition, done: ((Result<Void, RPCError>) -> Void)?) {
+        guard let r = current else { return }
         let id = r.id, stage = r.stage.rawValue, state = Self.encode(r), candidateID = r.candidate
         let promote = t.to == .promoted
         if promote { promoting = true }
@@ -335,8 +345,13 @@ final class RolloutService: DaemonService {
             guard let self else { return }
             self.promoting = false
             if case .failure(let e) = result {
-                self.logger.error("rollout transition not stored", metadata: ["rollout": "\(id)", "error": "\(e.message)"])
+                self.logger.error("rollout transition not stored; will retry", metadata: ["rollout": "\(id)", "error": "\(e.message)"])
                 self.dirty = true
+                if promote {
+                    self.pendingPromotion = t
+                    done?(.failure(e))
+                    return
+                }
             }
             if promote, case .success = result, let c = self.candidate, let layers = self.candidateLayers {
                 self.promoting = true
@@ -370,6 +385,11 @@ final class RolloutService: DaemonService {
 
     private func tick() {
         guard let r = current else { return }
+        if let t = pendingPromotion {
+            pendingPromotion = nil
+            commit(t, done: nil)
+            return
+        }
         if !r.stage.isFinal { decide() }
         flushDisagreements()
         if dirty { persist() }
@@ -396,7 +416,7 @@ final class RolloutService: DaemonService {
 
     private func flush() {
         flushDisagreements()
-        if dirty { persist() }
+        if let t = pendingPromotion { pendingPromotion = nil; commit(t, done: nil) } else if dirty { persist() }
     }
 
     private func emit(_ kind: RolloutEvent.Params.Kind, _ t: Transition?) {
