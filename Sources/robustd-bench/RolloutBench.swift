@@ -22,6 +22,9 @@ struct RolloutBench: ParsableCommand {
     @Option(help: "Seeds of the simulation: each varies the traffic, the complaints and the reviews.")
     var seeds: Int = 50
 
+    @Option(help: "The first simulation seed (seeds run from it on).")
+    var firstSeed: UInt64 = 1000
+
     @Option(help: "Share of the scenario's replayed errors reported as corrections (the fine-tunes' failure cases).")
     var feedbackRate = 0.5
 
@@ -204,7 +207,7 @@ struct RolloutBench: ParsableCommand {
             let target = c.target.map(\.pair), global = c.global.map(\.pair)
             let perturbed = zip(c.perturbedRates, c.perturbed).map { (rate: $0, pairs: $1.map(\.pair)) }
             for s in 0..<seeds {
-                let seedValue = UInt64(s) &+ 1000
+                let seedValue = UInt64(s) &+ firstSeed
                 var fixed = c.gateSettings
                 fixed.rule = .nonInferiority
                 fixed.seed = seedValue
@@ -238,7 +241,7 @@ struct RolloutBench: ParsableCommand {
                   + "; live promotion within 5,000 requests in \(pct(liveFast).trimmingCharacters(in: .whitespaces)) of seeds")
             // The offline gate's verdict as this build decides it, on the first seed.
             var first = c.gateSettings
-            first.seed = 1000
+            first.seed = firstSeed
             let g = Gate.evaluate(target: target, global: global, perturbed: perturbed, outOfScope: c.outOfScope, settings: first)
             print("    offline gate (first seed): " + (g.passed ? "passed" : "failed: " + g.reasons.joined(separator: "; ")))
         }
