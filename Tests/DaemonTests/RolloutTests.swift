@@ -173,6 +173,12 @@ struct RolloutDaemonTests {
         #expect(try c.call("rollout/abort").error?.code == .conflict)
         let all = try c.call("rollout/list").get()["rollouts"]?.arrayValue ?? []
         #expect(all.count == 1 && all.first?["stage"] == "promoted")
+        // robustctl rollout watch ends when the rollout is over (here at once), --json with the final view.
+        let (ws, wo, we) = try run(Binaries.robustctl, ["rollout", "watch", "--json", "--socket", d.socketPath])
+        #expect(ws == 0, "\(we)")
+        #expect((try? JSONParser.parse(wo.trimmingCharacters(in: .whitespacesAndNewlines)))?["stage"] == "promoted", "\(wo)")
+        let (ls, lo, _) = try run(Binaries.robustctl, ["rollout", "list", "--socket", d.socketPath])
+        #expect(ls == 0 && lo.contains("rollout 1: version 2 against 1, promoted (operator"), "\(lo)")
         // The report's rollout timeline, each stage with its numbers.
         let out = state.path + "/report.html"
         let (rs, _, re) = try run(Binaries.robustctl, ["report", "--out", out, "--socket", d.socketPath])
