@@ -50,7 +50,7 @@ public final class Daemon {
         lifecycle = LifecycleService(transport: transport, stopper: stopper, compute: compute, model: model, logger: logger,
                                      startedAt: startedAt, maxMessageBytes: config.maxMessageBytes,
                                      debugMethods: config.enableDebugMethods, socketPath: { [weak socket] in socket?.path })
-        let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, stateDir: config.stateDir, loop: loop,
+        let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, repository: repository, loop: loop,
                                      compute: compute, logger: logger, defaults: config.file.rollout)
         let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute)
         fineTune = FineTuneService(model: model, store: store, regions: regions, policy: policy, repository: repository, rollout: rollout,

@@ -62,6 +62,18 @@ struct VersionRepository: Sendable {
         })
     }
 
+    /// Reads a version's files on the compute pool, without a request (start-up, rollouts);
+    /// `body` runs on the loop.
+    func load(_ id: Int, compute: ComputePool, _ body: @escaping (Result<LoadedVersion, RPCError>) -> Void) {
+        let stateDir = self.stateDir
+        compute.submit(work: { _ -> Result<LoadedVersion, RPCError> in
+            do {
+                let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
+                return .success(LoadedVersion(version: v, layers: layers))
+            } catch { return .failure(RPCError(.invalidData, "version \(id) cannot be loaded: \(error)")) }
+        }, completion: { r in body(r ?? .failure(.internalError("loading version \(id) did not run"))) })
+    }
+
     /// The version and the encoder that serves it: the active pair, or read from its files.
     func serving(_ id: Int, model: ActiveModel, store: StoreThread, ctx: RequestContext,
                  _ body: @escaping (ModelVersion, SentenceEncoder?) -> Void) {

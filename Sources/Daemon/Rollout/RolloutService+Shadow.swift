@@ -1,0 +1,80 @@
+import Encoder
+import EventLoop
+import Foundation
+import JSON
+import JSONRPC
+import Logging
+import RobustdAPI
+import Rollout
+import RPCTransport
+import Scoring
+import Store
+
+/// Shadow scoring: each served answer scored unseen by the other version, at background
+/// priority; disagreements sampled for the test and stored.
+extension RolloutService {
+    // MARK: Shadow scoring
+
+    func pumpShadow() {
+        guard !shadowInFlight, !isStopping, let candidate, let r = current, !r.stage.isFinal, let first = shadowQueue.first else { return }
+        // One batch scores the answers of one arm with the other version.
+        let arm = first.arm
+        let take = Array(shadowQueue.prefix(16).prefix { $0.arm == arm })
+        shadowQueue.removeFirst(take.count)
+        let other: ActiveModel.Serving
+        if arm == .control { other = candidate } else {
+            guard case .success(let control) = model.serving, control.version.id == r.control else { pumpShadow(); return }
+            other = control
+        }
+        shadowInFlight = true
+        let rolloutID = r.id, stage = r.stage
+        pipeline.score(take.map(\.text), with: other, token: CancellationToken(), background: true) { [weak self] result in
+            guard let self else { return }
+            self.shadowInFlight = false
+            guard case .success(let scored) = result, var r = self.current, r.id == rolloutID, !r.stage.isFinal else { self.pumpShadow(); return }
+            let now = Date().timeIntervalSince1970
+            var disagreeing = 0
+            for (item, o) in zip(take, scored.scores) where item.served.label != o.label {
+                disagreeing += 1
+                let (k, c) = arm == .control ? (item.served, o) : (o, item.served)
+                // At stake: serving the control's answer when the candidate's was right, and the other way round.
+                let stake = c.confidence * self.policy.cost(truth: c.label, predicted: k.label)
+                    + k.confidence * self.policy.cost(truth: k.label, predicted: c.label)
+                // Each occurrence is sampled for the test on its own coin: counted now if its input
+                // is reviewed, else when it is (docs/rollout.md, "sampled occurrences").
+                var requested = 0, counted = 0
+                if Double(self.sampler.next() >> 11) / Double(1 << 53) < r.settings.reviewShare {
+                    if let known = self.knownCosts[item.text] {
+                        r.recordLabel(controlCost: known.control, candidateCost: known.candidate)
+                        counted = 1
+                    } else {
+                        requested = 1
+                    }
+                }
+                self.pendingDisagreements.append(DisagreementRecord(rollout: r.id, text: item.text, controlLabel: k.label, candidateLabel: c.label,
+                                                                    controlConfidence: k.confidence, candidateConfidence: c.confidence,
+                                                                    expectedCost: stake, requested: requested, counted: counted, at: now))
+                if stage == .canary && r.stage == .canary {
+                    if self.canaryDisagreeing.count >= 200_000 { self.canaryDisagreeing.removeAll(keepingCapacity: true) }
+                    self.canaryDisagreeing.insert(item.text)
+                }
+            }
+            r.recordShadow(requests: take.count, disagreeing: disagreeing)
+            if stage == .canary { r.recordDisagreementsServed(arm: arm, count: disagreeing) }
+            self.current = r
+            self.dirty = true
+            if self.pendingDisagreements.count >= 64 { self.flushDisagreements() }
+            self.decide()
+            self.pumpShadow()
+        }
+    }
+
+    func flushDisagreements() {
+        guard !pendingDisagreements.isEmpty else { return }
+        let items = pendingDisagreements
+        pendingDisagreements = []
+        store.run({ store throws(StoreError) in try store.addDisagreements(items) }, completion: { [weak self] r in
+            if case .failure(let e) = r { self?.logger.warning("disagreements not stored", metadata: ["error": "\(e.message)", "count": "\(items.count)"]) }
+        })
+    }
+}
