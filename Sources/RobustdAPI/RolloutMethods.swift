@@ -34,6 +34,8 @@ public struct RolloutView: Codable, Sendable {
         public var failureReports: Int
         public var failureReportsPerRequest: Double
         public var expectedCostPer1000: Double
+        /// The failure reports' business cost per 1,000 requests.
+        public var reportedCostPer1000: Double
         public var outOfScopeRate: Double
         public var flaggedRate: Double
         public var errorRate: Double
@@ -73,7 +75,8 @@ public struct RolloutView: Codable, Sendable {
             let a = r.stats(arm)
             arms[arm.rawValue] = ArmView(version: arm == .candidate ? r.candidate : r.control, requests: a.requests,
                                          failureReports: a.failureReports, failureReportsPerRequest: a.failureReportRate,
-                                         expectedCostPer1000: a.expectedCostPer1000, outOfScopeRate: a.outOfScopeRate,
+                                         expectedCostPer1000: a.expectedCostPer1000, reportedCostPer1000: a.reportedCostPer1000,
+                                         outOfScopeRate: a.outOfScopeRate,
                                          flaggedRate: a.flaggedRate, errorRate: a.errorRate, latencyP99Ms: a.latencyP99)
         }
     }

@@ -125,6 +125,8 @@ public struct ArmStats: Codable, Sendable, Equatable {
     public var flaggedRate: Double { inputs == 0 ? 0 : Double(flagged) / Double(inputs) }
     public var errorRate: Double { requests + errors == 0 ? 0 : Double(errors) / Double(requests + errors) }
     public var expectedCostPer1000: Double { inputs == 0 ? 0 : 1000 * expectedCost / Double(inputs) }
+    /// The business cost of the failure reports about its answers, per 1,000 requests.
+    public var reportedCostPer1000: Double { requests == 0 ? 0 : 1000 * reportedCost / Double(requests) }
     public var latencyP99: Double {
         guard !latencies.isEmpty else { return 0 }
         let s = latencies.sorted()

@@ -133,6 +133,10 @@ struct RolloutDaemonTests {
         #expect(live["arms"]?["candidate"]?["failureReports"] == .int(candidateInput == nil ? 0 : 1))
         #expect(live["arms"]?["control"]?["requests"]?.intValue ?? 0 > 0)
         #expect(live["arms"]?["candidate"]?["version"] == 2)
+        // The complaint's business cost (costs.complaint, 10 by default) per 1,000 of the candidate's requests.
+        if candidateInput != nil, let n = live["arms"]?["candidate"]?["requests"]?.doubleValue {
+            #expect(abs((live["arms"]?["candidate"]?["reportedCostPer1000"]?.doubleValue ?? 0) - 10_000 / n) < 1e-6)
+        }
 
         // Per-arm figures in metrics/get and in Prometheus, with an arm label.
         let values = try c.call("metrics/get").get()["values"]

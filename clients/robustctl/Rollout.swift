@@ -146,8 +146,8 @@ func rolloutLines(_ v: RolloutView) -> String {
     if v.stage == .canary || (v.arms["candidate"]?.requests ?? 0) > 0 {
         for name in ["control", "candidate"] {
             guard let a = v.arms[name] else { continue }
-            lines.append(String(format: "  %-9@ v%-3d %6d requests  %4d failure reports (%.4f per request)  expected cost/1000 %.1f  out of scope %.1f%%  flagged %.1f%%  p99 %.1f ms",
-                                name as NSString, a.version, a.requests, a.failureReports, a.failureReportsPerRequest, a.expectedCostPer1000,
+            lines.append(String(format: "  %-9@ v%-3d %6d requests  %4d failure reports (%.4f per request, cost/1000 %.1f)  expected cost/1000 %.1f  out of scope %.1f%%  flagged %.1f%%  p99 %.1f ms",
+                                name as NSString, a.version, a.requests, a.failureReports, a.failureReportsPerRequest, a.reportedCostPer1000, a.expectedCostPer1000,
                                 100 * a.outOfScopeRate, 100 * a.flaggedRate, a.latencyP99Ms))
         }
     }

@@ -291,6 +291,7 @@ final class MetricsService: DaemonService {
             family("robustd_rollout_failure_reports_total", "counter", "Failure reports about each arm's answers in the canary.", arms("failureReports"))
             family("robustd_rollout_failure_reports_per_request", "gauge", "Failure reports per request, per arm, over the canary.", arms("failureReportsPerRequest"))
             family("robustd_rollout_expected_cost_per_1000_requests", "gauge", "Expected cost per 1,000 inputs each arm answered in the canary.", arms("expectedCostPer1000"))
+            family("robustd_rollout_reported_cost_per_1000_requests", "gauge", "Business cost of the failure reports about each arm's canary answers, per 1,000 requests.", arms("reportedCostPer1000"))
             family("robustd_rollout_out_of_scope_ratio", "gauge", "Share of each arm's inputs flagged out of scope in the canary.", arms("outOfScopeRate"))
             family("robustd_rollout_flagged_ratio", "gauge", "Share of each arm's inputs at medium or high risk in the canary.", arms("flaggedRate"))
             family("robustd_rollout_error_ratio", "gauge", "Share of each arm's requests that failed in the canary.", arms("errorRate"))

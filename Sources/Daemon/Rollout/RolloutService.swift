@@ -155,6 +155,7 @@ final class RolloutService: DaemonService {
             values[p + "failureReports"] = Double(a.failureReports)
             values[p + "failureReportsPerRequest"] = a.failureReportRate
             values[p + "expectedCostPer1000"] = a.expectedCostPer1000
+            values[p + "reportedCostPer1000"] = a.reportedCostPer1000
             values[p + "outOfScopeRate"] = a.outOfScopeRate
             values[p + "flaggedRate"] = a.flaggedRate
             values[p + "errorRate"] = a.errorRate
