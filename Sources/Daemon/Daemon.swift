@@ -43,7 +43,8 @@ public final class Daemon {
         let pipeline = ScoringPipeline(model: model, policy: policy, compute: compute)
         let metrics = LiveMetrics(), traffic = TrafficLedger(store: store, loop: loop, logger: logger)
         let recent = RecentInputs(), failures = FailureMemory()
-        let repository = VersionRepository(stateDir: config.stateDir, baseModel: model.encoder?.folder ?? "")
+        let repository = VersionRepository(stateDir: config.stateDir, baseModel: model.encoder?.folder ?? "",
+                                           vocabulary: model.encoder?.tokenizer.idToToken ?? [])
         let services = ServiceList()
         self.services = services
 

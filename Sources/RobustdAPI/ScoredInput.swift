@@ -64,14 +64,32 @@ public struct ScoredInput: Codable, Sendable, Equatable {
     public var version: Int
     /// The text was longer than the model's limit and was cut before scoring.
     public var truncated: Bool
+    /// What the version's spelling normaliser changed before the encoder read the text
+    /// (absent: nothing).
+    public var normalised: Normalised?
     /// Answered from the score cache (score only).
     public var cached: Bool?
 
+    public struct Normalised: Codable, Sendable, Equatable {
+        public struct Correction: Codable, Sendable, Equatable {
+            public var from: String
+            public var to: String
+            /// Weighted edit cost (1 per unit edit; neighbouring keys, doubled letters and swaps cost less).
+            public var cost: Double
+            public init(from: String, to: String, cost: Double) { self.from = from; self.to = to; self.cost = cost }
+        }
+        /// The text the encoder read.
+        public var text: String
+        public var corrections: [Correction]
+        public init(text: String, corrections: [Correction]) { self.text = text; self.corrections = corrections }
+    }
+
     public init(id: String? = nil, label: String, confidence: Double, margin: Double, top: [LabelProbability], outOfScope: OutOfScope,
-                stability: Stability? = nil, risk: Risk, version: Int, truncated: Bool = false, cached: Bool? = nil) {
+                stability: Stability? = nil, risk: Risk, version: Int, truncated: Bool = false, normalised: Normalised? = nil,
+                cached: Bool? = nil) {
         self.id = id; self.label = label; self.confidence = confidence; self.margin = margin; self.top = top
         self.outOfScope = outOfScope; self.stability = stability; self.risk = risk; self.version = version
-        self.truncated = truncated; self.cached = cached
+        self.truncated = truncated; self.normalised = normalised; self.cached = cached
     }
 }
 

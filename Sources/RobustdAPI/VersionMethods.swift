@@ -16,6 +16,11 @@ public enum ModelFit: RPCRequest {
         public var oosRecall: Double?
         /// Make the new version active (default: only if no version is active).
         public var activate: Bool?
+        /// After λ, the temperature and the threshold are chosen on validation, refit the head
+        /// and the out-of-scope statistics on train and validation together (default true).
+        public var refit: Bool?
+        /// Build the spelling normaliser from the dataset's words (default true).
+        public var normalise: Bool?
         public var workDoneToken: RequestID?
         public init(dataset: String) { self.dataset = dataset }
     }
@@ -32,10 +37,15 @@ public enum ModelFit: RPCRequest {
         public var eceBefore: Double
         public var eceAfter: Double
         public var oosThreshold: Double
+        /// The head was refitted on train and validation together.
+        public var refitted: Bool
+        /// Words in the spelling normaliser's vocabulary (absent: no normaliser).
+        public var normaliserWords: Int?
         public var seconds: Double
         public init(version: Int, active: Bool, labels: Int, trainExamples: Int, validationExamples: Int, lambda: Double,
                     trainAccuracy: Double, validationAccuracy: Double, temperature: Double, eceBefore: Double, eceAfter: Double,
-                    oosThreshold: Double, seconds: Double) {
+                    oosThreshold: Double, refitted: Bool = false, normaliserWords: Int? = nil, seconds: Double) {
+            self.refitted = refitted; self.normaliserWords = normaliserWords
             self.version = version; self.active = active; self.labels = labels; self.trainExamples = trainExamples
             self.validationExamples = validationExamples; self.lambda = lambda; self.trainAccuracy = trainAccuracy
             self.validationAccuracy = validationAccuracy; self.temperature = temperature; self.eceBefore = eceBefore

@@ -11,8 +11,11 @@ public final class ModelVersion: Sendable {
     public let outOfScope: OutOfScopeModel
     /// Nearest-neighbour distance above which an input is flagged out of scope.
     public let oosThreshold: Float
+    /// The spelling normaliser in front of the tokenizer (nil: texts are scored as typed).
+    public let normaliser: Normaliser?
 
-    public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float) {
+    public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float,
+                normaliser: Normaliser? = nil) {
         precondition(labels.count == head.classes, "\(labels.count) labels for a head of \(head.classes) classes")
         self.id = id
         self.labels = labels
@@ -20,7 +23,21 @@ public final class ModelVersion: Sendable {
         self.temperature = temperature
         self.outOfScope = outOfScope
         self.oosThreshold = oosThreshold
+        self.normaliser = normaliser
     }
+
+    /// The same version under another id (a version is built before the store names it).
+    public func withID(_ id: Int) -> ModelVersion {
+        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold, normaliser: normaliser)
+    }
+
+    /// The same version with another normaliser.
+    public func withNormaliser(_ n: Normaliser?) -> ModelVersion {
+        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold, normaliser: n)
+    }
+
+    /// The text the encoder sees: `text` through the normaliser, when there is one.
+    public func encoderText(_ text: String) -> String { normaliser?.normalise(text).text ?? text }
 
     /// The tensors to persist, by name, with their shapes.
     public var tensors: [(name: String, shape: [Int], values: [Float])] {
@@ -63,6 +80,12 @@ public enum HeadFitting {
         public var oosTargetRecall: Double
         public var iterations: Int
         public var converged: Bool
+        /// The head was refitted on train and validation together at the chosen λ (the
+        /// accuracies above are the held-out ones, before the refit).
+        public var refitted: Bool?
+        public var refitExamples: Int?
+        /// Words in the spelling normaliser's vocabulary (nil: no normaliser).
+        public var normaliserWords: Int?
     }
 
     public static let defaultLambdas: [Double] = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3]
@@ -70,9 +93,12 @@ public enum HeadFitting {
     /// - Parameters:
     ///   - train, validation: `[N, D]` vectors with class indices
     ///   - oosRecall: the share of in-scope validation inputs that must stay under the threshold
+    ///   - refit: after λ, the temperature and the threshold are chosen on validation, refit
+    ///     the head and the out-of-scope statistics on train and validation together
     public static func fit(id: Int, labels: [String], dimension D: Int,
                            train: (x: [Float], y: [Int]), validation: (x: [Float], y: [Int]),
-                           lambdas: [Double] = defaultLambdas, oosRecall: Double = 0.95,
+                           lambdas: [Double] = defaultLambdas, oosRecall: Double = 0.95, refit: Bool = false,
+                           normaliser: Normaliser? = nil,
                            progress: ((String) -> Void)? = nil) -> (ModelVersion, Report) {
         let C = labels.count
         let std = LogisticRegression.standardization(train.x, count: train.y.count, dimension: D)
@@ -108,11 +134,26 @@ public enum HeadFitting {
             }
             return expectedCalibrationError(confidences: conf, correct: ok)
         }
-        let version = ModelVersion(id: id, labels: labels, head: fit.head, temperature: T, outOfScope: oos, oosThreshold: threshold)
+        var head = fit.head, finalOOS = oos
+        let doRefit = refit && !validation.y.isEmpty
+        if doRefit {
+            // More data for the same choices: the held-out slice has done its work (λ,
+            // temperature, threshold); the head and the neighbour bank now see it too.
+            progress?("refitting on train and validation at λ = \(fit.lambda)")
+            let allX = train.x + validation.x, allY = train.y + validation.y
+            let allStd = LogisticRegression.standardization(allX, count: allY.count, dimension: D)
+            head = LogisticRegression.fit(allX, labels: allY, classes: C, dimension: D, lambda: fit.lambda,
+                                          standardization: allStd, start: fit.head).head
+            finalOOS = OutOfScopeModel.fit(allX, labels: allY, classes: C, dimension: D)
+        }
+        let version = ModelVersion(id: id, labels: labels, head: head, temperature: T, outOfScope: finalOOS, oosThreshold: threshold,
+                                   normaliser: normaliser)
         let report = Report(lambda: fit.lambda, lambdasTried: lambdas, validationAccuracyByLambda: accs,
                             trainAccuracy: accuracy(fit.head, train.x, train.y), validationAccuracy: bestAcc,
                             temperature: T, eceBefore: ece(1), eceAfter: ece(T), oosThreshold: threshold,
-                            oosTargetRecall: oosRecall, iterations: fit.iterations, converged: fit.converged)
+                            oosTargetRecall: oosRecall, iterations: fit.iterations, converged: fit.converged,
+                            refitted: doRefit, refitExamples: doRefit ? train.y.count + validation.y.count : nil,
+                            normaliserWords: normaliser?.counts.count)
         return (version, report)
     }
 

@@ -1,7 +1,7 @@
 /// Seeded typos, the kind people make: a swapped pair, a dropped letter, a doubled letter, a
 /// neighbouring key. The same seed gives the same variants on every machine.
 public enum Typos {
-    static let keyboard: [Character: String] = [
+    public static let keyboard: [Character: String] = [
         "q": "wa", "w": "qes", "e": "wrd", "r": "etf", "t": "ryg", "y": "tuh", "u": "yij", "i": "uok", "o": "ipl", "p": "o",
         "a": "qsz", "s": "awdz", "d": "sefx", "f": "drgc", "g": "fthv", "h": "gyjb", "j": "hukn", "k": "jilm", "l": "ko",
         "z": "asx", "x": "zsdc", "c": "xdfv", "v": "cfgb", "b": "vghn", "n": "bhjm", "m": "njk",

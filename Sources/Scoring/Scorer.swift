@@ -60,6 +60,14 @@ public struct InputScore: Sendable, Codable, Equatable {
     public var version: Int
     /// The text was longer than the model's limit and was cut before scoring.
     public var truncated = false
+    /// What the version's normaliser changed (nil: nothing).
+    public var normalised: Normalised?
+
+    public struct Normalised: Sendable, Codable, Equatable {
+        public var text: String
+        public var corrections: [Normaliser.Correction]
+        public init(text: String, corrections: [Normaliser.Correction]) { self.text = text; self.corrections = corrections }
+    }
 }
 
 public enum Scorer {

@@ -35,6 +35,10 @@ public enum LocalFineTune {
         /// encoder layers change (unused by the head method).
         public var outOfScopeTrain: [LabelledText] = []
         public var oosRecall = 0.95
+        /// The candidate's spelling normaliser (the parent's, with the words of the
+        /// corrections added); nil: the parent's. Every text reaches the encoder through the
+        /// normaliser of the version that reads it, as in serving.
+        public var normaliser: Normaliser? = nil
         public var maxSteps: Int? = nil
         public var maxSeconds: Double? = nil
         public var gate = Gate.Settings()
@@ -120,13 +124,17 @@ public enum LocalFineTune {
         // Each distinct text runs through the frozen layers once: the target held-out examples
         // are among the global ones, and the out-of-scope refit reads the training texts the
         // selection already holds.
+        // Texts are cached as the encoder reads them: through the normaliser of the version
+        // that reads them (the candidate's, or the parent's when measuring the parent).
         var cached: [String: [Float]] = [:]
-        func cache(_ xs: [LabelledText]) throws(Failure) -> [[Float]] {
+        let candidateNormaliser = plan.normaliser ?? parent.normaliser
+        func cache(_ xs: [LabelledText], normaliser: Normaliser? = candidateNormaliser) throws(Failure) -> [[Float]] {
             if shouldStop() { throw .cancelled }
+            let texts = xs.map { normaliser?.normalise($0.text).text ?? $0.text }
             var seen = Set<String>()
-            let missing = xs.map(\.text).filter { cached[$0] == nil && seen.insert($0).inserted }
+            let missing = texts.filter { cached[$0] == nil && seen.insert($0).inserted }
             for (t, block) in zip(missing, tuner.cacheFrozen(missing, threads: plan.threads)) { cached[t] = block }
-            return xs.map { cached[$0.text]! }
+            return texts.map { cached[$0]! }
         }
         let trainC = try cache(plan.train), esC = try cache(plan.earlyStopping)
         // Training compute: caching what trains and what stops it, the steps and the
@@ -143,6 +151,13 @@ public enum LocalFineTune {
         }
         var perturbedC: [[[Float]]] = []
         for p in perturbedHeldOut { perturbedC.append(try cache(p.examples)) }
+        // The parent reads them through its own normaliser (the same texts unless the
+        // candidate learnt words from the corrections).
+        let sameNormaliser = candidateNormaliser === parent.normaliser
+        let parentTargetC = sameNormaliser ? targetC : try cache(plan.targetHeldOut, normaliser: parent.normaliser)
+        let parentGlobalC = sameNormaliser ? globalC : try cache(plan.globalHeldOut, normaliser: parent.normaliser)
+        var parentPerturbedC = perturbedC
+        if !sameNormaliser { parentPerturbedC = []; for p in perturbedHeldOut { parentPerturbedC.append(try cache(p.examples, normaliser: parent.normaliser)) } }
         let cacheSeconds = Date().timeIntervalSince(started)
         let stack = tuner.makeStack(headWeight: head.weight, headBias: head.bias, mean: head.mean, scale: head.scale)
         func predictions(_ c: [[Float]]) -> [Int] {
@@ -165,9 +180,9 @@ public enum LocalFineTune {
             return Double(d.filter { $0 > v.oosThreshold }.count) / Double(c.count)
         }
         events(.phase("measuring the parent"))
-        let parentTarget = predictions(targetC), parentGlobal = predictions(globalC)
-        let parentPerturbed = perturbedC.map { predictions($0) }
-        let parentOOS = outOfScopeRate(parent, globalC), parentOOSTypos = perturbedC.last.map { outOfScopeRate(parent, $0) }
+        let parentTarget = predictions(parentTargetC), parentGlobal = predictions(parentGlobalC)
+        let parentPerturbed = parentPerturbedC.map { predictions($0) }
+        let parentOOS = outOfScopeRate(parent, parentGlobalC), parentOOSTypos = parentPerturbedC.last.map { outOfScopeRate(parent, $0) }
 
         // Budget and cancellation are checked before every step.
         var lastStep = 0
@@ -257,7 +272,8 @@ public enum LocalFineTune {
                 layers[index] = l.params
             }
         }
-        let version = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold)
+        let version = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold,
+                                   normaliser: candidateNormaliser)
         let fullLengths = (trainC + esC + globalC).map { $0.count / H }
         let meanLength = fullLengths.isEmpty ? 0 : fullLengths.reduce(0, +) / fullLengths.count
         let fullFlops = FineTuner.fullFineTuneFlops([Int](repeating: max(1, meanLength), count: fullDataCount), epochs: s.epochs,

@@ -49,6 +49,48 @@ struct VersionTests {
         #expect(loaded, "\(again.stderr)")
     }
 
+    @Test("a fitted version carries a spelling normaliser: score shows what it changed and reads a typo as the word meant; stored, restored, refused when damaged; normalise false fits none")
+    func normaliser() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let args = ["--model", model.path, "--state-dir", state.path]
+        var d: DaemonProcess? = try DaemonProcess(extraArgs: args)
+        var c = try d!.client()
+        _ = try c.call("dataset/import", ["name": "tiny", "records": Self.records]).get()
+        let fit = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        #expect(fit["refitted"] == true)
+        #expect((fit["normaliserWords"]?.intValue ?? 0) >= 4)
+        #expect(FileManager.default.fileExists(atPath: state.path + "/versions/1/normaliser.json"))
+        func scoreOf(_ text: String) throws -> JSONValue? {
+            try c.call("score", ["inputs": [["text": .string(text)]]]).get()["results"]?[0]
+        }
+        let typed = try scoreOf("my crad is LAET"), clean = try scoreOf("my card is late")
+        #expect(typed?["normalised"]?["text"] == "my card is LATE")
+        #expect(typed?["normalised"]?["corrections"]?.arrayValue?.compactMap { $0["to"]?.stringValue } == ["card", "LATE"])
+        #expect(typed?["label"] == clean?["label"])
+        #expect(typed?["confidence"] == clean?["confidence"])
+        #expect(clean?["normalised"] == nil)
+        // Without a normaliser the typo is read as typed.
+        let plain = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01], "normalise": false, "activate": true], timeout: 60).get()
+        #expect(plain["normaliserWords"] == nil)
+        #expect(!FileManager.default.fileExists(atPath: state.path + "/versions/2/normaliser.json"))
+        #expect(try scoreOf("my crad is laet")?["normalised"] == nil)
+        // A restart restores version 1's normaliser with it.
+        _ = try c.call("model/activate", ["version": 1]).get()
+        #expect(d!.terminate() == 0)
+        d = nil
+        let again = try DaemonProcess(extraArgs: args)
+        c = try again.client()
+        #expect(try scoreOf("my crad is laet")?["normalised"]?["text"] == "my card is late")
+        // A damaged normaliser file: the version is refused and nothing changes.
+        _ = try c.call("model/activate", ["version": 2]).get()
+        try Data("{\"format\": \"robustd-normaliser\", \"words\": [[\"card\", -3]]}".utf8).write(to: URL(fileURLWithPath: state.path + "/versions/1/normaliser.json"))
+        guard case .failure(let e) = try c.call("model/activate", ["version": 1]) else { Issue.record("activated a damaged version"); return }
+        #expect(e.message.contains("normaliser.json"), "\(e.message)")
+        #expect(try c.call("model/versions").get()["active"] == 2)
+    }
+
     @Test("fit refuses a one-class dataset, an unknown dataset, bad options, and works only with a model")
     func fitErrors() throws {
         let model = TempFolder()

@@ -156,6 +156,9 @@ extension FineTuneService {
         plan.globalHeldOut = selection.globalHeldOut
         let index = Dictionary(uniqueKeysWithValues: i.labels.enumerated().map { ($1, $0) })
         plan.outOfScopeTrain = i.train.compactMap { t, l in index[l].map { LabelledText(text: t, label: $0) } }
+        // The candidate learns the words of the corrections (typos in them are left out as
+        // typos of more frequent words).
+        plan.normaliser = i.parent.normaliser?.adding(texts: i.failures.map(\.text))
         let labels = i.labels, policy = i.policy
         let cost = { (truth: Int, predicted: Int) -> Double in policy.cost(truth: labels[truth], predicted: labels[predicted]) }
         do {
@@ -244,8 +247,7 @@ extension FineTuneService {
         store.run({ store throws(StoreError) -> ModelVersion in
             try repository.create(in: store, parent: parentID, method: method, dataset: dataset, status: passed ? .ready : .candidate,
                                   activate: false) { id in
-                let r = box.candidate.version
-                let v = ModelVersion(id: id, labels: r.labels, head: r.head, temperature: r.temperature, outOfScope: r.outOfScope, oosThreshold: r.oosThreshold)
+                let v = box.candidate.version.withID(id)
                 var withID = fixed
                 withID["version"] = .int(Int64(id))
                 return (.init(version: v, layers: box.candidate.layers, adapters: box.candidate.adapters),

@@ -10,7 +10,9 @@ extension ScoredInput {
                                     neighbourDistance: s.outOfScope.neighbourDistance, flagged: s.outOfScope.flagged),
                   stability: s.stability.map { .init(variants: $0.variants, flips: $0.flips, flipRate: $0.flipRate) },
                   risk: .init(pWrong: s.risk.pWrong, impact: s.risk.impact, score: s.risk.score, level: RiskLevel(s.risk.level)),
-                  version: s.version, truncated: s.truncated, cached: cached)
+                  version: s.version, truncated: s.truncated,
+                  normalised: s.normalised.map { n in .init(text: n.text, corrections: n.corrections.map { .init(from: $0.from, to: $0.to, cost: $0.cost) }) },
+                  cached: cached)
     }
 }
 

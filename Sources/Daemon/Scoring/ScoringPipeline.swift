@@ -86,13 +86,15 @@ final class ScoringPipeline {
             done(.success(Scored(scores: results.map { $0! }, vectors: [], dimension: 0, cached: cached)))
             return
         }
-        // The missing texts and their typo variants, in one batch request.
+        // The missing texts and their typo variants, in one batch request, each through the
+        // version's normaliser (the variants stand for noisy input, which it sees too).
         let n = options.perturbations
-        var batch = missing.map { texts[$0] }
+        let normalised = missing.map { version.normaliser?.normalise(texts[$0]) }
+        var batch = zip(missing, normalised).map { i, nz in nz?.text ?? texts[i] }
         for i in missing {
             for k in 0..<n {
-                batch.append(Typos.perturb(texts[i], rate: options.typoRate,
-                                           seed: options.seed &+ UInt64(k) &* 7919 &+ UInt64(texts[i].hashValueStable)))
+                batch.append(version.encoderText(Typos.perturb(texts[i], rate: options.typoRate,
+                                                               seed: options.seed &+ UInt64(k) &* 7919 &+ UInt64(texts[i].hashValueStable))))
             }
         }
         let policy = self.policy
@@ -111,6 +113,7 @@ final class ScoringPipeline {
                     for (j, i) in missing.enumerated() {
                         var sc = scores[j]
                         sc.truncated = r.truncated[j]
+                        if let nz = normalised[j], !nz.corrections.isEmpty { sc.normalised = .init(text: nz.text, corrections: nz.corrections) }
                         results[i] = sc
                         self.cache.put(.init(version: version.id, options: signature, text: texts[i]), sc)
                     }

@@ -11,6 +11,7 @@ import Tensor
 ///   names (absent when it changed none);
 /// - `adapter/adapter_model.safetensors` and `adapter/adapter_config.json`: LoRA adapters in
 ///   PEFT's layout (lora versions);
+/// - `normaliser.json`: the spelling normaliser's vocabulary and settings (absent: none);
 /// - `manifest.json`: labels, temperature, threshold, lineage, report.
 ///
 /// Written into a temporary folder, fsynced, then renamed into place, so a half-written
@@ -37,6 +38,9 @@ enum VersionFiles {
         if !c.layers.isEmpty {
             let named = c.layers.keys.sorted().flatMap { c.layers[$0]!.huggingFaceTensors(layer: $0) }
             try SafeTensorsWriter.write(named, to: tmp + "/layers.safetensors", metadata: ["format": "pt", "robustd": "changed encoder layers"])
+        }
+        if let n = v.normaliser {
+            try AtomicFile.write(Array(JSONWriter.pretty(normaliserJSON(n)).utf8) + [0x0a], to: tmp + "/normaliser.json")
         }
         if !c.adapters.isEmpty {
             try FileManager.default.createDirectory(atPath: tmp + "/adapter", withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
@@ -84,8 +88,49 @@ enum VersionFiles {
         try AtomicFile.write(Array(JSONWriter.pretty(config).utf8) + [0x0a], to: dir + "/adapter_config.json")
     }
 
+    /// The normaliser as stored: settings, and the words with their counts, sorted.
+    static func normaliserJSON(_ n: Normaliser) -> JSONValue {
+        let s = n.settings
+        return .object([
+            "format": "robustd-normaliser", "formatVersion": 1,
+            "settings": .object([
+                "maxCost": .double(s.maxCost), "shortMaxCost": .double(s.shortMaxCost), "shortLength": .int(Int64(s.shortLength)),
+                "minLength": .int(Int64(s.minLength)), "costWeight": .double(s.costWeight), "rareCount": .int(Int64(s.rareCount)),
+                "typoRatio": .double(s.typoRatio),
+            ]),
+            "words": .array(n.counts.keys.sorted().map { .array([.string($0), .int(Int64(n.counts[$0]!))]) }),
+        ])
+    }
+
+    static func readNormaliser(_ path: String, protected: Set<String>) throws -> Normaliser? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let j = try JSONParser.parse(Array(data))
+        guard j["format"]?.stringValue == "robustd-normaliser", let words = j["words"]?.arrayValue else {
+            throw ModelError("not a robustd normaliser", file: path)
+        }
+        var s = Normaliser.Settings()
+        if let o = j["settings"] {
+            s.maxCost = o["maxCost"]?.doubleValue ?? s.maxCost
+            s.shortMaxCost = o["shortMaxCost"]?.doubleValue ?? s.shortMaxCost
+            s.shortLength = o["shortLength"]?.intValue.map(Int.init) ?? s.shortLength
+            s.minLength = o["minLength"]?.intValue.map(Int.init) ?? s.minLength
+            s.costWeight = o["costWeight"]?.doubleValue ?? s.costWeight
+            s.rareCount = o["rareCount"]?.intValue.map(Int.init) ?? s.rareCount
+            s.typoRatio = o["typoRatio"]?.doubleValue ?? s.typoRatio
+        }
+        var counts: [String: Int] = [:]
+        for w in words {
+            guard let pair = w.arrayValue, pair.count == 2, let word = pair[0].stringValue, let c = pair[1].intValue, c > 0 else {
+                throw ModelError("a word entry is not [word, count > 0]", file: path)
+            }
+            counts[word] = Int(c)
+        }
+        return Normaliser(counts: counts, protected: protected, settings: s)
+    }
+
     /// Reads a version back: its head side, and the serving weights of the layers it changed.
-    static func read(id: Int, stateDir: String) throws -> (ModelVersion, [Int: BertLayerWeights]) {
+    /// `protected`: the base model's whole words, which the version's normaliser never corrects.
+    static func read(id: Int, stateDir: String, protected: Set<String> = []) throws -> (ModelVersion, [Int: BertLayerWeights]) {
         let dir = folder(stateDir, id)
         guard let data = FileManager.default.contents(atPath: dir + "/manifest.json") else {
             throw ModelError("missing", file: dir + "/manifest.json")
@@ -101,7 +146,7 @@ enum VersionFiles {
             guard let e = file.entries[name] else { throw ModelError("missing", file: "weights.safetensors", tensor: name) }
             let t = try file.tensor(name, shape: shape ?? e.shape)
             return t.values
-        }
+        }.withNormaliser(try readNormaliser(dir + "/normaliser.json", protected: protected))
         var layers: [Int: BertLayerWeights] = [:]
         let changed = (m["changedLayers"]?.arrayValue ?? []).compactMap { $0.intValue.map(Int.init) }
         if !changed.isEmpty {

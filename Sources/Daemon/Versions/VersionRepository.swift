@@ -21,6 +21,20 @@ struct LoadedVersion: @unchecked Sendable {
 struct VersionRepository: Sendable {
     let stateDir: String
     let baseModel: String
+    /// The base model's whole words: a version's normaliser never corrects them.
+    let protectedWords: Set<String>
+
+    init(stateDir: String, baseModel: String, vocabulary: [String] = []) {
+        self.stateDir = stateDir
+        self.baseModel = baseModel
+        protectedWords = Normaliser.wholeWords(ofVocabulary: vocabulary)
+    }
+
+    /// A version's files, read on the calling thread.
+    func readFiles(_ id: Int) throws -> LoadedVersion {
+        let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir, protected: protectedWords)
+        return LoadedVersion(version: v, layers: layers)
+    }
 
     /// Writes a new version. Runs on the store thread (inside `StoreThread.run`).
     /// - Parameters:
@@ -43,7 +57,7 @@ struct VersionRepository: Sendable {
     /// Reads a version's files on the compute pool, after checking its status in the store;
     /// a problem is answered on `ctx` and `then` does not run.
     func read(_ id: Int, allowed: Set<VersionStatus>, store: StoreThread, ctx: RequestContext, then: @escaping (LoadedVersion) -> Void) {
-        let stateDir = self.stateDir
+        let repository = self
         store.run({ store throws(StoreError) -> VersionRecord in
             guard let r = try store.versions().first(where: { $0.id == id }) else { throw StoreError(.notFound, "no version \(id) (model/versions lists them)") }
             guard allowed.contains(r.status) else { throw StoreError(.invalid, "version \(id) is \(r.status.rawValue) and cannot be used here") }
@@ -53,10 +67,7 @@ struct VersionRepository: Sendable {
             case .failure(let e): ctx.reply(.failure(e))
             case .success:
                 ctx.compute({ _ throws(RPCError) -> LoadedVersion in
-                    do {
-                        let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
-                        return LoadedVersion(version: v, layers: layers)
-                    } catch { throw RPCError(.invalidData, "version \(id) cannot be loaded: \(error)") }
+                    do { return try repository.readFiles(id) } catch { throw RPCError(.invalidData, "version \(id) cannot be loaded: \(error)") }
                 }, then: then)
             }
         })
@@ -65,11 +76,10 @@ struct VersionRepository: Sendable {
     /// Reads a version's files on the compute pool, without a request (start-up, rollouts);
     /// `body` runs on the loop.
     func load(_ id: Int, compute: ComputePool, _ body: @escaping (Result<LoadedVersion, RPCError>) -> Void) {
-        let stateDir = self.stateDir
+        let repository = self
         compute.submit(work: { _ -> Result<LoadedVersion, RPCError> in
             do {
-                let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
-                return .success(LoadedVersion(version: v, layers: layers))
+                return .success(try repository.readFiles(id))
             } catch { return .failure(RPCError(.invalidData, "version \(id) cannot be loaded: \(error)")) }
         }, completion: { r in body(r ?? .failure(.internalError("loading version \(id) did not run"))) })
     }

@@ -54,15 +54,14 @@ final class VersionService: DaemonService {
     private func loadActiveVersion() {
         guard model.encoder != nil else { return }
         model.beginLoading()
-        let stateDir = repository.stateDir
+        let repository = self.repository
         let compute = self.compute
         store.run({ store throws(StoreError) -> Int? in try store.activeVersion() }, completion: { [weak self] result in
             guard let self else { return }
             guard case .success(let id?) = result else { self.model.finishLoading(); return }
             compute.submit(work: { _ -> Result<LoadedVersion, ErrorBox> in
                 do {
-                    let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir)
-                    return .success(LoadedVersion(version: v, layers: layers))
+                    return .success(try repository.readFiles(id))
                 } catch { return .failure(ErrorBox("\(error)")) }
             }, completion: { [weak self] r in
                 guard let self else { return }
@@ -259,9 +258,14 @@ final class VersionService: DaemonService {
         let repository = self.repository
         let dataset = params.dataset
         progress?.report(message: "training the head", percentage: 85)
+        let normalise = params.normalise ?? true, refit = params.refit ?? true
         ctx.compute({ _ -> FittedVersion in
+            // The deployment's words: every text of the dataset, validation included.
+            let normaliser = normalise ? Normaliser.build(texts: data.train.map(\.text) + data.validation.map(\.text),
+                                                          protected: repository.protectedWords) : nil
             let (v, report) = HeadFitting.fit(id: 0, labels: data.labels, dimension: D, train: (trainX, trainY),
-                                              validation: (valX, valY), lambdas: lambdas, oosRecall: recall)
+                                              validation: (valX, valY), lambdas: lambdas, oosRecall: recall, refit: refit,
+                                              normaliser: normaliser)
             return FittedVersion(version: v, report: report)
         }, then: { [unowned self] fitted in
             let activateRequested = params.activate
@@ -270,8 +274,7 @@ final class VersionService: DaemonService {
             progress?.report(message: "writing the version", percentage: 95)
             self.store.run({ store throws(StoreError) -> ModelVersion in
                 try repository.create(in: store, parent: nil, method: "fit", dataset: dataset, status: .ready, activate: activate) { id in
-                    let r = fitted.version
-                    let v = ModelVersion(id: id, labels: r.labels, head: r.head, temperature: r.temperature, outOfScope: r.outOfScope, oosThreshold: r.oosThreshold)
+                    let v = fitted.version.withID(id)
                     let reportJSON = (try? JSONValueEncoder().encode(fitted.report)) ?? .null
                     return (.init(version: v), ["dataset": .string(dataset), "method": "fit", "report": reportJSON])
                 }
@@ -288,7 +291,8 @@ final class VersionService: DaemonService {
                     ctx.reply(ModelFit.Result(version: v.id, active: activate, labels: v.labels.count, trainExamples: data.train.count,
                                               validationExamples: data.validation.count, lambda: r.lambda, trainAccuracy: r.trainAccuracy,
                                               validationAccuracy: r.validationAccuracy, temperature: r.temperature, eceBefore: r.eceBefore,
-                                              eceAfter: r.eceAfter, oosThreshold: Double(r.oosThreshold), seconds: Date().timeIntervalSince(started)))
+                                              eceAfter: r.eceAfter, oosThreshold: Double(r.oosThreshold), refitted: r.refitted ?? false,
+                                              normaliserWords: r.normaliserWords, seconds: Date().timeIntervalSince(started)))
                 }
             })
         })
