@@ -80,6 +80,12 @@ public enum FineTuneStart: RPCRequest {
         public var decay: Double?
         /// Word typo rate of the augmented copies (default 0.1; 0 turns augmentation off).
         public var typoRate: Double?
+        /// Noisy copies of each target example (default 1: typos; more vary the noise:
+        /// punctuation, a dropped word, casing).
+        public var noisyCopies: Int?
+        /// λ of the consistency term (KL between the predictions on an example and on its
+        /// noisy copies; default 0: cross-entropy alone). docs/robustness.md.
+        public var consistency: Double?
         /// Replayed examples of other intents per target example (default 1).
         public var replayRatio: Double?
         public var maxSteps: Int?

@@ -17,7 +17,9 @@ public enum ModelFit: RPCRequest {
         /// Make the new version active (default: only if no version is active).
         public var activate: Bool?
         /// After λ, the temperature and the threshold are chosen on validation, refit the head
-        /// and the out-of-scope statistics on train and validation together (default true).
+        /// and the out-of-scope statistics on train and validation together (default false: a
+        /// refitted version has seen the validation split, which every later fine-tune's early
+        /// stopping and gate use as held-out data).
         public var refit: Bool?
         /// Build the spelling normaliser from the dataset's words (default true).
         public var normalise: Bool?

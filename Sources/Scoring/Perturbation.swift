@@ -32,3 +32,38 @@ public enum Typos {
         return words.joined(separator: " ")
     }
 }
+
+/// Noisy variants of a training text for robust training: the first copy has typos at the
+/// given rate; later copies vary the kind of noise (twice the typos and changed punctuation;
+/// typos, a dropped word and changed casing), so a model learns that none of them changes the
+/// intent.
+public enum Noise {
+    public static func variant(_ text: String, copy c: Int, typoRate: Double, seed: UInt64) -> String {
+        var t = Typos.perturb(text, rate: c % 3 == 1 ? min(1, 2 * typoRate) : typoRate, seed: seed)
+        guard c > 0 else { return t }
+        var rng = SeededRandom(seed: seed &+ 0x51_7cc1_b727)
+        if c % 3 == 1 { t = punctuation(t, rng: &rng) }
+        if c % 3 == 2 { t = casing(droppingAWord(t, rng: &rng), rng: &rng) }
+        return t
+    }
+
+    /// Drops the final punctuation mark, or adds a "?" or "." when there is none.
+    static func punctuation(_ t: String, rng: inout SeededRandom) -> String {
+        guard let last = t.last else { return t }
+        if last.isPunctuation { return String(t.dropLast()) }
+        return t + (rng.next() % 2 == 0 ? "?" : ".")
+    }
+
+    /// Drops one word of a sentence of four or more words.
+    static func droppingAWord(_ t: String, rng: inout SeededRandom) -> String {
+        var words = t.split(separator: " ").map(String.init)
+        guard words.count >= 4 else { return t }
+        words.remove(at: Int(rng.next() % UInt64(words.count)))
+        return words.joined(separator: " ")
+    }
+
+    /// All lower case, or the first letter upper case.
+    static func casing(_ t: String, rng: inout SeededRandom) -> String {
+        rng.next() % 2 == 0 ? t.lowercased() : t.prefix(1).uppercased() + t.dropFirst()
+    }
+}

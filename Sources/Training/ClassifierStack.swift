@@ -102,12 +102,19 @@ public final class ClassifierStack {
     ///   - hidden: `[N, H]` frozen hidden states of the batch, packed
     ///   - labels: B class indices
     ///   - weights: B example weights (nil: all 1)
-    public func step(hidden: Tensor, packing: Packing, labels: [Int], weights: [Float]? = nil, grads g: Gradients) -> Float {
+    ///   - consistency: pairs of batch rows (a clean example, a noisy variant of it) and λ:
+    ///     the loss gains λ · the mean over pairs of KL(p_clean ‖ p_noisy), both sides
+    ///     differentiated
+    public func step(hidden: Tensor, packing: Packing, labels: [Int], weights: [Float]? = nil,
+                     consistency: (pairs: [(clean: Int, noisy: Int)], weight: Float)? = nil, grads g: Gradients) -> Float {
         let N = packing.totalTokens, B = packing.count, H = hidden.shape[1], C = classes
         let (logits, pass) = run(hidden: hidden, packing: packing)
-        let loss = crossEntropyForward(probs: pass.probs, logits: logits, labels: labels, weights: weights)
+        var loss = crossEntropyForward(probs: pass.probs, logits: logits, labels: labels, weights: weights)
         let dLogits = Tensor(shape: [B, C])
         crossEntropyBackward(dLogits: dLogits, probs: pass.probs, labels: labels, weights: weights)
+        if let consistency, !consistency.pairs.isEmpty, consistency.weight > 0 {
+            loss += Self.consistencyTerm(logits: logits, pairs: consistency.pairs, weight: consistency.weight, dLogits: dLogits)
+        }
         let dz = Tensor(shape: [B, H])
         linearBackward(dInput: dz, dWeight: g.headWeight, dBias: g.headBias, dOut: dLogits, input: pass.standardized, weight: headWeight)
         guard !layers.isEmpty else { return loss }
@@ -128,5 +135,38 @@ public final class ClassifierStack {
             if let dIn { dOut = dIn }
         }
         return loss
+    }
+
+    /// λ · mean over pairs of KL(p_a ‖ p_b), p = softmax(logits row); adds its gradient to
+    /// `dLogits`: toward the noisy row, q − p; toward the clean row, p ⊙ (v − Σ p v) with
+    /// v = log p − log q.
+    static func consistencyTerm(logits: Tensor, pairs: [(clean: Int, noisy: Int)], weight: Float, dLogits: Tensor) -> Float {
+        let C = logits.shape[1]
+        let scale = weight / Float(pairs.count)
+        func logSoftmax(_ row: Int) -> [Float] {
+            var m = -Float.infinity
+            for c in 0..<C { m = max(m, logits[row * C + c]) }
+            var s: Float = 0
+            for c in 0..<C { s += expf(logits[row * C + c] - m) }
+            let lse = m + logf(s)
+            return (0..<C).map { logits[row * C + $0] - lse }
+        }
+        var total: Float = 0
+        for (a, b) in pairs {
+            let lp = logSoftmax(a), lq = logSoftmax(b)
+            var kl: Float = 0
+            var v = [Float](repeating: 0, count: C), p = [Float](repeating: 0, count: C)
+            for c in 0..<C {
+                p[c] = expf(lp[c])
+                v[c] = lp[c] - lq[c]
+                kl += p[c] * v[c]
+            }
+            total += kl
+            for c in 0..<C {
+                dLogits[b * C + c] += scale * (expf(lq[c]) - p[c])
+                dLogits[a * C + c] += scale * p[c] * (v[c] - kl)
+            }
+        }
+        return scale * total
     }
 }

@@ -14,7 +14,8 @@ public enum DataSelection {
     public struct Options: Sendable, Codable, Equatable {
         /// Word typo rate of the augmented copies (0: no augmentation).
         public var typoRate = 0.1
-        /// Augmented copies of each target example.
+        /// Augmented copies of each target example: the first with typos, later ones with
+        /// other kinds of noise too (``Noise``). Each copy shares a group with its clean example.
         public var typoCopies = 1
         /// Replayed examples of other intents per target example.
         public var replayRatio = 2.0
@@ -80,11 +81,13 @@ public enum DataSelection {
         let regionExamples = train.compactMap { t, l in targets.contains(l) ? index[l].map { LabelledText(text: t, label: $0) } : nil }
         var targetSet = failTrain + regionExamples
         var augmented: [LabelledText] = []
-        if o.typoRate > 0 {
-            for (k, x) in targetSet.enumerated() {
-                for c in 0..<max(0, o.typoCopies) {
-                    let t = Typos.perturb(x.text, rate: o.typoRate, seed: o.seed &* 7919 &+ UInt64(k * 16 + c))
-                    augmented.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost))
+        if o.typoRate > 0 && o.typoCopies > 0 {
+            for k in targetSet.indices {
+                targetSet[k].group = k
+                let x = targetSet[k]
+                for c in 0..<o.typoCopies {
+                    let t = Noise.variant(x.text, copy: c, typoRate: o.typoRate, seed: o.seed &* 7919 &+ UInt64(k * 16 + c))
+                    augmented.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost, group: k, noisy: true))
                 }
             }
         }

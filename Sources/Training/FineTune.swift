@@ -22,6 +22,9 @@ public final class FineTuner {
         public var headLearningRate: Float = 1e-3
         /// L2-SP strength toward the parent's weights.
         public var decay: Float = 0.01
+        /// λ of the consistency term: KL between the predictions on a clean example and on each
+        /// of its noisy variants, which train in the same minibatch (0: plain cross-entropy).
+        public var consistency: Float = 0
         public var seed: UInt64 = 1
         public init() {}
 
@@ -177,10 +180,45 @@ public final class FineTuner {
         public var stoppedEarly: Bool
     }
 
+    /// Minibatches of one epoch: example indices in a shuffled order, and the (clean, noisy)
+    /// pairs of batch rows. With consistency and groups, a group (a clean example and its
+    /// variants) is shuffled as a unit and never split across batches; batches are filled with
+    /// whole groups up to the batch size.
+    /// Without consistency, `order` is reshuffled each epoch and cut in batches.
+    func batches(order: inout [Int], groups: [(id: Int, noisy: Bool)?]?, rng: inout SeededRandom) -> [(indices: [Int], pairs: [(clean: Int, noisy: Int)])] {
+        let size = max(1, settings.batchSize), count = order.count
+        guard settings.consistency > 0, let groups, groups.count == count else {
+            order.shuffle(using: &rng)
+            return stride(from: 0, to: count, by: size).map { (Array(order[$0..<min($0 + size, count)]), []) }
+        }
+        var units: [[Int]] = [], unitOf: [Int: Int] = [:]
+        for i in 0..<count {
+            guard let g = groups[i] else { units.append([i]); continue }
+            if let u = unitOf[g.id] { units[u].append(i) } else { unitOf[g.id] = units.count; units.append([i]) }
+        }
+        // The clean member first.
+        for u in units.indices { units[u].sort { (groups[$0]?.noisy == true ? 1 : 0, $0) < (groups[$1]?.noisy == true ? 1 : 0, $1) } }
+        units.shuffle(using: &rng)
+        var out: [(indices: [Int], pairs: [(clean: Int, noisy: Int)])] = []
+        var current: [Int] = [], pairs: [(clean: Int, noisy: Int)] = []
+        for u in units {
+            if !current.isEmpty && current.count + u.count > size { out.append((current, pairs)); current = []; pairs = [] }
+            let base = current.count
+            if u.count > 1, groups[u[0]]?.noisy == false {
+                for k in 1..<u.count where groups[u[k]]?.noisy == true { pairs.append((base, base + k)) }
+            }
+            current += u
+        }
+        if !current.isEmpty { out.append((current, pairs)) }
+        return out
+    }
+
     /// Trains `stack` on the cached examples. `shouldStop` is checked before every step.
+    /// `groups` (one per example, nil: none) pairs clean examples with their noisy variants
+    /// for the consistency term.
     @discardableResult
     public func train(_ stack: ClassifierStack, cached: [[Float]], labels: [Int], weights: [Float]? = nil,
-                      earlyStopping: EarlyStopping? = nil,
+                      groups: [(id: Int, noisy: Bool)?]? = nil, earlyStopping: EarlyStopping? = nil,
                       progress: ((Progress) -> Void)? = nil, shouldStop: () -> Bool = { false }) -> Outcome {
         let g = stack.makeGradients()
         let layerParams = stack.layers.flatMap(\.trainable)
@@ -207,14 +245,13 @@ public final class FineTuner {
         }
         if let es = earlyStopping { initial = es.evaluate() }
         for epoch in 0..<settings.epochs {
-            order.shuffle(using: &rng)
-            for b in 0..<stepsPerEpoch {
+            for (idx, pairs) in batches(order: &order, groups: groups, rng: &rng) {
                 if shouldStop() { return finish(true) }
-                let idx = Array(order[(b * settings.batchSize)..<min((b + 1) * settings.batchSize, order.count)])
                 let (hidden, packing) = pack(cached, idx)
                 g.zero()
                 let loss = stack.step(hidden: hidden, packing: packing, labels: idx.map { labels[$0] },
-                                      weights: weights.map { w in idx.map { w[$0] } }, grads: g)
+                                      weights: weights.map { w in idx.map { w[$0] } },
+                                      consistency: pairs.isEmpty ? nil : (pairs, settings.consistency), grads: g)
                 addFlops(stepFlops(stack, packing.lengths, backward: true))
                 if !layerParams.isEmpty { layerOpt.update(layerParams, layerGrads, anchors: anchors) }
                 headOpt.update([stack.headWeight, stack.headBias], [g.headWeight, g.headBias], anchors: headAnchors)

@@ -11,8 +11,13 @@ public struct LabelledText: Sendable {
     public var weight: Float
     /// The business cost of getting it wrong, when known (a reported failure); nil: the cost model decides.
     public var cost: Double?
-    public init(text: String, label: Int, weight: Float = 1, cost: Double? = nil) {
-        self.text = text; self.label = label; self.weight = weight; self.cost = cost
+    /// A clean example and its noisy variants share a group (consistency training pairs them
+    /// in one minibatch); nil: on its own.
+    public var group: Int?
+    /// A noisy variant of its group's clean example.
+    public var noisy = false
+    public init(text: String, label: Int, weight: Float = 1, cost: Double? = nil, group: Int? = nil, noisy: Bool = false) {
+        self.text = text; self.label = label; self.weight = weight; self.cost = cost; self.group = group; self.noisy = noisy
     }
 }
 
@@ -39,6 +44,12 @@ public enum LocalFineTune {
         /// corrections added); nil: the parent's. Every text reaches the encoder through the
         /// normaliser of the version that reads it, as in serving.
         public var normaliser: Normaliser? = nil
+        /// Adversarial typos: for this many of the target examples (the parent's smallest
+        /// margins first), the one-character edit that most lowers the correct intent's margin
+        /// (``CharacterAttack``, at most `adversarialCandidates` edits tried each) joins the
+        /// training data as a noisy copy. 0: none.
+        public var adversarialExamples = 0
+        public var adversarialCandidates = 32
         public var maxSteps: Int? = nil
         public var maxSeconds: Double? = nil
         public var gate = Gate.Settings()
@@ -78,6 +89,11 @@ public enum LocalFineTune {
         public var fullFineTuneFlops: Double
         public var temperature: Double
         public var trainableParameters: Int
+        /// Adversarial typos added, and the FLOPs their search cost (counted in trainingFlops).
+        public var adversarialExamples: Int?
+        public var adversarialFlops: Double?
+        /// λ of the consistency term, when it was on.
+        public var consistency: Double?
     }
 
     public struct Candidate: @unchecked Sendable {
@@ -136,7 +152,9 @@ public enum LocalFineTune {
             for (t, block) in zip(missing, tuner.cacheFrozen(missing, threads: plan.threads)) { cached[t] = block }
             return texts.map { cached[$0]! }
         }
-        let trainC = try cache(plan.train), esC = try cache(plan.earlyStopping)
+        var train = plan.train
+        var trainC = try cache(train)
+        let esC = try cache(plan.earlyStopping)
         // Training compute: caching what trains and what stops it, the steps and the
         // early-stopping evaluations. The gate's and the calibration's work is counted apart.
         var trainingFlops = tuner.flops
@@ -158,8 +176,20 @@ public enum LocalFineTune {
         let parentGlobalC = sameNormaliser ? globalC : try cache(plan.globalHeldOut, normaliser: parent.normaliser)
         var parentPerturbedC = perturbedC
         if !sameNormaliser { parentPerturbedC = []; for p in perturbedHeldOut { parentPerturbedC.append(try cache(p.examples, normaliser: parent.normaliser)) } }
-        let cacheSeconds = Date().timeIntervalSince(started)
         let stack = tuner.makeStack(headWeight: head.weight, headBias: head.bias, mean: head.mean, scale: head.scale)
+        var adversarialFlops: Double? = nil, adversarialCount: Int? = nil
+        if plan.adversarialExamples > 0 {
+            events(.phase("searching adversarial typos"))
+            let before = tuner.flops
+            let added = try adversarialTypos(train: train, cached: trainC, tuner: tuner, stack: stack, plan: plan,
+                                             normaliser: candidateNormaliser, shouldStop: shouldStop)
+            train += added
+            trainC += try cache(added)
+            adversarialFlops = tuner.flops - before
+            adversarialCount = added.count
+            trainingFlops += adversarialFlops!
+        }
+        let cacheSeconds = Date().timeIntervalSince(started)
         func predictions(_ c: [[Float]]) -> [Int] {
             let (_, logits) = tuner.vectorsAndLogits(stack, cached: c)
             let C = stack.classes
@@ -189,7 +219,7 @@ public enum LocalFineTune {
         var stoppedBy = "done"
         var firstLoss: Double? = nil, lastLoss: Double? = nil
         let trainStart = Date()
-        let stepsPerEpoch = (plan.train.count + s.batchSize - 1) / s.batchSize
+        let stepsPerEpoch = (train.count + s.batchSize - 1) / s.batchSize
         let es: FineTuner.EarlyStopping? = plan.earlyStopping.isEmpty ? nil : FineTuner.EarlyStopping(
             every: max(1, stepsPerEpoch / 2), patience: 3, minSteps: 2 * stepsPerEpoch,
             evaluate: {
@@ -202,7 +232,9 @@ public enum LocalFineTune {
             })
         events(.phase("training"))
         let beforeSteps = tuner.flops
-        let outcome = tuner.train(stack, cached: trainC, labels: plan.train.map(\.label), weights: plan.train.map(\.weight), earlyStopping: es,
+        let groups = train.map { x in x.group.map { (id: $0, noisy: x.noisy) } }
+        let outcome = tuner.train(stack, cached: trainC, labels: train.map(\.label), weights: train.map(\.weight),
+                                  groups: groups, earlyStopping: es,
                                   progress: { p in
                                       lastStep = p.step
                                       if firstLoss == nil { firstLoss = Double(p.loss) }
@@ -282,11 +314,47 @@ public enum LocalFineTune {
         let report = Report(method: s.method.rawValue, layers: stack.layers.count, rank: s.method == .lora ? s.rank : nil, epochs: s.epochs,
                             steps: outcome.steps, plannedSteps: stepsPerEpoch * s.epochs, stoppedBy: stoppedBy, bestStep: outcome.bestStep,
                             earlyStoppingInitialScore: outcome.initialScore, earlyStoppingBestScore: outcome.bestScore,
-                            trainExamples: plan.train.count, earlyStoppingExamples: plan.earlyStopping.count,
+                            trainExamples: train.count, earlyStoppingExamples: plan.earlyStopping.count,
                             targetHeldOutExamples: plan.targetHeldOut.count, globalHeldOutExamples: plan.globalHeldOut.count,
                             firstLoss: firstLoss, lastLoss: lastLoss, cacheSeconds: cacheSeconds, trainSeconds: trainSeconds,
                             seconds: Date().timeIntervalSince(started), trainingFlops: trainingFlops, flops: tuner.flops, fullFineTuneFlops: fullFlops, temperature: T,
-                            trainableParameters: trainable)
+                            trainableParameters: trainable, adversarialExamples: adversarialCount, adversarialFlops: adversarialFlops,
+                            consistency: s.consistency > 0 ? Double(s.consistency) : nil)
         return Candidate(version: version, layers: layers, adapters: adapters, report: report, gate: gate)
+    }
+
+    /// The adversarial copies of the riskiest target examples: the clean examples of a group
+    /// (the target regions' examples and failures; all examples when there are no groups),
+    /// the parent's smallest correct-intent margins first, each given the one-character edit
+    /// that lowers that margin most, read through the candidate's normaliser as it will be
+    /// served. The search runs the candidate edits through the frozen layers and the parent's
+    /// stack, a chunk at a time.
+    static func adversarialTypos(train: [LabelledText], cached: [[Float]], tuner: FineTuner, stack: ClassifierStack, plan: Plan,
+                                 normaliser: Normaliser?, shouldStop: () -> Bool) throws(Failure) -> [LabelledText] {
+        let grouped = train.indices.filter { train[$0].group != nil && !train[$0].noisy }
+        let pool = grouped.isEmpty ? Array(train.indices) : grouped
+        let (_, logits) = tuner.vectorsAndLogits(stack, cached: pool.map { cached[$0] })
+        let C = stack.classes
+        let margins = pool.indices.map { k -> Float in
+            let y = train[pool[k]].label
+            var other = -Float.infinity
+            for c in 0..<C where c != y { other = max(other, logits[k * C + c]) }
+            return logits[k * C + y] - other
+        }
+        let chosen = pool.indices.sorted { (margins[$0], $0) < (margins[$1], $1) }.prefix(plan.adversarialExamples).map { pool[$0] }
+        var cancelled = false
+        let r = CharacterAttack.run(sentences: chosen.map { (train[$0].text, train[$0].label) }, maxCandidates: plan.adversarialCandidates,
+                                    seed: plan.settings.seed, onlyCorrect: false, chunk: 512) { texts in
+            if cancelled || shouldStop() { cancelled = true; return [Float](repeating: 0, count: texts.count * C) }
+            let read = texts.map { normaliser?.normalise($0).text ?? $0 }
+            return tuner.vectorsAndLogits(stack, cached: tuner.cacheFrozen(read, threads: plan.threads)).1
+        }
+        if cancelled { throw .cancelled }
+        var nextGroup = (train.compactMap(\.group).max() ?? -1) + 1
+        return r.adversarial.map { a in
+            let x = train[chosen[a.index]]
+            let group = x.group ?? { defer { nextGroup += 1 }; return nextGroup }()
+            return LabelledText(text: a.text, label: x.label, weight: x.weight, cost: x.cost, group: group, noisy: true)
+        }
     }
 }

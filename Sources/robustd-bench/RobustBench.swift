@@ -30,6 +30,21 @@ struct RobustBench: ParsableCommand {
     @Option(help: "The normaliser's cost weight (log-frequency units per unit of edit cost).")
     var costWeight: Double = 4
 
+    @Option(help: "Fine-tune rows, each 'method:objective' (methods head, lora, top-layers, full; objectives augment, consistency, adversarial); empty: none.")
+    var rows: String = "head:augment,head:consistency,lora:augment,lora:consistency,lora:adversarial,top-layers:augment,top-layers:consistency,top-layers:adversarial,full:consistency"
+
+    @Option(help: "Epochs of every fine-tune.")
+    var epochs: Int = 2
+
+    @Option(help: "λ of the consistency term.")
+    var consistency: Float = 1
+
+    @Option(help: "Noisy copies per example with the consistency and adversarial objectives.")
+    var noisyCopies: Int = 2
+
+    @Option(help: "Riskiest training examples given an adversarial typo (adversarial objective).")
+    var adversarialExamples: Int = 1000
+
     @Flag(help: "Also print what the normaliser changed on a few test sentences.")
     var showCorrections = false
 
@@ -61,9 +76,10 @@ struct RobustBench: ParsableCommand {
         print(String(format: "parent: frozen encoder + logistic-regression head, λ %g chosen on 10%% of train (%d), %.0f s with embedding; normaliser: %d words from %d training texts in %.2f s",
                      report.lambda, validation.count, parentSeconds, normaliser.counts.count, fullTrain.count, normaliserSeconds))
 
-        func predict(_ v: ModelVersion, _ xs: [String], normalise: Bool) -> [Int] {
+        func embed(_ texts: [String], _ e: SentenceEncoder) -> [Float] { WeakenedIntents.embed(texts, engine: engine, with: e) }
+        func predict(_ v: ModelVersion, _ xs: [String], normalise: Bool, encoder e: SentenceEncoder? = nil) -> [Int] {
             let input = normalise ? xs.map { normaliser.normalise($0).text } : xs
-            let logits = v.head.logits(embed(input), count: input.count)
+            let logits = v.head.logits(embed(input, e ?? enc), count: input.count)
             let C = labels.count
             return (0..<input.count).map { n in (0..<C).max { logits[n * C + $0] < logits[n * C + $1] }! }
         }
@@ -76,22 +92,30 @@ struct RobustBench: ParsableCommand {
 
         print("")
         print("row                              clean    @10% typos (Δ)     @20% typos (Δ)     attack success   seconds")
-        func row(_ name: String, _ v: ModelVersion, normalise: Bool, seconds: Double) {
-            let a = acc(predict(v, texts, normalise: normalise))
-            let a10 = acc(predict(v, typo10, normalise: normalise)), a20 = acc(predict(v, typo20, normalise: normalise))
+        struct Measured { var clean, typo10, typo20: Double; var attack: Double? }
+        @discardableResult
+        func row(_ name: String, _ v: ModelVersion, normalise: Bool, seconds: Double, encoder e: SentenceEncoder? = nil,
+                 flops: Double? = nil, fullFlops: Double? = nil) -> Measured {
+            let a = acc(predict(v, texts, normalise: normalise, encoder: e))
+            let a10 = acc(predict(v, typo10, normalise: normalise, encoder: e)), a20 = acc(predict(v, typo20, normalise: normalise, encoder: e))
             var attack = "—"
+            var rate: Double? = nil
             if attackSentences > 0 {
                 let r = CharacterAttack.run(sentences: sample.map { (texts[$0], y[$0]) }, maxCandidates: attackCandidates, seed: seed) { xs in
                     let input = normalise ? xs.map { normaliser.normalise($0).text } : xs
-                    return v.head.logits(embed(input), count: input.count)
+                    return v.head.logits(embed(input, e ?? enc), count: input.count)
                 }
                 attack = String(format: "%5.1f%% of %d", 100 * r.successRate, r.attacked)
+                rate = r.successRate
             }
-            print(String(format: "%@  %6.2f%%  %6.2f%% (%+5.2f)   %6.2f%% (%+5.2f)   %@  %7.1f", name.padding(toLength: 31, withPad: " ", startingAt: 0) as NSString,
-                         100 * a, 100 * a10, 100 * (a10 - a), 100 * a20, 100 * (a20 - a), attack.padding(toLength: 15, withPad: " ", startingAt: 0) as NSString, seconds))
+            var f = ""
+            if let flops { f = String(format: "  %9.0f", flops / 1e9) + (fullFlops.map { String(format: "  %5.1f%%", 100 * flops / $0) } ?? "") }
+            print(String(format: "%@  %6.2f%%  %6.2f%% (%+5.2f)   %6.2f%% (%+5.2f)   %@  %7.1f%@", name.padding(toLength: 31, withPad: " ", startingAt: 0) as NSString,
+                         100 * a, 100 * a10, 100 * (a10 - a), 100 * a20, 100 * (a20 - a), attack.padding(toLength: 15, withPad: " ", startingAt: 0) as NSString, seconds, f))
+            return Measured(clean: a, typo10: a10, typo20: a20, attack: rate)
         }
         row("parent", parent, normalise: false, seconds: parentSeconds)
-        row("parent + normaliser", parent, normalise: true, seconds: parentSeconds + normaliserSeconds)
+        let base = row("parent + normaliser", parent, normalise: true, seconds: parentSeconds + normaliserSeconds)
 
         // The head refitted on all of train at the chosen λ (model/fit's refit).
         t0 = Date()
@@ -103,6 +127,80 @@ struct RobustBench: ParsableCommand {
         row("parent refitted on all train", refitVersion, normalise: false, seconds: refitSeconds)
         row("refitted + normaliser", refitVersion, normalise: true, seconds: refitSeconds + normaliserSeconds)
 
+        // Fine-tunes from the parent with its normaliser, on 90% of train (every intent a
+        // target), early stopping and gate on the other 10%, as robustd-bench finetune --all-data.
+        let parentN = parent.withNormaliser(normaliser)
+        var results: [(name: String, m: Measured, flops: Double)] = []
+        let specs = rows.split(separator: ",").map { $0.split(separator: ":").map(String.init) }
+        if !specs.isEmpty {
+            print("")
+            print("fine-tunes (with the normaliser; epochs \(epochs); training FLOPs and their share of the full fine-tune's measured in the same run):")
+            print("row                              clean    @10% typos (Δ)     @20% typos (Δ)     attack success   seconds  train GFLOP  share")
+        }
+        var fullFlops: Double? = nil
+        // The full fine-tune first when asked, so the others can quote their share of its FLOPs.
+        let ordered = specs.filter { $0.first == "full" } + specs.filter { $0.first != "full" }
+        for spec in ordered {
+            guard spec.count == 2, ["augment", "consistency", "adversarial"].contains(spec[1]) else { throw ValidationError("row '\(spec.joined(separator: ":"))': method:objective") }
+            let (m, objective) = (spec[0], spec[1])
+            var plan = LocalFineTune.Plan()
+            plan.threads = 2
+            plan.settings.epochs = epochs
+            plan.settings.batchSize = 32
+            if m == "full" {
+                plan.settings.method = .topLayers
+                plan.settings.layers = enc.config.layers
+                plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 5e-5
+            } else {
+                guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
+                plan.settings.method = method
+                plan.settings.layers = 2
+                switch method {
+                case .head: plan.settings.headLearningRate = 1e-3
+                case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 3e-5
+                case .topLayers: plan.settings.learningRate = 3e-5; plan.settings.headLearningRate = 3e-5
+                }
+            }
+            var opts = DataSelection.Options()
+            opts.seed = seed
+            opts.typoRate = 0.1
+            opts.replayRatio = 0
+            if objective != "augment" {
+                opts.typoCopies = noisyCopies
+                plan.settings.consistency = consistency
+            }
+            if objective == "adversarial" { plan.adversarialExamples = adversarialExamples }
+            let sel = DataSelection.select(labels: labels, targets: Set(labels), train: train, heldOut: validation, failures: [], options: opts)
+            plan.train = sel.train; plan.earlyStopping = sel.earlyStopping
+            plan.targetHeldOut = sel.targetHeldOut; plan.globalHeldOut = sel.globalHeldOut
+            plan.outOfScopeTrain = []
+            let t = Date()
+            let cand = try LocalFineTune.run(encoder: enc, parent: parentN, plan: plan, cost: { _, _ in 1 }, fullDataCount: train.count,
+                                             events: { e in
+                                                 if case .step(let s, let n, _, let loss, _) = e, s % 400 == 0 {
+                                                     FileHandle.standardError.write(Data("  \(m) \(objective) step \(s)/\(n) loss \(String(format: "%.4f", loss))\n".utf8))
+                                                 }
+                                             })
+            let seconds = Date().timeIntervalSince(t)
+            let e2 = enc.replacingLayers(cand.layers.mapValues(\.serving))
+            let r = cand.report
+            FileHandle.standardError.write(Data("  \(m) \(objective): \(r.steps) steps (\(r.stoppedBy), best step \(r.bestStep ?? -1)), adversarial \(r.adversarialExamples ?? 0) for \(String(format: "%.0f", (r.adversarialFlops ?? 0) / 1e9)) GFLOP\n".utf8))
+            if m == "full" { fullFlops = r.trainingFlops }
+            let measured = row("\(m) \(objective)", cand.version, normalise: true, seconds: seconds, encoder: e2, flops: r.trainingFlops, fullFlops: fullFlops)
+            results.append(("\(m) \(objective)", measured, r.trainingFlops))
+        }
+        if let full = results.first(where: { $0.name.hasPrefix("full ") }) {
+            let gain10 = full.m.typo10 - base.typo10, gain20 = full.m.typo20 - base.typo20
+            print("")
+            print(String(format: "robustness gain of %@ over parent + normaliser: %+.2f points at 10%% typos, %+.2f at 20%%", full.name as NSString, 100 * gain10, 100 * gain20))
+            for r in results where !r.name.hasPrefix("full ") {
+                let g10 = r.m.typo10 - base.typo10, g20 = r.m.typo20 - base.typo20
+                print(String(format: "  %@: %+.2f / %+.2f points (%.0f%% / %.0f%% of the full fine-tune's gain) at %.1f%% of its training FLOPs",
+                             r.name.padding(toLength: 24, withPad: " ", startingAt: 0) as NSString, 100 * g10, 100 * g20,
+                             gain10 > 0 ? 100 * g10 / gain10 : .nan, gain20 > 0 ? 100 * g20 / gain20 : .nan, 100 * r.flops / full.flops))
+            }
+        }
+
         if showCorrections {
             print("")
             for t in typo10.prefix(400) {
@@ -112,75 +210,5 @@ struct RobustBench: ParsableCommand {
         }
         print("")
         print("typos: the benchmark's own generator (swap, drop, double a letter in 10% / 20% of the words of 3+ letters), not the fine-tune's; attack: every one-character edit (swap, drop, double, neighbouring key) of one word, up to \(attackCandidates) per sentence, success if any flips a correct prediction")
-    }
-}
-
-/// The greedy one-edit character attack: for each correctly classified sentence, every
-/// one-character edit of one word (swap two neighbours, drop, double, a neighbouring key), a
-/// seeded sample of at most `maxCandidates`; the attack succeeds on a sentence when one of them
-/// changes the prediction. `adversarial` is, per sentence, the edit that lowered the correct
-/// intent's logit margin most (for adversarial training).
-enum CharacterAttack {
-    struct Result {
-        var attacked: Int
-        var succeeded: Int
-        var successRate: Double { attacked == 0 ? 0 : Double(succeeded) / Double(attacked) }
-        var adversarial: [(text: String, label: Int)]
-    }
-
-    static func candidates(_ text: String, max: Int, rng: inout SeededRandom) -> [String] {
-        let words = text.split(separator: " ", omittingEmptySubsequences: false).map { Array($0) }
-        var out: [String] = []
-        for (w, word) in words.enumerated() where word.count >= 3 && word.allSatisfy(\.isLetter) {
-            func with(_ chars: [Character]) {
-                var ws = words
-                ws[w] = chars
-                out.append(ws.map { String($0) }.joined(separator: " "))
-            }
-            for p in word.indices {
-                if p + 1 < word.count, word[p] != word[p + 1] { var c = word; c.swapAt(p, p + 1); with(c) }
-                var d = word; d.remove(at: p); with(d)
-                var e = word; e.insert(word[p], at: p); with(e)
-                if let near = Typos.keyboard[Character(word[p].lowercased())] {
-                    for k in near { var s = word; s[p] = k; with(s) }
-                }
-            }
-        }
-        if out.count > max { out.shuffle(using: &rng); out = Array(out.prefix(max)) }
-        return out
-    }
-
-    /// `logits` maps texts to `[N, C]` logits.
-    static func run(sentences: [(String, Int)], maxCandidates: Int, seed: UInt64, logits: ([String]) -> [Float]) -> Result {
-        let clean = logits(sentences.map(\.0))
-        let C = clean.count / max(1, sentences.count)
-        func argmax(_ l: [Float], _ n: Int) -> Int { (0..<C).max { l[n * C + $0] < l[n * C + $1] }! }
-        var rng = SeededRandom(seed: seed &+ 500)
-        var attacked = 0, succeeded = 0
-        var adversarial: [(String, Int)] = []
-        var batch: [String] = [], owner: [Int] = []
-        var lists: [[String]] = []
-        for (i, s) in sentences.enumerated() where argmax(clean, i) == s.1 {
-            let c = candidates(s.0, max: maxCandidates, rng: &rng)
-            guard !c.isEmpty else { continue }
-            attacked += 1
-            lists.append(c)
-            batch += c
-            owner += [Int](repeating: i, count: c.count)
-        }
-        let l = batch.isEmpty ? [] : logits(batch)
-        var bestMargin: [Int: (Float, String)] = [:]
-        var flipped = Set<Int>()
-        for (k, i) in owner.enumerated() {
-            let label = sentences[i].1
-            var other = -Float.infinity
-            for c in 0..<C where c != label { other = max(other, l[k * C + c]) }
-            let margin = l[k * C + label] - other
-            if margin < 0 { flipped.insert(i) }
-            if bestMargin[i] == nil || margin < bestMargin[i]!.0 { bestMargin[i] = (margin, batch[k]) }
-        }
-        succeeded = flipped.count
-        adversarial = bestMargin.keys.sorted().map { (bestMargin[$0]!.1, sentences[$0].1) }
-        return Result(attacked: attacked, succeeded: succeeded, adversarial: adversarial)
     }
 }

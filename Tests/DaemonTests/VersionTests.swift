@@ -59,7 +59,9 @@ struct VersionTests {
         var c = try d!.client()
         _ = try c.call("dataset/import", ["name": "tiny", "records": Self.records]).get()
         let fit = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
-        #expect(fit["refitted"] == true)
+        #expect(fit["refitted"] == false)
+        let refitted = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01], "refit": true], timeout: 60).get()
+        #expect(refitted["refitted"] == true && refitted["active"] == false)
         #expect((fit["normaliserWords"]?.intValue ?? 0) >= 4)
         #expect(FileManager.default.fileExists(atPath: state.path + "/versions/1/normaliser.json"))
         func scoreOf(_ text: String) throws -> JSONValue? {
@@ -74,7 +76,7 @@ struct VersionTests {
         // Without a normaliser the typo is read as typed.
         let plain = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01], "normalise": false, "activate": true], timeout: 60).get()
         #expect(plain["normaliserWords"] == nil)
-        #expect(!FileManager.default.fileExists(atPath: state.path + "/versions/2/normaliser.json"))
+        #expect(!FileManager.default.fileExists(atPath: state.path + "/versions/3/normaliser.json"))
         #expect(try scoreOf("my crad is laet")?["normalised"] == nil)
         // A restart restores version 1's normaliser with it.
         _ = try c.call("model/activate", ["version": 1]).get()
@@ -84,11 +86,11 @@ struct VersionTests {
         c = try again.client()
         #expect(try scoreOf("my crad is laet")?["normalised"]?["text"] == "my card is late")
         // A damaged normaliser file: the version is refused and nothing changes.
-        _ = try c.call("model/activate", ["version": 2]).get()
+        _ = try c.call("model/activate", ["version": 3]).get()
         try Data("{\"format\": \"robustd-normaliser\", \"words\": [[\"card\", -3]]}".utf8).write(to: URL(fileURLWithPath: state.path + "/versions/1/normaliser.json"))
         guard case .failure(let e) = try c.call("model/activate", ["version": 1]) else { Issue.record("activated a damaged version"); return }
         #expect(e.message.contains("normaliser.json"), "\(e.message)")
-        #expect(try c.call("model/versions").get()["active"] == 2)
+        #expect(try c.call("model/versions").get()["active"] == 3)
     }
 
     @Test("fit refuses a one-class dataset, an unknown dataset, bad options, and works only with a model")

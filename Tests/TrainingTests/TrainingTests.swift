@@ -3,6 +3,7 @@ import RobustdTestSupport
 import Testing
 @testable import Encoder
 import Tensor
+import Scoring
 @testable import Training
 
 @Suite("Training the top of the model")
@@ -62,6 +63,86 @@ struct TrainingTests {
             }
             #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
         }
+    }
+
+    @Test("consistency training: the gradient of cross-entropy + λ·KL(clean ‖ noisy) matches central differences, on both sides of each pair",
+          arguments: [false, true])
+    func consistencyGradients(lora: Bool) throws {
+        let (stack, hidden, packing, labels, _dir) = try setup(lora: lora)
+        _ = _dir
+        // Rows 0 and 4 are a sentence and its "noisy" shorter variant; 2 and 5 another pair.
+        let pairs: [(clean: Int, noisy: Int)] = [(0, 4), (2, 5)]
+        let lambda: Float = 1.5
+        let g = stack.makeGradients()
+        let reported = stack.step(hidden: hidden, packing: packing, labels: labels, consistency: (pairs, lambda), grads: g)
+        let (params, grads) = stack.parameters(g)
+        func loss() -> Double {
+            let probs = Tensor(shape: [packing.count, stack.classes])
+            let logits = stack.logits(hidden: hidden, packing: packing)
+            let ce = Double(crossEntropyForward(probs: probs, logits: logits, labels: labels))
+            let C = stack.classes
+            var kl = 0.0
+            for (a, b) in pairs {
+                func logp(_ r: Int) -> [Double] {
+                    let row = (0..<C).map { Double(logits[r * C + $0]) }
+                    let m = row.max()!
+                    let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
+                    return row.map { $0 - lse }
+                }
+                let lp = logp(a), lq = logp(b)
+                for c in 0..<C { kl += exp(lp[c]) * (lp[c] - lq[c]) }
+            }
+            return ce + Double(lambda) * kl / Double(pairs.count)
+        }
+        #expect(abs(Double(reported) - loss()) < 1e-4 * max(1, abs(loss())))
+        let eps: Float = 1e-3
+        for (k, (p, d)) in zip(params, grads).enumerated() {
+            var worst: Float = 0
+            for j in 0..<min(8, p.count) {
+                let i = (j * 7919 + k) % p.count
+                let saved = p[i]
+                p[i] = saved + eps; let lp = loss()
+                p[i] = saved - eps; let lm = loss()
+                p[i] = saved
+                let numeric = Float((lp - lm) / Double(2 * eps))
+                worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
+            }
+            #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
+        }
+        // The term is not zero here: it changed the head's gradient.
+        let plain = stack.makeGradients()
+        _ = stack.step(hidden: hidden, packing: packing, labels: labels, grads: plain)
+        let diff = zip(plain.headWeight.values, g.headWeight.values).map { abs($0 - $1) }.max()!
+        #expect(diff > 1e-4)
+    }
+
+    @Test("with consistency, a clean example and its noisy copies always share a minibatch, paired clean first; without, batches are plain")
+    func consistencyBatches() throws {
+        let dir = TempFolder()
+        try TinyModel.write(to: dir.path)
+        let enc = try SentenceEncoder.load(folder: dir.path)
+        var settings = FineTuner.Settings()
+        settings.batchSize = 5
+        settings.consistency = 1
+        let tuner = FineTuner(encoder: enc, settings: settings)
+        // 12 examples: groups 0–2 each a clean example and two noisy copies, three singles.
+        let groups: [(id: Int, noisy: Bool)?] = [(0, true), nil, (1, false), (0, false), (2, true), (1, true), nil,
+                                                 (2, false), (0, true), (1, true), (2, true), nil]
+        var order = Array(0..<12)
+        var rng = SeededRandom(seed: 3)
+        let batches = tuner.batches(order: &order, groups: groups, rng: &rng)
+        #expect(batches.flatMap(\.indices).sorted() == Array(0..<12))
+        for b in batches {
+            #expect(b.indices.count <= 5)
+            for (c, n) in b.pairs {
+                #expect(groups[b.indices[c]]!.noisy == false && groups[b.indices[n]]!.noisy == true)
+                #expect(groups[b.indices[c]]!.id == groups[b.indices[n]]!.id)
+            }
+        }
+        #expect(batches.reduce(0) { $0 + $1.pairs.count } == 6)
+        let plainTuner = FineTuner(encoder: enc, settings: FineTuner.Settings())
+        var order2 = Array(0..<12)
+        #expect(plainTuner.batches(order: &order2, groups: groups, rng: &rng).allSatisfy { $0.pairs.isEmpty })
     }
 
     @Test("LoRA: only the adapters and the head train, and merged weights serve the same outputs")

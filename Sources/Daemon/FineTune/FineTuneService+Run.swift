@@ -103,6 +103,7 @@ extension FineTuneService {
         if let v = p.learningRate { plan.settings.learningRate = Float(v) }
         if let v = p.headLearningRate { plan.settings.headLearningRate = Float(v) }
         if let v = p.decay { plan.settings.decay = Float(v) }
+        if let v = p.consistency { plan.settings.consistency = Float(v) }
         let seed = UInt64(truncatingIfNeeded: p.seed ?? 1)
         plan.settings.seed = seed
         plan.maxSteps = p.maxSteps
@@ -115,6 +116,7 @@ extension FineTuneService {
         var sel = DataSelection.Options()
         sel.seed = seed
         if let v = p.typoRate { sel.typoRate = v }
+        if let v = p.noisyCopies { sel.typoCopies = v }
         if let v = p.replayRatio { sel.replayRatio = v }
         let inputs = FineTuneInputs(production: production, plan: plan, selection: sel, parent: parent, parentEncoder: parentEncoder,
                                     labels: parent.labels, targets: Set(job.targets), train: data.train,

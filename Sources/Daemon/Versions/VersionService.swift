@@ -258,7 +258,7 @@ final class VersionService: DaemonService {
         let repository = self.repository
         let dataset = params.dataset
         progress?.report(message: "training the head", percentage: 85)
-        let normalise = params.normalise ?? true, refit = params.refit ?? true
+        let normalise = params.normalise ?? true, refit = params.refit ?? false
         ctx.compute({ _ -> FittedVersion in
             // The deployment's words: every text of the dataset, validation included.
             let normaliser = normalise ? Normaliser.build(texts: data.train.map(\.text) + data.validation.map(\.text),
