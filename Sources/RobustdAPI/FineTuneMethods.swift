@@ -86,6 +86,10 @@ public enum FineTuneStart: RPCRequest {
         /// λ of the consistency term (KL between the predictions on an example and on its
         /// noisy copies; default 0: cross-entropy alone). docs/robustness.md.
         public var consistency: Double?
+        /// Adversarial typos: this many of the target examples (the parent's smallest margins
+        /// first) get the one-character edit that most lowers their intent's margin as an extra
+        /// noisy copy (default 0: none). docs/robustness.md.
+        public var adversarialExamples: Int?
         /// Replayed examples of other intents per target example (default 1).
         public var replayRatio: Double?
         public var maxSteps: Int?

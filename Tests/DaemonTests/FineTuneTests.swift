@@ -342,6 +342,37 @@ struct FineTuneTests {
         #expect(status["state"] == "interrupted")
     }
 
+    @Test("robust objectives through a job: consistency over varied noisy copies, adversarial typos with their FLOPs; the candidate keeps its parent's normaliser")
+    func robustObjectives() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        let (d, c) = try Self.prepared(state: state, model: model)
+        defer { withExtendedLifetime(d) {} }
+        let job = try c.call("finetune/start", ["regions": "all", "method": "lora", "layers": 1, "epochs": 2, "autoPromote": false,
+                                                "consistency": 1, "noisyCopies": 3, "adversarialExamples": 4]).get()
+        let done = try Self.waitForJob(c, Int(job["id"]?.intValue ?? 0))
+        #expect(done["state"] == "succeeded", "\(done)")
+        let training = done["result"]?["training"]
+        #expect(training?["consistency"] == 1)
+        // Four attacked; a text with no word of 3+ letters ("a b c") has no edit to try.
+        let adversarial: Int64 = training?["adversarialExamples"]?.intValue ?? 0
+        #expect(adversarial >= 1 && adversarial <= 4)
+        let advFlops = training?["adversarialFlops"]?.doubleValue ?? 0, total = training?["trainingFlops"]?.doubleValue ?? 0
+        #expect(advFlops > 0 && advFlops < total)
+        // Three noisy copies of every target example, and the adversarial ones.
+        let selection = done["result"]?["selection"]
+        let failures: Int64 = selection?["failures"]?.intValue ?? 0
+        let regionExamples: Int64 = selection?["regionExamples"]?.intValue ?? 0
+        let replay: Int64 = selection?["replay"]?.intValue ?? 0
+        let targets = failures + regionExamples
+        #expect(selection?["augmented"]?.intValue == 3 * targets)
+        let expectedTrain: Int64 = 4 * targets + replay + adversarial
+        #expect(training?["trainExamples"]?.intValue == expectedTrain)
+        let v = try #require(done["version"]?.intValue)
+        #expect(FileManager.default.fileExists(atPath: state.path + "/versions/\(v)/normaliser.json"))
+    }
+
     @Test("the budget stops training: maxSteps is honoured and reported")
     func budget() throws {
         let model = TempFolder()
@@ -398,6 +429,9 @@ struct FineTuneTests {
         #expect(try code(["regions": "all", "learningRate": 2]).0 == -32602)
         #expect(try code(["regions": "all", "window": "25:00-01:00"]).0 == -32602)
         #expect(try code(["regions": "all", "parent": 7]).0 == -32602)
+        #expect(try code(["regions": "all", "noisyCopies": 99]).0 == -32602)
+        #expect(try code(["regions": "all", "consistency": -1]).0 == -32602)
+        #expect(try code(["regions": "all", "adversarialExamples": -2]).0 == -32602)
         guard case .failure(let unknown) = try c.call("finetune/status", ["job": 42]) else { Issue.record("job 42"); return }
         #expect(unknown.code == .invalidParams)
         #expect(try c.call("finetune/list").get()["jobs"] == [])
