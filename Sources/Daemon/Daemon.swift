@@ -53,7 +53,7 @@ public final class Daemon {
                                      debugMethods: config.enableDebugMethods, socketPath: { [weak socket] in socket?.path })
         let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, repository: repository, loop: loop,
                                      compute: compute, logger: logger, defaults: config.file.rollout)
-        let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute)
+        let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute, model: model)
         fineTune = FineTuneService(model: model, store: store, regions: regions, policy: policy, repository: repository, rollout: rollout,
                                    settings: config.file.finetune, loop: loop, logger: logger)
         let metricsService = MetricsService(metrics: metrics, model: model, store: store, loop: loop, logger: logger, startedAt: startedAt,

@@ -66,6 +66,9 @@ public enum FineTuneStart: RPCRequest {
         public var regions: JSONValue?
         /// How many regions "auto" takes (default 3).
         public var top: Int?
+        /// What "auto" ranks by (risk/regions' `by`): failures (default) or fragility, to fix an
+        /// intent that is about to fail under noisy input before it has.
+        public var by: RiskRegions.Order?
         public var method: FineTuneMethod?
         /// Layers trained (top-layers) or adapted (lora), from the top; default 2.
         public var layers: Int?

@@ -6,12 +6,19 @@ public enum RiskRegions: RPCRequest {
     public static let name = "risk/regions"
     public enum Window: String, RPCEnum { case hour, day, all }
     public enum Kind: String, RPCEnum { case intent, cluster }
+    /// What the ranking orders by: reported and expected failures (`risk`), or how easily the
+    /// active version's predictions flip under typos (`fragilityRisk`).
+    public enum Order: String, RPCEnum { case failures, fragility }
     public struct Params: Codable, Sendable {
         public var window: Window?
         public var limit: Int?
         /// Only regions of this kind.
         public var kind: Kind?
-        public init(window: Window? = nil, limit: Int? = nil, kind: Kind? = nil) { self.window = window; self.limit = limit; self.kind = kind }
+        /// Default failures.
+        public var by: Order?
+        public init(window: Window? = nil, limit: Int? = nil, kind: Kind? = nil, by: Order? = nil) {
+            self.window = window; self.limit = limit; self.kind = kind; self.by = by
+        }
     }
     /// One ranked region (docs/risk-model.md gives the formulas).
     public struct Region: Codable, Sendable, Equatable {
@@ -33,8 +40,16 @@ public enum RiskRegions: RPCRequest {
         public var risk: Double
         public var costPer1000: Double
         public var examples: [String]
+        /// Intent regions, when the active version's fragility is known: the share of typo
+        /// variants of its held-out examples whose prediction flips.
+        public var fragility: Double?
+        /// Smoothed traffic share × fragility × impact: the cost per request of the noisy inputs
+        /// this intent is about to get wrong, reported or not.
+        public var fragilityRisk: Double?
         public init(id: String, kind: Kind, label: String, labels: [String], traffic: Int, failures: Int, trafficShare: Double,
-                    rawFailureRate: Double, failureRate: Double, impact: Double, risk: Double, costPer1000: Double, examples: [String]) {
+                    rawFailureRate: Double, failureRate: Double, impact: Double, risk: Double, costPer1000: Double, examples: [String],
+                    fragility: Double? = nil, fragilityRisk: Double? = nil) {
+            self.fragility = fragility; self.fragilityRisk = fragilityRisk
             self.id = id; self.kind = kind; self.label = label; self.labels = labels; self.traffic = traffic; self.failures = failures
             self.trafficShare = trafficShare; self.rawFailureRate = rawFailureRate; self.failureRate = failureRate
             self.impact = impact; self.risk = risk; self.costPer1000 = costPer1000; self.examples = examples

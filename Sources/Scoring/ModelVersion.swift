@@ -13,9 +13,12 @@ public final class ModelVersion: Sendable {
     public let oosThreshold: Float
     /// The spelling normaliser in front of the tokenizer (nil: texts are scored as typed).
     public let normaliser: Normaliser?
+    /// Per intent, the share of seeded typo variants of held-out examples whose prediction
+    /// differs from the clean one (nil: not measured). risk/regions can rank by it.
+    public let fragility: [String: Double]?
 
     public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float,
-                normaliser: Normaliser? = nil) {
+                normaliser: Normaliser? = nil, fragility: [String: Double]? = nil) {
         precondition(labels.count == head.classes, "\(labels.count) labels for a head of \(head.classes) classes")
         self.id = id
         self.labels = labels
@@ -24,16 +27,25 @@ public final class ModelVersion: Sendable {
         self.outOfScope = outOfScope
         self.oosThreshold = oosThreshold
         self.normaliser = normaliser
+        self.fragility = fragility
     }
 
     /// The same version under another id (a version is built before the store names it).
     public func withID(_ id: Int) -> ModelVersion {
-        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold, normaliser: normaliser)
+        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
+                     normaliser: normaliser, fragility: fragility)
     }
 
     /// The same version with another normaliser.
     public func withNormaliser(_ n: Normaliser?) -> ModelVersion {
-        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold, normaliser: n)
+        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
+                     normaliser: n, fragility: fragility)
+    }
+
+    /// The same version with its fragility measured.
+    public func withFragility(_ f: [String: Double]?) -> ModelVersion {
+        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
+                     normaliser: normaliser, fragility: f)
     }
 
     /// The text the encoder sees: `text` through the normaliser, when there is one.
@@ -168,5 +180,27 @@ public enum HeadFitting {
             if best == y[n] { correct += 1 }
         }
         return Double(correct) / Double(y.count)
+    }
+}
+
+/// How easily a version's predictions flip under noisy input, per intent.
+public enum Fragility {
+    /// The typo rate and variants per example the daemon measures fragility with.
+    public static let typoRate = 0.2
+    public static let variants = 2
+
+    /// Per intent (by the examples' true labels), the share of variants whose predicted
+    /// class differs from the clean prediction. `variants` holds `k` predictions per example.
+    public static func perIntent(labels: [String], truth: [Int], clean: [Int], variants: [Int], perExample k: Int) -> [String: Double] {
+        var flips: [Int: Int] = [:], total: [Int: Int] = [:]
+        for n in truth.indices {
+            for j in 0..<k where n * k + j < variants.count {
+                total[truth[n], default: 0] += 1
+                if variants[n * k + j] != clean[n] { flips[truth[n], default: 0] += 1 }
+            }
+        }
+        var out: [String: Double] = [:]
+        for (c, t) in total where t > 0 && c < labels.count { out[labels[c]] = Double(flips[c] ?? 0) / Double(t) }
+        return out
     }
 }

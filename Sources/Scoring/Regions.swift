@@ -38,6 +38,12 @@ public struct Region: Sendable, Codable, Equatable {
     /// risk × 1000.
     public var costPer1000: Double
     public var examples: [String]
+    /// Intent regions, when the version's fragility is known: the share of its held-out
+    /// examples' typo variants whose prediction flips.
+    public var fragility: Double? = nil
+    /// smoothed traffic share × fragility × impact: the cost per request of the noisy inputs
+    /// this intent is about to get wrong, whether or not any was reported yet.
+    public var fragilityRisk: Double? = nil
 }
 
 /// Ranks regions by risk (docs/risk-model.md gives the formulas).
@@ -53,8 +59,17 @@ public enum RegionRanking {
         public init() {}
     }
 
+    /// What the ranking orders by: reported and expected failures (risk), or fragility under
+    /// noisy input (fragilityRisk).
+    public enum Order: String, Sendable { case failures, fragility }
+
+    /// - Parameters:
+    ///   - fragility: per intent, the active version's flip rate under typos; with it, every
+    ///     intent it names is ranked (those without traffic at an add-one share), and each
+    ///     intent region carries its fragility risk
     public static func rank(traffic: [String: Int], expectedErrors: [String: Double] = [:], failures: [FailureCase],
-                            impact: (String) -> Double, defaultCost: Double, options o: Options = Options()) -> [Region] {
+                            impact: (String) -> Double, defaultCost: Double, fragility: [String: Double]? = nil,
+                            by order: Order = .failures, options o: Options = Options()) -> [Region] {
         let failing = failures
         let totalTraffic = max(1, traffic.values.reduce(0, +))
         // Not every failure is reported. The calibrated model expects Σ(1 − confidence) errors
@@ -95,9 +110,19 @@ public enum RegionRanking {
             byIntent[owner, default: []].append(f)
             if let c = f.correct, c != f.predicted { misses[c, default: 0] += 1 }
         }
-        for label in Set(traffic.keys).union(byIntent.keys) {
-            let volume = (traffic[label] ?? 0) + Int((Double(misses[label] ?? 0) * scale).rounded())
-            out.append(region(id: "intent:\(label)", kind: .intent, label: label, labels: [label], traffic: volume, cases: byIntent[label] ?? []))
+        // Ranked by fragility, an intent with no traffic yet still counts (it may be about to fail).
+        var intents = Set(traffic.keys).union(byIntent.keys)
+        if order == .fragility, let fragility { intents.formUnion(fragility.keys) }
+        var volumes: [String: Int] = [:]
+        for label in intents { volumes[label] = (traffic[label] ?? 0) + Int((Double(misses[label] ?? 0) * scale).rounded()) }
+        let totalVolume = Double(volumes.values.reduce(0, +)), count = Double(max(1, intents.count))
+        for label in intents {
+            var r = region(id: "intent:\(label)", kind: .intent, label: label, labels: [label], traffic: volumes[label]!, cases: byIntent[label] ?? [])
+            if let f = fragility?[label] {
+                r.fragility = f
+                r.fragilityRisk = (Double(volumes[label]!) + 1) / (totalVolume + count) * f * r.impact
+            }
+            out.append(r)
         }
         // Clusters of failure vectors: a failure mode that spans intents.
         for (i, members) in clusters(failing, similarity: o.clusterSimilarity).enumerated() where members.count >= o.minClusterSize {
@@ -109,6 +134,12 @@ public enum RegionRanking {
             let main = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
             let t = labels.reduce(0) { $0 + (traffic[$1] ?? 0) }
             out.append(region(id: "cluster:\(i + 1)", kind: .cluster, label: main, labels: labels, traffic: max(t, cases.count), cases: cases))
+        }
+        if order == .fragility {
+            return out.sorted {
+                let a = $0.fragilityRisk ?? -1, b = $1.fragilityRisk ?? -1
+                return a > b || (a == b && ($0.risk > $1.risk || ($0.risk == $1.risk && $0.id < $1.id)))
+            }
         }
         return out.sorted { $0.risk > $1.risk || ($0.risk == $1.risk && $0.id < $1.id) }
     }

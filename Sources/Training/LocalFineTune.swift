@@ -304,8 +304,12 @@ public enum LocalFineTune {
                 layers[index] = l.params
             }
         }
+        // Fragility per intent: how often the typo copies' predictions differ from the clean ones.
+        let fragility: [String: Double]? = candPerturbed.last.map { p in
+            Fragility.perIntent(labels: parent.labels, truth: plan.globalHeldOut.map(\.label), clean: candGlobal, variants: p, perExample: 1)
+        }
         let version = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold,
-                                   normaliser: candidateNormaliser)
+                                   normaliser: candidateNormaliser, fragility: fragility)
         let fullLengths = (trainC + esC + globalC).map { $0.count / H }
         let meanLength = fullLengths.isEmpty ? 0 : fullLengths.reduce(0, +) / fullLengths.count
         let fullFlops = FineTuner.fullFineTuneFlops([Int](repeating: max(1, meanLength), count: fullDataCount), epochs: s.epochs,

@@ -439,6 +439,19 @@ struct FineTuneTests {
         let later = try c.call("finetune/start", ["regions": "all", "notBefore": .double(Date().timeIntervalSince1970 + 3600)]).get()
         #expect(later["state"] == "scheduled")
         #expect(try c.call("finetune/cancel", ["job": later["id"]!]).get()["state"] == "cancelled")
+        // "auto" by fragility takes the intents the version is most likely to get wrong under typos.
+        let regions = try c.call("risk/regions", ["by": "fragility"]).get()["regions"]?.arrayValue ?? []
+        let fragileIntents = regions.filter { ($0["fragilityRisk"]?.doubleValue ?? 0) > 0 }.count
+        let fragile = try c.call("finetune/start", ["regions": "auto", "by": "fragility", "top": 2,
+                                                    "notBefore": .double(Date().timeIntervalSince1970 + 3600)])
+        switch fragile {
+        case .success(let job):
+            #expect(job["intents"]?.arrayValue?.count == min(2, fragileIntents), "\(job)")
+            #expect(try c.call("finetune/cancel", ["job": job["id"]!]).get()["state"] == "cancelled")
+        case .failure(let e):
+            // The tiny model's validation typos may flip nothing: then it says so.
+            #expect(fragileIntents == 0 && e.message.contains("nothing is fragile"), "\(e.message)")
+        }
         _ = d
     }
 }

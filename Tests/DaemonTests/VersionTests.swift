@@ -73,6 +73,14 @@ struct VersionTests {
         #expect(typed?["label"] == clean?["label"])
         #expect(typed?["confidence"] == clean?["confidence"])
         #expect(clean?["normalised"] == nil)
+        // Fragility per intent, measured on validation when the version was made; risk/regions ranks by it.
+        let manifest = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: state.path + "/versions/1/manifest.json"))))
+        #expect(manifest["fragility"]?.objectValue?.count == 3)
+        let byFragility = try c.call("risk/regions", ["by": "fragility"]).get()
+        let regions = byFragility["regions"]?.arrayValue ?? []
+        #expect(regions.count == 3 && regions.allSatisfy { $0["fragility"] != nil && $0["fragilityRisk"] != nil })
+        let risks = regions.compactMap { $0["fragilityRisk"]?.doubleValue }
+        #expect(risks == risks.sorted(by: >))
         // Without a normaliser the typo is read as typed.
         let plain = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01], "normalise": false, "activate": true], timeout: 60).get()
         #expect(plain["normaliserWords"] == nil)

@@ -248,14 +248,22 @@ final class FineTuneService: DaemonService {
             finish(ids, Array(Set(ids.map { String($0.dropFirst("intent:".count)) })).sorted())
             return
         }
-        regions.rank(since: nil) { result in
+        let byFragility = ids.isEmpty && p.by == .fragility
+        if byFragility && active.fragility == nil {
+            return bad("by", "version \(active.id) has no fragility measured (fit it again with model/fit, or fine-tune it)", "failures", "fragility")
+        }
+        regions.rank(since: nil, by: byFragility ? .fragility : .failures) { result in
             switch result {
             case .failure(let e): ctx.reply(.failure(e))
             case .success(let ranked):
                 if ids.isEmpty {
-                    let chosen = ranked.regions.filter { $0.kind == .intent && known.contains($0.label) && $0.risk > 0 }.prefix(top)
+                    let chosen = ranked.regions.filter {
+                        $0.kind == .intent && known.contains($0.label) && (byFragility ? ($0.fragilityRisk ?? 0) > 0 : $0.risk > 0)
+                    }.prefix(top)
                     guard !chosen.isEmpty else {
-                        ctx.reply(.failure(RPCError(.invalidParams, "no region carries risk yet: score traffic and report failures first (risk/regions is empty)")))
+                        ctx.reply(.failure(RPCError(.invalidParams, byFragility
+                            ? "no intent of version \(active.id) flips under typos on its held-out examples: nothing is fragile (risk/regions with by: fragility shows the figures)"
+                            : "no region carries risk yet: score traffic and report failures first (risk/regions is empty)")))
                         return
                     }
                     finish(chosen.map(\.id), chosen.map(\.label).sorted())

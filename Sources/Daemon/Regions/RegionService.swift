@@ -21,8 +21,10 @@ final class RegionService: DaemonService {
     private let traffic: TrafficLedger
     private let policy: RiskPolicy
     private let compute: ComputePool
+    private let model: ActiveModel
 
-    init(store: StoreThread, traffic: TrafficLedger, policy: RiskPolicy, compute: ComputePool) {
+    init(store: StoreThread, traffic: TrafficLedger, policy: RiskPolicy, compute: ComputePool, model: ActiveModel) {
+        self.model = model
         self.store = store
         self.traffic = traffic
         self.policy = policy
@@ -39,7 +41,7 @@ final class RegionService: DaemonService {
             let window = params.window ?? .all
             let now = Date().timeIntervalSince1970
             let since: Double? = window == .hour ? now - 3600 : window == .day ? now - 86_400 : nil
-            self.rank(since: since) { result in
+            self.rank(since: since, by: params.by == .fragility ? .fragility : .failures) { result in
                 switch result {
                 case .failure(let e): ctx.reply(.failure(e))
                 case .success(let r):
@@ -52,10 +54,11 @@ final class RegionService: DaemonService {
         }
     }
 
-    /// Ranks regions from the traffic and the reported failures since a time (nil: all);
-    /// `done` runs on the loop.
-    func rank(since: Double?, done: @escaping (Result<Ranked, RPCError>) -> Void) {
+    /// Ranks regions from the traffic and the reported failures since a time (nil: all), with
+    /// the active version's fragility; `done` runs on the loop.
+    func rank(since: Double?, by order: RegionRanking.Order = .failures, done: @escaping (Result<Ranked, RPCError>) -> Void) {
         let pending = traffic.pendingByLabel(sinceHour: Int((since ?? 0) / 3600))
+        let fragility = model.version?.fragility
         let policy = self.policy
         let compute = self.compute
         store.run({ store throws(StoreError) -> ([String: TrafficTotal], [FeedbackRecord]) in
@@ -76,7 +79,7 @@ final class RegionService: DaemonService {
                 }
                 compute.submit(work: { _ -> [Region] in
                     RegionRanking.rank(traffic: counts, expectedErrors: expected, failures: failures, impact: { policy.impact($0) },
-                                       defaultCost: policy.unitCost)
+                                       defaultCost: policy.unitCost, fragility: fragility, by: order)
                 }, completion: { regions in
                     guard let regions else { done(.failure(.internalError("the ranking did not run"))); return }
                     done(.success(Ranked(regions: regions, traffic: counts.values.reduce(0, +), failures: failures.count)))
@@ -90,6 +93,7 @@ extension RiskRegions.Region {
     init(_ r: Region) {
         self.init(id: r.id, kind: r.kind == .intent ? .intent : .cluster, label: r.label, labels: r.labels, traffic: r.traffic,
                   failures: r.failures, trafficShare: r.trafficShare, rawFailureRate: r.rawFailureRate, failureRate: r.failureRate,
-                  impact: r.impact, risk: r.risk, costPer1000: r.costPer1000, examples: r.examples)
+                  impact: r.impact, risk: r.risk, costPer1000: r.costPer1000, examples: r.examples,
+                  fragility: r.fragility, fragilityRisk: r.fragilityRisk)
     }
 }

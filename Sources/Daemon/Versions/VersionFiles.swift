@@ -53,6 +53,10 @@ enum VersionFiles {
         manifest["oosThreshold"] = .double(Double(v.oosThreshold))
         manifest["neighboursK"] = .int(Int64(v.outOfScope.k))
         manifest["changedLayers"] = .array(c.layers.keys.sorted().map { .int(Int64($0)) })
+        if let f = v.fragility {
+            manifest["fragility"] = .object(Dictionary(uniqueKeysWithValues: f.map { ($0.key, JSONValue.double($0.value)) }))
+            manifest["fragilityTypoRate"] = .double(Fragility.typoRate)
+        }
         try AtomicFile.write(Array(JSONWriter.pretty(.object(manifest)).utf8) + [0x0a], to: tmp + "/manifest.json")
         let final = folder(stateDir, v.id)
         try? FileManager.default.removeItem(atPath: final)
@@ -147,6 +151,7 @@ enum VersionFiles {
             let t = try file.tensor(name, shape: shape ?? e.shape)
             return t.values
         }.withNormaliser(try readNormaliser(dir + "/normaliser.json", protected: protected))
+         .withFragility(m["fragility"]?.objectValue.map { o in o.compactMapValues(\.doubleValue) })
         var layers: [Int: BertLayerWeights] = [:]
         let changed = (m["changedLayers"]?.arrayValue ?? []).compactMap { $0.intValue.map(Int.init) }
         if !changed.isEmpty {

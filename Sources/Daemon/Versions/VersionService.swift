@@ -256,7 +256,6 @@ final class VersionService: DaemonService {
         let trainX = Array(vectors[0..<(nTrain * D)]), valX = Array(vectors[(nTrain * D)...])
         let trainY = data.train.map { index[$0.label]! }, valY = data.validation.map { index[$0.label]! }
         let repository = self.repository
-        let dataset = params.dataset
         progress?.report(message: "training the head", percentage: 85)
         let normalise = params.normalise ?? true, refit = params.refit ?? false
         ctx.compute({ _ -> FittedVersion in
@@ -268,6 +267,40 @@ final class VersionService: DaemonService {
                                               normaliser: normaliser)
             return FittedVersion(version: v, report: report)
         }, then: { [unowned self] fitted in
+            self.measureFragility(fitted, data: data, valY: valY, ctx: ctx, progress: progress) { [unowned self] fitted in
+                self.writeFitted(fitted, data: data, params: params, started: started, ctx: ctx, progress: progress)
+            }
+        })
+    }
+
+    /// Fragility per intent on the validation split: seeded typo variants (Fragility.typoRate,
+    /// Fragility.variants each) read through the version's normaliser, against the clean
+    /// predictions. Embedded through the shared batcher like the fit's own texts.
+    private func measureFragility(_ fitted: FittedVersion, data: FitData, valY: [Int], ctx: RequestContext, progress: WorkDoneProgress?,
+                                  done: @escaping (FittedVersion) -> Void) {
+        guard let batcher = model.batcher, !data.validation.isEmpty else { done(fitted); return }
+        let v = fitted.version, k = Fragility.variants
+        let clean = data.validation.map { v.encoderText($0.text) }
+        var variants: [String] = []
+        for (i, x) in data.validation.enumerated() {
+            for j in 0..<k { variants.append(v.encoderText(Typos.perturb(x.text, rate: Fragility.typoRate, seed: 0xF7A6 &+ UInt64(i * k + j)))) }
+        }
+        progress?.report(message: "measuring fragility under typos", percentage: 90)
+        pipeline.embedAll(clean + variants, batcher: batcher, ctx: ctx, progress: nil) { vectors in
+            ctx.compute({ _ -> FittedVersion in
+                let C = v.labels.count, N = clean.count
+                let logits = v.head.logits(vectors, count: N * (1 + k))
+                let predicted = (0..<(N * (1 + k))).map { n in (0..<C).max { logits[n * C + $0] < logits[n * C + $1] }! }
+                let f = Fragility.perIntent(labels: v.labels, truth: valY, clean: Array(predicted[0..<N]), variants: Array(predicted[N...]), perExample: k)
+                return FittedVersion(version: v.withFragility(f), report: fitted.report)
+            }, then: done)
+        }
+    }
+
+    private func writeFitted(_ fitted: FittedVersion, data: FitData, params: ModelFit.Params, started: Date, ctx: RequestContext,
+                             progress: WorkDoneProgress?) {
+            let repository = self.repository
+            let dataset = params.dataset
             let activateRequested = params.activate
             let currentlyActive = self.model.version != nil
             let activate = activateRequested ?? !currentlyActive
@@ -295,7 +328,6 @@ final class VersionService: DaemonService {
                                               normaliserWords: r.normaliserWords, seconds: Date().timeIntervalSince(started)))
                 }
             })
-        })
     }
 
 }
