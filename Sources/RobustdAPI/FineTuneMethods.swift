@@ -93,6 +93,10 @@ public enum FineTuneStart: RPCRequest {
         /// first) get the one-character edit that most lowers their intent's margin as an extra
         /// noisy copy (default 0: none). docs/robustness.md.
         public var adversarialExamples: Int?
+        /// Embedding-space adversarial training: each step also trains on the inputs of the
+        /// first trainable layer moved by ε × their norm along the loss's gradient (default 0:
+        /// off; 0.02–0.1 is a useful range). Doubles the cost of a step.
+        public var adversarialEpsilon: Double?
         /// Replayed examples of other intents per target example (default 1).
         public var replayRatio: Double?
         public var maxSteps: Int?

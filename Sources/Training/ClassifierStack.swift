@@ -105,8 +105,44 @@ public final class ClassifierStack {
     ///   - consistency: pairs of batch rows (a clean example, a noisy variant of it) and λ:
     ///     the loss gains λ · the mean over pairs of KL(p_clean ‖ p_noisy), both sides
     ///     differentiated
+    ///   - adversarial: embedding-space adversarial training at the input of the first
+    ///     trainable layer (the fast-gradient method of Miyato et al. 2017): each sequence's
+    ///     input is moved by ε · its norm along the loss's input gradient, and the loss gains
+    ///     `weight` · the cross-entropy there (the move held fixed)
     public func step(hidden: Tensor, packing: Packing, labels: [Int], weights: [Float]? = nil,
-                     consistency: (pairs: [(clean: Int, noisy: Int)], weight: Float)? = nil, grads g: Gradients) -> Float {
+                     consistency: (pairs: [(clean: Int, noisy: Int)], weight: Float)? = nil,
+                     adversarial: (epsilon: Float, weight: Float)? = nil, grads g: Gradients) -> Float {
+        guard let adversarial, adversarial.epsilon > 0, adversarial.weight > 0 else {
+            return forwardBackward(hidden: hidden, packing: packing, labels: labels, weights: weights, consistency: consistency, grads: g).loss
+        }
+        let (loss, dHidden) = forwardBackward(hidden: hidden, packing: packing, labels: labels, weights: weights, consistency: consistency,
+                                              grads: g, inputGradient: true)
+        let moved = Self.adversarialInput(hidden: hidden, gradient: dHidden!, packing: packing, epsilon: adversarial.epsilon)
+        let extra = forwardBackward(hidden: moved, packing: packing, labels: labels, weights: weights, scale: adversarial.weight, grads: g).loss
+        return loss + extra
+    }
+
+    /// `hidden` moved, sequence by sequence, by ε · ‖h_s‖ · g_s / ‖g_s‖ (a sequence with no
+    /// gradient stays where it is).
+    static func adversarialInput(hidden: Tensor, gradient: Tensor, packing: Packing, epsilon: Float) -> Tensor {
+        let H = hidden.shape[1]
+        let out = hidden.copy()
+        for s in 0..<packing.count {
+            let lo = packing.offsets[s] * H, hi = lo + packing.lengths[s] * H
+            var hn: Float = 0, gn: Float = 0
+            for i in lo..<hi { hn += hidden[i] * hidden[i]; gn += gradient[i] * gradient[i] }
+            guard gn > 0 else { continue }
+            let f = epsilon * hn.squareRoot() / gn.squareRoot()
+            for i in lo..<hi { out[i] += f * gradient[i] }
+        }
+        return out
+    }
+
+    /// One forward and backward pass; the loss and its gradients are multiplied by `scale`.
+    /// With `inputGradient`, also the gradient of the loss with respect to `hidden`.
+    func forwardBackward(hidden: Tensor, packing: Packing, labels: [Int], weights: [Float]? = nil,
+                         consistency: (pairs: [(clean: Int, noisy: Int)], weight: Float)? = nil, scale lossScale: Float = 1,
+                         grads g: Gradients, inputGradient: Bool = false) -> (loss: Float, dHidden: Tensor?) {
         let N = packing.totalTokens, B = packing.count, H = hidden.shape[1], C = classes
         let (logits, pass) = run(hidden: hidden, packing: packing)
         var loss = crossEntropyForward(probs: pass.probs, logits: logits, labels: labels, weights: weights)
@@ -115,9 +151,13 @@ public final class ClassifierStack {
         if let consistency, !consistency.pairs.isEmpty, consistency.weight > 0 {
             loss += Self.consistencyTerm(logits: logits, pairs: consistency.pairs, weight: consistency.weight, dLogits: dLogits)
         }
+        if lossScale != 1 {
+            loss *= lossScale
+            for i in 0..<dLogits.count { dLogits[i] *= lossScale }
+        }
         let dz = Tensor(shape: [B, H])
         linearBackward(dInput: dz, dWeight: g.headWeight, dBias: g.headBias, dOut: dLogits, input: pass.standardized, weight: headWeight)
-        guard !layers.isEmpty else { return loss }
+        guard !layers.isEmpty || inputGradient else { return (loss, nil) }
         // Standardisation is fixed: dNormalized = dz · scale.
         let dNormalized = Tensor(shape: [B, H])
         for b in 0..<B { for h in 0..<H { dNormalized[b * H + h] = dz[b * H + h] * scale[h] } }
@@ -130,11 +170,11 @@ public final class ClassifierStack {
         var dOut = Tensor(shape: [N, H])
         meanPoolBackward(dInput: dOut, dOut: dPooled, packing: packing)
         for k in stride(from: layers.count - 1, through: 0, by: -1) {
-            let dIn: Tensor? = k > 0 ? Tensor(shape: [N, H]) : nil
+            let dIn: Tensor? = k > 0 || inputGradient ? Tensor(shape: [N, H]) : nil
             layers[k].backward(dInput: dIn, dOut: dOut, cache: pass.caches[k], grads: g.layers[k])
             if let dIn { dOut = dIn }
         }
-        return loss
+        return (loss, inputGradient ? dOut : nil)
     }
 
     /// λ · mean over pairs of KL(p_a ‖ p_b), p = softmax(logits row); adds its gradient to

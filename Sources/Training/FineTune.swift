@@ -25,6 +25,11 @@ public final class FineTuner {
         /// λ of the consistency term: KL between the predictions on a clean example and on each
         /// of its noisy variants, which train in the same minibatch (0: plain cross-entropy).
         public var consistency: Float = 0
+        /// Embedding-space adversarial training: each step also trains on the inputs of the
+        /// first trainable layer moved by ε · their norm along the loss's gradient (0: off), its
+        /// cross-entropy weighted `adversarialWeight`. Costs a second forward and backward.
+        public var adversarialEpsilon: Float = 0
+        public var adversarialWeight: Float = 1
         public var seed: UInt64 = 1
         public init() {}
 
@@ -251,8 +256,11 @@ public final class FineTuner {
                 g.zero()
                 let loss = stack.step(hidden: hidden, packing: packing, labels: idx.map { labels[$0] },
                                       weights: weights.map { w in idx.map { w[$0] } },
-                                      consistency: pairs.isEmpty ? nil : (pairs, settings.consistency), grads: g)
-                addFlops(stepFlops(stack, packing.lengths, backward: true))
+                                      consistency: pairs.isEmpty ? nil : (pairs, settings.consistency),
+                                      adversarial: settings.adversarialEpsilon > 0 ? (settings.adversarialEpsilon, settings.adversarialWeight) : nil,
+                                      grads: g)
+                // The adversarial pass is a second forward and backward.
+                addFlops(stepFlops(stack, packing.lengths, backward: true) * (settings.adversarialEpsilon > 0 ? 2 : 1))
                 if !layerParams.isEmpty { layerOpt.update(layerParams, layerGrads, anchors: anchors) }
                 headOpt.update([stack.headWeight, stack.headBias], [g.headWeight, g.headBias], anchors: headAnchors)
                 steps += 1

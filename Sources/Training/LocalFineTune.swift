@@ -94,6 +94,8 @@ public enum LocalFineTune {
         public var adversarialFlops: Double?
         /// λ of the consistency term, when it was on.
         public var consistency: Double?
+        /// ε of embedding-space adversarial training, when it was on.
+        public var adversarialEpsilon: Double?
     }
 
     public struct Candidate: @unchecked Sendable {
@@ -323,7 +325,8 @@ public enum LocalFineTune {
                             firstLoss: firstLoss, lastLoss: lastLoss, cacheSeconds: cacheSeconds, trainSeconds: trainSeconds,
                             seconds: Date().timeIntervalSince(started), trainingFlops: trainingFlops, flops: tuner.flops, fullFineTuneFlops: fullFlops, temperature: T,
                             trainableParameters: trainable, adversarialExamples: adversarialCount, adversarialFlops: adversarialFlops,
-                            consistency: s.consistency > 0 ? Double(s.consistency) : nil)
+                            consistency: s.consistency > 0 ? Double(s.consistency) : nil,
+                            adversarialEpsilon: s.adversarialEpsilon > 0 ? Double(s.adversarialEpsilon) : nil)
         return Candidate(version: version, layers: layers, adapters: adapters, report: report, gate: gate)
     }
 

@@ -30,7 +30,7 @@ struct RobustBench: ParsableCommand {
     @Option(help: "The normaliser's cost weight (log-frequency units per unit of edit cost).")
     var costWeight: Double = 4
 
-    @Option(help: "Fine-tune rows, each 'method:objective' (methods head, lora, top-layers, full; objectives augment, consistency, adversarial); empty: none.")
+    @Option(help: "Fine-tune rows, each 'method:objective' (methods head, lora, top-layers, full; objectives augment, consistency, adversarial (consistency + adversarial typos), embedding (consistency + embedding-space adversarial), all); empty: none.")
     var rows: String = "head:augment,head:consistency,lora:augment,lora:consistency,lora:adversarial,top-layers:augment,top-layers:consistency,top-layers:adversarial,full:consistency"
 
     @Option(help: "Epochs of every fine-tune.")
@@ -44,6 +44,12 @@ struct RobustBench: ParsableCommand {
 
     @Option(help: "Riskiest training examples given an adversarial typo (adversarial objective).")
     var adversarialExamples: Int = 1000
+
+    @Option(help: "ε of embedding-space adversarial training (embedding objective).")
+    var epsilon: Float = 0.05
+
+    @Flag(help: "Only measure what the normaliser adds to single-query latency, and stop.")
+    var latency = false
 
     @Flag(help: "Also print what the normaliser changed on a few test sentences.")
     var showCorrections = false
@@ -75,6 +81,24 @@ struct RobustBench: ParsableCommand {
         let normaliserSeconds = Date().timeIntervalSince(t0)
         print(String(format: "parent: frozen encoder + logistic-regression head, λ %g chosen on 10%% of train (%d), %.0f s with embedding; normaliser: %d words from %d training texts in %.2f s",
                      report.lambda, validation.count, parentSeconds, normaliser.counts.count, fullTrain.count, normaliserSeconds))
+        if latency {
+            // Side by side in one run: a single query's embedding (tokenizer, encoder, pooling)
+            // and the normaliser's pass over the same text, clean and with typos.
+            func median(_ xs: [UInt64]) -> Double { Double(xs.sorted()[xs.count / 2]) / 1000 }
+            func p99(_ xs: [UInt64]) -> Double { Double(xs.sorted()[min(xs.count - 1, xs.count * 99 / 100)]) / 1000 }
+            let sampleTexts = Array(texts.prefix(500))
+            var embedNs: [UInt64] = []
+            for t in sampleTexts { let s = nowNs(); _ = embed([t]); embedNs.append(nowNs() - s) }
+            print("")
+            print(String(format: "single-query embedding: median %.0f µs, p99 %.0f µs (%d test sentences, one at a time)", median(embedNs), p99(embedNs), sampleTexts.count))
+            for (name, set) in [("clean", texts), ("10% typos", typo10), ("20% typos", typo20)] {
+                var ns: [UInt64] = []
+                for t in set { let s = nowNs(); _ = normaliser.normalise(t); ns.append(nowNs() - s) }
+                print(String(format: "normaliser on %@: median %.1f µs, p99 %.1f µs: %.2f%% / %.2f%% of the embedding's median", name as NSString,
+                             median(ns), p99(ns), 100 * median(ns) / median(embedNs), 100 * p99(ns) / median(embedNs)))
+            }
+            return
+        }
 
         func embed(_ texts: [String], _ e: SentenceEncoder) -> [Float] { WeakenedIntents.embed(texts, engine: engine, with: e) }
         func predict(_ v: ModelVersion, _ xs: [String], normalise: Bool, encoder e: SentenceEncoder? = nil) -> [Int] {
@@ -141,7 +165,9 @@ struct RobustBench: ParsableCommand {
         // The full fine-tune first when asked, so the others can quote their share of its FLOPs.
         let ordered = specs.filter { $0.first == "full" } + specs.filter { $0.first != "full" }
         for spec in ordered {
-            guard spec.count == 2, ["augment", "consistency", "adversarial"].contains(spec[1]) else { throw ValidationError("row '\(spec.joined(separator: ":"))': method:objective") }
+            guard spec.count == 2, ["augment", "consistency", "adversarial", "embedding", "all"].contains(spec[1]) else {
+                throw ValidationError("row '\(spec.joined(separator: ":"))': method:objective")
+            }
             let (m, objective) = (spec[0], spec[1])
             var plan = LocalFineTune.Plan()
             plan.threads = 2
@@ -169,7 +195,8 @@ struct RobustBench: ParsableCommand {
                 opts.typoCopies = noisyCopies
                 plan.settings.consistency = consistency
             }
-            if objective == "adversarial" { plan.adversarialExamples = adversarialExamples }
+            if objective == "adversarial" || objective == "all" { plan.adversarialExamples = adversarialExamples }
+            if objective == "embedding" || objective == "all" { plan.settings.adversarialEpsilon = epsilon }
             let sel = DataSelection.select(labels: labels, targets: Set(labels), train: train, heldOut: validation, failures: [], options: opts)
             plan.train = sel.train; plan.earlyStopping = sel.earlyStopping
             plan.targetHeldOut = sel.targetHeldOut; plan.globalHeldOut = sel.globalHeldOut

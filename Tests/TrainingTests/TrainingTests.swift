@@ -116,6 +116,61 @@ struct TrainingTests {
         #expect(diff > 1e-4)
     }
 
+    @Test("embedding-space adversarial training: the step's gradient is the clean loss's plus λ × the loss at the moved input, which matches central differences with the move held fixed",
+          arguments: [(false, false), (true, false), (false, true)])
+    func adversarialGradients(lora: Bool, headOnly: Bool) throws {
+        var (stack, hidden, packing, labels, _dir) = try setup(lora: lora)
+        _ = _dir
+        if headOnly {
+            stack = ClassifierStack(layers: [], headWeight: stack.headWeight, headBias: stack.headBias, mean: stack.mean, scale: stack.scale, normalize: true)
+        }
+        let epsilon: Float = 0.05, lambda: Float = 0.7
+        // The move: ε · ‖h_s‖ along the clean loss's input gradient, per sequence.
+        let probe = stack.makeGradients()
+        let (_, dHidden) = stack.forwardBackward(hidden: hidden, packing: packing, labels: labels, grads: probe, inputGradient: true)
+        let moved = ClassifierStack.adversarialInput(hidden: hidden, gradient: dHidden!, packing: packing, epsilon: epsilon)
+        let H = hidden.shape[1]
+        for s in 0..<packing.count {
+            let lo = packing.offsets[s] * H, hi = lo + packing.lengths[s] * H
+            var dn: Float = 0, hn: Float = 0
+            for i in lo..<hi { dn += (moved[i] - hidden[i]) * (moved[i] - hidden[i]); hn += hidden[i] * hidden[i] }
+            #expect(abs(dn.squareRoot() - epsilon * hn.squareRoot()) < 1e-3 * hn.squareRoot())
+        }
+        // The input gradient itself matches central differences.
+        func ce(_ h: Tensor) -> Double {
+            let probs = Tensor(shape: [packing.count, stack.classes])
+            return Double(crossEntropyForward(probs: probs, logits: stack.logits(hidden: h, packing: packing), labels: labels))
+        }
+        for j in 0..<6 {
+            let i = (j * 7919) % hidden.count
+            let saved = hidden[i]
+            hidden[i] = saved + 1e-3; let lp = ce(hidden)
+            hidden[i] = saved - 1e-3; let lm = ce(hidden)
+            hidden[i] = saved
+            let numeric = Float((lp - lm) / 2e-3)
+            #expect(abs(numeric - dHidden![i]) <= 3e-2 * max(1e-2, abs(numeric), abs(dHidden![i])), "input \(i)")
+        }
+        // The step: loss and gradients of CE(h) + λ·CE(h + δ), δ held fixed.
+        let g = stack.makeGradients()
+        let reported = stack.step(hidden: hidden, packing: packing, labels: labels, adversarial: (epsilon, lambda), grads: g)
+        func loss() -> Double { ce(hidden) + Double(lambda) * ce(moved) }
+        #expect(abs(Double(reported) - loss()) < 1e-4 * max(1, loss()))
+        let (params, grads) = stack.parameters(g)
+        for (k, (p, d)) in zip(params, grads).enumerated() {
+            var worst: Float = 0
+            for j in 0..<min(8, p.count) {
+                let i = (j * 7919 + k) % p.count
+                let saved = p[i]
+                p[i] = saved + 1e-3; let lp = loss()
+                p[i] = saved - 1e-3; let lm = loss()
+                p[i] = saved
+                let numeric = Float((lp - lm) / 2e-3)
+                worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
+            }
+            #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
+        }
+    }
+
     @Test("with consistency, a clean example and its noisy copies always share a minibatch, paired clean first; without, batches are plain")
     func consistencyBatches() throws {
         let dir = TempFolder()

@@ -105,6 +105,7 @@ extension FineTuneService {
         if let v = p.decay { plan.settings.decay = Float(v) }
         if let v = p.consistency { plan.settings.consistency = Float(v) }
         if let v = p.adversarialExamples { plan.adversarialExamples = v }
+        if let v = p.adversarialEpsilon { plan.settings.adversarialEpsilon = Float(v) }
         let seed = UInt64(truncatingIfNeeded: p.seed ?? 1)
         plan.settings.seed = seed
         plan.maxSteps = p.maxSteps

@@ -180,6 +180,9 @@ final class FineTuneService: DaemonService {
         if let a = p.adversarialExamples, !(0...100_000).contains(a) {
             return bad("adversarialExamples", "'adversarialExamples' must be 0 to 100000", "0…100000", "\(a)")
         }
+        if let e = p.adversarialEpsilon, !(e >= 0 && e <= 1) {
+            return bad("adversarialEpsilon", "'adversarialEpsilon' must be in [0, 1]", "0 ≤ ε ≤ 1", "\(e)")
+        }
         if let c = p.consistency, !(c >= 0 && c <= 100) { return bad("consistency", "'consistency' must be in [0, 100]", "0 ≤ λ ≤ 100", "\(c)") }
         if let r = p.replayRatio, !(r >= 0 && r <= 100) { return bad("replayRatio", "'replayRatio' must be in [0, 100]", "0 ≤ ratio ≤ 100", "\(r)") }
         if let m = p.maxSteps, m < 1 { return bad("maxSteps", "'maxSteps' must be at least 1", "≥ 1", "\(m)") }
