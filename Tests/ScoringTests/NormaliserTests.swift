@@ -83,3 +83,19 @@ struct NormaliserTests {
         #expect(a.normalise(typed).text == "when will my card arrive and why was my transfer declined")
     }
 }
+
+@Suite("Noisy copies for robust training")
+struct NoiseTests {
+    @Test("the first copy is the typo copy; later ones vary punctuation, drop a word and change casing; all seeded")
+    func variants() {
+        let text = "Why was my card payment declined today?"
+        #expect(Noise.variant(text, copy: 0, typoRate: 0.1, seed: 9) == Typos.perturb(text, rate: 0.1, seed: 9))
+        let second = Noise.variant(text, copy: 1, typoRate: 0, seed: 9)
+        #expect(second == "Why was my card payment declined today")
+        let third = Noise.variant(text, copy: 2, typoRate: 0, seed: 9)
+        #expect(third.split(separator: " ").count == 6)
+        #expect(third == third.lowercased() || third.first?.isUppercase == true)
+        #expect(Noise.variant(text, copy: 2, typoRate: 0.3, seed: 4) == Noise.variant(text, copy: 2, typoRate: 0.3, seed: 4))
+        #expect(Noise.variant("no punctuation here", copy: 1, typoRate: 0, seed: 2).last.map { "?.".contains($0) } == true)
+    }
+}
