@@ -38,6 +38,11 @@ public final class Normaliser: Sendable {
     public let protected: Set<String>
     /// The vocabulary by length: `[length] → [(letters, log count)]`.
     private let byLength: [[(word: [UInt32], logCount: Double, text: String)]]
+    /// Symmetric-delete index: every string one or two deletions from a vocabulary word (and
+    /// the word itself) → the words, as (length, position in `byLength[length]`). A word within
+    /// two edits of a typed one shares such a string with it, so a lookup finds every
+    /// candidate without scanning the vocabulary.
+    private let deletions: [String: [UInt32]]
 
     public init(counts: [String: Int], protected: Set<String> = [], settings: Settings = Settings()) {
         self.settings = settings
@@ -50,6 +55,31 @@ public final class Normaliser: Sendable {
             buckets[letters.count].append((letters, log(Double(c) + 1), w))
         }
         byLength = buckets
+        var index: [String: [UInt32]] = [:]
+        for (length, bucket) in buckets.enumerated() {
+            for (k, entry) in bucket.enumerated() {
+                let id = UInt32(length) << 24 | UInt32(k)
+                for d in Self.deletionVariants(entry.word) { index[d, default: []].append(id) }
+            }
+        }
+        deletions = index
+    }
+
+    /// `word` with zero, one and two letters deleted, each once.
+    static func deletionVariants(_ word: [UInt32]) -> Set<String> {
+        func text(_ s: [UInt32]) -> String { String(String.UnicodeScalarView(s.compactMap(Unicode.Scalar.init))) }
+        var out: Set<String> = [text(word)]
+        for i in word.indices {
+            var one = word
+            one.remove(at: i)
+            out.insert(text(one))
+            for j in one.indices {
+                var two = one
+                two.remove(at: j)
+                out.insert(text(two))
+            }
+        }
+        return out
     }
 
     /// Builds the vocabulary from `texts` (training texts, corrections), leaving out the words
@@ -97,28 +127,42 @@ public final class Normaliser: Sendable {
         return corrections.isEmpty ? (text, []) : (out, corrections)
     }
 
-    /// The best known word for the unknown lower-cased `word`, if one is close enough.
-    public func correction(_ word: String) -> (word: String, cost: Double)? {
+    /// The best known word for the unknown lower-cased `word`, if one is close enough: within
+    /// two edits and the cost limit. `exhaustive` scans the whole vocabulary instead of the
+    /// index (for checking the index; it may also find words three cheap edits away).
+    public func correction(_ word: String, exhaustive: Bool = false) -> (word: String, cost: Double)? {
         let letters = word.unicodeScalars.map(\.value)
         guard letters.count >= settings.minLength else { return nil }
         let limit = letters.count <= settings.shortLength ? settings.shortMaxCost : settings.maxCost
         var best: (text: String, cost: Double, score: Double)? = nil
-        let reach = Int(limit.rounded(.up))
-        for length in max(1, letters.count - reach)...(letters.count + reach) where length < byLength.count {
-            for candidate in byLength[length] {
-                let cost = Self.editCost(letters, candidate.word, limit: limit)
-                guard cost <= limit else { continue }
-                let score = candidate.logCount - settings.costWeight * cost
-                if let b = best, score < b.score || (score == b.score && candidate.text > b.text) { continue }
-                best = (candidate.text, cost, score)
+        func consider(_ candidate: (word: [UInt32], logCount: Double, text: String)) {
+            let cost = Self.editCost(letters, candidate.word, limit: limit)
+            guard cost <= limit else { return }
+            let score = candidate.logCount - settings.costWeight * cost
+            if let b = best, score < b.score || (score == b.score && candidate.text > b.text) { return }
+            best = (candidate.text, cost, score)
+        }
+        if exhaustive {
+            let reach = Int(limit.rounded(.up))
+            for length in max(1, letters.count - reach)...(letters.count + reach) where length < byLength.count {
+                for candidate in byLength[length] { consider(candidate) }
+            }
+        } else {
+            var seen = Set<UInt32>()
+            for d in Self.deletionVariants(letters) {
+                for id in deletions[d] ?? [] where seen.insert(id).inserted {
+                    consider(byLength[Int(id >> 24)][Int(id & 0xFF_FFFF)])
+                }
             }
         }
         return best.map { ($0.text, $0.cost) }
     }
 
     private func closeFrequentWord(_ letters: [UInt32], excluding: String, minCount: Double) -> Bool {
-        for length in max(1, letters.count - 1)...(letters.count + 1) where length < byLength.count {
-            for candidate in byLength[length] where candidate.text != excluding && exp(candidate.logCount) - 1 >= minCount {
+        for d in Self.deletionVariants(letters) {
+            for id in deletions[d] ?? [] {
+                let candidate = byLength[Int(id >> 24)][Int(id & 0xFF_FFFF)]
+                guard candidate.text != excluding, exp(candidate.logCount) - 1 >= minCount else { continue }
                 if Self.editCost(letters, candidate.word, limit: 1) <= 1 { return true }
             }
         }

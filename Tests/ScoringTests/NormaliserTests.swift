@@ -99,3 +99,25 @@ struct NoiseTests {
         #expect(Noise.variant("no punctuation here", copy: 1, typoRate: 0, seed: 2).last.map { "?.".contains($0) } == true)
     }
 }
+
+@Suite("Spelling normaliser: the index")
+struct NormaliserIndexTests {
+    @Test("the symmetric-delete index finds what a scan of the whole vocabulary finds, for one- and two-edit typos")
+    func indexMatchesScan() {
+        let n = Normaliser.build(texts: NormaliserTests.texts + ["please transfer the money to my savings account",
+                                                                  "I lost my wallet and my phone yesterday", "cancel the standing order"])
+        var rng = SeededRandom(seed: 11)
+        var checked = 0
+        for word in n.counts.keys.sorted() where word.count >= 3 {
+            for rate in [0.99, 0.99] {
+                var typed = Typos.perturb(word, rate: rate, seed: rng.next())
+                if rng.next() % 2 == 0 { typed = Typos.perturb(typed, rate: rate, seed: rng.next()) }
+                guard n.counts[typed] == nil else { continue }
+                let a = n.correction(typed), b = n.correction(typed, exhaustive: true)
+                #expect(a?.word == b?.word, "\(word) → \(typed): index \(a?.word ?? "-"), scan \(b?.word ?? "-")")
+                checked += 1
+            }
+        }
+        #expect(checked > 50)
+    }
+}
