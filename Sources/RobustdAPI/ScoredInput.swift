@@ -28,9 +28,14 @@ public struct ScoredInput: Codable, Sendable, Equatable {
         public var mahalanobis: Double
         public var threshold: Double
         public var neighbourDistance: Double
+        /// What `threshold` is compared with: the combined score (the neighbour distance and
+        /// 1 − the confidence, each standardised on in-scope held-out data, summed), or the
+        /// neighbour distance for versions fitted before it (docs/risk-model.md).
+        public var score: Double
         public var flagged: Bool
-        public init(mahalanobis: Double, threshold: Double, neighbourDistance: Double, flagged: Bool) {
-            self.mahalanobis = mahalanobis; self.threshold = threshold; self.neighbourDistance = neighbourDistance; self.flagged = flagged
+        public init(mahalanobis: Double, threshold: Double, neighbourDistance: Double, score: Double, flagged: Bool) {
+            self.mahalanobis = mahalanobis; self.threshold = threshold; self.neighbourDistance = neighbourDistance
+            self.score = score; self.flagged = flagged
         }
     }
     public struct Stability: Codable, Sendable, Equatable {

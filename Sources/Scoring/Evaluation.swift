@@ -88,7 +88,7 @@ public enum Evaluation {
         var oos: OutOfScopeReport? = nil
         let outside = (0..<N).filter { index[truth[$0]] == nil }
         if !outside.isEmpty && !inScope.isEmpty {
-            let d = v.outOfScope.scores(vectors, count: N).neighbour
+            let d = v.outOfScopeScores(vectors, count: N)
             let flagged = (0..<N).filter { d[$0] > v.oosThreshold }
             let hits = outside.filter { d[$0] > v.oosThreshold }.count
             oos = OutOfScopeReport(examples: outside.count, recall: Double(hits) / Double(outside.count),

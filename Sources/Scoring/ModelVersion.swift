@@ -9,8 +9,11 @@ public final class ModelVersion: Sendable {
     /// Temperature for calibrated probabilities.
     public let temperature: Double
     public let outOfScope: OutOfScopeModel
-    /// Nearest-neighbour distance above which an input is flagged out of scope.
+    /// Out-of-scope score above which an input is flagged: the combined score when
+    /// `oosCalibration` is set, else the nearest-neighbour distance.
     public let oosThreshold: Float
+    /// Standardisation of the combined out-of-scope score (nil: the neighbour distance alone).
+    public let oosCalibration: OOSCalibration?
     /// The spelling normaliser in front of the tokenizer (nil: texts are scored as typed).
     public let normaliser: Normaliser?
     /// Per intent, the share of seeded typo variants of held-out examples whose prediction
@@ -18,7 +21,7 @@ public final class ModelVersion: Sendable {
     public let fragility: [String: Double]?
 
     public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float,
-                normaliser: Normaliser? = nil, fragility: [String: Double]? = nil) {
+                normaliser: Normaliser? = nil, fragility: [String: Double]? = nil, oosCalibration: OOSCalibration? = nil) {
         precondition(labels.count == head.classes, "\(labels.count) labels for a head of \(head.classes) classes")
         self.id = id
         self.labels = labels
@@ -28,24 +31,46 @@ public final class ModelVersion: Sendable {
         self.oosThreshold = oosThreshold
         self.normaliser = normaliser
         self.fragility = fragility
+        self.oosCalibration = oosCalibration
+    }
+
+    /// The out-of-scope score of `[B, D]` vectors (higher: further out): with a calibration,
+    /// z(neighbour distance) + z(1 − max calibrated probability), each standardised by its
+    /// in-scope held-out mean and deviation; else the neighbour distance. `logits` may be
+    /// given when already computed.
+    public func outOfScopeScores(_ vectors: [Float], count n: Int, logits given: [Float]? = nil) -> [Float] {
+        let nn = outOfScope.scores(vectors, count: n).neighbour
+        guard let c = oosCalibration else { return nn }
+        let logits = given ?? head.logits(vectors, count: n)
+        let C = labels.count
+        return (0..<n).map { b in
+            let p = softmax(logits[(b * C)..<((b + 1) * C)], temperature: temperature)
+            return c.combine(neighbour: nn[b], maxProbability: p.max() ?? 1)
+        }
     }
 
     /// The same version under another id (a version is built before the store names it).
     public func withID(_ id: Int) -> ModelVersion {
         ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
-                     normaliser: normaliser, fragility: fragility)
+                     normaliser: normaliser, fragility: fragility, oosCalibration: oosCalibration)
     }
 
     /// The same version with another normaliser.
     public func withNormaliser(_ n: Normaliser?) -> ModelVersion {
         ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
-                     normaliser: n, fragility: fragility)
+                     normaliser: n, fragility: fragility, oosCalibration: oosCalibration)
     }
 
     /// The same version with its fragility measured.
     public func withFragility(_ f: [String: Double]?) -> ModelVersion {
         ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
-                     normaliser: normaliser, fragility: f)
+                     normaliser: normaliser, fragility: f, oosCalibration: oosCalibration)
+    }
+
+    /// The same version with another out-of-scope rule.
+    public func withOutOfScope(calibration: OOSCalibration?, threshold: Float) -> ModelVersion {
+        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: threshold,
+                     normaliser: normaliser, fragility: fragility, oosCalibration: calibration)
     }
 
     /// The text the encoder sees: `text` through the normaliser, when there is one.
@@ -132,11 +157,13 @@ public enum HeadFitting {
         let valLogits = fit.head.logits(validation.x, count: validation.y.count)
         let T = validation.y.isEmpty ? 1 : TemperatureScaling.fit(logits: valLogits, labels: validation.y, classes: C)
         let oos = OutOfScopeModel.fit(train.x, labels: train.y, classes: C, dimension: D)
-        // The flag uses the nearest-neighbour distance: on Banking77's known-intent-ratio
-        // protocol its AUROC was 0.918 against 0.808 for the Mahalanobis distance
-        // (robustd-bench risk). Its threshold keeps `oosRecall` of validation in scope.
-        let inScope = validation.y.isEmpty ? [] : oos.scores(validation.x, count: validation.y.count).neighbour
-        let threshold = inScope.isEmpty ? Float.infinity : thresholdKeeping(recall: oosRecall, inScopeScores: inScope)
+        // The flag uses the neighbour distance and the max calibrated probability, each
+        // standardised on in-scope validation, summed: with a quarter of Banking77's intents
+        // held out (robustd-bench oos, 5 seeds) its AUROC was 0.922 against 0.906 for the
+        // neighbour distance alone (docs/robustness.md). The threshold keeps `oosRecall` of
+        // validation in scope.
+        let (calibration, threshold) = OOSCalibration.fit(outOfScope: oos, vectors: validation.x, logits: valLogits, count: validation.y.count,
+                                                          classes: C, temperature: T, retention: oosRecall)
         func ece(_ t: Double) -> Double {
             var conf: [Float] = [], ok: [Bool] = []
             for n in 0..<validation.y.count {
@@ -159,7 +186,7 @@ public enum HeadFitting {
             finalOOS = OutOfScopeModel.fit(allX, labels: allY, classes: C, dimension: D)
         }
         let version = ModelVersion(id: id, labels: labels, head: head, temperature: T, outOfScope: finalOOS, oosThreshold: threshold,
-                                   normaliser: normaliser)
+                                   normaliser: normaliser, oosCalibration: calibration)
         let report = Report(lambda: fit.lambda, lambdasTried: lambdas, validationAccuracyByLambda: accs,
                             trainAccuracy: accuracy(fit.head, train.x, train.y), validationAccuracy: bestAcc,
                             temperature: T, eceBefore: ece(1), eceAfter: ece(T), oosThreshold: threshold,
@@ -202,5 +229,41 @@ public enum Fragility {
         var out: [String: Double] = [:]
         for (c, t) in total where t > 0 && c < labels.count { out[labels[c]] = Double(flips[c] ?? 0) / Double(t) }
         return out
+    }
+}
+
+/// The combined out-of-scope score's standardisation: z(neighbour distance) + z(1 − max
+/// calibrated probability), with means and deviations of in-scope held-out inputs.
+public struct OOSCalibration: Sendable, Codable, Equatable {
+    public var neighbourMean: Double
+    public var neighbourScale: Double
+    public var uncertaintyMean: Double
+    public var uncertaintyScale: Double
+
+    public init(neighbourMean: Double, neighbourScale: Double, uncertaintyMean: Double, uncertaintyScale: Double) {
+        self.neighbourMean = neighbourMean; self.neighbourScale = neighbourScale
+        self.uncertaintyMean = uncertaintyMean; self.uncertaintyScale = uncertaintyScale
+    }
+
+    public func combine(neighbour: Float, maxProbability: Float) -> Float {
+        Float((Double(neighbour) - neighbourMean) / neighbourScale + (Double(1 - maxProbability) - uncertaintyMean) / uncertaintyScale)
+    }
+
+    /// The calibration from in-scope held-out inputs (`[N, D]` vectors and their `[N, C]`
+    /// logits), and the threshold keeping `retention` of them in scope. Without held-out
+    /// inputs: no calibration, and a threshold that flags nothing.
+    public static func fit(outOfScope: OutOfScopeModel, vectors: [Float], logits: [Float], count n: Int, classes C: Int,
+                           temperature: Double, retention: Double) -> (OOSCalibration?, Float) {
+        guard n >= 2 else { return (nil, .infinity) }
+        let nn = outOfScope.scores(vectors, count: n).neighbour.map(Double.init)
+        let u = (0..<n).map { b in 1 - Double(softmax(logits[(b * C)..<((b + 1) * C)], temperature: temperature).max() ?? 1) }
+        func meanScale(_ x: [Double]) -> (Double, Double) {
+            let m = x.reduce(0, +) / Double(x.count)
+            return (m, max(1e-6, (x.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(x.count)).squareRoot()))
+        }
+        let (nm, ns) = meanScale(nn), (um, us) = meanScale(u)
+        let c = OOSCalibration(neighbourMean: nm, neighbourScale: ns, uncertaintyMean: um, uncertaintyScale: us)
+        let combined = (0..<n).map { Float((nn[$0] - nm) / ns + (u[$0] - um) / us) }
+        return (c, thresholdKeeping(recall: retention, inScopeScores: combined))
     }
 }

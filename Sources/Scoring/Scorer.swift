@@ -33,6 +33,9 @@ public struct InputScore: Sendable, Codable, Equatable {
         public var mahalanobis: Double
         public var threshold: Double
         public var neighbourDistance: Double
+        /// What the threshold is compared with: the combined score (neighbour distance and
+        /// uncertainty, standardised) or, for versions without its calibration, the distance.
+        public var score: Double
         public var flagged: Bool
     }
     public struct Stability: Sendable, Codable, Equatable {
@@ -88,7 +91,8 @@ public enum Scorer {
             let best = order[0]
             let confidence = Double(p[best])
             let margin = confidence - (C > 1 ? Double(p[order[1]]) : 0)
-            let flagged = oos.neighbour[b] > v.oosThreshold
+            let oosScore = v.oosCalibration?.combine(neighbour: oos.neighbour[b], maxProbability: p[best]) ?? oos.neighbour[b]
+            let flagged = oosScore > v.oosThreshold
             var stability: InputScore.Stability? = nil
             if n > 0, !variantLabels.isEmpty {
                 let flips = (0..<n).filter { variantLabels[b * n + $0] != best }.count
@@ -104,7 +108,7 @@ public enum Scorer {
                 label: label, confidence: confidence, margin: margin,
                 top: order.prefix(max(1, min(options.topK, C))).map { .init(label: v.labels[$0], p: Double(p[$0])) },
                 outOfScope: .init(mahalanobis: Double(oos.mahalanobis[b]), threshold: Double(v.oosThreshold),
-                                  neighbourDistance: Double(oos.neighbour[b]), flagged: flagged),
+                                  neighbourDistance: Double(oos.neighbour[b]), score: Double(oosScore), flagged: flagged),
                 stability: stability,
                 risk: .init(pWrong: pWrong, impact: w, score: riskScore, level: [RiskLevel.low, .medium, .high][level]),
                 version: v.id)

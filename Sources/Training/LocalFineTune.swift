@@ -207,8 +207,8 @@ public enum LocalFineTune {
         /// Shares of `c`'s inputs `v` calls out of scope, with the stack as it is.
         func outOfScopeRate(_ v: ModelVersion, _ c: [[Float]]) -> Double {
             guard !c.isEmpty else { return 0 }
-            let (vectors, _) = tuner.vectorsAndLogits(stack, cached: c)
-            let d = v.outOfScope.scores(vectors, count: c.count).neighbour
+            let (vectors, logits) = tuner.vectorsAndLogits(stack, cached: c)
+            let d = v.outOfScopeScores(vectors, count: c.count, logits: logits)
             return Double(d.filter { $0 > v.oosThreshold }.count) / Double(c.count)
         }
         events(.phase("measuring the parent"))
@@ -277,19 +277,29 @@ public enum LocalFineTune {
         let (globalVectors, globalLogits) = tuner.vectorsAndLogits(stack, cached: globalC)
         let T = plan.globalHeldOut.isEmpty ? parent.temperature
             : TemperatureScaling.fit(logits: globalLogits, labels: plan.globalHeldOut.map(\.label), classes: C)
-        var oos = parent.outOfScope, threshold = parent.oosThreshold
+        var oos = parent.outOfScope, threshold = parent.oosThreshold, calibration = parent.oosCalibration
         if s.method != .head && !plan.outOfScopeTrain.isEmpty {
             events(.phase("refitting the out-of-scope statistics"))
             let oosC = try cache(plan.outOfScopeTrain)
             let (v, _) = tuner.vectorsAndLogits(stack, cached: oosC)
             oos = OutOfScopeModel.fit(v, labels: plan.outOfScopeTrain.map(\.label), classes: C, dimension: H, k: parent.outOfScope.k)
-            if !plan.globalHeldOut.isEmpty {
+        }
+        // The rule's standardisation and threshold follow the new head (its probabilities
+        // changed) and, when the encoder changed, the new statistics; set on the global
+        // held-out examples, as model/fit sets them on validation. Without a calibration
+        // (a parent from before it), the neighbour distance's threshold is re-set likewise.
+        if !plan.globalHeldOut.isEmpty && (s.method != .head || calibration != nil) {
+            if calibration != nil {
+                (calibration, threshold) = OOSCalibration.fit(outOfScope: oos, vectors: globalVectors, logits: globalLogits, count: plan.globalHeldOut.count,
+                                                              classes: C, temperature: T, retention: plan.oosRecall)
+            } else {
                 threshold = thresholdKeeping(recall: plan.oosRecall, inScopeScores: oos.scores(globalVectors, count: plan.globalHeldOut.count).neighbour)
             }
         }
         // The candidate's out-of-scope calls on the same in-scope held-out inputs, with its own
         // statistics and threshold.
-        let candidateForOOS = ModelVersion(id: 0, labels: parent.labels, head: parent.head, temperature: T, outOfScope: oos, oosThreshold: threshold)
+        let candidateForOOS = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold,
+                                           oosCalibration: calibration)
         let oosCheck: Gate.OutOfScopeCheck? = plan.globalHeldOut.isEmpty ? nil : Gate.OutOfScopeCheck(
             examples: plan.globalHeldOut.count, parentRate: parentOOS, candidateRate: outOfScopeRate(candidateForOOS, globalC),
             parentRateWithTypos: parentOOSTypos, candidateRateWithTypos: perturbedC.last.map { outOfScopeRate(candidateForOOS, $0) })
@@ -311,7 +321,7 @@ public enum LocalFineTune {
             Fragility.perIntent(labels: parent.labels, truth: plan.globalHeldOut.map(\.label), clean: candGlobal, variants: p, perExample: 1)
         }
         let version = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold,
-                                   normaliser: candidateNormaliser, fragility: fragility)
+                                   normaliser: candidateNormaliser, fragility: fragility, oosCalibration: calibration)
         let fullLengths = (trainC + esC + globalC).map { $0.count / H }
         let meanLength = fullLengths.isEmpty ? 0 : fullLengths.reduce(0, +) / fullLengths.count
         let fullFlops = FineTuner.fullFineTuneFlops([Int](repeating: max(1, meanLength), count: fullDataCount), epochs: s.epochs,

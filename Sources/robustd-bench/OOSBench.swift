@@ -51,8 +51,14 @@ struct OOSBench: ParsableCommand {
             func rows(_ x: [Float], _ idx: [Int]) -> [Float] { idx.flatMap { x[($0 * D)..<(($0 + 1) * D)] } }
             let (version, _) = HeadFitting.fit(id: 1, labels: labels, dimension: D, train: (rows(trainX, tr), tr.map { index[fullTrain[$0].1]! }),
                                                validation: (rows(trainX, va), va.map { index[fullTrain[$0].1]! }))
-            let val = OOSScores.compute(version, rows(trainX, va), count: va.count)
-            let te = OOSScores.compute(version, testX, count: test.count)
+            // The background Gaussian for the relative Mahalanobis distance (Ren et al. 2021):
+            // one class holding all in-scope training vectors; and neighbour banks of other k.
+            let trX = rows(trainX, tr)
+            let extra = OOSScores.Extra(background: OutOfScopeModel.fit(trX, labels: [Int](repeating: 0, count: tr.count), classes: 1, dimension: D),
+                                        k1: OutOfScopeModel.fit(trX, labels: tr.map { index[fullTrain[$0].1]! }, classes: labels.count, dimension: D, k: 1),
+                                        k10: OutOfScopeModel.fit(trX, labels: tr.map { index[fullTrain[$0].1]! }, classes: labels.count, dimension: D, k: 10))
+            let val = OOSScores.compute(version, rows(trainX, va), count: va.count, extra: extra)
+            let te = OOSScores.compute(version, testX, count: test.count, extra: extra)
             let isOOS = test.map { unseen.contains($0.1) }
             let predicted = te.predicted
             let inScope = test.indices.filter { !isOOS[$0] }
@@ -85,15 +91,25 @@ struct OOSBench: ParsableCommand {
 /// The candidate out-of-scope scores of a version (higher: more likely out of scope).
 enum OOSScores {
     static let names = ["nearest-neighbour distance (k 5)", "Mahalanobis distance", "max-softmax (1 − p)", "energy (−T·logsumexp)",
-                        "neighbour + max-softmax", "neighbour + energy", "neighbour + Mahalanobis", "all four"]
+                        "neighbour + max-softmax", "neighbour + energy", "neighbour + Mahalanobis", "all four",
+                        "nearest-neighbour (k 1)", "nearest-neighbour (k 10)", "relative Mahalanobis", "neighbour + max-softmax + relative M."]
+
+    struct Extra {
+        var background: OutOfScopeModel
+        var k1: OutOfScopeModel
+        var k10: OutOfScopeModel
+    }
 
     struct Raw {
         var neighbour: [Double], mahalanobis: [Double], msp: [Double], energy: [Double]
+        var k1: [Double], k10: [Double], relative: [Double]
         var predicted: [Int]
     }
 
-    static func compute(_ v: ModelVersion, _ x: [Float], count n: Int) -> Raw {
+    static func compute(_ v: ModelVersion, _ x: [Float], count n: Int, extra: Extra) -> Raw {
         let s = v.outOfScope.scores(x, count: n)
+        let bg = extra.background.scores(x, count: n).mahalanobis
+        let relative = (0..<n).map { Double(s.mahalanobis[$0]) - Double(bg[$0]) }
         let logits = v.head.logits(x, count: n)
         let C = v.labels.count, T = v.temperature
         var msp: [Double] = [], energy: [Double] = [], predicted: [Int] = []
@@ -105,7 +121,9 @@ enum OOSScores {
             energy.append(-T * lse)
             predicted.append(row.indices.max { row[$0] < row[$1] }!)
         }
-        return Raw(neighbour: s.neighbour.map(Double.init), mahalanobis: s.mahalanobis.map(Double.init), msp: msp, energy: energy, predicted: predicted)
+        return Raw(neighbour: s.neighbour.map(Double.init), mahalanobis: s.mahalanobis.map(Double.init), msp: msp, energy: energy,
+                   k1: extra.k1.scores(x, count: n).neighbour.map(Double.init), k10: extra.k10.scores(x, count: n).neighbour.map(Double.init),
+                   relative: relative, predicted: predicted)
     }
 
     /// Every score of `names`, for validation and test; combinations add the single scores
@@ -121,7 +139,9 @@ enum OOSScores {
         func add(_ parts: [([Double], [Double])]) -> ([Double], [Double]) {
             (parts[0].0.indices.map { i in parts.reduce(0) { $0 + $1.0[i] } }, parts[0].1.indices.map { i in parts.reduce(0) { $0 + $1.1[i] } })
         }
+        let rm = z(val.relative, test.relative)
         return [(val.neighbour, test.neighbour), (val.mahalanobis, test.mahalanobis), (val.msp, test.msp), (val.energy, test.energy),
-                add([nn, ms]), add([nn, en]), add([nn, ma]), add([nn, ma, ms, en])]
+                add([nn, ms]), add([nn, en]), add([nn, ma]), add([nn, ma, ms, en]),
+                (val.k1, test.k1), (val.k10, test.k10), (val.relative, test.relative), add([nn, ms, rm])]
     }
 }

@@ -76,6 +76,12 @@ struct VersionTests {
         // Fragility per intent, measured on validation when the version was made; risk/regions ranks by it.
         let manifest = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: state.path + "/versions/1/manifest.json"))))
         #expect(manifest["fragility"]?.objectValue?.count == 3)
+        // The out-of-scope rule: the combined score, standardised on validation, against its threshold.
+        #expect(manifest["oosCalibration"]?["neighbourScale"]?.doubleValue ?? 0 > 0)
+        let oos = clean?["outOfScope"]
+        let score = oos?["score"]?.doubleValue ?? .nan, threshold = oos?["threshold"]?.doubleValue ?? .nan
+        #expect(oos?["flagged"]?.boolValue == (score > threshold))
+        #expect(score != oos?["neighbourDistance"]?.doubleValue)
         let byFragility = try c.call("risk/regions", ["by": "fragility"]).get()
         let regions = byFragility["regions"]?.arrayValue ?? []
         #expect(regions.count == 3 && regions.allSatisfy { $0["fragility"] != nil && $0["fragilityRisk"] != nil })

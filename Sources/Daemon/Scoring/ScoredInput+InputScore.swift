@@ -7,7 +7,7 @@ extension ScoredInput {
         self.init(id: id, label: s.label, confidence: s.confidence, margin: s.margin,
                   top: s.top.map { .init(label: $0.label, p: $0.p) },
                   outOfScope: .init(mahalanobis: s.outOfScope.mahalanobis, threshold: s.outOfScope.threshold,
-                                    neighbourDistance: s.outOfScope.neighbourDistance, flagged: s.outOfScope.flagged),
+                                    neighbourDistance: s.outOfScope.neighbourDistance, score: s.outOfScope.score, flagged: s.outOfScope.flagged),
                   stability: s.stability.map { .init(variants: $0.variants, flips: $0.flips, flipRate: $0.flipRate) },
                   risk: .init(pWrong: s.risk.pWrong, impact: s.risk.impact, score: s.risk.score, level: RiskLevel(s.risk.level)),
                   version: s.version, truncated: s.truncated,

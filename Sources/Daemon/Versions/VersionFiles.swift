@@ -53,6 +53,10 @@ enum VersionFiles {
         manifest["oosThreshold"] = .double(Double(v.oosThreshold))
         manifest["neighboursK"] = .int(Int64(v.outOfScope.k))
         manifest["changedLayers"] = .array(c.layers.keys.sorted().map { .int(Int64($0)) })
+        if let c = v.oosCalibration {
+            manifest["oosCalibration"] = .object(["neighbourMean": .double(c.neighbourMean), "neighbourScale": .double(c.neighbourScale),
+                                                  "uncertaintyMean": .double(c.uncertaintyMean), "uncertaintyScale": .double(c.uncertaintyScale)])
+        }
         if let f = v.fragility {
             manifest["fragility"] = .object(Dictionary(uniqueKeysWithValues: f.map { ($0.key, JSONValue.double($0.value)) }))
             manifest["fragilityTypoRate"] = .double(Fragility.typoRate)
@@ -145,13 +149,21 @@ enum VersionFiles {
             throw ModelError("incomplete manifest", file: dir + "/manifest.json")
         }
         let file = try SafeTensorsFile(path: dir + "/weights.safetensors")
-        let version = try ModelVersion.restore(id: id, labels: labels, temperature: T, oosThreshold: Float(threshold),
+        var version = try ModelVersion.restore(id: id, labels: labels, temperature: T, oosThreshold: Float(threshold),
                                                k: Int(m["neighboursK"]?.intValue ?? 5)) { name, shape in
             guard let e = file.entries[name] else { throw ModelError("missing", file: "weights.safetensors", tensor: name) }
             let t = try file.tensor(name, shape: shape ?? e.shape)
             return t.values
         }.withNormaliser(try readNormaliser(dir + "/normaliser.json", protected: protected))
          .withFragility(m["fragility"]?.objectValue.map { o in o.compactMapValues(\.doubleValue) })
+        if let c = m["oosCalibration"] {
+            guard let nm = c["neighbourMean"]?.doubleValue, let ns = c["neighbourScale"]?.doubleValue, ns > 0,
+                  let um = c["uncertaintyMean"]?.doubleValue, let us = c["uncertaintyScale"]?.doubleValue, us > 0 else {
+                throw ModelError("oosCalibration needs neighbourMean, neighbourScale > 0, uncertaintyMean, uncertaintyScale > 0", file: dir + "/manifest.json")
+            }
+            version = version.withOutOfScope(calibration: OOSCalibration(neighbourMean: nm, neighbourScale: ns, uncertaintyMean: um, uncertaintyScale: us),
+                                             threshold: version.oosThreshold)
+        }
         var layers: [Int: BertLayerWeights] = [:]
         let changed = (m["changedLayers"]?.arrayValue ?? []).compactMap { $0.intValue.map(Int.init) }
         if !changed.isEmpty {
