@@ -439,6 +439,14 @@ struct FineTuneTests {
         let later = try c.call("finetune/start", ["regions": "all", "notBefore": .double(Date().timeIntervalSince1970 + 3600)]).get()
         #expect(later["state"] == "scheduled")
         #expect(try c.call("finetune/cancel", ["job": later["id"]!]).get()["state"] == "cancelled")
+        // A parent refitted on its validation split cannot be fine-tuned honestly: the job fails and says why.
+        let refitted = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01], "refit": true], timeout: 60).get()
+        _ = try c.call("model/activate", ["version": refitted["version"]!]).get()
+        let refusedJob = try c.call("finetune/start", ["regions": "all", "method": "head"]).get()
+        let refused = try Self.waitForJob(c, Int(refusedJob["id"]?.intValue ?? 0))
+        #expect(refused["state"] == "failed" && refused["error"]?.stringValue?.contains("refit") == true, "\(refused)")
+        #expect(refused["version"] == nil)
+        _ = try c.call("model/activate", ["version": 1]).get()
         // "auto" by fragility takes the intents the version is most likely to get wrong under typos.
         let regions = try c.call("risk/regions", ["by": "fragility"]).get()["regions"]?.arrayValue ?? []
         let fragileIntents = regions.filter { ($0["fragilityRisk"]?.doubleValue ?? 0) > 0 }.count

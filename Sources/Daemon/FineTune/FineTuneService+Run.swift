@@ -53,7 +53,18 @@ extension FineTuneService {
         let dataset = job.view.dataset
         let labels = parent.labels
         let known = Set(labels)
+        let parentID = parent.id
         store.run({ store throws(StoreError) -> JobData in
+            // A version refitted on its validation split (or descended from one) has trained
+            // on the held-out data that early stopping and the gate would judge it on.
+            let records = Dictionary(uniqueKeysWithValues: try store.versions().map { ($0.id, $0) })
+            var ancestor: Int? = parentID
+            while let a = ancestor, let r = records[a] {
+                if (try? JSONParser.parse(Array(r.report.utf8)))?["refitted"]?.boolValue == true {
+                    throw StoreError(.invalid, "version \(parentID)\(a == parentID ? " was" : " descends from version \(a), which was") refitted on its validation split (model/fit refit: true), so no held-out data is left to early-stop and gate a fine-tune on; fine-tune from a version fitted with refit: false")
+                }
+                ancestor = r.parent
+            }
             guard let info = try store.dataset(named: dataset) else { throw StoreError(.notFound, "no dataset named '\(dataset)'") }
             let all = try store.examples(dataset: info.id, split: nil)
             var train = all.filter { $0.split == .train }
