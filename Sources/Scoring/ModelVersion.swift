@@ -49,28 +49,24 @@ public final class ModelVersion: Sendable {
         }
     }
 
+    /// This version with some parts replaced (a version is immutable; these make the variants
+    /// the store, the fine-tune and the loader need).
+    private func with(id: Int? = nil, threshold: Float? = nil, normaliser: Normaliser?? = nil, fragility: [String: Double]?? = nil,
+                      oosCalibration: OOSCalibration?? = nil) -> ModelVersion {
+        ModelVersion(id: id ?? self.id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope,
+                     oosThreshold: threshold ?? oosThreshold, normaliser: normaliser ?? self.normaliser,
+                     fragility: fragility ?? self.fragility, oosCalibration: oosCalibration ?? self.oosCalibration)
+    }
+
     /// The same version under another id (a version is built before the store names it).
-    public func withID(_ id: Int) -> ModelVersion {
-        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
-                     normaliser: normaliser, fragility: fragility, oosCalibration: oosCalibration)
-    }
-
+    public func withID(_ id: Int) -> ModelVersion { with(id: id) }
     /// The same version with another normaliser.
-    public func withNormaliser(_ n: Normaliser?) -> ModelVersion {
-        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
-                     normaliser: n, fragility: fragility, oosCalibration: oosCalibration)
-    }
-
+    public func withNormaliser(_ n: Normaliser?) -> ModelVersion { with(normaliser: .some(n)) }
     /// The same version with its fragility measured.
-    public func withFragility(_ f: [String: Double]?) -> ModelVersion {
-        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: oosThreshold,
-                     normaliser: normaliser, fragility: f, oosCalibration: oosCalibration)
-    }
-
+    public func withFragility(_ f: [String: Double]?) -> ModelVersion { with(fragility: .some(f)) }
     /// The same version with another out-of-scope rule.
     public func withOutOfScope(calibration: OOSCalibration?, threshold: Float) -> ModelVersion {
-        ModelVersion(id: id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope, oosThreshold: threshold,
-                     normaliser: normaliser, fragility: fragility, oosCalibration: calibration)
+        with(threshold: threshold, oosCalibration: .some(calibration))
     }
 
     /// The text the encoder sees: `text` through the normaliser, when there is one.

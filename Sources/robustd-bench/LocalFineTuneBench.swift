@@ -178,22 +178,7 @@ struct LocalFineTuneBench: ParsableCommand {
         for m in methods.split(separator: ",").map(String.init) {
             var plan = LocalFineTune.Plan()
             plan.threads = 2
-            plan.settings.epochs = allDataEpochs
-            plan.settings.batchSize = 32
-            if m == "full" {
-                plan.settings.method = .topLayers
-                plan.settings.layers = enc.config.layers
-                plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 5e-5
-            } else {
-                guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
-                plan.settings.method = method
-                plan.settings.layers = layers
-                switch method {
-                case .head: plan.settings.headLearningRate = 1e-3
-                case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 3e-5
-                case .topLayers: plan.settings.learningRate = 3e-5; plan.settings.headLearningRate = 3e-5
-                }
-            }
+            plan.settings = try allDataSettings(m, layers: layers, epochs: allDataEpochs, encoderLayers: enc.config.layers)
             var opts = DataSelection.Options()
             opts.seed = seed
             opts.typoRate = typoRate
@@ -216,4 +201,28 @@ struct LocalFineTuneBench: ParsableCommand {
         print("typo augmentation: one copy of every training example at \(typoRate) word typos; evaluation typos from another generator")
     }
 
+}
+
+/// The settings of an all-data fine-tune by method name, as the all-data benchmarks run them:
+/// "full" trains every layer and the head at 5e-5; the local methods train `layers` layers at
+/// the rates measured for them (batch 32).
+func allDataSettings(_ m: String, layers: Int, epochs: Int, encoderLayers: Int) throws -> FineTuner.Settings {
+    var s = FineTuner.Settings()
+    s.epochs = epochs
+    s.batchSize = 32
+    if m == "full" {
+        s.method = .topLayers
+        s.layers = encoderLayers
+        s.learningRate = 5e-5; s.headLearningRate = 5e-5
+        return s
+    }
+    guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
+    s.method = method
+    s.layers = layers
+    switch method {
+    case .head: s.headLearningRate = 1e-3
+    case .lora: s.learningRate = 1e-3; s.headLearningRate = 3e-5
+    case .topLayers: s.learningRate = 3e-5; s.headLearningRate = 3e-5
+    }
+    return s
 }

@@ -171,22 +171,7 @@ struct RobustBench: ParsableCommand {
             let (m, objective) = (spec[0], spec[1])
             var plan = LocalFineTune.Plan()
             plan.threads = 2
-            plan.settings.epochs = epochs
-            plan.settings.batchSize = 32
-            if m == "full" {
-                plan.settings.method = .topLayers
-                plan.settings.layers = enc.config.layers
-                plan.settings.learningRate = 5e-5; plan.settings.headLearningRate = 5e-5
-            } else {
-                guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
-                plan.settings.method = method
-                plan.settings.layers = 2
-                switch method {
-                case .head: plan.settings.headLearningRate = 1e-3
-                case .lora: plan.settings.learningRate = 1e-3; plan.settings.headLearningRate = 3e-5
-                case .topLayers: plan.settings.learningRate = 3e-5; plan.settings.headLearningRate = 3e-5
-                }
-            }
+            plan.settings = try allDataSettings(m, layers: 2, epochs: epochs, encoderLayers: enc.config.layers)
             var opts = DataSelection.Options()
             opts.seed = seed
             opts.typoRate = 0.1

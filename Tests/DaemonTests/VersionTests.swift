@@ -105,6 +105,16 @@ struct VersionTests {
         guard case .failure(let e) = try c.call("model/activate", ["version": 1]) else { Issue.record("activated a damaged version"); return }
         #expect(e.message.contains("normaliser.json"), "\(e.message)")
         #expect(try c.call("model/versions").get()["active"] == 3)
+        // So is a manifest whose out-of-scope calibration cannot standardise (a zero deviation).
+        let path2 = state.path + "/versions/2/manifest.json"
+        var m2 = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: path2)))).objectValue ?? [:]
+        var cal = m2["oosCalibration"]?.objectValue ?? [:]
+        cal["neighbourScale"] = .double(0)
+        m2["oosCalibration"] = .object(cal)
+        try Data(JSONWriter.pretty(.object(m2)).utf8).write(to: URL(fileURLWithPath: path2))
+        guard case .failure(let bad) = try c.call("model/activate", ["version": 2]) else { Issue.record("activated a bad calibration"); return }
+        #expect(bad.message.contains("oosCalibration"), "\(bad.message)")
+        #expect(try c.call("model/versions").get()["active"] == 3)
     }
 
     @Test("fit refuses a one-class dataset, an unknown dataset, bad options, and works only with a model")

@@ -6,6 +6,25 @@ import Tensor
 import Scoring
 @testable import Training
 
+/// Central differences (step 1e-3) on 8 entries of every tensor against its analytic
+/// gradient; the worst relative error must stay under 3%.
+func expectGradientsMatch(_ params: [Tensor], _ grads: [Tensor], _ loss: () -> Double) {
+    let eps: Float = 1e-3
+    for (k, (p, d)) in zip(params, grads).enumerated() {
+        var worst: Float = 0
+        for j in 0..<min(8, p.count) {
+            let i = (j * 7919 + k) % p.count
+            let saved = p[i]
+            p[i] = saved + eps; let lp = loss()
+            p[i] = saved - eps; let lm = loss()
+            p[i] = saved
+            let numeric = Float((lp - lm) / Double(2 * eps))
+            worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
+        }
+        #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
+    }
+}
+
 @Suite("Training the top of the model")
 struct TrainingTests {
     /// The tiny model, its hidden states after layer 0 for a few sequences, and a stack that
@@ -49,20 +68,7 @@ struct TrainingTests {
             let probs = Tensor(shape: [packing.count, stack.classes])
             return Double(crossEntropyForward(probs: probs, logits: stack.logits(hidden: hidden, packing: packing), labels: labels))
         }
-        let eps: Float = 1e-3
-        for (k, (p, d)) in zip(params, grads).enumerated() {
-            var worst: Float = 0
-            for j in 0..<min(8, p.count) {
-                let i = (j * 7919 + k) % p.count
-                let saved = p[i]
-                p[i] = saved + eps; let lp = loss()
-                p[i] = saved - eps; let lm = loss()
-                p[i] = saved
-                let numeric = Float((lp - lm) / Double(2 * eps))
-                worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
-            }
-            #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
-        }
+        expectGradientsMatch(params, grads, loss)
     }
 
     @Test("consistency training: the gradient of cross-entropy + λ·KL(clean ‖ noisy) matches central differences, on both sides of each pair",
@@ -95,20 +101,7 @@ struct TrainingTests {
             return ce + Double(lambda) * kl / Double(pairs.count)
         }
         #expect(abs(Double(reported) - loss()) < 1e-4 * max(1, abs(loss())))
-        let eps: Float = 1e-3
-        for (k, (p, d)) in zip(params, grads).enumerated() {
-            var worst: Float = 0
-            for j in 0..<min(8, p.count) {
-                let i = (j * 7919 + k) % p.count
-                let saved = p[i]
-                p[i] = saved + eps; let lp = loss()
-                p[i] = saved - eps; let lm = loss()
-                p[i] = saved
-                let numeric = Float((lp - lm) / Double(2 * eps))
-                worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
-            }
-            #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
-        }
+        expectGradientsMatch(params, grads, loss)
         // The term is not zero here: it changed the head's gradient.
         let plain = stack.makeGradients()
         _ = stack.step(hidden: hidden, packing: packing, labels: labels, grads: plain)
@@ -156,19 +149,7 @@ struct TrainingTests {
         func loss() -> Double { ce(hidden) + Double(lambda) * ce(moved) }
         #expect(abs(Double(reported) - loss()) < 1e-4 * max(1, loss()))
         let (params, grads) = stack.parameters(g)
-        for (k, (p, d)) in zip(params, grads).enumerated() {
-            var worst: Float = 0
-            for j in 0..<min(8, p.count) {
-                let i = (j * 7919 + k) % p.count
-                let saved = p[i]
-                p[i] = saved + 1e-3; let lp = loss()
-                p[i] = saved - 1e-3; let lm = loss()
-                p[i] = saved
-                let numeric = Float((lp - lm) / 2e-3)
-                worst = max(worst, abs(numeric - d[i]) / max(1e-2, abs(numeric), abs(d[i])))
-            }
-            #expect(worst < 3e-2, "tensor \(k): worst relative error \(worst)")
-        }
+        expectGradientsMatch(params, grads, loss)
     }
 
     @Test("with consistency, a clean example and its noisy copies always share a minibatch, paired clean first; without, batches are plain")
