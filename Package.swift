@@ -18,6 +18,7 @@ let package = Package(
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
         .systemLibrary(name: "COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // JSON values, the strict parser and writer, the Codable bridge. Pure: no I/O, no JSON-RPC.
         .target(name: "JSON"),
@@ -53,8 +54,9 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["JSON"]),
         // The rollout's stage machine and its sequential tests, on the evidence it is given. Pure.
         .target(name: "Rollout"),
-        // Durable state: the Store interface and its SQLite implementation (WAL, migrations).
-        .target(name: "Store", dependencies: ["CSQLite", "Datasets"]),
+        // Durable state: the Store interface, its SQLite implementation (WAL, migrations) and its
+        // PostgreSQL implementation for a fleet (libpq).
+        .target(name: "Store", dependencies: ["CSQLite", "CLibPQ", "Datasets"]),
         // Composition root: connections, dispatch, lifecycle, transports, configuration.
         .target(name: "Daemon", dependencies: [
             "JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "EventLoop", "CLibUV", "Encoder", "Datasets", "Store", "Scoring", "Training", "Rollout",

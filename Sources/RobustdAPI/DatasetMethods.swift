@@ -87,6 +87,8 @@ extension RPCErrorCode {
     public static let conflict = RPCErrorCode(-32031)
     /// The store could not read or write.
     public static let storeFailure = RPCErrorCode(-32040)
+    /// The store (PostgreSQL, in a fleet) cannot be reached: retry later; scoring goes on.
+    public static let storeUnavailable = RPCErrorCode(-32041)
 }
 
 /// `dataset/examples`: a page of a dataset's examples, in import order.

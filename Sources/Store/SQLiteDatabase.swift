@@ -1,9 +1,18 @@
 import CSQLite
 import Foundation
 
-/// A storage operation failed: what, and SQLite's word for it.
+/// A storage operation failed: what, and the database's word for it.
 public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
-    public enum Kind: Sendable, Equatable { case sqlite(Int32), notFound, conflict, invalid }
+    public enum Kind: Sendable, Equatable {
+        case sqlite(Int32)
+        /// PostgreSQL's SQLSTATE.
+        case postgres(String)
+        case notFound, conflict, invalid
+        /// The store cannot be reached (PostgreSQL down, the connection broke): nothing was
+        /// written, or the outcome of the last commit is unknown; retrying is safe for
+        /// idempotent writes.
+        case unavailable
+    }
     public var kind: Kind
     public var message: String
     public init(_ kind: Kind, _ message: String) {

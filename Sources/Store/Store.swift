@@ -193,6 +193,31 @@ public struct DisagreementRecord: Sendable, Equatable {
     }
 }
 
+/// One file of a version's folder, as the shared store keeps it.
+public struct VersionFile: Sendable, Equatable {
+    /// Relative to the version's folder ("manifest.json", "adapter/adapter_config.json").
+    public var path: String
+    public var bytes: [UInt8]
+    /// Hex sha256 of `bytes`, checked when the file is cached on a replica.
+    public var sha256: String
+    public init(path: String, bytes: [UInt8], sha256: String) { self.path = path; self.bytes = bytes; self.sha256 = sha256 }
+}
+
+/// A replica of a fleet, as it last reported itself.
+public struct ReplicaInfo: Sendable, Equatable {
+    public var name: String
+    public var host: String
+    public var pid: Int
+    public var startedAt: Double
+    public var seenAt: Double
+    public var activeVersion: Int?
+    public var robustdVersion: String
+    public init(name: String, host: String, pid: Int, startedAt: Double, seenAt: Double, activeVersion: Int?, robustdVersion: String) {
+        self.name = name; self.host = host; self.pid = pid; self.startedAt = startedAt; self.seenAt = seenAt
+        self.activeVersion = activeVersion; self.robustdVersion = robustdVersion
+    }
+}
+
 /// Durable state behind one interface. SQLite is the embedded implementation; a fleet would
 /// put PostgreSQL behind the same calls (docs/architecture.md).
 ///
@@ -254,4 +279,28 @@ public protocol Store: AnyObject {
     /// Labels the unlabelled disagreements of `rollout` whose text is `text` from a failure
     /// report or confirmation; returns how many.
     func labelDisagreements(rollout: Int, text: String, label: String, source: String, at: Double) throws(StoreError) -> Int
+
+    // A fleet's shared store (PostgreSQL) also holds the version files and the replicas; the
+    // embedded store keeps version files on disk only and knows one replica (defaults below).
+    /// Whether version files live in the store (else only in the state folder).
+    var sharesVersionFiles: Bool { get }
+    /// Stores a version's files (all of them, replacing any stored before), in one transaction.
+    func putVersionFiles(id: Int, files: [VersionFile]) throws(StoreError)
+    /// A version's files as stored (empty when the store keeps none).
+    func versionFiles(id: Int) throws(StoreError) -> [VersionFile]
+    /// Records that this replica is alive, and what it serves.
+    func heartbeat(_ info: ReplicaInfo) throws(StoreError)
+    /// Every replica that ever reported, by name.
+    func replicas() throws(StoreError) -> [ReplicaInfo]
+    /// Marks interrupted the jobs of replicas whose lease expired; returns their ids.
+    func interruptOrphanedJobs(now: Double) throws(StoreError) -> [Int]
+}
+
+extension Store {
+    public var sharesVersionFiles: Bool { false }
+    public func putVersionFiles(id: Int, files: [VersionFile]) throws(StoreError) {}
+    public func versionFiles(id: Int) throws(StoreError) -> [VersionFile] { [] }
+    public func heartbeat(_ info: ReplicaInfo) throws(StoreError) {}
+    public func replicas() throws(StoreError) -> [ReplicaInfo] { [] }
+    public func interruptOrphanedJobs(now: Double) throws(StoreError) -> [Int] { [] }
 }

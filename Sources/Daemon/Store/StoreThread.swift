@@ -37,7 +37,9 @@ public final class StoreThread {
         case .conflict: return RPCError(.conflict, "Conflict: \(e.message)")
         case .notFound: return RPCError(.invalidParams, "Not found: \(e.message)")
         case .invalid: return RPCError(.invalidData, "Invalid data: \(e.message)")
-        case .sqlite: return RPCError(.storeFailure, "Store failure: \(e.message)")
+        case .sqlite, .postgres: return RPCError(.storeFailure, "Store failure: \(e.message)")
+        case .unavailable:
+            return RPCError(.storeUnavailable, "Store unavailable: \(e.message). Nothing was recorded; retry (a report with the same idempotencyKey is stored once)")
         }
     }
 
