@@ -7,6 +7,10 @@ import Scoring
 /// every key; schemas/config.schema.json describes the structure.
 public struct ConfigFile: Sendable, Equatable {
     public var modelPath: String?
+    /// `[store] url`: a PostgreSQL URL for a fleet's shared store (nil: SQLite in the state folder).
+    public var storeURL: String?
+    /// `[store] replica`: this replica's name in the fleet (default: the host name).
+    public var replica: String?
     public var costs: [String: Double] = [:]
     public var impact: [String: Double] = [:]
     public var risk = RiskSettings()
@@ -69,8 +73,8 @@ public struct ConfigFile: Sendable, Equatable {
             if s.hasPrefix("[") {
                 guard s.hasSuffix("]"), !s.hasPrefix("[[") else { throw Problem(line: line, message: "a table header looks like [name]") }
                 table = try splitKey(String(s.dropFirst().dropLast()), line: line)
-                guard let top = table.first, ["model", "costs", "impact", "risk", "misrouting", "finetune", "rollout"].contains(top) else {
-                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, costs, impact, risk, misrouting, finetune, rollout")
+                guard let top = table.first, ["model", "store", "costs", "impact", "risk", "misrouting", "finetune", "rollout"].contains(top) else {
+                    throw Problem(line: line, message: "unknown table [\(table.joined(separator: "."))]; known: model, store, costs, impact, risk, misrouting, finetune, rollout")
                 }
                 if top == "misrouting" ? table.count > 2 : table.count > 1 {
                     throw Problem(line: line, message: "[\(table.joined(separator: "."))] nests too deep")
@@ -114,6 +118,18 @@ public struct ConfigFile: Sendable, Equatable {
         case ("model", 2) where path[1] == "path":
             guard case .string(let p) = v else { throw Problem(line: line, message: "model.path must be a string") }
             modelPath = (p as NSString).expandingTildeInPath
+        case ("store", 2) where path[1] == "url":
+            guard case .string(let u) = v else { throw Problem(line: line, message: "store.url must be a string") }
+            guard Configuration.isStoreURL(u) else {
+                throw Problem(line: line, message: "store.url must be a PostgreSQL URL (postgresql://…); leave it out for the embedded SQLite store")
+            }
+            storeURL = u
+        case ("store", 2) where path[1] == "replica":
+            guard case .string(let r) = v else { throw Problem(line: line, message: "store.replica must be a string") }
+            guard Configuration.isReplicaName(r) else { throw Problem(line: line, message: Configuration.replicaNameRule) }
+            replica = r
+        case ("store", 2):
+            throw Problem(line: line, message: "unknown key store.\(path[1]); known: url, replica")
         case ("costs", 2):
             guard Self.feedbackKinds.contains(path[1]) else {
                 throw Problem(line: line, message: "costs.\(path[1]) is not a feedback kind; kinds: \(Self.feedbackKinds.joined(separator: ", "))")

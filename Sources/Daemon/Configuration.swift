@@ -28,8 +28,28 @@ public struct Configuration: Sendable {
     /// Deprecated, no effect: texts gather only while the encoder is busy (see MicroBatcher).
     public var maxBatchDelayMs: UInt64 = 2
 
-    /// The state folder: the SQLite database and one folder per model version.
+    /// The state folder: the SQLite database and one folder per model version (with a
+    /// PostgreSQL store: the cache of the versions' files).
     public var stateDir: String = Configuration.defaultStateDir()
+    /// A PostgreSQL URL: the fleet's shared store (nil: SQLite in the state folder).
+    public var storeURL: String? = nil
+    /// This replica's name in the fleet: unique among the running replicas.
+    public var replica: String = Configuration.defaultReplicaName()
+    /// Seconds a replica's heartbeat stays valid; its jobs are interrupted past it.
+    public var leaseSeconds = 15.0
+
+    public static func isStoreURL(_ s: String) -> Bool { s.hasPrefix("postgresql://") || s.hasPrefix("postgres://") }
+
+    public static let replicaNameRule = "a replica name is 1–64 letters, digits, '.', '_' or '-'"
+    public static func isReplicaName(_ s: String) -> Bool {
+        !s.isEmpty && s.count <= 64 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+    }
+
+    /// The host name (cut to a valid replica name).
+    public static func defaultReplicaName() -> String {
+        let h = String(ProcessInfo.processInfo.hostName.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "-" })
+        return h.isEmpty ? "robustd" : h
+    }
 
     /// Business costs, impact weights and risk thresholds (from `--config`).
     public var file = ConfigFile()

@@ -29,7 +29,7 @@ public final class Daemon {
         self.config = config
         loop = try Loop()
         compute = ComputePool(loop: loop, threads: config.computeThreads)
-        store = try StoreThread.open(stateDir: config.stateDir, loop: loop)
+        store = try StoreThread.open(config: config, loop: loop)
         logger = config.stdio ? WindowLogHandler.teeing(baseLogger, loop: loop, stdio: stdio) : baseLogger
         model = try ActiveModel.load(config: config, loop: loop, compute: compute, logger: logger)
         let router = Router()
@@ -48,9 +48,11 @@ public final class Daemon {
         let services = ServiceList()
         self.services = services
 
+        let fleet = FleetService(config: config, model: model, store: store, repository: repository, compute: compute, loop: loop, logger: logger)
         lifecycle = LifecycleService(transport: transport, stopper: stopper, compute: compute, model: model, logger: logger,
                                      startedAt: startedAt, maxMessageBytes: config.maxMessageBytes,
-                                     debugMethods: config.enableDebugMethods, socketPath: { [weak socket] in socket?.path })
+                                     debugMethods: config.enableDebugMethods, socketPath: { [weak socket] in socket?.path },
+                                     storeStatus: { [unowned fleet] in fleet.status })
         let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, repository: repository, loop: loop,
                                      compute: compute, logger: logger, defaults: config.file.rollout)
         let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute, model: model)
@@ -61,6 +63,7 @@ public final class Daemon {
         metricsHTTP = MetricsHTTP(loop: loop, logger: logger, text: { [weak metricsService] in metricsService?.prometheusText() ?? "" })
         services.all = [
             lifecycle,
+            fleet,
             DatasetService(store: store, logger: logger),
             VersionService(model: model, pipeline: pipeline, store: store, repository: repository, compute: compute, logger: logger),
             ScoringService(model: model, pipeline: pipeline, policy: policy, traffic: traffic, recent: recent, failures: failures, metrics: metrics,

@@ -51,11 +51,71 @@ public enum DaemonStatus: RPCRequest {
         public var queues: Queues
         public var computeThreads: Int
         public var shuttingDown: Bool
+        /// The store's health and this replica's identity.
+        public var store: StoreStatus
         public init(version: String, pid: Int, uptimeSeconds: Double, socketPath: String?, connections: Connections,
-                    requests: Requests, queues: Queues, computeThreads: Int, shuttingDown: Bool) {
+                    requests: Requests, queues: Queues, computeThreads: Int, shuttingDown: Bool, store: StoreStatus) {
             self.version = version; self.pid = pid; self.uptimeSeconds = uptimeSeconds; self.socketPath = socketPath
             self.connections = connections; self.requests = requests; self.queues = queues
-            self.computeThreads = computeThreads; self.shuttingDown = shuttingDown
+            self.computeThreads = computeThreads; self.shuttingDown = shuttingDown; self.store = store
+        }
+    }
+}
+
+/// Where durable state lives, and whether it answers.
+public struct StoreStatus: Codable, Sendable, Equatable {
+    public enum Backend: String, Codable, Sendable { case sqlite, postgresql }
+    public var backend: Backend
+    /// The SQLite file, or the PostgreSQL URL with its password hidden.
+    public var location: String
+    /// This replica's name (unique among a fleet's running replicas).
+    public var replica: String
+    /// False since a call found the store unreachable, until one reaches it again; scoring
+    /// goes on meanwhile, writes answer -32041.
+    public var healthy: Bool
+    /// Since when it has been unreachable (seconds since 1970).
+    public var unhealthySince: Double?
+    public var lastError: String?
+    public init(backend: Backend, location: String, replica: String, healthy: Bool, unhealthySince: Double? = nil, lastError: String? = nil) {
+        self.backend = backend; self.location = location; self.replica = replica; self.healthy = healthy
+        self.unhealthySince = unhealthySince; self.lastError = lastError
+    }
+}
+
+/// `daemon/fleet`: the replicas sharing this store, as each last reported itself.
+public enum DaemonFleet: RPCRequest {
+    public static let name = "daemon/fleet"
+    public typealias Params = EmptyParams
+
+    public struct Replica: Codable, Sendable, Equatable {
+        public var name: String
+        public var host: String
+        public var pid: Int
+        public var startedAt: Double
+        /// Its last heartbeat (every 2 s).
+        public var seenAt: Double
+        /// Whether its heartbeat is within the lease (`leaseSeconds`).
+        public var alive: Bool
+        /// The version it serves (as of its last heartbeat).
+        public var activeVersion: Int?
+        public var robustdVersion: String
+        /// This replica (the one answering).
+        public var this: Bool
+        public init(name: String, host: String, pid: Int, startedAt: Double, seenAt: Double, alive: Bool, activeVersion: Int?,
+                    robustdVersion: String, this: Bool) {
+            self.name = name; self.host = host; self.pid = pid; self.startedAt = startedAt; self.seenAt = seenAt; self.alive = alive
+            self.activeVersion = activeVersion; self.robustdVersion = robustdVersion; self.this = this
+        }
+    }
+
+    public struct Result: Codable, Sendable {
+        public var store: StoreStatus
+        /// The fleet's active version (the shared pointer).
+        public var activeVersion: Int?
+        public var leaseSeconds: Double
+        public var replicas: [Replica]
+        public init(store: StoreStatus, activeVersion: Int?, leaseSeconds: Double, replicas: [Replica]) {
+            self.store = store; self.activeVersion = activeVersion; self.leaseSeconds = leaseSeconds; self.replicas = replicas
         }
     }
 }

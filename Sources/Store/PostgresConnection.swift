@@ -33,7 +33,14 @@ public final class PostgresConnection {
             throw StoreError(.invalid, "PostgreSQL server version \(v / 10000).\(v % 10000) is too old; robustd needs 12 or later")
         }
         conn = c
-        _ = try? query("SET application_name = 'robustd'")
+        try session()
+    }
+
+    /// Per-session settings: a name in pg_stat_activity, notices (like "already exists,
+    /// skipping") kept out of the daemon's stderr.
+    private func session() throws(StoreError) {
+        try query("SET application_name = 'robustd'")
+        try query("SET client_min_messages = warning")
     }
 
     deinit { if let conn { PQfinish(conn) } }
@@ -78,7 +85,7 @@ public final class PostgresConnection {
         }
         backoff = 0.1
         retryAt = 0
-        _ = try? query("SET application_name = 'robustd'")
+        try session()
         try onReconnect?(self)
     }
 
@@ -87,6 +94,23 @@ public final class PostgresConnection {
     public func query(_ sql: String, _ params: [SQLValue] = []) throws(StoreError) -> PGRows {
         try ensureConnected()
         guard let conn else { throw StoreError(.unavailable, "PostgreSQL is not connected") }
+        let (texts, lengths, formats) = Self.encode(params)
+        let result: OpaquePointer? = withPointers(texts) { ptrs in
+            PQexecParams(conn, sql, Int32(params.count), nil, ptrs, lengths, formats, 0)
+        }
+        guard let result else { throw broken("no result (out of memory?)") }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
+            return PGRows(result)
+        default:
+            throw failure(result, conn: conn, sql: sql)
+        }
+    }
+
+    /// Parameters as libpq takes them: text, except bytea in binary.
+    static func encode(_ params: [SQLValue]) -> ([[CChar]?], [Int32], [Int32]) {
         var texts: [[CChar]?] = []
         var lengths: [Int32] = []
         var formats: [Int32] = []
@@ -101,25 +125,38 @@ public final class PostgresConnection {
             case .blob(let b): texts.append(b.map { CChar(bitPattern: $0) }); lengths.append(Int32(b.count)); formats.append(1)
             }
         }
+        return (texts, lengths, formats)
+    }
+
+    /// The error a failed result stands for.
+    private func failure(_ result: OpaquePointer, conn: OpaquePointer, sql: String) -> StoreError {
+        if PQstatus(conn) != CONNECTION_OK { return broken(Self.trim(PQresultErrorMessage(result))) }
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
+        let msg = Self.trim(PQresultErrorMessage(result))
+        switch state {
+        case "23505": return StoreError(.conflict, msg)
+        case "40001", "40P01": return StoreError(.unavailable, "a concurrent change got in the way; retry (\(msg))")
+        case _ where state.hasPrefix("08") || state.hasPrefix("57P"): return broken(msg)
+        default: return StoreError(.postgres(state), "\(msg) (in: \(sql.prefix(80)))")
+        }
+    }
+
+    /// Runs a query whose first column is bytea and returns it raw, row by row (binary result
+    /// format: no hex to decode, for version files).
+    public func queryBytes(_ sql: String, _ params: [SQLValue]) throws(StoreError) -> [[UInt8]] {
+        try ensureConnected()
+        guard let conn else { throw StoreError(.unavailable, "PostgreSQL is not connected") }
+        let (texts, lengths, formats) = Self.encode(params)
         let result: OpaquePointer? = withPointers(texts) { ptrs in
-            PQexecParams(conn, sql, Int32(params.count), nil, ptrs, lengths, formats, 0)
+            PQexecParams(conn, sql, Int32(params.count), nil, ptrs, lengths, formats, 1)
         }
         guard let result else { throw broken("no result (out of memory?)") }
         defer { PQclear(result) }
-        let status = PQresultStatus(result)
-        switch status {
-        case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
-            return PGRows(result)
-        default:
-            if PQstatus(conn) != CONNECTION_OK { throw broken(Self.trim(PQresultErrorMessage(result))) }
-            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
-            let msg = Self.trim(PQresultErrorMessage(result))
-            switch state {
-            case "23505": throw StoreError(.conflict, msg)
-            case "40001", "40P01": throw StoreError(.unavailable, "a concurrent change got in the way; retry (\(msg))")
-            case _ where state.hasPrefix("08") || state.hasPrefix("57P"): throw broken(msg)
-            default: throw StoreError(.postgres(state), "\(msg) (in: \(sql.prefix(80)))")
-            }
+        guard PQresultStatus(result) == PGRES_TUPLES_OK else { throw failure(result, conn: conn, sql: sql) }
+        return (0..<PQntuples(result)).map { i in
+            let n = Int(PQgetlength(result, i, 0))
+            guard n > 0, let p = PQgetvalue(result, i, 0) else { return [] }
+            return UnsafeRawBufferPointer(start: p, count: n).map { $0 }
         }
     }
 

@@ -362,10 +362,10 @@ public final class PostgresStore: Store {
         var out: [VersionFile] = []
         for i in 0..<listed.count {
             let path = listed.text(i, 0) ?? ""
-            let chunks = try db.query("SELECT data FROM version_chunks WHERE version = $1 AND path = $2 ORDER BY seq", [.int(Int64(id)), .text(path)])
+            let chunks = try db.queryBytes("SELECT data FROM version_chunks WHERE version = $1 AND path = $2 ORDER BY seq", [.int(Int64(id)), .text(path)])
             var bytes: [UInt8] = []
             bytes.reserveCapacity(listed.int(i, 1))
-            for c in 0..<chunks.count { bytes += chunks.bytes(c, 0) }
+            for c in chunks { bytes += c }
             guard bytes.count == listed.int(i, 1) else {
                 throw StoreError(.invalid, "version \(id)'s \(path) is \(bytes.count) bytes in the store, \(listed.int(i, 1)) listed")
             }
@@ -526,6 +526,11 @@ public final class PostgresStore: Store {
               AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.name = j.owner AND r.seen_at >= $3)
             RETURNING j.id
             """, [.double(now), .text(replica), .double(now - leaseSeconds)])
+        // Versions such a replica was writing will never be finished.
+        try db.query("""
+            UPDATE versions v SET status = 'failed' WHERE v.status = 'writing' AND v.owner <> $1
+              AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.name = v.owner AND r.seen_at >= $2)
+            """, [.text(replica), .double(now - leaseSeconds)])
         return (0..<r.count).map { r.int($0, 0) }
     }
 }

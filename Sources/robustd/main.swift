@@ -53,6 +53,12 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The state folder (default: $XDG_STATE_HOME/robustd or ~/.local/state/robustd).", valueName: "PATH"))
     var stateDir: String?
 
+    @Option(help: ArgumentHelp("A PostgreSQL URL for the fleet's shared store (postgresql://user@host/db); default: SQLite in the state folder. A password is better kept in ~/.pgpass or PGPASSFILE than on the command line.", valueName: "URL"))
+    var store: String?
+
+    @Option(help: ArgumentHelp("This replica's name in a fleet (default: [store] replica, else the host name); unique among running replicas.", valueName: "NAME"))
+    var replica: String?
+
     @Option(help: "Most texts in one encoder batch.")
     var maxBatch: Int = Configuration().maxBatch
 
@@ -76,6 +82,10 @@ struct RobustdCommand: ParsableCommand {
         guard maxBatch >= 1 && maxBatch <= 4096 else { throw ValidationError("--max-batch must be between 1 and 4096") }
         guard maxBatchDelayMs <= 1000 else { throw ValidationError("--max-batch-delay-ms must be at most 1000") }
         guard metricsSnapshotSeconds >= 0.1 && metricsSnapshotSeconds <= 86_400 else { throw ValidationError("--metrics-snapshot-seconds must be between 0.1 and 86400") }
+        if let store, !Configuration.isStoreURL(store) {
+            throw ValidationError("--store must be a PostgreSQL URL (postgresql://…); leave it out for the embedded SQLite store")
+        }
+        if let replica, !Configuration.isReplicaName(replica) { throw ValidationError("--replica: " + Configuration.replicaNameRule) }
         if let m = metricsListen, Configuration.parseHostPort(m) == nil {
             throw ValidationError("--metrics-listen must be HOST:PORT with a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464")
         }
@@ -111,6 +121,8 @@ struct RobustdCommand: ParsableCommand {
         config.maxBatchDelayMs = maxBatchDelayMs
         config.metricsListen = metricsListen.flatMap(Configuration.parseHostPort)
         config.metricsSnapshotSeconds = metricsSnapshotSeconds
+        config.storeURL = store ?? config.file.storeURL
+        if let r = replica ?? config.file.replica { config.replica = r }
 
         let code: Int32
         do {

@@ -254,3 +254,33 @@ struct SQLiteSpecificTests {
         #expect(try SQLiteDatabase(path: path).pragma("user_version") == "99")
     }
 }
+
+@Suite("SHA-256")
+struct SHA256Tests {
+    @Test("the standard's vectors, block boundaries, and sha256sum on a random megabyte")
+    func vectors() throws {
+        #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sha-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for n in [55, 56, 63, 64, 65, 1 << 20] {
+            var rng = SystemRandomNumberGenerator()
+            let bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let path = dir.appendingPathComponent("f\(n)").path
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+            p.arguments = [path]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            p.waitUntilExit()
+            let line = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(line.hasPrefix(SHA256.hex(bytes) + " "), "length \(n)")
+        }
+    }
+}

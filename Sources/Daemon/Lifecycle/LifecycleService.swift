@@ -22,12 +22,15 @@ final class LifecycleService: DaemonService {
     private let debugMethods: Bool
     /// The socket path clients connect to (nil: none).
     private let socketPath: () -> String?
+    /// The store's health and the replica's identity.
+    private let storeStatus: () -> StoreStatus
     /// Set by `shutdown` on the stdio session; decides `exit`'s code.
     private(set) var stdioShutdownRequested = false
     private let pid = Int(getpid())
 
     init(transport: Transport, stopper: GracefulStop, compute: ComputePool, model: ActiveModel, logger: Logger, startedAt: Date,
-         maxMessageBytes: Int, debugMethods: Bool, socketPath: @escaping () -> String?) {
+         maxMessageBytes: Int, debugMethods: Bool, socketPath: @escaping () -> String?, storeStatus: @escaping () -> StoreStatus) {
+        self.storeStatus = storeStatus
         self.transport = transport
         self.stopper = stopper
         self.compute = compute
@@ -135,7 +138,8 @@ final class LifecycleService: DaemonService {
             queues: .init(computePending: depth.pending, computeRunning: depth.running,
                           outputBytes: c.queuedOutputBytes, embedPending: model.batcher?.pendingTexts ?? 0),
             computeThreads: compute.threadCount,
-            shuttingDown: stopper.isStopping)
+            shuttingDown: stopper.isStopping,
+            store: storeStatus())
     }
 
     private func registerDebugMethods(on router: Router) {

@@ -159,7 +159,8 @@ final class MetricsService: DaemonService {
     /// The names a snapshot keeps: every metric's 1-minute window, and the gauges.
     static func persistedName(_ name: String) -> Bool { name.hasSuffix(".1m") || gaugeNames.contains(name) }
     static let gaugeNames: Set<String> = ["queue.computePending", "queue.computeRunning", "queue.embedPending", "connections.open",
-                                          "subscriptions", "finetune.running", "version.active", "documents.open"]
+                                          "subscriptions", "finetune.running", "version.active", "documents.open", "store.up",
+                                          "fleet.replicasAlive"]
 
     /// Persists a snapshot now and then (`--metrics-snapshot-seconds`), kept 30 days.
     private func startMetricSnapshots() {
@@ -276,6 +277,11 @@ final class MetricsService: DaemonService {
                [([], Double(m.coalescedUpdates))])
         family("robustd_active_version", "gauge", "The active version's id (0: none).", [([], g["version.active"] ?? 0)])
         family("robustd_finetune_running", "gauge", "1 while a fine-tune job runs.", [([], g["finetune.running"] ?? 0)])
+        family("robustd_store_up", "gauge", "1 while the store answers (0: unreachable; scoring goes on, writes are refused).", [([], g["store.up"] ?? 1)])
+        family("robustd_fleet_replicas_alive", "gauge", "Replicas whose heartbeat in the shared store is within the lease (1 without a fleet).",
+               [([], g["fleet.replicasAlive"] ?? 1)])
+        family("robustd_fleet_swaps_total", "counter", "Active-version swaps this replica made because another replica moved the fleet's pointer.",
+               [([], g["fleet.swaps"] ?? 0)])
         if let id = g["rollout.id"] {
             // The current rollout's figures, per arm (control: the active version; candidate).
             let r = [("rollout", String(Int(id)))]

@@ -55,8 +55,19 @@ final class TrafficLedger {
             TrafficCount(hour: $0.key.hour, version: $0.key.version, label: $0.key.label, count: $0.value.count, expectedErrors: $0.value.expectedErrors)
         }
         pending.removeAll()
-        store.run({ store throws(StoreError) in try store.addTraffic(counts) }, completion: { [logger] r in
-            if case .failure(let e) = r { logger.warning("traffic counters not saved", metadata: ["error": "\(e.message)"]) }
+        store.run({ store throws(StoreError) in try store.addTraffic(counts) }, completion: { [weak self, logger] r in
+            guard case .failure(let e) = r else { return }
+            if e.code == .storeUnavailable, let self {
+                // The store is away (nothing was added): keep the deltas for the next flush.
+                for c in counts {
+                    let k = Key(hour: c.hour, version: c.version, label: c.label)
+                    self.pending[k, default: TrafficTotal(count: 0, expectedErrors: 0)].count += c.count
+                    self.pending[k]!.expectedErrors += c.expectedErrors
+                }
+                logger.debug("traffic counters kept for the next flush: the store is unavailable", metadata: ["error": "\(e.message)"])
+            } else {
+                logger.warning("traffic counters not saved", metadata: ["error": "\(e.message)"])
+            }
         })
     }
 

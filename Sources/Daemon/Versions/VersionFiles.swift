@@ -3,6 +3,7 @@ import Foundation
 import JSON
 import JSONRPC
 import Scoring
+import Store
 import Tensor
 
 /// A version's folder in the state folder, `versions/<id>/`:
@@ -177,6 +178,56 @@ enum VersionFiles {
             }
         }
         return (version, layers)
+    }
+
+    /// Every file of a version's folder, with its sha256 (for the shared store).
+    static func collect(stateDir: String, id: Int) throws(StoreError) -> [VersionFile] {
+        let dir = folder(stateDir, id)
+        guard let e = FileManager.default.enumerator(atPath: dir) else { throw StoreError(.notFound, "version \(id) has no folder in \(stateDir)") }
+        var out: [VersionFile] = []
+        while let rel = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir + "/" + rel, isDirectory: &isDir), !isDir.boolValue else { continue }
+            guard let data = FileManager.default.contents(atPath: dir + "/" + rel) else { throw StoreError(.invalid, "cannot read \(dir)/\(rel)") }
+            let bytes = [UInt8](data)
+            out.append(VersionFile(path: rel, bytes: bytes, sha256: SHA256.hex(bytes)))
+        }
+        return out.sorted { $0.path < $1.path }
+    }
+
+    /// A relative path a version folder may hold: no absolute path, no `..`, plain characters.
+    static func isSafeRelativePath(_ p: String) -> Bool {
+        guard !p.isEmpty, p.count <= 200, !p.hasPrefix("/") else { return false }
+        let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.allSatisfy { part in
+            !part.isEmpty && part != "." && part != ".." && part.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+        }
+    }
+
+    /// Installs files fetched from the shared store as the version's folder: written into a
+    /// temporary folder, fsynced, renamed into place (a crash leaves no half folder).
+    static func install(_ files: [VersionFile], id: Int, stateDir: String) throws {
+        let root = stateDir + "/versions"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let tmp = root + "/.\(id).tmp-\(getpid())"
+        try? FileManager.default.removeItem(atPath: tmp)
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        for f in files {
+            guard isSafeRelativePath(f.path) else { throw ModelError("the shared store names a file outside the version's folder", file: f.path) }
+            let parent = (tmp + "/" + f.path as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try AtomicFile.write(f.bytes, to: tmp + "/" + f.path)
+        }
+        let final = folder(stateDir, id)
+        guard rename(tmp, final) == 0 else {
+            let e = errno
+            try? FileManager.default.removeItem(atPath: tmp)
+            // Another request cached it meanwhile: that copy is as good.
+            if FileManager.default.fileExists(atPath: final + "/manifest.json") { return }
+            throw ModelError("cannot move the version into place: \(String(cString: strerror(e)))", file: final)
+        }
+        let dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 
     /// Removes temporary folders left by a write that a crash interrupted.

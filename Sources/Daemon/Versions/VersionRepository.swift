@@ -1,4 +1,5 @@
 import Encoder
+import Foundation
 import EventLoop
 import JSON
 import JSONRPC
@@ -50,8 +51,36 @@ struct VersionRepository: Sendable {
             try? store.finishVersion(id: id, status: .failed, report: report, activate: false)
             throw StoreError(.sqlite(0), "writing version \(id) failed: \(error)")
         }
+        if store.sharesVersionFiles {
+            // A fleet: the files go into the shared store before the version is usable, so
+            // that every replica can fetch them (and check them) when it needs them.
+            do throws(StoreError) {
+                try store.putVersionFiles(id: id, files: try VersionFiles.collect(stateDir: stateDir, id: id))
+            } catch {
+                try? store.finishVersion(id: id, status: .failed, report: report, activate: false)
+                throw error
+            }
+        }
         try store.finishVersion(id: id, status: status, report: report, activate: activate)
         return contents.version
+    }
+
+    /// Makes sure a version's files are in the state folder: with a shared store, a version
+    /// made on another replica is fetched, checked against its sha256 and installed whole
+    /// (temporary folder, rename). Runs on the store thread.
+    func ensureCached(_ id: Int, in store: Store) throws(StoreError) {
+        guard store.sharesVersionFiles else { return }
+        if FileManager.default.fileExists(atPath: VersionFiles.folder(stateDir, id) + "/manifest.json") { return }
+        let files = try store.versionFiles(id: id)
+        guard !files.isEmpty else { throw StoreError(.notFound, "version \(id)'s files are not in the shared store") }
+        for f in files where SHA256.hex(f.bytes) != f.sha256 {
+            throw StoreError(.invalid, "version \(id)'s \(f.path) in the shared store does not match its sha256")
+        }
+        do {
+            try VersionFiles.install(files, id: id, stateDir: stateDir)
+        } catch {
+            throw StoreError(.invalid, "version \(id) cannot be cached in \(stateDir): \(error)")
+        }
     }
 
     /// Reads a version's files on the compute pool, after checking its status in the store;
@@ -61,6 +90,7 @@ struct VersionRepository: Sendable {
         store.run({ store throws(StoreError) -> VersionRecord in
             guard let r = try store.versions().first(where: { $0.id == id }) else { throw StoreError(.notFound, "no version \(id) (model/versions lists them)") }
             guard allowed.contains(r.status) else { throw StoreError(.invalid, "version \(id) is \(r.status.rawValue) and cannot be used here") }
+            try repository.ensureCached(id, in: store)
             return r
         }, completion: { r in
             switch r {
@@ -73,15 +103,18 @@ struct VersionRepository: Sendable {
         })
     }
 
-    /// Reads a version's files on the compute pool, without a request (start-up, rollouts);
-    /// `body` runs on the loop.
-    func load(_ id: Int, compute: ComputePool, _ body: @escaping (Result<LoadedVersion, RPCError>) -> Void) {
+    /// Reads a version's files on the compute pool (fetching them from a shared store first),
+    /// without a request (start-up, rollouts, a fleet's swap); `body` runs on the loop.
+    func load(_ id: Int, store: StoreThread, compute: ComputePool, _ body: @escaping (Result<LoadedVersion, RPCError>) -> Void) {
         let repository = self
-        compute.submit(work: { _ -> Result<LoadedVersion, RPCError> in
-            do {
-                return .success(try repository.readFiles(id))
-            } catch { return .failure(RPCError(.invalidData, "version \(id) cannot be loaded: \(error)")) }
-        }, completion: { r in body(r ?? .failure(.internalError("loading version \(id) did not run"))) })
+        store.run({ store throws(StoreError) in try repository.ensureCached(id, in: store) }, completion: { r in
+            if case .failure(let e) = r { body(.failure(RPCError(e.code, "version \(id) cannot be loaded: \(e.message)"))); return }
+            compute.submit(work: { _ -> Result<LoadedVersion, RPCError> in
+                do {
+                    return .success(try repository.readFiles(id))
+                } catch { return .failure(RPCError(.invalidData, "version \(id) cannot be loaded: \(error)")) }
+            }, completion: { r in body(r ?? .failure(.internalError("loading version \(id) did not run"))) })
+        })
     }
 
     /// The version and the encoder that serves it: the active pair, or read from its files.

@@ -56,7 +56,11 @@ final class VersionService: DaemonService {
         model.beginLoading()
         let repository = self.repository
         let compute = self.compute
-        store.run({ store throws(StoreError) -> Int? in try store.activeVersion() }, completion: { [weak self] result in
+        store.run({ store throws(StoreError) -> Int? in
+            let id = try store.activeVersion()
+            if let id { try repository.ensureCached(id, in: store) }
+            return id
+        }, completion: { [weak self] result in
             guard let self else { return }
             guard case .success(let id?) = result else { self.model.finishLoading(); return }
             compute.submit(work: { _ -> Result<LoadedVersion, ErrorBox> in
