@@ -81,11 +81,11 @@ let package = Package(
         .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
-        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON", "Scoring"], path: "Tests/Support"),
+        .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON", "Scoring", "Store"], path: "Tests/Support"),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
         .testTarget(name: "RPCTransportTests", dependencies: ["RPCTransport", "JSON", "JSONRPC", "RobustdAPI", "EventLoop"]),

@@ -49,10 +49,13 @@ public struct FeedbackEntry: Codable, Sendable {
     public var recordedAt: Double
     /// True when the idempotency key had been seen: this is the first report, not stored again.
     public var duplicate: Bool?
+    /// The key the client gave, if any (stored once per key, fleet-wide).
+    public var idempotencyKey: String?
     public init(id: Int, kind: FeedbackKind, cost: Double, text: String, inputId: String?, predictedLabel: String, correctLabel: String?,
-                version: Int, at: Double, recordedAt: Double, duplicate: Bool?) {
+                version: Int, at: Double, recordedAt: Double, duplicate: Bool?, idempotencyKey: String? = nil) {
         self.id = id; self.kind = kind; self.cost = cost; self.text = text; self.inputId = inputId; self.predictedLabel = predictedLabel
         self.correctLabel = correctLabel; self.version = version; self.at = at; self.recordedAt = recordedAt; self.duplicate = duplicate
+        self.idempotencyKey = idempotencyKey
     }
 }
 

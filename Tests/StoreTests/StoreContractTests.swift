@@ -1,36 +1,8 @@
 import Datasets
 import Foundation
+import RobustdTestSupport
 import Testing
 @testable import Store
-
-/// The PostgreSQL server the fleet tests use: `ROBUSTD_TEST_POSTGRES` (scripts/test and .ci/run
-/// start a private cluster and set it). Without it the PostgreSQL cases are skipped, except
-/// under CI, where a missing server is a failure.
-enum TestPostgres {
-    static var url: String? { ProcessInfo.processInfo.environment["ROBUSTD_TEST_POSTGRES"].flatMap { $0.isEmpty ? nil : $0 } }
-    static var required: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
-
-    /// A new, empty database on the test server; its URL.
-    static func freshDatabase() throws -> (url: String, drop: () -> Void) {
-        guard let base = url else { throw StoreError(.unavailable, "ROBUSTD_TEST_POSTGRES is not set") }
-        let name = "robustd_test_\(UInt64.random(in: 0...UInt64.max) % 1_000_000_000_000)"
-        let admin = try PostgresConnection(url: base)
-        try admin.query("CREATE DATABASE \(name)")
-        let dbURL = replacingDatabase(in: base, with: name)
-        return (dbURL, {
-            _ = try? admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-        })
-    }
-
-    /// postgresql://user@/robustd?host=… → postgresql://user@/NAME?host=…
-    static func replacingDatabase(in url: String, with name: String) -> String {
-        guard let scheme = url.range(of: "://") else { return url + " dbname=\(name)" }
-        let rest = url[scheme.upperBound...]
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let query = rest[slash...].firstIndex(of: "?") ?? rest.endIndex
-        return String(url[..<slash]) + "/" + name + String(url[query...])
-    }
-}
 
 enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite, postgresql

@@ -110,7 +110,43 @@ struct Status: ParsableCommand {
                 connections  \(c.open) open (\(c.socket) socket, \(c.stdio) stdio); \(c.accepted) accepted, \(c.refused) refused, \(c.dropped) dropped
                 requests     \(r.served) served, \(r.inFlight) in flight, \(r.failed) failed, \(r.cancelled) cancelled
                 queues       compute \(q.computeRunning) running / \(q.computePending) pending on \(s.computeThreads) threads; \(q.outputBytes) output bytes queued
+                store        \(storeLine(s.store))
                 """
+        }
+    }
+}
+
+func storeLine(_ s: StoreStatus) -> String {
+    var line = "\(s.backend.rawValue) \(s.location)  replica \(s.replica)  " + (s.healthy ? "healthy" : "UNAVAILABLE")
+    if !s.healthy {
+        if let t = s.unhealthySince { line += " for \(Int(Date().timeIntervalSince1970 - t)) s" }
+        if let e = s.lastError { line += " (\(e)); scoring goes on, writes are refused until it is back" }
+    }
+    return line
+}
+
+struct Fleet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The replicas sharing this daemon's store: heartbeats and the versions they serve.",
+        discussion: "With the embedded SQLite store there is one replica, this one. docs/fleet.md explains a fleet on PostgreSQL.")
+    @OptionGroup var connection: Connection
+
+    func run() throws {
+        try connection.call(DaemonFleet.self, EmptyParams()) { f in
+            let now = Date().timeIntervalSince1970
+            var lines = ["store   \(storeLine(f.store))",
+                         "active  \(f.activeVersion.map { "version \($0)" } ?? "none") (the fleet's pointer); lease \(Int(f.leaseSeconds)) s", ""]
+            lines.append("replica".padding(toLength: 20, withPad: " ", startingAt: 0) + "host".padding(toLength: 16, withPad: " ", startingAt: 0)
+                         + "pid      serves    last seen")
+            for r in f.replicas {
+                let seen = r.this ? "now (this one)" : "\(String(format: "%.1f", now - r.seenAt)) s ago" + (r.alive ? "" : "  (lease expired)")
+                lines.append(r.name.padding(toLength: 20, withPad: " ", startingAt: 0) + r.host.padding(toLength: 16, withPad: " ", startingAt: 0)
+                             + String(r.pid).padding(toLength: 9, withPad: " ", startingAt: 0)
+                             + (r.activeVersion.map { "v\($0)" } ?? "-").padding(toLength: 10, withPad: " ", startingAt: 0) + seen)
+            }
+            let behind = f.replicas.filter { $0.alive && $0.activeVersion != f.activeVersion }.map(\.name)
+            if !behind.isEmpty { lines += ["", "not yet on the fleet's version: \(behind.joined(separator: ", "))"] }
+            return lines.joined(separator: "\n")
         }
     }
 }
@@ -295,7 +331,7 @@ struct Robustctl: ParsableCommand {
         commandName: "robustctl",
         abstract: "Talk to a running robustd over its Unix socket.",
         discussion: "Exit status: 0 on success, 1 when the daemon answers with a JSON-RPC error, 2 when it cannot be reached.",
-        subcommands: [Call.self, Status.self, Methods.self, Stop.self, ScoreCommand.self, FlagCommand.self, FeedbackCommand.self, RegionsCommand.self,
+        subcommands: [Call.self, Status.self, Fleet.self, Methods.self, Stop.self, ScoreCommand.self, FlagCommand.self, FeedbackCommand.self, RegionsCommand.self,
                       FineTune.self, RolloutCommand.self, Versions.self, Activate.self, MetricsCommand.self, WatchMetrics.self, Report.self, Replay.self])
 }
 

@@ -75,7 +75,7 @@ final class FeedbackService: DaemonService {
     static func entry(_ f: FeedbackRecord, duplicate: Bool?) -> FeedbackEntry {
         FeedbackEntry(id: f.id, kind: FeedbackKind(rawValue: f.kind) ?? .complaint, cost: f.cost, text: f.text, inputId: f.inputID,
                       predictedLabel: f.predictedLabel, correctLabel: f.correctLabel, version: f.version, at: f.at,
-                      recordedAt: f.recordedAt, duplicate: duplicate)
+                      recordedAt: f.recordedAt, duplicate: duplicate, idempotencyKey: f.idempotencyKey)
     }
 
     /// Seconds since 1970 from a number or an ISO 8601 string.

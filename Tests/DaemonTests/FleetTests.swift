@@ -1,0 +1,191 @@
+import Foundation
+import JSON
+import JSONRPC
+import RobustdClient
+import RobustdTestSupport
+import Testing
+
+/// Real robustd replicas on a real PostgreSQL (docs/fleet.md).
+@Suite("Fleet: replicas on one PostgreSQL store", .serialized)
+struct FleetTests {
+    /// Skips (or, under CI, fails) when no test server is configured.
+    static func database() throws -> (url: String, drop: () -> Void)? {
+        guard TestPostgres.url != nil else {
+            if TestPostgres.required { Issue.record("CI runs the fleet tests: ROBUSTD_TEST_POSTGRES must be set") }
+            return nil
+        }
+        return try TestPostgres.freshDatabase()
+    }
+
+    static func replica(_ name: String, store: String, model: String, extra: [String] = []) throws -> DaemonProcess {
+        try DaemonProcess(extraArgs: ["--model", model, "--store", store, "--replica", name] + extra)
+    }
+
+    /// Polls `body` until it is true or `seconds` pass; returns the seconds it took (nil: never).
+    static func within(_ seconds: Double, _ body: () throws -> Bool) rethrows -> Double? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < seconds {
+            if try body() { return Date().timeIntervalSince(start) }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    static func servedVersion(_ c: RPCClient, _ text: String = "my card is late") throws -> Int? {
+        guard case .success(let r) = try c.call("score", ["inputs": [["text": .string(text)]]]) else { return nil }
+        return r["version"]?.intValue.map(Int.init)
+    }
+
+    @Test("three replicas: a version fitted on one is served by all; feedback through one is seen by the others; activation on any moves all; daemon/fleet lists them; a name in use is refused; a replica killed and restarted catches up")
+    func threeReplicas() throws {
+        guard let db = try Self.database() else { return }
+        defer { db.drop() }
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        var replicas = try (0..<3).map { try Self.replica("r\($0)", store: db.url, model: model.path) }
+        var clients = try replicas.map { try $0.client() }
+
+        // No version yet anywhere.
+        #expect(try clients[1].call("score", ["inputs": [["text": "x"]]]).failureCode == -32021)
+        _ = try clients[0].call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
+        // The dataset is shared: another replica lists it and can fit from it.
+        #expect(try clients[2].call("dataset/list").get()["datasets"]?[0]?["name"] == "tiny")
+        let fit = try clients[0].call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 120).get()
+        #expect(fit["version"] == 1 && fit["active"] == true)
+        for i in 1...2 {
+            let took = try Self.within(10) { try Self.servedVersion(clients[i]) == 1 }
+            #expect(took != nil, "replica r\(i) never served version 1: \(replicas[i].stderr)")
+        }
+        // r1 and r2 fetched version 1's files from the store into their own state folders.
+        #expect(replicas[1].stderr.contains("version activated by the fleet"))
+
+        // Feedback through r1: stored once fleet-wide, seen by r2's listing and r0's regions.
+        let report: JSONValue = ["text": "my card is late", "kind": "complaint", "correctLabel": "card_what", "idempotencyKey": "fleet-1"]
+        let first = try clients[1].call("feedback/report", report).get()
+        let again = try clients[2].call("feedback/report", report).get()
+        #expect(first["id"] == again["id"] && again["duplicate"] == true)
+        let listed = try clients[2].call("feedback/list").get()["feedback"]?.arrayValue ?? []
+        #expect(listed.count == 1 && listed.first?["idempotencyKey"] == "fleet-1")
+        let regions = try clients[0].call("risk/regions").get()
+        #expect(regions["regions"]?.arrayValue?.contains { $0["label"] == "card_late" || $0["label"] == "card_what" } == true, "\(regions)")
+
+        // A second version fitted on r2 (not active), activated through r1: all three move.
+        let second = try clients[2].call("model/fit", ["dataset": "tiny", "lambdas": [0.1]], timeout: 120).get()
+        #expect(second["version"] == 2 && second["active"] == false)
+        _ = try clients[1].call("model/activate", ["version": 2]).get()
+        for i in [0, 2] {
+            let took = try Self.within(10) { try Self.servedVersion(clients[i]) == 2 }
+            #expect(took != nil, "replica r\(i) never served version 2: \(replicas[i].stderr)")
+        }
+        #expect(try Self.servedVersion(clients[1]) == 2)
+
+        // daemon/fleet from any replica: all three alive, on version 2 (after a heartbeat).
+        let fleetOK = try Self.within(6) {
+            let f = try clients[0].call("daemon/fleet").get()
+            let rs = f["replicas"]?.arrayValue ?? []
+            return f["activeVersion"] == 2 && rs.count == 3 && rs.allSatisfy { $0["alive"] == true && $0["activeVersion"] == 2 }
+        }
+        #expect(fleetOK != nil, "\(String(describing: try? clients[0].call("daemon/fleet").get()))")
+        let status = try clients[2].call("daemon/status").get()
+        #expect(status["store"]?["backend"] == "postgresql" && status["store"]?["replica"] == "r2" && status["store"]?["healthy"] == true)
+
+        // A second replica named r1 while r1 runs: refused at start, with the reason.
+        let twin = try DaemonProcess(extraArgs: ["--model", model.path, "--store", db.url, "--replica", "r1"], waitReady: false)
+        #expect(twin.wait(timeout: 20) != 0)
+        #expect(twin.stderr.contains("another running replica is named 'r1'"), "\(twin.stderr)")
+
+        // kill -9 r2; a new r2 (same name, new state folder) starts at once and serves version 2.
+        kill(replicas[2].pid, SIGKILL)
+        _ = replicas[2].wait(timeout: 10)
+        replicas[2] = try Self.replica("r2", store: db.url, model: model.path)
+        clients[2] = try replicas[2].client()
+        #expect(try Self.within(10) { try Self.servedVersion(clients[2]) == 2 } != nil, "\(replicas[2].stderr)")
+        for r in replicas { #expect(r.terminate() == 0) }
+    }
+
+    @Test("PostgreSQL stopped and restarted during traffic: scoring never fails; reports answer 'store unavailable' and are kept once retried; health is shown")
+    func storeOutage() throws {
+        guard TestPostgres.url != nil || TestPostgres.required else { return }
+        let cluster = try PrivateCluster(packageRoot: Binaries.packageRoot.path)
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let d = try Self.replica("solo", store: cluster.url, model: model.path)
+        let c = try d.client()
+        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
+        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 120).get()
+
+        // Traffic on its own connection for the whole trial.
+        let stop = Flag(), failures = Counter(), scored = Counter()
+        let path = d.socketPath
+        let traffic = Thread {
+            guard let t = try? RPCClient(path: path) else { failures.add(); return }
+            while !stop.isSet {
+                if case .success = (try? t.call("score", ["inputs": [["text": "my card is late"]]])) ?? .failure(.internalError("gone")) {
+                    scored.add()
+                } else { failures.add() }
+            }
+        }
+        traffic.start()
+
+        var acknowledged: Set<String> = []
+        var unavailable = 0
+        /// Reports a numbered failure case until it is acknowledged (as a client should).
+        func reportUntilAcknowledged(_ i: Int, deadline: Double) throws {
+            let key = "outage-\(i)"
+            let until = Date().addingTimeInterval(deadline)
+            while Date() < until {
+                switch try c.call("feedback/report", ["text": .string("my card is late \(i)"), "kind": "complaint", "correctLabel": "card_what",
+                                                      "idempotencyKey": .string(key)]) {
+                case .success: acknowledged.insert(key); return
+                case .failure(let e):
+                    #expect(e.code.rawValue == -32041, "\(e)")
+                    #expect(e.message.contains("retry"))
+                    unavailable += 1
+                    usleep(100_000)
+                }
+            }
+        }
+        for i in 0..<5 { try reportUntilAcknowledged(i, deadline: 5) }
+        try cluster.stop()
+        // While it is away: writes are refused clearly, status and Prometheus say so.
+        if case .failure(let e) = try c.call("feedback/report", ["text": "while away", "kind": "complaint", "idempotencyKey": "away"]) {
+            #expect(e.code.rawValue == -32041)
+        } else { Issue.record("a report was acknowledged while PostgreSQL was stopped") }
+        let status = try c.call("daemon/status").get()
+        #expect(status["store"]?["healthy"] == false, "\(status)")
+        let prom = try c.call("metrics/prometheus").get()["text"]?.stringValue ?? ""
+        #expect(prom.contains("robustd_store_up 0"))
+        usleep(500_000)
+        try cluster.start()
+        for i in 5..<10 { try reportUntilAcknowledged(i, deadline: 20) }
+        stop.set()
+        while traffic.isExecuting { usleep(10_000) }
+
+        #expect(failures.value == 0, "score failed \(failures.value) times during the outage")
+        #expect(scored.value > 0)
+        #expect(acknowledged.count == 10)
+        let listed = try c.call("feedback/list", ["limit": 100]).get()["feedback"]?.arrayValue ?? []
+        let keys = listed.compactMap { $0["idempotencyKey"]?.stringValue }.filter { $0.hasPrefix("outage-") }
+        #expect(Set(keys) == acknowledged && keys.count == acknowledged.count, "\(keys)")
+        #expect(try c.call("daemon/status").get()["store"]?["healthy"] == true)
+        #expect(d.terminate() == 0)
+    }
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+    func add() { lock.lock(); n += 1; lock.unlock() }
+}
+
+extension Result where Success == JSONValue, Failure == RPCError {
+    var failureCode: Int? { if case .failure(let e) = self { return e.code.rawValue } else { return nil } }
+}
