@@ -11,6 +11,8 @@ public struct ConfigFile: Sendable, Equatable {
     public var storeURL: String?
     /// `[store] replica`: this replica's name in the fleet (default: the host name).
     public var replica: String?
+    /// `[store] lease_seconds`: how long a replica's heartbeat stays valid (default 15).
+    public var leaseSeconds: Double?
     public var costs: [String: Double] = [:]
     public var impact: [String: Double] = [:]
     public var risk = RiskSettings()
@@ -128,8 +130,12 @@ public struct ConfigFile: Sendable, Equatable {
             guard case .string(let r) = v else { throw Problem(line: line, message: "store.replica must be a string") }
             guard Configuration.isReplicaName(r) else { throw Problem(line: line, message: Configuration.replicaNameRule) }
             replica = r
+        case ("store", 2) where path[1] == "lease_seconds":
+            let d = try number()
+            guard d >= 2 && d <= 3600 else { throw Problem(line: line, message: "store.lease_seconds must be between 2 and 3600 (the heartbeat is every 2 s), got \(d)") }
+            leaseSeconds = d
         case ("store", 2):
-            throw Problem(line: line, message: "unknown key store.\(path[1]); known: url, replica")
+            throw Problem(line: line, message: "unknown key store.\(path[1]); known: url, replica, lease_seconds")
         case ("costs", 2):
             guard Self.feedbackKinds.contains(path[1]) else {
                 throw Problem(line: line, message: "costs.\(path[1]) is not a feedback kind; kinds: \(Self.feedbackKinds.joined(separator: ", "))")

@@ -27,7 +27,11 @@ public struct FineTuneJob: Codable, Sendable {
         public init(phase: String) { self.phase = phase }
     }
     /// Where a job is in its life.
-    public enum State: String, RPCEnum { case scheduled, queued, running, succeeded, failed, cancelled, interrupted }
+    public enum State: String, RPCEnum {
+        case scheduled, queued, running, succeeded, failed, cancelled, interrupted
+        /// Over: it will not run (again).
+        public var isFinished: Bool { ![.scheduled, .queued, .running].contains(self) }
+    }
     public var id: Int
     public var state: State
     public var method: String

@@ -40,12 +40,14 @@ public final class PostgresStore: Store {
         }
         let now = Date().timeIntervalSince1970
         try db.transaction { () throws(StoreError) in
-            // This replica's own leftovers: a version it was writing, jobs it was running.
+            // This replica's own leftovers: a version it was writing, a job it was running (never
+            // restarted behind the operator's back). Queued jobs stay queued: the fleet's queue
+            // is durable, and any replica may claim them.
             try db.query("UPDATE versions SET status = 'failed' WHERE status = 'writing' AND owner = $1", [.text(replica)])
             try db.query("""
                 UPDATE finetune_jobs SET state = 'interrupted', finished_at = $1,
-                    error = COALESCE(error, 'replica ' || owner || ' stopped while the job was ' || state)
-                WHERE state IN ('scheduled', 'queued', 'running') AND owner = $2
+                    error = COALESCE(error, 'replica ' || owner || ' stopped while the job was running')
+                WHERE state = 'running' AND owner = $2
                 """, [.double(now), .text(replica)])
         }
         try heartbeat(ReplicaInfo(name: replica, host: ProcessInfo.processInfo.hostName, pid: Int(getpid()), startedAt: now,
@@ -140,8 +142,10 @@ public final class PostgresStore: Store {
             result TEXT,
             error TEXT,
             version BIGINT REFERENCES versions(id),
-            owner TEXT NOT NULL DEFAULT ''
+            owner TEXT NOT NULL DEFAULT '',
+            cancel_requested BOOLEAN NOT NULL DEFAULT FALSE
         );
+        CREATE UNIQUE INDEX one_running_job ON finetune_jobs((1)) WHERE state = 'running';
         CREATE TABLE metrics_history (
             replica TEXT NOT NULL,
             at DOUBLE PRECISION NOT NULL,
@@ -156,7 +160,8 @@ public final class PostgresStore: Store {
             stage TEXT NOT NULL CHECK (stage IN ('shadow', 'canary', 'promoted', 'rolled-back')),
             state TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL
+            updated_at DOUBLE PRECISION NOT NULL,
+            owner TEXT NOT NULL DEFAULT ''
         );
         CREATE UNIQUE INDEX one_running_rollout ON rollouts((1)) WHERE stage IN ('shadow', 'canary');
         CREATE TABLE disagreements (
@@ -455,13 +460,51 @@ public final class PostgresStore: Store {
         guard r.affected == 1 else { throw StoreError(.notFound, "no job \(j.id)") }
     }
 
-    public func jobs() throws(StoreError) -> [JobRecord] {
-        let r = try db.query("SELECT id, created_at, started_at, finished_at, state, params, progress, result, error, version FROM finetune_jobs ORDER BY id")
-        return (0..<r.count).map { i in
+    static let jobColumns = "id, created_at, started_at, finished_at, state, params, progress, result, error, version, owner, cancel_requested"
+
+    func jobRows(_ r: PGRows) -> [JobRecord] {
+        (0..<r.count).map { i in
             JobRecord(id: r.int(i, 0), createdAt: r.double(i, 1), startedAt: r.optionalDouble(i, 2), finishedAt: r.optionalDouble(i, 3),
                       state: JobState(rawValue: r.text(i, 4) ?? "") ?? .failed, params: r.text(i, 5) ?? "{}", progress: r.text(i, 6) ?? "{}",
-                      result: r.text(i, 7), error: r.text(i, 8), version: r.optionalInt(i, 9))
+                      result: r.text(i, 7), error: r.text(i, 8), version: r.optionalInt(i, 9), owner: r.text(i, 10) ?? "",
+                      cancelRequested: r.bool(i, 11))
         }
+    }
+
+    public func jobs() throws(StoreError) -> [JobRecord] {
+        jobRows(try db.query("SELECT \(Self.jobColumns) FROM finetune_jobs ORDER BY id"))
+    }
+
+    public func claimNextJob(now: Double) throws(StoreError) -> JobRecord? {
+        do {
+            // The unique index on running jobs is the guarantee; the NOT EXISTS spares the error.
+            let r = try db.query("""
+                WITH next AS (
+                    SELECT id FROM finetune_jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                )
+                UPDATE finetune_jobs j SET state = 'running', owner = $1, started_at = $2
+                FROM next WHERE j.id = next.id AND NOT EXISTS (SELECT 1 FROM finetune_jobs WHERE state = 'running')
+                RETURNING j.id
+                """, [.text(replica), .double(now)])
+            guard !r.isEmpty else { return nil }
+            try db.query("SELECT pg_notify($1, $2)", [.text(Self.jobChannel), .text(String(r.int(0, 0)))])
+            return jobRows(try db.query("SELECT \(Self.jobColumns) FROM finetune_jobs WHERE id = $1", [.int(Int64(r.int(0, 0)))])).first
+        } catch where error.kind == .conflict {
+            return nil  // another replica's job started at the same moment
+        }
+    }
+
+    public func requestJobCancel(id: Int, now: Double) throws(StoreError) -> Bool {
+        let queued = try db.query("""
+            UPDATE finetune_jobs SET state = 'cancelled', finished_at = $2, error = 'cancelled before it started'
+            WHERE id = $1 AND state IN ('queued', 'scheduled')
+            """, [.int(Int64(id)), .double(now)])
+        if queued.affected == 1 { return true }
+        let running = try db.query("UPDATE finetune_jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'", [.int(Int64(id))])
+        if running.affected == 0, try db.query("SELECT 1 FROM finetune_jobs WHERE id = $1", [.int(Int64(id))]).isEmpty {
+            throw StoreError(.notFound, "no job \(id)")
+        }
+        return false
     }
 
     // MARK: Metric history (this replica's rows)
@@ -521,8 +564,8 @@ public final class PostgresStore: Store {
     public func interruptOrphanedJobs(now: Double) throws(StoreError) -> [Int] {
         let r = try db.query("""
             UPDATE finetune_jobs j SET state = 'interrupted', finished_at = $1,
-                error = COALESCE(j.error, 'replica ' || j.owner || ' stopped renewing its lease while the job was ' || j.state)
-            WHERE j.state IN ('scheduled', 'queued', 'running') AND j.owner <> $2
+                error = COALESCE(j.error, 'replica ' || j.owner || ' stopped renewing its lease while the job was running')
+            WHERE j.state = 'running' AND j.owner <> $2
               AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.name = j.owner AND r.seen_at >= $3)
             RETURNING j.id
             """, [.double(now), .text(replica), .double(now - leaseSeconds)])

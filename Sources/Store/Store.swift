@@ -65,10 +65,16 @@ public struct JobRecord: Sendable, Equatable {
     public var result: String?
     public var error: String?
     public var version: Int?
+    /// The replica running it, or that created it (a fleet's store; empty otherwise).
+    public var owner: String
+    /// A replica other than its owner asked for it to be cancelled (a fleet's store).
+    public var cancelRequested: Bool
     public init(id: Int, createdAt: Double, startedAt: Double? = nil, finishedAt: Double? = nil, state: JobState, params: String,
-                progress: String = "{}", result: String? = nil, error: String? = nil, version: Int? = nil) {
+                progress: String = "{}", result: String? = nil, error: String? = nil, version: Int? = nil, owner: String = "",
+                cancelRequested: Bool = false) {
         self.id = id; self.createdAt = createdAt; self.startedAt = startedAt; self.finishedAt = finishedAt; self.state = state
         self.params = params; self.progress = progress; self.result = result; self.error = error; self.version = version
+        self.owner = owner; self.cancelRequested = cancelRequested
     }
 }
 
@@ -294,6 +300,12 @@ public protocol Store: AnyObject {
     func replicas() throws(StoreError) -> [ReplicaInfo]
     /// Marks interrupted the jobs of replicas whose lease expired; returns their ids.
     func interruptOrphanedJobs(now: Double) throws(StoreError) -> [Int]
+    /// Claims the oldest queued job for this replica (state `running`), unless a job runs
+    /// anywhere in the fleet; nil when there is nothing to claim. Queued jobs are skipped while
+    /// another replica holds their row (`FOR UPDATE SKIP LOCKED`).
+    func claimNextJob(now: Double) throws(StoreError) -> JobRecord?
+    /// Cancels a queued job at once (true), or asks the replica running it to stop (false).
+    func requestJobCancel(id: Int, now: Double) throws(StoreError) -> Bool
 }
 
 extension Store {
@@ -303,4 +315,6 @@ extension Store {
     public func heartbeat(_ info: ReplicaInfo) throws(StoreError) {}
     public func replicas() throws(StoreError) -> [ReplicaInfo] { [] }
     public func interruptOrphanedJobs(now: Double) throws(StoreError) -> [Int] { [] }
+    public func claimNextJob(now: Double) throws(StoreError) -> JobRecord? { nil }
+    public func requestJobCancel(id: Int, now: Double) throws(StoreError) -> Bool { false }
 }

@@ -123,6 +123,7 @@ struct RobustdCommand: ParsableCommand {
         config.metricsSnapshotSeconds = metricsSnapshotSeconds
         config.storeURL = store ?? config.file.storeURL
         if let r = replica ?? config.file.replica { config.replica = r }
+        if let l = config.file.leaseSeconds { config.leaseSeconds = l }
 
         let code: Int32
         do {

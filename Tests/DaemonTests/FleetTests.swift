@@ -103,6 +103,76 @@ struct FleetTests {
         for r in replicas { #expect(r.terminate() == 0) }
     }
 
+    @Test("one fine-tune at a time in the fleet: started on any replica, claimed by one, followed and cancelled from another; a replica killed mid-job: its lease expires and another marks the job interrupted")
+    func fleetJobs() throws {
+        guard let db = try Self.database() else { return }
+        defer { db.drop() }
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let config = TempDir()
+        let configPath = config.path + "/robustd.toml"
+        try "[store]\nlease_seconds = 3\n".write(toFile: configPath, atomically: true, encoding: .utf8)
+        var replicas = try (0..<2).map { try Self.replica("j\($0)", store: db.url, model: model.path, extra: ["--config", configPath]) }
+        let clients = try replicas.map { try $0.client() }
+        // Thirty long sentences (too few for early stopping): a job that runs for many seconds.
+        let records: JSONValue = .array((0..<30).map { i -> JSONValue in
+            let (text, label): (String, String) = [("my card is late", "card_late"), ("the card ?", "card_what"), ("a b c", "abc")][i % 3]
+            return ["text": .string(text + String(repeating: " a", count: i / 3) + String(repeating: " b c", count: 40)), "label": .string(label)]
+        })
+        _ = try clients[0].call("dataset/import", ["name": "tiny", "records": records]).get()
+        _ = try clients[0].call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 120).get()
+        #expect(try Self.within(10) { try Self.servedVersion(clients[1]) == 1 } != nil)
+
+        // Long enough (many seconds) to be watched and cancelled: noisy copies and a consistency term.
+        let long: JSONValue = ["regions": "all", "method": "top-layers", "layers": 2, "epochs": 100, "batchSize": 1, "autoPromote": false,
+                               "noisyCopies": 8, "consistency": 1, "adversarialEpsilon": 0.05]
+        let a = Int(try clients[0].call("finetune/start", long).get()["id"]?.intValue ?? 0)
+        // Wait until some replica runs it.
+        func state(_ c: RPCClient, _ id: Int) throws -> JSONValue { try c.call("finetune/status", ["job": .int(Int64(id))]).get() }
+        var runner = -1
+        _ = try Self.within(20) {
+            for i in 0..<2 where try state(clients[i], a)["state"] == "running" && replicas[i].stderr.contains("fine-tune job claimed") {
+                runner = i
+            }
+            return runner >= 0
+        }
+        #expect(runner >= 0, "no replica claimed job \(a)")
+        guard runner >= 0 else { return }
+        let other = 1 - runner
+        // A second job, started on the other replica, waits: one job at a time in the fleet.
+        let b = Int(try clients[other].call("finetune/start", long).get()["id"]?.intValue ?? 0)
+        usleep(1_500_000)
+        #expect(try state(clients[runner], a)["state"] == "running")
+        #expect(try state(clients[other], b)["state"] == "queued")
+        #expect(try state(clients[runner], b)["state"] == "queued")
+        // The other replica follows job a's progress from the shared table.
+        #expect(try Self.within(10) { try state(clients[other], a)["progress"]?["step"] != nil } != nil)
+        // Cancelled from the replica that does not run it: answered once the job has stopped.
+        let cancelled = try clients[other].call("finetune/cancel", ["job": .int(Int64(a))], timeout: 30).get()
+        #expect(cancelled["state"] == "cancelled", "\(cancelled)")
+        #expect(try state(clients[runner], a)["state"] == "cancelled")
+        // Job b is claimed next (by either); kill -9 its replica mid-job.
+        var bRunner = -1
+        _ = try Self.within(20) {
+            for i in 0..<2 where try state(clients[i], b)["state"] == "running" {
+                let claims = replicas[i].stderr.components(separatedBy: "fine-tune job claimed").count - 1
+                if claims >= (i == runner ? 2 : 1) { bRunner = i }
+            }
+            guard bRunner >= 0 else { return false }
+            return try state(clients[bRunner], b)["progress"]?["step"] != nil
+        }
+        #expect(bRunner >= 0, "job \(b) never ran")
+        guard bRunner >= 0 else { return }
+        kill(replicas[bRunner].pid, SIGKILL)
+        _ = replicas[bRunner].wait(timeout: 10)
+        let survivor = clients[1 - bRunner]
+        let took = try Self.within(20) { try state(survivor, b)["state"] == "interrupted" }
+        #expect(took != nil, "job \(b) was not marked interrupted: \(replicas[1 - bRunner].stderr)")
+        #expect(try state(survivor, b)["error"]?.stringValue?.contains("lease") == true)
+        #expect(try survivor.call("model/versions").get()["versions"]?.arrayValue?.count == 1)
+        replicas.removeAll()
+    }
+
     @Test("PostgreSQL stopped and restarted during traffic: scoring never fails; reports answer 'store unavailable' and are kept once retried; health is shown")
     func storeOutage() throws {
         guard TestPostgres.url != nil || TestPostgres.required else { return }

@@ -140,14 +140,42 @@ struct PostgresStoreTests {
         var a: PostgresStore? = try PostgresStore(url: place.url, replica: "a", leaseSeconds: 1)
         let b = try PostgresStore(url: place.url, replica: "b", leaseSeconds: 1)
         let ja = try a!.createJob(params: "{}", state: .running)
-        let jb = try b.createJob(params: "{}", state: .running)
+        let jb = try a!.createJob(params: "{}", state: .queued)
         let now = Date().timeIntervalSince1970
         #expect(try b.interruptOrphanedJobs(now: now).isEmpty)  // a's heartbeat is fresh
         a = nil  // a is gone (its heartbeat is no longer renewed)
         #expect(try b.interruptOrphanedJobs(now: now + 2) == [ja])
         let jobs = try b.jobs()
-        #expect(jobs.first { $0.id == ja }?.state == .interrupted && jobs.first { $0.id == jb }?.state == .running)
+        // Its queued job stays in the fleet's queue for another replica to claim.
+        #expect(jobs.first { $0.id == ja }?.state == .interrupted && jobs.first { $0.id == jb }?.state == .queued)
         #expect(jobs.first { $0.id == ja }?.error?.contains("replica a") == true)
+        #expect(try b.claimNextJob(now: now + 3)?.id == jb)
+    }
+
+    @Test("jobs: claimed oldest first by one replica at a time, never two running in the fleet; cancel of a queued job at once, of a running one by request")
+    func claims() throws {
+        guard let place = try StoreUnderTest(.postgresql) else { return }
+        let url = place.url
+        let setup = try PostgresStore(url: url, replica: "setup")
+        let ids = try (0..<3).map { _ in try setup.createJob(params: "{}", state: .queued) }
+        let claimed = Box<[String: Int]>([:])
+        concurrently(4) { i in
+            let s = try! PostgresStore(url: url, replica: "c\(i)")
+            if let j = try! s.claimNextJob(now: 1) { claimed.with { $0["c\(i)"] = j.id } }
+        }
+        #expect(claimed.value.count == 1 && claimed.value.values.first == ids[0])
+        let jobs = try setup.jobs()
+        #expect(jobs.filter { $0.state == .running }.count == 1 && jobs[0].owner == claimed.value.keys.first)
+        #expect(try setup.claimNextJob(now: 2) == nil)  // one runs
+        #expect(try setup.requestJobCancel(id: ids[1], now: 3) == true)
+        #expect(try setup.requestJobCancel(id: ids[0], now: 3) == false)
+        let after = try setup.jobs()
+        #expect(after[1].state == .cancelled && after[0].cancelRequested && after[0].state == .running)
+        #expect(throws: StoreError.self) { try setup.requestJobCancel(id: 999, now: 3) }
+        var done = after[0]
+        done.state = .cancelled
+        try setup.updateJob(done)
+        #expect(try setup.claimNextJob(now: 4)?.id == ids[2])
     }
 
     @Test("activation and rollout changes are announced with NOTIFY at commit")

@@ -146,12 +146,13 @@ struct StoreContractTests {
             #expect(t["a"] == TrafficTotal(count: 10, expectedErrors: 1.75) && t["b"]?.count == 1)
             #expect(try s.traffic(since: 11 * 3600)["a"]?.count == 5)
             let j = try s.createJob(params: "{\"method\":\"lora\"}", state: .queued)
+            try s.updateJob(JobRecord(id: j, createdAt: 0, startedAt: 4, state: .running, params: "{}"))
             let done = try s.createJob(params: "{}", state: .queued)
             try s.updateJob(JobRecord(id: done, createdAt: 0, startedAt: 5, finishedAt: 6, state: .succeeded, params: "{}",
                                       progress: "{\"step\":3}", result: "{\"ok\":true}", version: nil))
             #expect(throws: StoreError.self) { try s.updateJob(JobRecord(id: 999, createdAt: 0, state: .running, params: "{}")) }
             let jobs = try s.jobs()
-            #expect(jobs.map(\.id) == [j, done] && jobs[0].state == .queued && jobs[1].progress == "{\"step\":3}" && jobs[1].startedAt == 5)
+            #expect(jobs.map(\.id) == [j, done] && jobs[0].state == .running && jobs[1].progress == "{\"step\":3}" && jobs[1].startedAt == 5)
         }
         let s = try place.open()
         let jobs = try s.jobs()

@@ -24,7 +24,14 @@ extension FineTuneService {
                 job.view.state = .queued
                 job.view.progress.phase = "queued"
                 emit(job, kind: .phase, message: "its time has come; queued")
+                if fleetJobs { persist(job) }
             }
+        }
+        if fleetJobs {
+            // One job at a time in the whole fleet: whichever replica claims it runs it.
+            syncFleetJobs()
+            claimFleetJob()
+            return
         }
         guard runningJob == nil, !isStopping else { return }
         guard let next = jobQueue.first(where: { jobs[$0]?.view.state == .queued }), let job = jobs[next] else { return }
@@ -38,6 +45,9 @@ extension FineTuneService {
         var failures: [DataSelection.Failure]
         var count: Int
     }
+
+    /// Runs a job this replica claimed from the fleet's table.
+    func runClaimed(_ job: FineTuneJobState) { runJob(job) }
 
     private func runJob(_ job: FineTuneJobState) {
         guard let parent = model.version, parent.id == job.view.parent, let parentEncoder = model.versionEncoder else {
@@ -207,7 +217,8 @@ extension FineTuneService {
                 job.lastEventAt = now
                 emit(job, kind: .step, message: nil)
             }
-            if now - job.lastStoredAt >= 5 { persist(job) }
+            // In a fleet the row is how the other replicas follow the job: every second.
+            if now - job.lastStoredAt >= (fleetJobs ? 1 : 5) { persist(job) }
         case .evaluation(_, let score):
             job.view.progress.validationScore = score
             emit(job, kind: .evaluation, message: nil)

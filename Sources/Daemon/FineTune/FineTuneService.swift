@@ -35,6 +35,12 @@ final class FineTuneService: DaemonService {
     var jobThreadDone: DispatchSemaphore?
     var isStopping = false
     private var jobTimer: EventLoop.Timer?
+    /// A fleet (PostgreSQL store): jobs are claimed from the shared table, one running in the
+    /// whole fleet; jobs other replicas run are followed from their rows.
+    var fleetJobs: Bool { store.backend == "postgresql" }
+    /// A claim or a sync is on the store thread.
+    var claiming = false
+    var syncing = false
 
     let rollout: RolloutService
 
@@ -77,10 +83,11 @@ final class FineTuneService: DaemonService {
             self.model.whenReady { [weak self] _ in self?.startFineTune(params, ctx) }
         }
 
-        router.on(FineTuneStatus.self) { [unowned self] params, ctx throws(RPCError) in
-            guard let job = self.jobs[params.job] else { throw Self.unknownJob(params.job) }
-            if params.watch == true { job.watchers[ctx.connection.id] = ctx.connection }
-            return job.view
+        router.onDeferred(FineTuneStatus.self) { [unowned self] params, ctx in
+            self.withJob(params.job, ctx) { job in
+                if params.watch == true { job.watchers[ctx.connection.id] = ctx.connection }
+                ctx.reply(job.view)
+            }
         }
 
         router.on(FineTuneList.self) { [unowned self] params, _ throws(RPCError) in
@@ -97,21 +104,46 @@ final class FineTuneService: DaemonService {
         }
 
         router.onDeferred(FineTuneCancel.self) { [unowned self] params, ctx in
-            guard let job = self.jobs[params.job] else { ctx.reply(.failure(Self.unknownJob(params.job))); return }
-            switch job.view.state {
-            case .scheduled, .queued:
-                job.token.cancel()
-                self.jobQueue.removeAll { $0 == job.view.id }
-                self.finishJob(job, state: .cancelled, error: "cancelled before it started")
-                ctx.reply(job.view)
-            case .running:
-                job.token.cancel()
-                job.cancelWaiters.append(ctx)
-            default:
-                ctx.reply(job.view)  // already over: nothing to stop
-            }
+            self.withJob(params.job, ctx) { job in self.cancel(job, ctx) }
         }
 
+    }
+
+    /// The job, known here or (in a fleet) just made on another replica and read from its row.
+    private func withJob(_ id: Int, _ ctx: RequestContext, _ body: @escaping (FineTuneJobState) -> Void) {
+        if let job = jobs[id] { body(job); return }
+        guard fleetJobs else { ctx.reply(.failure(Self.unknownJob(id))); return }
+        store.run({ store throws(StoreError) -> JobRecord? in try store.jobs().first { $0.id == id } }, completion: { [weak self] r in
+            guard let self else { return }
+            switch r {
+            case .failure(let e): ctx.reply(.failure(e))
+            case .success(let rec):
+                if let job = self.jobs[id] { body(job); return }
+                guard let rec, let job = Self.jobState(rec) else { ctx.reply(.failure(Self.unknownJob(id))); return }
+                self.jobs[id] = job
+                if job.view.state == .queued || job.view.state == .scheduled { self.jobQueue.append(id) }
+                body(job)
+            }
+        })
+    }
+
+    private func cancel(_ job: FineTuneJobState, _ ctx: RequestContext) {
+        if fleetJobs && runningJob != job.view.id && !job.view.state.isFinished {
+            cancelInFleet(job, ctx)
+            return
+        }
+        switch job.view.state {
+        case .scheduled, .queued:
+            job.token.cancel()
+            jobQueue.removeAll { $0 == job.view.id }
+            finishJob(job, state: .cancelled, error: "cancelled before it started")
+            ctx.reply(job.view)
+        case .running:
+            job.token.cancel()
+            job.cancelWaiters.append(ctx)
+        default:
+            ctx.reply(job.view)  // already over: nothing to stop
+        }
     }
 
     static func unknownJob(_ id: Int) -> RPCError {
@@ -123,28 +155,138 @@ final class FineTuneService: DaemonService {
         store.run({ store throws(StoreError) -> [JobRecord] in try store.jobs() }, completion: { [unowned self] result in
             guard case .success(let records) = result else { return }
             for r in records where self.jobs[r.id] == nil {
-                guard let p = try? JSONParser.parse(Array(r.params.utf8)), let view = try? JSONValueDecoder().decode(FineTuneJob.self, from: p["job"] ?? .null)
-                else { continue }
-                var v = view
-                v.id = r.id
-                v.state = FineTuneJob.State(rawValue: r.state.rawValue) ?? .failed
-                v.startedAt = r.startedAt
-                v.finishedAt = r.finishedAt
-                v.version = r.version
-                v.error = r.error
-                v.result = r.result.flatMap { try? JSONParser.parse(Array($0.utf8)) }
-                if let pr = try? JSONParser.parse(Array(r.progress.utf8)), let progress = try? JSONValueDecoder().decode(FineTuneJob.Progress.self, from: pr) {
-                    v.progress = progress
-                }
-                if r.state == .interrupted { v.progress.phase = "interrupted" }
-                v.promoted = v.result?["promoted"]?.boolValue
-                self.jobs[r.id] = FineTuneJobState(view: v, params: FineTuneStart.Params(), targets: v.intents)
+                guard let job = Self.jobState(r) else { continue }
+                self.jobs[r.id] = job
+                // A fleet's queued jobs (made by any replica) wait for whichever claims them.
+                if self.fleetJobs && (job.view.state == .queued || job.view.state == .scheduled) { self.jobQueue.append(r.id) }
             }
         })
         let t = try? EventLoop.Timer(loop: loop)
         t?.unref()
         t?.start(timeoutMs: 1000, repeatMs: 1000) { [unowned self] in self.pumpJobs() }
         jobTimer = t
+    }
+
+    /// A job as its row holds it: the view and the parameters it was started with.
+    static func jobState(_ r: JobRecord) -> FineTuneJobState? {
+        guard let p = try? JSONParser.parse(Array(r.params.utf8)), let view = try? JSONValueDecoder().decode(FineTuneJob.self, from: p["job"] ?? .null)
+        else { return nil }
+        var v = view
+        v.id = r.id
+        apply(r, to: &v)
+        let params = (try? JSONValueDecoder().decode(FineTuneStart.Params.self, from: p["params"] ?? .object([:]))) ?? FineTuneStart.Params()
+        let job = FineTuneJobState(view: v, params: params, targets: v.intents)
+        job.window = params.window.flatMap(parseWindow)
+        return job
+    }
+
+    /// The row's state, times, progress and result laid over a view.
+    static func apply(_ r: JobRecord, to v: inout FineTuneJob) {
+        v.state = FineTuneJob.State(rawValue: r.state.rawValue) ?? .failed
+        v.startedAt = r.startedAt
+        v.finishedAt = r.finishedAt
+        v.version = r.version
+        v.error = r.error
+        v.result = r.result.flatMap { try? JSONParser.parse(Array($0.utf8)) }
+        if let pr = try? JSONParser.parse(Array(r.progress.utf8)), let progress = try? JSONValueDecoder().decode(FineTuneJob.Progress.self, from: pr) {
+            v.progress = progress
+        }
+        if r.state == .interrupted || r.state == .cancelled { v.progress.phase = r.state.rawValue }
+        v.promoted = v.result?["promoted"]?.boolValue
+    }
+
+    // MARK: A fleet's jobs
+
+    /// Follows the shared job table: jobs made elsewhere appear, jobs run elsewhere move on
+    /// (their watchers here hear it), a cancel asked on another replica stops the job here.
+    func syncFleetJobs() {
+        guard fleetJobs, !syncing else { return }
+        syncing = true
+        store.run({ store throws(StoreError) -> [JobRecord] in try store.jobs() }, completion: { [weak self] r in
+            guard let self else { return }
+            self.syncing = false
+            guard case .success(let records) = r else { return }
+            for rec in records {
+                if rec.id == self.runningJob {
+                    if rec.cancelRequested, let job = self.jobs[rec.id], !job.token.isCancelled {
+                        self.logger.info("fine-tune job cancelled from another replica", metadata: ["job": "\(rec.id)"])
+                        job.token.cancel()
+                    }
+                    continue
+                }
+                guard let job = self.jobs[rec.id] else {
+                    if let job = Self.jobState(rec) {
+                        self.jobs[rec.id] = job
+                        if job.view.state == .queued || job.view.state == .scheduled { self.jobQueue.append(rec.id) }
+                    }
+                    continue
+                }
+                let before = job.view
+                var v = job.view
+                Self.apply(rec, to: &v)
+                guard v.state != before.state || v.progress.step != before.progress.step || v.progress.phase != before.progress.phase
+                        || v.version != before.version else { continue }
+                job.view = v
+                if v.state.isFinished {
+                    self.jobQueue.removeAll { $0 == rec.id }
+                    self.emit(job, kind: .finished, message: v.error)
+                    job.progress?.end(message: "\(v.state.rawValue) on replica \(rec.owner)")
+                    job.progress = nil
+                    for w in job.cancelWaiters { w.reply(job.view) }
+                    job.cancelWaiters = []
+                } else if v.state == .running && before.state != .running {
+                    self.jobQueue.removeAll { $0 == rec.id }
+                    self.emit(job, kind: .started, message: "running on replica \(rec.owner)")
+                } else {
+                    self.emit(job, kind: .phase, message: nil)
+                }
+            }
+        })
+    }
+
+    /// Claims the fleet's oldest queued job if no job runs anywhere, and runs it here.
+    func claimFleetJob() {
+        guard fleetJobs, runningJob == nil, !isStopping, !claiming, model.version != nil else { return }
+        claiming = true
+        let now = Date().timeIntervalSince1970
+        store.run({ store throws(StoreError) -> JobRecord? in try store.claimNextJob(now: now) }, completion: { [weak self] r in
+            guard let self else { return }
+            self.claiming = false
+            guard case .success(let rec?) = r else { return }
+            guard let job = self.jobs[rec.id] ?? Self.jobState(rec) else {
+                self.logger.error("a claimed fine-tune job cannot be read", metadata: ["job": "\(rec.id)"])
+                return
+            }
+            self.jobs[rec.id] = job
+            self.jobQueue.removeAll { $0 == rec.id }
+            self.logger.info("fine-tune job claimed", metadata: ["job": "\(rec.id)", "createdBy": "\(rec.owner)"])
+            if self.isStopping {
+                self.finishJob(job, state: .interrupted, error: "the replica began to stop as it claimed the job")
+                return
+            }
+            self.runClaimed(job)
+        })
+    }
+
+    /// Cancels a job this replica does not run: a queued one at once, a running one by asking
+    /// its replica (the answer waits for its end, as a local cancel does).
+    private func cancelInFleet(_ job: FineTuneJobState, _ ctx: RequestContext) {
+        let id = job.view.id
+        let now = Date().timeIntervalSince1970
+        store.run({ store throws(StoreError) -> Bool in try store.requestJobCancel(id: id, now: now) }, completion: { [weak self] r in
+            guard let self else { return }
+            switch r {
+            case .failure(let e): ctx.reply(.failure(e))
+            case .success(true):
+                job.token.cancel()
+                self.jobQueue.removeAll { $0 == id }
+                self.finishJob(job, state: .cancelled, error: "cancelled before it started")
+                ctx.reply(job.view)
+            case .success(false):
+                job.cancelWaiters.append(ctx)
+                self.syncFleetJobs()
+            }
+        })
     }
 
     // MARK: Starting
