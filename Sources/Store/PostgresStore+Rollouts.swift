@@ -8,8 +8,8 @@ extension PostgresStore {
                 if let running = try rollouts().first(where: \.isRunning) {
                     throw StoreError(.conflict, "rollout \(running.id) of version \(running.candidate) is running (\(running.stage)); abort it or wait for its end")
                 }
-                let id = try db.query("INSERT INTO rollouts (candidate, control, stage, state, created_at, updated_at) VALUES ($1, $2, $3, '{}', $4, $4) RETURNING id",
-                                      [.int(Int64(candidate)), .int(Int64(control)), .text(stage), .double(at)]).int(0, 0)
+                let id = try db.query("INSERT INTO rollouts (candidate, control, stage, state, created_at, updated_at, owner) VALUES ($1, $2, $3, '{}', $4, $4, $5) RETURNING id",
+                                      [.int(Int64(candidate)), .int(Int64(control)), .text(stage), .double(at), .text(replica)]).int(0, 0)
                 let text = state(id)
                 try db.query("UPDATE rollouts SET state = $1 WHERE id = $2", [.text(text), .int(Int64(id))])
                 try db.query("SELECT pg_notify($1, $2)", [.text(Self.rolloutChannel), .text(String(id))])
@@ -93,5 +93,19 @@ extension PostgresStore {
     public func labelDisagreements(rollout: Int, text: String, label: String, source: String, at: Double) throws(StoreError) -> Int {
         try db.query("UPDATE disagreements SET label = $1, label_source = $2, labelled_at = $3 WHERE rollout = $4 AND text = $5 AND label IS NULL",
                      [.text(label), .text(source), .double(at), .int(Int64(rollout)), .text(text)]).affected
+    }
+
+    /// The rollout is driven by one replica: the one that started it, or whichever takes it
+    /// over once that one's lease expired. Returns the driver's name when it is another.
+    public func driveRollout(id: Int, now: Double) throws(StoreError) -> String? {
+        let r = try db.query("""
+            UPDATE rollouts o SET owner = $1 WHERE o.id = $2 AND (o.owner = $1 OR o.owner = ''
+                OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.name = o.owner AND r.seen_at >= $3))
+            RETURNING o.id
+            """, [.text(replica), .int(Int64(id)), .double(now - leaseSeconds)])
+        if !r.isEmpty { return nil }
+        let o = try db.query("SELECT owner FROM rollouts WHERE id = $1", [.int(Int64(id))])
+        guard !o.isEmpty else { throw StoreError(.notFound, "no rollout \(id)") }
+        return o.text(0, 0) ?? ""
     }
 }

@@ -306,6 +306,9 @@ public protocol Store: AnyObject {
     func claimNextJob(now: Double) throws(StoreError) -> JobRecord?
     /// Cancels a queued job at once (true), or asks the replica running it to stop (false).
     func requestJobCancel(id: Int, now: Double) throws(StoreError) -> Bool
+    /// Whether this replica drives the rollout: it started it, or its replica's lease expired
+    /// and this one takes it over. Nil: another live replica drives it (its name).
+    func driveRollout(id: Int, now: Double) throws(StoreError) -> String?
 }
 
 extension Store {
@@ -317,4 +320,5 @@ extension Store {
     public func interruptOrphanedJobs(now: Double) throws(StoreError) -> [Int] { [] }
     public func claimNextJob(now: Double) throws(StoreError) -> JobRecord? { nil }
     public func requestJobCancel(id: Int, now: Double) throws(StoreError) -> Bool { false }
+    public func driveRollout(id: Int, now: Double) throws(StoreError) -> String? { nil }
 }

@@ -112,7 +112,12 @@ struct PostgresStoreTests {
             if (try? r.createRollout(candidate: v2, control: v1, stage: "shadow", state: { _ in "{}" }, at: 1)) != nil { started.with { $0 += 1 } }
         }
         #expect(started.value == 1)
-        #expect(try s.rollouts().filter(\.isRunning).count == 1)
+        let running = try #require(try s.rollouts().first(where: \.isRunning))
+        // One replica drives it: the others are told who; once its lease expires, one takes over.
+        let driver = try #require(try s.driveRollout(id: running.id, now: Date().timeIntervalSince1970))
+        #expect(driver.hasPrefix("ro"))
+        #expect(try s.driveRollout(id: running.id, now: Date().timeIntervalSince1970 + 3600) == nil)
+        #expect(try s.driveRollout(id: running.id, now: Date().timeIntervalSince1970) == nil)  // now it is this one's
     }
 
     @Test("version files: chunked, larger than a chunk, read back byte for byte with their sha256")

@@ -148,10 +148,21 @@ extension RolloutService {
 
     func resume() {
         guard model.encoder != nil else { finishResuming(); return }
-        store.run({ store throws(StoreError) -> RolloutRecord? in try store.rollouts().last }, completion: { [weak self] r in
+        let now = Date().timeIntervalSince1970
+        store.run({ store throws(StoreError) -> (RolloutRecord, driver: String?)? in
+            guard let last = try store.rollouts().last else { return nil }
+            // In a fleet one replica drives a running rollout (docs/fleet.md): the one that
+            // started it, or this one if that one's lease expired.
+            return (last, last.isRunning ? try store.driveRollout(id: last.id, now: now) : nil)
+        }, completion: { [weak self] r in
             guard let self else { return }
             defer { self.finishResuming() }
-            guard case .success(let rec?) = r, let rollout = Self.decode(rec) else { return }
+            guard case .success(let found?) = r, let rollout = Self.decode(found.0) else { return }
+            if let driver = found.driver {
+                self.logger.info("a rollout runs on another replica; this one serves the active version meanwhile",
+                                 metadata: ["rollout": "\(rollout.id)", "stage": "\(rollout.stage.rawValue)", "replica": "\(driver)"])
+                return
+            }
             self.current = rollout
             guard !rollout.stage.isFinal else { return }
             self.logger.info("rollout resumed", metadata: ["rollout": "\(rollout.id)", "stage": "\(rollout.stage.rawValue)", "candidate": "\(rollout.candidate)"])
