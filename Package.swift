@@ -73,7 +73,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "clients/robustctl"),
         .executableTarget(name: "robustd-bench", dependencies: [
-            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Datasets", "Encoder", "Tensor", "Scoring", "Training", "Rollout",
+            "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Datasets", "Encoder", "Tensor", "Scoring", "Training", "Rollout", "Store",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
