@@ -79,6 +79,26 @@ struct FleetTests {
         }
         #expect(try Self.servedVersion(clients[1]) == 2)
 
+        // A fine-tune started on r0 (claimed by whichever replica), followed from r2, its
+        // candidate promoted through r1: all three serve it.
+        let job = try clients[0].call("finetune/start", ["regions": "all", "method": "lora", "layers": 1, "rank": 2, "epochs": 2,
+                                                         "autoPromote": false]).get()
+        let jobID = Int(job["id"]?.intValue ?? 0)
+        var finished: JSONValue = .null
+        _ = try Self.within(60) {
+            finished = try clients[2].call("finetune/status", ["job": .int(Int64(jobID))]).get()
+            return finished["state"]?.stringValue.map { !["scheduled", "queued", "running"].contains($0) } ?? false
+        }
+        #expect(finished["state"] == "succeeded", "\(finished)")
+        let candidate = try #require(finished["version"]?.intValue.map(Int.init))
+        _ = try clients[1].call("model/activate", ["version": .int(Int64(candidate))]).get()
+        for i in 0..<3 {
+            let took = try Self.within(10) { try Self.servedVersion(clients[i]) == candidate }
+            #expect(took != nil, "replica r\(i) never served the fine-tuned version \(candidate): \(replicas[i].stderr)")
+        }
+        _ = try clients[1].call("model/activate", ["version": 2]).get()
+        for i in 0..<3 { #expect(try Self.within(10) { try Self.servedVersion(clients[i]) == 2 } != nil) }
+
         // daemon/fleet from any replica: all three alive, on version 2 (after a heartbeat).
         let fleetOK = try Self.within(6) {
             let f = try clients[0].call("daemon/fleet").get()
