@@ -32,7 +32,7 @@ struct FleetBench: ParsableCommand {
         print("store        reports/s   p50 ms   p99 ms   max ms")
         for backend in ["sqlite", "postgresql"] {
             let db = backend == "postgresql" ? try freshDatabase(admin) : nil
-            let r = try Replica(binary: bin, model: model, store: db?.url, name: "fb", tag: "fb-\(backend)")
+            let r = try Self.replica(bin, model: model, store: db?.url, name: "fb", tag: "fb-\(backend)")
             defer { r.stop(); db?.drop() }
             try fit(r)
             let socket = r.socket
@@ -57,7 +57,7 @@ struct FleetBench: ParsableCommand {
         // 2. Swap propagation across three replicas.
         let db = try freshDatabase(admin)
         defer { db.drop() }
-        let replicas = try (0..<3).map { try Replica(binary: bin, model: model, store: db.url, name: "s\($0)", tag: "swap\($0)") }
+        let replicas = try (0..<3).map { try Self.replica(bin, model: model, store: db.url, name: "s\($0)", tag: "swap\($0)") }
         defer { for r in replicas { r.stop() } }
         try fit(replicas[0])
         _ = try replicas[0].call("model/fit", ["dataset": "b77", "lambdas": [0.1], "activate": false])
@@ -122,7 +122,7 @@ struct FleetBench: ParsableCommand {
         print("(this machine has \(ProcessInfo.processInfo.activeProcessorCount) cores: three replicas share them, so the encoder, not the store, bounds the total)")
     }
 
-    func fit(_ r: Replica) throws {
+    func fit(_ r: ModelDaemon) throws {
         let path = URL(fileURLWithPath: data).standardizedFileURL.path
         _ = try r.call("dataset/import", ["name": "b77", "path": .string(path), "labelField": "category"])
         _ = try r.call("model/fit", ["dataset": "b77", "lambdas": [0.01]])
@@ -169,42 +169,7 @@ struct FleetBench: ParsableCommand {
     }
 
     /// One robustd with the model, on SQLite (store nil) or the given PostgreSQL database.
-    final class Replica {
-        let process = Process()
-        let dir: String
-        let socket: String
-        let client: RPCClient
-
-        init(binary: URL, model: String, store: String?, name: String, tag: String) throws {
-            dir = "/tmp/robustd-bench-\(tag)-\(getpid())"
-            try? FileManager.default.removeItem(atPath: dir)
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            socket = dir + "/robustd.sock"
-            process.executableURL = binary
-            process.arguments = ["--socket", socket, "--model", model, "--state-dir", dir + "/state", "--log-level", "warning", "--replica", name]
-                + (store.map { ["--store", $0] } ?? [])
-            process.standardError = FileHandle.standardError
-            try process.run()
-            var c: RPCClient? = nil
-            let deadline = Date().addingTimeInterval(30)
-            while c == nil {
-                c = try? RPCClient(path: socket)
-                if c == nil { guard Date() < deadline else { throw ClientError("robustd did not start") }; usleep(20_000) }
-            }
-            client = c!
-        }
-
-        func call(_ method: String, _ params: JSONValue?) throws -> JSONValue {
-            switch try client.call(method, params, timeout: 600) {
-            case .success(let v): return v
-            case .failure(let e): throw ClientError("\(method): \(e.message)")
-            }
-        }
-
-        func stop() {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-            try? FileManager.default.removeItem(atPath: dir)
-        }
+    static func replica(_ bin: URL, model: String, store: String?, name: String, tag: String) throws -> ModelDaemon {
+        try ModelDaemon(binary: bin, model: model, tag: tag, extra: ["--replica", name] + (store.map { ["--store", $0] } ?? []))
     }
 }

@@ -9,15 +9,17 @@ import Scoring
 final class ModelDaemon {
     let process = Process()
     let dir: String
+    let socket: String
     let client: RPCClient
 
-    init(binary: URL, model: String, tag: String) throws {
+    /// - Parameter extra: more options (a fleet's `--store`, `--replica`).
+    init(binary: URL, model: String, tag: String, extra: [String] = []) throws {
         dir = "/tmp/robustd-bench-\(tag)-\(getpid())"
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let socket = dir + "/robustd.sock"
+        socket = dir + "/robustd.sock"
         process.executableURL = binary
-        process.arguments = ["--socket", socket, "--model", model, "--state-dir", dir + "/state", "--log-level", "warning"]
+        process.arguments = ["--socket", socket, "--model", model, "--state-dir", dir + "/state", "--log-level", "warning"] + extra
         process.standardError = FileHandle.standardError
         try process.run()
         var c: RPCClient? = nil
