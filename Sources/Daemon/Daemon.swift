@@ -55,6 +55,7 @@ public final class Daemon {
                                      storeStatus: { [unowned fleet] in fleet.status })
         let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, repository: repository, loop: loop,
                                      compute: compute, logger: logger, defaults: config.file.rollout)
+        fleet.onRolloutChange = { [weak rollout] in rollout?.refreshFleetRollout() }
         let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute, model: model)
         fineTune = FineTuneService(model: model, store: store, regions: regions, policy: policy, repository: repository, rollout: rollout,
                                    settings: config.file.finetune, loop: loop, logger: logger)

@@ -265,6 +265,20 @@ public struct Rollout: Codable, Sendable, Equatable {
         arms[arm] = a
     }
 
+    /// Requests another replica's arm answered in canary (a fleet's pooled evidence; no
+    /// latencies: the latency guardrail is judged on the driving replica's own requests).
+    public mutating func recordServed(arm: Arm, requests: Int, inputs: Int, outOfScope: Int, flagged: Int, expectedCost: Double, errors: Int) {
+        guard stage == .canary, requests >= 0, inputs >= 0, errors >= 0 else { return }
+        var a = arms[arm]!
+        a.requests += requests
+        a.inputs += inputs
+        a.outOfScope += outOfScope
+        a.flagged += flagged
+        a.expectedCost += expectedCost
+        a.errors += errors
+        arms[arm] = a
+    }
+
     /// A request an arm failed to answer (an internal error, not a client's bad input).
     public mutating func recordError(arm: Arm) {
         guard stage == .canary else { return }

@@ -108,4 +108,13 @@ extension PostgresStore {
         guard !o.isEmpty else { throw StoreError(.notFound, "no rollout \(id)") }
         return o.text(0, 0) ?? ""
     }
+
+    public func addRolloutEvidence(rollout: Int, payload: String) throws(StoreError) {
+        try db.query("INSERT INTO rollout_evidence (rollout, replica, payload) VALUES ($1, $2, $3)", [.int(Int64(rollout)), .text(replica), .text(payload)])
+    }
+
+    public func takeRolloutEvidence(rollout: Int) throws(StoreError) -> [String] {
+        let r = try db.query("DELETE FROM rollout_evidence WHERE rollout = $1 RETURNING id, payload", [.int(Int64(rollout))])
+        return (0..<r.count).sorted { r.int($0, 0) < r.int($1, 0) }.compactMap { r.text($0, 1) }
+    }
 }

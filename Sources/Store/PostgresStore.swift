@@ -183,6 +183,13 @@ public final class PostgresStore: Store {
             UNIQUE (rollout, text)
         );
         CREATE INDEX disagreements_by_cost ON disagreements(rollout, expected_cost DESC, id);
+        CREATE TABLE rollout_evidence (
+            id BIGSERIAL PRIMARY KEY,
+            rollout BIGINT NOT NULL REFERENCES rollouts(id),
+            replica TEXT NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX rollout_evidence_by_rollout ON rollout_evidence(rollout, id);
         CREATE TABLE replicas (
             name TEXT PRIMARY KEY,
             host TEXT NOT NULL,

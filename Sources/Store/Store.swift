@@ -309,6 +309,10 @@ public protocol Store: AnyObject {
     /// Whether this replica drives the rollout: it started it, or its replica's lease expired
     /// and this one takes it over. Nil: another live replica drives it (its name).
     func driveRollout(id: Int, now: Double) throws(StoreError) -> String?
+    /// A following replica's canary evidence (JSON), for the driving replica to take.
+    func addRolloutEvidence(rollout: Int, payload: String) throws(StoreError)
+    /// Takes (and removes) the evidence the other replicas added, oldest first.
+    func takeRolloutEvidence(rollout: Int) throws(StoreError) -> [String]
 }
 
 extension Store {
@@ -321,4 +325,6 @@ extension Store {
     public func claimNextJob(now: Double) throws(StoreError) -> JobRecord? { nil }
     public func requestJobCancel(id: Int, now: Double) throws(StoreError) -> Bool { false }
     public func driveRollout(id: Int, now: Double) throws(StoreError) -> String? { nil }
+    public func addRolloutEvidence(rollout: Int, payload: String) throws(StoreError) {}
+    public func takeRolloutEvidence(rollout: Int) throws(StoreError) -> [String] { [] }
 }

@@ -193,6 +193,64 @@ struct FleetTests {
         replicas.removeAll()
     }
 
+    @Test("a rollout across replicas: one drives it, another follows (same sticky canary routing), pools what its arms served and the reports made through it into the driver's tests, refuses operator changes with the driver's name, and drops the candidate when the rollout ends")
+    func fleetRollout() throws {
+        guard let db = try Self.database() else { return }
+        defer { db.drop() }
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let replicas = try (0..<2).map { try Self.replica("o\($0)", store: db.url, model: model.path) }
+        let (driver, follower) = (try replicas[0].client(), try replicas[1].client())
+        _ = try driver.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
+        _ = try driver.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 120).get()
+        _ = try driver.call("model/fit", ["dataset": "tiny", "lambdas": [30], "activate": false], timeout: 120).get()
+        #expect(try Self.within(10) { try Self.servedVersion(follower) == 1 } != nil)
+
+        let started = try driver.call("rollout/start", ["candidate": 2, "force": true, "settings": RolloutDaemonTests.settings]).get()
+        let id = try #require(started["id"]?.intValue)
+        #expect(try Self.within(10) { replicas[1].stderr.contains("following the fleet's rollout") } != nil, "\(replicas[1].stderr)")
+        // Operator changes go to the driver: the follower names it.
+        let refused = try follower.call("rollout/advance", ["reason": "from the follower"])
+        #expect(refused.failureCode == -32031 && refused.error?.message.contains("replica o0") == true, "\(refused)")
+        _ = try driver.call("rollout/advance", ["reason": "to canary"]).get()
+        #expect(try Self.within(10) { try follower.call("rollout/status").get()["stage"] == "canary" } != nil)
+        // The follower's own traffic: half answered by the candidate (the same routing as the driver's).
+        var served: [Int: Int] = [:]
+        var candidateInput: String?
+        for (i, t) in RolloutDaemonTests.texts.enumerated() {
+            let r = try follower.call("score", ["inputs": [["id": .string("f\(i)"), "text": .string(t)]]]).get()
+            let v = Int(r["version"]?.intValue ?? 0)
+            served[v, default: 0] += 1
+            if v == 2 && candidateInput == nil { candidateInput = "f\(i)" }
+        }
+        #expect((served[1] ?? 0) > 0 && (served[2] ?? 0) > 0, "\(served)")
+        let same = try driver.call("score", ["inputs": [["text": .string(RolloutDaemonTests.texts[0])]]]).get()["version"]
+        let there = try follower.call("score", ["inputs": [["text": .string(RolloutDaemonTests.texts[0])]]]).get()["version"]
+        #expect(same == there, "an input gets the same arm on every replica")
+        // A failure report through the follower about an answer the candidate gave there.
+        let input = try #require(candidateInput)
+        _ = try follower.call("feedback/report", ["inputId": .string(input), "kind": "complaint", "correctLabel": "card_what"]).get()
+        // The driver's tests count the follower's requests and its report.
+        let total = RolloutDaemonTests.texts.count
+        let pooled = try Self.within(15) {
+            let s = try driver.call("rollout/status").get()
+            let n = (s["arms"]?["control"]?["requests"]?.intValue ?? 0) + (s["arms"]?["candidate"]?["requests"]?.intValue ?? 0)
+            return n >= Int64(total) && (s["arms"]?["candidate"]?["failureReports"]?.intValue ?? 0) >= 1
+        }
+        #expect(pooled != nil, "\(String(describing: try? driver.call("rollout/status").get()["arms"]))")
+        // Rolled back on the driver: the follower drops the candidate and answers with version 1 again.
+        _ = try driver.call("rollout/abort", ["reason": "enough"]).get()
+        #expect(try Self.within(10) { try follower.call("rollout/list").get()["rollouts"]?[0]?["stage"] == "rolled-back" } != nil)
+        let back = try Self.within(10) {
+            try RolloutDaemonTests.texts.prefix(20).allSatisfy { t in
+                try follower.call("score", ["inputs": [["text": .string(t)]]]).get()["version"] == 1
+            }
+        }
+        #expect(back != nil)
+        #expect(id > 0)
+        for r in replicas { #expect(r.terminate() == 0) }
+    }
+
     @Test("PostgreSQL stopped and restarted during traffic: scoring never fails; reports answer 'store unavailable' and are kept once retried; health is shown")
     func storeOutage() throws {
         guard TestPostgres.url != nil || TestPostgres.required else { return }

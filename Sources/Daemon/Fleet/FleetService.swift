@@ -32,6 +32,8 @@ final class FleetService: DaemonService {
     private var alive = 1
     /// Whether the store shares state with other replicas (PostgreSQL).
     var isShared: Bool { store.backend == "postgresql" }
+    /// Called when the fleet's rollout may have changed (a notification, every heartbeat).
+    var onRolloutChange: (() -> Void)?
     static let heartbeatMs: UInt64 = 2000
 
     init(config: Configuration, model: ActiveModel, store: StoreThread, repository: VersionRepository, compute: ComputePool, loop: Loop,
@@ -94,6 +96,7 @@ final class FleetService: DaemonService {
             }
             // The safety net under NOTIFY: a pointer that moved while this replica missed it.
             if let id = s.active { self.follow(id, reason: "heartbeat") }
+            self.onRolloutChange?()
         })
     }
 
@@ -108,6 +111,7 @@ final class FleetService: DaemonService {
             })
         case .lost(let message):
             logger.warning("lost the fleet's notification channel; reconnecting", metadata: ["error": "\(message)"])
+        case .rollout: onRolloutChange?()
         case .other: break
         }
     }
@@ -176,6 +180,7 @@ final class FleetService: DaemonService {
 final class FleetListener: @unchecked Sendable {
     enum Event: Sendable {
         case active(Int)
+        case rollout
         case connected
         case lost(String)
         case other
@@ -240,7 +245,8 @@ final class FleetListener: @unchecked Sendable {
             guard n > 0 else { continue }
             do throws(StoreError) {
                 for note in try c.notifications() {
-                    if note.channel == PostgresStore.activeChannel, let id = Int(note.payload) { post(.active(id)) } else { post(.other) }
+                    if note.channel == PostgresStore.activeChannel, let id = Int(note.payload) { post(.active(id)) }
+                    else if note.channel == PostgresStore.rolloutChannel { post(.rollout) } else { post(.other) }
                 }
             } catch {
                 c.close()

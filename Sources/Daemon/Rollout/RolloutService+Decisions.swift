@@ -17,7 +17,8 @@ extension RolloutService {
 
     func decide() {
         // Nothing is decided while the candidate is loading (after a restart): no evidence arrives then.
-        guard var r = current, !r.stage.isFinal, !promoting, pendingPromotion == nil, candidate != nil else { return }
+        // A follower never decides: the driving replica does.
+        guard !isFollower, var r = current, !r.stage.isFinal, !promoting, pendingPromotion == nil, candidate != nil else { return }
         guard let t = r.decide(now: Date().timeIntervalSince1970) else { return }
         current = r
         transitioned(t)
@@ -75,7 +76,7 @@ extension RolloutService {
     }
 
     func activeChanged(_ v: ModelVersion) {
-        guard !promoting, var r = current, !r.stage.isFinal, v.id != r.control else { return }
+        guard !promoting, !isFollower, var r = current, !r.stage.isFinal, v.id != r.control else { return }
         // Someone activated another version by hand: the rollout's control is gone.
         if let t = try? r.abort(now: Date().timeIntervalSince1970, by: "fault",
                                 reason: "version \(v.id) was activated by hand during the rollout; its control (version \(r.control)) no longer serves") {
@@ -85,7 +86,9 @@ extension RolloutService {
     }
 
     func tick() {
+        if isFollower { flushPooled(); return }
         guard let r = current else { return }
+        takePooled()
         if let t = pendingPromotion {
             pendingPromotion = nil
             commit(t, done: nil)
@@ -102,7 +105,7 @@ extension RolloutService {
     }
 
     func persist(review: (id: Int, label: String, counted: Int)? = nil, done: ((Result<Void, RPCError>) -> Void)? = nil) {
-        guard let r = current else { return }
+        guard !isFollower, let r = current else { return }
         dirty = false
         let id = r.id, stage = r.stage.rawValue, state = Self.encode(r), now = Date().timeIntervalSince1970
         store.run({ store throws(StoreError) in try store.updateRollout(id: id, stage: stage, state: state, at: now, review: review) },

@@ -15,6 +15,10 @@ extension RolloutService {
     // MARK: Operators
 
     func operate(_ p: RolloutAdvance.Params, _ ctx: RequestContext, _ change: (inout Rollout, Double) throws(RolloutError) -> Transition) {
+        if isFollower, p.rollout == nil || p.rollout == current?.id {
+            ctx.reply(.failure(followerRefusal(ctx.method == RolloutAdvance.name ? "advance it" : "abort it")))
+            return
+        }
         var r: Rollout
         do throws(RPCError) { r = try rollout(p.rollout) } catch { ctx.reply(.failure(error)); return }
         if ctx.method == RolloutAdvance.name && candidate == nil {
@@ -73,6 +77,7 @@ extension RolloutService {
     }
 
     func review(_ p: RolloutReview.Params, _ ctx: RequestContext) {
+        if isFollower { ctx.reply(.failure(followerRefusal("review its disagreements"))); return }
         flushDisagreements()
         store.run({ store throws(StoreError) -> DisagreementRecord? in try store.disagreement(id: p.disagreement) }, completion: { [weak self] result in
             guard let self else { return }

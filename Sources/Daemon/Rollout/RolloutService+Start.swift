@@ -159,8 +159,8 @@ extension RolloutService {
             defer { self.finishResuming() }
             guard case .success(let found?) = r, let rollout = Self.decode(found.0) else { return }
             if let driver = found.driver {
-                self.logger.info("a rollout runs on another replica; this one serves the active version meanwhile",
-                                 metadata: ["rollout": "\(rollout.id)", "stage": "\(rollout.stage.rawValue)", "replica": "\(driver)"])
+                // Another replica drives it: follow (RolloutService+Fleet.swift).
+                self.reconcile(rollout, driver: driver)
                 return
             }
             self.current = rollout

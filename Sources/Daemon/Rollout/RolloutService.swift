@@ -61,6 +61,13 @@ final class RolloutService: DaemonService {
     var resumed = false
     var resumeWaiters: [() -> Void] = []
     static let shadowQueueLimit = 4096
+    /// In a fleet: the replica that drives the running rollout when it is another; this one
+    /// follows it (RolloutService+Fleet.swift).
+    var driver: String?
+    /// A follower's canary evidence since its last flush.
+    var pooled = PooledEvidence()
+    var refreshingFleet = false
+    var takingPooled = false
 
     init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, repository: VersionRepository, loop: Loop,
          compute: ComputePool, logger: Logger, defaults: RolloutSettings) {
@@ -136,6 +143,7 @@ final class RolloutService: DaemonService {
     func close() {
         timer?.close()
         timer = nil
+        flushPooled()
         flush()
     }
 
@@ -196,10 +204,16 @@ final class RolloutService: DaemonService {
         if r.stage == .canary {
             let oos = scores.filter(\.outOfScope.flagged).count, flagged = scores.filter { $0.risk.level != .low }.count
             let expected = scores.reduce(0.0) { $0 + (1 - $1.confidence) * policy.impact($1.label) * policy.unitCost }
+            if isFollower {
+                // A follower pools what its arms served for the driver's tests; the driver shadows.
+                poolServed(arm: arm, inputs: scores.count, outOfScope: oos, flagged: flagged, expectedCost: expected)
+                return
+            }
             r.recordServed(arm: arm, inputs: scores.count, latencyMs: 1000 * seconds, outOfScope: oos, flagged: flagged, expectedCost: expected)
             current = r
             dirty = true
         }
+        if isFollower { return }
         if candidate != nil && (arm == .control || r.stage == .canary) {
             for (t, s) in zip(texts, scores) {
                 if shadowQueue.count >= Self.shadowQueueLimit { shadowDropped += 1; continue }
@@ -213,6 +227,7 @@ final class RolloutService: DaemonService {
     /// The candidate failed to answer a request (an internal error).
     func failed(version: Int) {
         guard var r = current, r.stage == .canary, version == r.candidate else { return }
+        if isFollower { poolError(arm: .candidate); return }
         r.recordError(arm: .candidate)
         current = r
         dirty = true
@@ -222,6 +237,12 @@ final class RolloutService: DaemonService {
     /// A failure report (or confirmation) was committed.
     func feedbackRecorded(_ f: FeedbackRecord) {
         guard var r = current, !r.stage.isFinal else { return }
+        if isFollower {
+            if f.kind != "confirmation", r.stage == .canary, f.at >= r.stageStartedAt, f.version == r.candidate || f.version == r.control {
+                poolReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost)
+            }
+            return
+        }
         if f.kind != "confirmation", r.stage == .canary, f.at >= r.stageStartedAt, f.version == r.candidate || f.version == r.control {
             r.recordFailureReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost, onDisagreement: canaryDisagreeing.contains(f.text))
             current = r
