@@ -34,6 +34,13 @@ extension RolloutService {
 
     var isFollower: Bool { driver != nil }
 
+    /// The last rollout, and (when it runs) the replica that drives it if it is another; this
+    /// replica becomes its driver if the driver's lease expired. On the store thread.
+    static func lastRollout(_ store: Store, now: Double) throws(StoreError) -> (RolloutRecord, driver: String?)? {
+        guard let last = try store.rollouts().last else { return nil }
+        return (last, last.isRunning ? try store.driveRollout(id: last.id, now: now) : nil)
+    }
+
     /// Re-reads the fleet's running rollout: follows one another replica drives, takes one
     /// over whose driver's lease expired, drops one that ended. Called on a rollout
     /// notification and at every heartbeat.
@@ -41,10 +48,7 @@ extension RolloutService {
         guard store.backend == "postgresql", model.encoder != nil, resumed, !isStopping, !refreshingFleet else { return }
         refreshingFleet = true
         let now = Date().timeIntervalSince1970
-        store.run({ store throws(StoreError) -> (RolloutRecord, driver: String?)? in
-            guard let last = try store.rollouts().last else { return nil }
-            return (last, last.isRunning ? try store.driveRollout(id: last.id, now: now) : nil)
-        }, completion: { [weak self] r in
+        store.run({ store throws(StoreError) in try Self.lastRollout(store, now: now) }, completion: { [weak self] r in
             guard let self else { return }
             self.refreshingFleet = false
             guard case .success(let found?) = r, let stored = Self.decode(found.0) else { return }

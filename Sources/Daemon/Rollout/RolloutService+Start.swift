@@ -149,12 +149,9 @@ extension RolloutService {
     func resume() {
         guard model.encoder != nil else { finishResuming(); return }
         let now = Date().timeIntervalSince1970
-        store.run({ store throws(StoreError) -> (RolloutRecord, driver: String?)? in
-            guard let last = try store.rollouts().last else { return nil }
-            // In a fleet one replica drives a running rollout (docs/fleet.md): the one that
-            // started it, or this one if that one's lease expired.
-            return (last, last.isRunning ? try store.driveRollout(id: last.id, now: now) : nil)
-        }, completion: { [weak self] r in
+        // In a fleet one replica drives a running rollout (docs/fleet.md): the one that
+        // started it, or this one if that one's lease expired.
+        store.run({ store throws(StoreError) in try Self.lastRollout(store, now: now) }, completion: { [weak self] r in
             guard let self else { return }
             defer { self.finishResuming() }
             guard case .success(let found?) = r, let rollout = Self.decode(found.0) else { return }
