@@ -31,6 +31,22 @@ struct ConfigFileTests {
         #expect(c.modelPath == "/models/x # not a comment")
     }
 
+    @Test("[store]: a PostgreSQL URL, the replica's name, the lease; anything else is named")
+    func store() throws {
+        let c = try ConfigFile.parse("[store]\nurl = \"postgresql://robustd@db/robustd\"\nreplica = \"assistant-1\"\nlease_seconds = 20\n")
+        #expect(c.storeURL == "postgresql://robustd@db/robustd" && c.replica == "assistant-1" && c.leaseSeconds == 20)
+        #expect(try ConfigFile.parse("").storeURL == nil)
+        for (text, fragment) in [("[store]\nurl = \"mysql://x\"\n", "PostgreSQL URL"), ("[store]\nreplica = \"a b\"\n", "replica name"),
+                                 ("[store]\nlease_seconds = 1\n", "between 2 and 3600"), ("[store]\nhost = \"x\"\n", "unknown key store.host")] {
+            do {
+                _ = try ConfigFile.parse(text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.line == 2 && error.message.contains(fragment), "\(error)")
+            }
+        }
+    }
+
     @Test("[finetune]: the gate's settings, with defaults")
     func finetune() throws {
         #expect(ConfigFile().finetune == ConfigFile.FineTuneSettings())

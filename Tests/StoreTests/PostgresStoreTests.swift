@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import RobustdTestSupport
 import Testing
 @testable import Store
 
@@ -58,6 +59,18 @@ struct PostgresStoreTests {
         } catch {
             #expect(!error.message.contains("secret"), "the password leaked into the message: \(error)")
         }
+        // A role the server does not know (bad credentials): the server's reason, at once.
+        if let base = TestPostgres.url, let scheme = base.range(of: "://"), let at = base[scheme.upperBound...].firstIndex(of: "@") {
+            let wrong = String(base[..<scheme.upperBound]) + "no_such_role" + String(base[at...])
+            do {
+                _ = try PostgresStore(url: wrong, replica: "x")
+                Issue.record("connected as an unknown role")
+            } catch {
+                #expect(error.kind == .unavailable && error.message.contains("no_such_role"), "\(error)")
+            }
+        }
+        // Only a robustd replica name is accepted.
+        #expect(throws: StoreError.self) { try PostgresStore(url: "postgresql:///x?host=/nonexistent-robustd", replica: "") }
     }
 
     @Test("two running replicas with the same name: the second is refused; the name is free once the first is gone")
