@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
         .testTarget(name: "RPCTransportTests", dependencies: ["RPCTransport", "JSON", "JSONRPC", "RobustdAPI", "EventLoop"]),
-        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "RobustdClient", "Daemon", "RobustdTestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "RobustdClient", "Daemon", "RobustdTestSupport", "Store"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -19,8 +19,12 @@ public final class PostgresConnection {
     /// The oldest server this store runs on: 12 (SKIP LOCKED, ON CONFLICT, generated columns).
     public static let minimumServerVersion = 120000
 
-    public init(url: String) throws(StoreError) {
+    /// The name the session shows in pg_stat_activity.
+    public let applicationName: String
+
+    public init(url: String, applicationName: String = "robustd") throws(StoreError) {
         self.url = url
+        self.applicationName = applicationName
         let c = PQconnectdb(url)
         guard let c, PQstatus(c) == CONNECTION_OK else {
             let msg = c.map { Self.trim(PQerrorMessage($0)) } ?? "out of memory"
@@ -39,7 +43,7 @@ public final class PostgresConnection {
     /// Per-session settings: a name in pg_stat_activity, notices (like "already exists,
     /// skipping") kept out of the daemon's stderr.
     private func session() throws(StoreError) {
-        try query("SET application_name = 'robustd'")
+        try query("SELECT set_config('application_name', $1, false)", [.text(applicationName)])
         try query("SET client_min_messages = warning")
     }
 

@@ -225,7 +225,7 @@ final class FleetListener: @unchecked Sendable {
         while !stopped.load(ordering: .relaxed) {
             if conn == nil {
                 do throws(StoreError) {
-                    let c = try PostgresConnection(url: url)
+                    let c = try PostgresConnection(url: url, applicationName: "robustd-listener")
                     try c.query("LISTEN \(PostgresStore.activeChannel)")
                     try c.query("LISTEN \(PostgresStore.rolloutChannel)")
                     conn = c
