@@ -37,6 +37,40 @@ struct RolloutDaemonTests {
         return last
     }
 
+    @Test("the shadow's coins are reproducible: the same traffic through two daemons samples the same occurrences, about reviewShare of them")
+    func reproducibleSampling() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        var requested: [[String: Int]] = []
+        var seen = 0
+        for _ in 0..<2 {
+            let state = TempDir()
+            let (d, c) = try Self.withCandidate(state: state, model: model)
+            let settings: JSONValue = ["shadow": ["minRequests": 100_000, "minLabels": 500], "autoPromote": false, "reviewShare": 0.5]
+            _ = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": settings]).get()
+            for _ in 0..<3 {
+                for t in Self.texts { _ = try c.call("score", ["inputs": [["text": .string(t)]]]).get() }
+            }
+            _ = try Self.waitFor(c) { ($0["evidence"]?["shadowRequests"]?.intValue ?? 0) >= Int64(3 * Self.texts.count) }
+            // The disagreements are stored at most a second after they are found.
+            var rows: [JSONValue] = []
+            for _ in 0..<60 {
+                rows = try c.call("rollout/disagreements", ["limit": 1000]).get()["disagreements"]?.arrayValue ?? []
+                if rows.reduce(0, { $0 + Int($1["seen"]?.intValue ?? 0) }) >= Int(try c.call("rollout/status").get()["evidence"]?["disagreements"]?.intValue ?? 0) { break }
+                usleep(100_000)
+            }
+            var byText: [String: Int] = [:]
+            for r in rows { byText[r["text"]?.stringValue ?? ""] = Int(r["requested"]?.intValue ?? 0) }
+            seen = rows.reduce(0) { $0 + Int($1["seen"]?.intValue ?? 0) }
+            requested.append(byText)
+            #expect(d.terminate() == 0)
+        }
+        #expect(requested[0] == requested[1], "the same traffic sampled other occurrences")
+        let sampled = requested[0].values.reduce(0, +)
+        #expect(seen > 20, "too few disagreements to judge: \(seen)")
+        #expect(Double(sampled) > 0.25 * Double(seen) && Double(sampled) < 0.75 * Double(seen), "\(sampled) of \(seen) sampled at reviewShare 0.5")
+    }
+
     @Test("shadow collects disagreements off the reply's path; reviews count; canary routes sticky shares; reports land on the arm that answered; operator promotion")
     func wholeRollout() throws {
         let model = TempFolder()

@@ -43,7 +43,7 @@ extension RolloutService {
                 // Each occurrence is sampled for the test on its own coin: counted now if its input
                 // is reviewed, else when it is (docs/rollout.md, "sampled occurrences").
                 var requested = 0, counted = 0
-                if Double(self.sampler.next() >> 11) / Double(1 << 53) < r.settings.reviewShare {
+                if self.sampleCoin(rollout: r.id, text: item.text) < r.settings.reviewShare {
                     if let known = self.knownCosts[item.text] {
                         r.recordLabel(controlCost: known.control, candidateCost: known.candidate)
                         counted = 1
@@ -67,6 +67,22 @@ extension RolloutService {
             self.decide()
             self.pumpShadow()
         }
+    }
+
+    /// The coin of one disagreeing occurrence: uniform in [0, 1), drawn from a hash of the
+    /// rollout, the input and how many times it has disagreed before. It knows nothing of which
+    /// version is right (the test's requirement), and a replay of the same traffic samples the
+    /// same occurrences, so a rollout's decision can be reproduced.
+    func sampleCoin(rollout: Int, text: String) -> Double {
+        if sampledOccurrences.count >= 200_000 { sampledOccurrences.removeAll(keepingCapacity: true) }
+        let n = sampledOccurrences[text, default: 0]
+        sampledOccurrences[text] = n + 1
+        var z = Self.routingHash(text) ^ (UInt64(truncatingIfNeeded: rollout) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(n) &* 0xD1B5_4A32_D192_ED03)
+        // SplitMix64's finaliser: every input bit reaches every output bit.
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) / Double(1 << 53)
     }
 
     func flushDisagreements() {

@@ -45,7 +45,8 @@ final class RolloutService: DaemonService {
     /// Reviewed disagreements' costs (control's answer, candidate's) by text: a sampled
     /// occurrence of a reviewed input counts at once.
     var knownCosts: [String: (control: Double, candidate: Double)] = [:]
-    var sampler = SystemRandomNumberGenerator()
+    /// How many times each input has disagreed in the shadow (for its occurrences' coins).
+    var sampledOccurrences: [String: Int] = [:]
     var shadowInFlight = false
     var pendingDisagreements: [DisagreementRecord] = []
     var shadowDropped = 0
