@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "robustd", targets: ["robustd"]),
         .executable(name: "robustctl", targets: ["robustctl"]),
         .executable(name: "robustd-bench", targets: ["robustd-bench"]),
+        .executable(name: "robustd-fuzz", targets: ["robustd-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -76,6 +77,10 @@ let package = Package(
             "JSON", "JSONRPC", "RobustdAPI", "RobustdClient", "Datasets", "Encoder", "Tensor", "Scoring", "Training", "Rollout", "Store",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Fuzz targets: libFuzzer with -sanitize=fuzzer,address -DFUZZING (scripts/fuzz); without
+        // them, a replayer of corpora and regressions.
+        .executableTarget(name: "robustd-fuzz", dependencies: ["JSON", "JSONRPC", "Datasets"]),
 
         .testTarget(name: "JSONTests", dependencies: ["JSON", "RobustdTestSupport"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
