@@ -96,20 +96,22 @@ public final class PostgresConnection {
     /// Runs one statement with `$1…$n` parameters; returns its rows as text.
     @discardableResult
     public func query(_ sql: String, _ params: [SQLValue] = []) throws(StoreError) -> PGRows {
+        try execute(sql, params, binary: false) { PGRows($0) }
+    }
+
+    /// Runs a statement and hands its successful result to `read` (the result is freed after).
+    private func execute<T>(_ sql: String, _ params: [SQLValue], binary: Bool, _ read: (OpaquePointer) -> T) throws(StoreError) -> T {
         try ensureConnected()
         guard let conn else { throw StoreError(.unavailable, "PostgreSQL is not connected") }
         let (texts, lengths, formats) = Self.encode(params)
         let result: OpaquePointer? = withPointers(texts) { ptrs in
-            PQexecParams(conn, sql, Int32(params.count), nil, ptrs, lengths, formats, 0)
+            PQexecParams(conn, sql, Int32(params.count), nil, ptrs, lengths, formats, binary ? 1 : 0)
         }
         guard let result else { throw broken("no result (out of memory?)") }
         defer { PQclear(result) }
-        let status = PQresultStatus(result)
-        switch status {
-        case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
-            return PGRows(result)
-        default:
-            throw failure(result, conn: conn, sql: sql)
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK: return read(result)
+        default: throw failure(result, conn: conn, sql: sql)
         }
     }
 
@@ -148,19 +150,12 @@ public final class PostgresConnection {
     /// Runs a query whose first column is bytea and returns it raw, row by row (binary result
     /// format: no hex to decode, for version files).
     public func queryBytes(_ sql: String, _ params: [SQLValue]) throws(StoreError) -> [[UInt8]] {
-        try ensureConnected()
-        guard let conn else { throw StoreError(.unavailable, "PostgreSQL is not connected") }
-        let (texts, lengths, formats) = Self.encode(params)
-        let result: OpaquePointer? = withPointers(texts) { ptrs in
-            PQexecParams(conn, sql, Int32(params.count), nil, ptrs, lengths, formats, 1)
-        }
-        guard let result else { throw broken("no result (out of memory?)") }
-        defer { PQclear(result) }
-        guard PQresultStatus(result) == PGRES_TUPLES_OK else { throw failure(result, conn: conn, sql: sql) }
-        return (0..<PQntuples(result)).map { i in
-            let n = Int(PQgetlength(result, i, 0))
-            guard n > 0, let p = PQgetvalue(result, i, 0) else { return [] }
-            return UnsafeRawBufferPointer(start: p, count: n).map { $0 }
+        try execute(sql, params, binary: true) { result in
+            (0..<PQntuples(result)).map { i in
+                let n = Int(PQgetlength(result, i, 0))
+                guard n > 0, let p = PQgetvalue(result, i, 0) else { return [] }
+                return UnsafeRawBufferPointer(start: p, count: n).map { $0 }
+            }
         }
     }
 
