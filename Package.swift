@@ -80,7 +80,8 @@ let package = Package(
 
         // Fuzz targets: libFuzzer with -sanitize=fuzzer,address -DFUZZING (scripts/fuzz); without
         // them, a replayer of corpora and regressions.
-        .executableTarget(name: "robustd-fuzz", dependencies: ["JSON", "JSONRPC", "Datasets"]),
+        .target(name: "FuzzTargets", dependencies: ["JSON", "JSONRPC", "Datasets", "RobustdAPI", "Daemon", "Encoder"]),
+        .executableTarget(name: "robustd-fuzz", dependencies: ["FuzzTargets"]),
 
         .testTarget(name: "JSONTests", dependencies: ["JSON", "RobustdTestSupport"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
@@ -90,6 +91,7 @@ let package = Package(
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "JSON", "JSONRPC", "RobustdAPI"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),

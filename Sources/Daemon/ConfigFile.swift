@@ -68,7 +68,8 @@ public struct ConfigFile: Sendable, Equatable {
     public static func parse(_ text: String) throws(Problem) -> ConfigFile {
         var c = ConfigFile()
         var table: [String] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // TOML lines end at LF or CRLF (one Character in Swift, so both are named).
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let line = i + 1
             let s = stripComment(String(raw)).trimmingCharacters(in: .whitespaces)
             if s.isEmpty { continue }

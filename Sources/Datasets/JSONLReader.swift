@@ -6,9 +6,9 @@ public enum JSONLReader {
     public static func records(_ text: String) throws(ReadError) -> [RawRecord] {
         var out: [RawRecord] = []
         var line = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines end at LF or CRLF; a CRLF is one Character in Swift, so split on both.
+        for trimmed in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             line += 1
-            let trimmed = raw.hasSuffix("\r") ? raw.dropLast() : raw
             if trimmed.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
             let value: JSONValue
             do { value = try JSONParser.parse(Array(trimmed.utf8)) } catch {

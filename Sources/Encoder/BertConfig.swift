@@ -36,19 +36,22 @@ public struct BertConfig: Sendable, Equatable {
             let arch = json["architectures"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? modelType
             throw ModelError("model_type '\(modelType)' (\(arch)) is not supported; robustd runs BERT-family encoders (model_type 'bert', e.g. all-MiniLM-L6-v2, bert-base-uncased)", file: file)
         }
-        func int(_ key: String, default d: Int? = nil) throws(ModelError) -> Int {
+        // Bounds far above any BERT-family encoder, so that sizes from a damaged file cannot
+        // overflow what is computed from them.
+        func int(_ key: String, default d: Int? = nil, max: Int = 1 << 16) throws(ModelError) -> Int {
             if let v = json[key] {
                 guard let i = v.intValue, i > 0 else { throw ModelError("'\(key)' must be a positive integer, got \(v)", file: file) }
+                guard i <= max else { throw ModelError("'\(key)' is \(i), more than the \(max) robustd accepts", file: file) }
                 return Int(i)
             }
             if let d { return d }
             throw ModelError("'\(key)' is missing", file: file)
         }
         hiddenSize = try int("hidden_size")
-        layers = try int("num_hidden_layers")
-        heads = try int("num_attention_heads")
+        layers = try int("num_hidden_layers", max: 256)
+        heads = try int("num_attention_heads", max: 1024)
         intermediateSize = try int("intermediate_size")
-        vocabSize = try int("vocab_size")
+        vocabSize = try int("vocab_size", max: 1 << 22)
         maxPositions = try int("max_position_embeddings", default: 512)
         typeVocabSize = try int("type_vocab_size", default: 2)
         layerNormEps = Float(json["layer_norm_eps"]?.doubleValue ?? 1e-12)

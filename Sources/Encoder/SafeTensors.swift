@@ -51,7 +51,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         base = map
         mappedSize = size
         do throws(ModelError) {
-            let headerSize = Int(map.loadUnaligned(as: UInt64.self).littleEndian)
+            // Any 8 bytes can stand here: clamped before it becomes an Int.
+            let headerSize = Int(min(map.loadUnaligned(as: UInt64.self).littleEndian, UInt64(Int.max)))
             guard headerSize > 0, headerSize <= size - 8, headerSize <= 100 << 20 else {
                 throw ModelError("header size \(headerSize) does not fit a file of \(size) bytes (truncated or not safetensors)", file: file)
             }
@@ -85,7 +86,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 guard begin >= 0, begin <= end, end <= dataSize else {
                     throw ModelError("data_offsets [\(begin), \(end)] fall outside the \(dataSize) bytes of data (truncated file?)", file: file, tensor: name)
                 }
-                let expected = shape.reduce(1, *) * dtype.size
+                // A shape from the file can be any size: its product is checked for overflow.
+                var count = 1, overflow = false
+                for d in shape + [dtype.size] where !overflow { (count, overflow) = count.multipliedReportingOverflow(by: d) }
+                guard !overflow else { throw ModelError("shape \(shape) is too large", file: file, tensor: name) }
+                let expected = count
                 guard end - begin == expected else {
                     throw ModelError("holds \(end - begin) bytes but \(dtype.rawValue) \(shape) needs \(expected)", file: file, tensor: name)
                 }

@@ -88,9 +88,8 @@ public final class SentenceEncoder: Sendable {
         var vocab: [String] = []
         var source = "vocab.txt"
         if let data = FileManager.default.contents(atPath: dir.appendingPathComponent("vocab.txt").path) {
-            vocab = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map {
-                $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
-            }
+            // One token a line, LF or CRLF (a CRLF is one Character in Swift).
+            vocab = String(decoding: data, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
             if vocab.last == "" { vocab.removeLast() }
         } else if let model = tokJSON?["model"], model["type"] == "WordPiece", let v = model["vocab"]?.objectValue {
             source = "tokenizer.json"

@@ -42,6 +42,10 @@ public enum DidChangeTextDocument: RPCNotification {
         public struct Change: Codable, Sendable {
             public var range: LSPRange?
             public var text: String
+            public init(range: LSPRange? = nil, text: String) {
+                self.range = range
+                self.text = text
+            }
         }
         public var textDocument: TextDocumentIdentifier
         public var contentChanges: [Change]

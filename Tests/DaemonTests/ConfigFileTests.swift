@@ -103,4 +103,16 @@ struct ConfigFileTests {
             }
         }
     }
+
+    @Test("a file with CRLF line ends reads as with LF, and its problems name the right line")
+    func crlf() throws {
+        let c = try ConfigFile.parse("[costs]\r\ncomplaint = 12.5\r\n\r\n[risk]\r\nhigh = 0.6\r\n")
+        #expect(c.costs["complaint"] == 12.5)
+        #expect(c.risk.thresholds.high == 0.6)
+        #expect {
+            try ConfigFile.parse("[costs]\r\ncomplaint = 1\r\nbogus = 2\r\n")
+        } throws: { e in
+            (e as? ConfigFile.Problem)?.line == 3
+        }
+    }
 }

@@ -148,4 +148,40 @@ struct ModelFolderTests {
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: j.path + weights))
         #expect(loadError(j.path)?.contains("8-byte") == true)
     }
+
+    /// Found by the safetensors fuzz target: sizes read from a file trapped on overflow.
+    @Test("a header size past Int.max, a shape whose product overflows and sizes too large for any encoder are refused, not trapped")
+    func overflowingSizes() throws {
+        let weights = "/model.safetensors"
+        let a = TempFolder()
+        try TinyModel.write(to: a.path)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: a.path + weights)))
+        bytes.replaceSubrange(0..<8, with: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        try Data(bytes).write(to: URL(fileURLWithPath: a.path + weights))
+        #expect(loadError(a.path)?.contains("header size") == true)
+
+        let b = TempFolder()
+        let header = Array(#"{"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#.utf8)
+        try Data(withUnsafeBytes(of: UInt64(header.count).littleEndian, Array.init) + header).write(to: URL(fileURLWithPath: b.path + "/w.safetensors"))
+        do { _ = try SafeTensorsFile(path: b.path + "/w.safetensors"); Issue.record("accepted") } catch {
+            #expect(error.description.contains("too large"), "\(error)")
+        }
+
+        let c = TempFolder()
+        try TinyModel.write(to: c.path)
+        try Data(#"{"model_type":"bert","hidden_size":8,"num_hidden_layers":2,"num_attention_heads":2,"intermediate_size":16,"vocab_size":4611686018427387904}"#.utf8)
+            .write(to: URL(fileURLWithPath: c.path + "/config.json"))
+        #expect(loadError(c.path)?.contains("vocab_size") == true)
+    }
+
+    @Test("a vocab.txt with CRLF line ends loads the same as with LF")
+    func crlfVocabulary() throws {
+        let lf = TempFolder(), crlf = TempFolder()
+        try TinyModel.write(to: lf.path)
+        try TinyModel.write(to: crlf.path)
+        try Data((TinyModel.vocab.joined(separator: "\r\n") + "\r\n").utf8).write(to: URL(fileURLWithPath: crlf.path + "/vocab.txt"))
+        let a = try SentenceEncoder.load(folder: lf.path), b = try SentenceEncoder.load(folder: crlf.path)
+        #expect(embed(a, ["my card is late"]) == embed(b, ["my card is late"]))
+        #expect(b.tokenizer.tokens(b.tokenizer.encode("cards", maxLength: 12).ids) == ["[CLS]", "card", "##s", "[SEP]"])
+    }
 }

@@ -40,6 +40,10 @@ struct DatasetReadingTests {
         do { _ = try JSONLReader.records("{\"text\":\"a\"}\n{oops}\n"); Issue.record("accepted") } catch { #expect(error.line == 2) }
         do { _ = try JSONLReader.records("[1]\n"); Issue.record("accepted") } catch { #expect(error.problem.contains("object")) }
         do { _ = try JSONLReader.records("{\"text\":[1]}\n"); Issue.record("accepted") } catch { #expect(error.problem.contains("text")) }
+        // CRLF line ends (one Character in Swift: splitting on "\n" alone saw one line).
+        let crlf = try JSONLReader.records("{\"text\":\"a\",\"label\":\"x\"}\r\n\r\n{\"text\":\"b\",\"label\":\"y\"}\r\n")
+        #expect(crlf.map(\.line) == [1, 3])
+        #expect(crlf.map { $0.fields["text"] } == ["a", "b"])
     }
 
     @Test("validation lists every problem with its line, and nothing passes when one fails")

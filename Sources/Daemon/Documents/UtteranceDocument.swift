@@ -8,22 +8,21 @@ import Scoring
 
 /// One utterance of an utterance file: its line, the text, where it sits on the line (UTF-16
 /// units, as LSP counts), and the intent an `# expect:` annotation names.
-struct UtteranceLine: Equatable {
-    var line: Int
-    var text: String
-    var start: Int
-    var end: Int
-    var expect: String?
+public struct UtteranceLine: Equatable, Sendable {
+    public var line: Int
+    public var text: String
+    public var start: Int
+    public var end: Int
+    public var expect: String?
 
     /// An utterance file: one utterance a line; blank lines and `#` lines are skipped;
     /// `# expect: intent` on its own line applies to the next utterance, and after an
     /// utterance on the same line to that one.
-    static func parse(_ text: String) -> [UtteranceLine] {
+    public static func parse(_ text: String) -> [UtteranceLine] {
         var out: [UtteranceLine] = []
         var pending: String? = nil
-        for (i, sub) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var raw = String(sub)
-            if raw.hasSuffix("\r") { raw.removeLast() }
+        for (i, sub) in lines(text).enumerated() {
+            let raw = String(sub)
             let trimmed = raw.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { pending = nil; continue }
             if trimmed.hasPrefix("#") {
@@ -37,14 +36,22 @@ struct UtteranceLine: Equatable {
                 expect = String(raw[r.upperBound...]).trimmingCharacters(in: .whitespaces)
                 body = raw[..<r.lowerBound]
             }
-            let lead = body.prefix { $0 == " " || $0 == "\t" }
+            // The utterance is the line without its leading and trailing white space, counted in
+            // scalars (a space and a combining mark after it are one Character, but the space
+            // is trimmed and the mark is kept).
             let utterance = body.trimmingCharacters(in: .whitespaces)
             guard !utterance.isEmpty else { continue }
-            let start = lead.utf16.count
+            let start = body.unicodeScalars.prefix { CharacterSet.whitespaces.contains($0) }.reduce(0) { $0 + UTF16.width($1) }
             out.append(UtteranceLine(line: i, text: utterance, start: start, end: start + utterance.utf16.count,
                                      expect: expect?.isEmpty == false ? expect : nil))
         }
         return out
+    }
+
+    /// The text's lines, as LSP counts them: each of `\n`, `\r\n` and `\r` ends one (a `\r\n` is
+    /// one Character in Swift, so splitting on `"\n"` alone would not see it).
+    public static func lines(_ text: String) -> [Substring] {
+        text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" })
     }
 
     static func expectation(_ comment: String) -> String? {
@@ -57,43 +64,49 @@ struct UtteranceLine: Equatable {
 /// An open utterance file of one connection, and the scores of its utterances.
 ///
 /// - Important: Used only on the loop thread.
-final class UtteranceDocument {
-    let uri: String
+public final class UtteranceDocument {
+    public let uri: String
     var version: Int?
-    var text: String
+    public internal(set) var text: String
     /// Scores by utterance text, all from the version `scoredBy`.
     var scores: [String: InputScore] = [:]
     var scoredBy: Int?
     var scoring = false
     var stale = false
 
-    init(uri: String, version: Int?, text: String) {
+    public init(uri: String, version: Int?, text: String) {
         self.uri = uri
         self.version = version
         self.text = text
     }
 
-    /// Applies one LSP change: a whole new text, or a replacement of a range.
-    func apply(_ c: DidChangeTextDocument.Params.Change) {
+    /// Applies one LSP change: a whole new text, or a replacement of a range. Positions count
+    /// UTF-16 units and lines end at `\n`, `\r\n` or `\r`, as LSP says; a position past its line's
+    /// end is the line's end, one inside a surrogate pair the pair's start, one past the last
+    /// line the text's end.
+    public func apply(_ c: DidChangeTextDocument.Params.Change) {
         guard let r = c.range else { text = c.text; return }
-        let a = index(r.start), b = index(r.end)
-        text.replaceSubrange(a..<max(a, b), with: c.text)
+        var u = Array(text.utf16)
+        let a = Self.offset(r.start, in: u), b = max(a, Self.offset(r.end, in: u))
+        u.replaceSubrange(a..<b, with: c.text.utf16)
+        text = String(decoding: u, as: UTF16.self)
     }
 
-    /// The index of an LSP position (line, UTF-16 units), clamped to the text.
-    func index(_ p: LSPPosition) -> String.Index {
-        var i = text.startIndex
+    /// The UTF-16 offset of an LSP position in the text.
+    public func offset(_ p: LSPPosition) -> Int { Self.offset(p, in: Array(text.utf16)) }
+
+    static func offset(_ p: LSPPosition, in u: [UInt16]) -> Int {
+        let lf: UInt16 = 0x0A, cr: UInt16 = 0x0D
+        var i = 0
         var line = 0
         while line < p.line {
-            guard let nl = text[i...].firstIndex(of: "\n") else { return text.endIndex }
-            i = text.index(after: nl)
+            guard let j = u[i...].firstIndex(where: { $0 == lf || $0 == cr }) else { return u.count }
+            i = u[j] == cr && j + 1 < u.count && u[j + 1] == lf ? j + 2 : j + 1
             line += 1
         }
-        let lineEnd = text[i...].firstIndex(of: "\n") ?? text.endIndex
-        let u = text.utf16
-        var t = u.index(i, offsetBy: max(0, p.character), limitedBy: lineEnd) ?? lineEnd
-        // Inside a surrogate pair: back to the character's start.
-        while t > i, t.samePosition(in: text) == nil { t = u.index(before: t) }
+        let lineEnd = u[i...].firstIndex(where: { $0 == lf || $0 == cr }) ?? u.count
+        var t = i + min(max(0, p.character), lineEnd - i)
+        if t > i, t < u.count, UTF16.isTrailSurrogate(u[t]) { t -= 1 }
         return t
     }
 }
