@@ -20,6 +20,15 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         self.message = message
     }
     public var description: String { message }
+
+    /// An SQLite result code as an error: a full disk is the store being unavailable for
+    /// writes (nothing was written; retrying once space returns is safe), named as such.
+    static func sqlite(_ rc: Int32, _ message: String) -> StoreError {
+        if rc & 0xFF == SQLITE_FULL {
+            return StoreError(.unavailable, "the state folder's file system is full (\(message)); free space there")
+        }
+        return StoreError(.sqlite(rc), message)
+    }
 }
 
 /// A thin wrapper over one SQLite connection.
@@ -37,7 +46,7 @@ public final class SQLiteDatabase {
         guard rc == SQLITE_OK, let handle else {
             let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             if let handle { sqlite3_close_v2(handle) }
-            throw StoreError(.sqlite(rc), "cannot open \(path): \(msg)")
+            throw StoreError.sqlite(rc, "cannot open \(path): \(msg)")
         }
         db = handle
         self.path = path
@@ -48,7 +57,7 @@ public final class SQLiteDatabase {
     deinit { sqlite3_close_v2(db) }
 
     func error(_ rc: Int32, _ context: String) -> StoreError {
-        StoreError(.sqlite(rc), "\(context): \(String(cString: sqlite3_errmsg(db)))")
+        StoreError.sqlite(rc, "\(context): \(String(cString: sqlite3_errmsg(db)))")
     }
 
     /// Runs statements that return no rows.
@@ -58,7 +67,7 @@ public final class SQLiteDatabase {
         if rc != SQLITE_OK {
             let msg = err.map { String(cString: $0) } ?? "error \(rc)"
             sqlite3_free(err)
-            throw StoreError(.sqlite(rc), "\(msg) (in: \(sql.prefix(80)))")
+            throw StoreError.sqlite(rc, "\(msg) (in: \(sql.prefix(80)))")
         }
     }
 

@@ -123,6 +123,14 @@ public final class SQLiteStore: Store {
     public init(path: String) throws(StoreError) {
         db = try SQLiteDatabase(path: path)
         if path != ":memory:" {
+            // A damaged page is found here, at start, not served from later: quick_check reads
+            // every page (O(size); about a second per few hundred MB).
+            let s = try db.prepare("PRAGMA quick_check(5)")
+            var problems: [String] = []
+            while try s.step() { if let t = s.text(0), t != "ok" { problems.append(t) } }
+            guard problems.isEmpty else {
+                throw StoreError(.invalid, "\(path) is damaged (SQLite integrity check: \(problems.joined(separator: "; "))). Restore it from a backup, or move it (with its -wal and -shm files) aside to start empty")
+            }
             guard try db.pragma("journal_mode=WAL")?.lowercased() == "wal" else {
                 throw StoreError(.invalid, "\(path): cannot switch the database to WAL mode")
             }

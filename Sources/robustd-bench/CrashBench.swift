@@ -53,6 +53,7 @@ struct CrashBench: ParsableCommand {
         print("path       trials  acked writes  lost  duplicated  half-written  wrong active  serve p50 ms  serve max ms  violations")
         for kind in kinds {
             let natural = try env.calibrate(kind)
+            if natural > 0 { print(String(format: "  %@ takes %.1f s without a kill; kills drawn in [0, %.1f] s", kind.rawValue, natural, kind.killWindow(natural: natural))) }
             var row = CrashRow()
             for t in 0..<trials {
                 let delay = kind.killWindow(natural: natural) * Double(rng.next() % 10_000) / 10_000
@@ -95,21 +96,28 @@ struct CrashResult {
     var halfWritten = 0
     var wrongActive = 0
     var serveMs = 0.0
+    /// Where the kill fell, for the paths that have phases (a fine-tune's).
+    var phase: String?
     var violations: [String] = []
 }
 
 struct CrashRow {
     var trials = 0, acked = 0, lost = 0, duplicated = 0, halfWritten = 0, wrongActive = 0, violations = 0
     var serve: [Double] = []
+    var phases: [String: Int] = [:]
     mutating func add(_ r: CrashResult) {
+        if let p = r.phase { phases[p, default: 0] += 1 }
         trials += 1; acked += r.acked; lost += r.lost; duplicated += r.duplicated; halfWritten += r.halfWritten
         wrongActive += r.wrongActive; violations += r.violations.isEmpty ? 0 : 1
         serve.append(r.serveMs)
     }
     func line(_ k: CrashPath) -> String {
         let s = serve.sorted()
-        return String(format: "%-9@  %6d  %12d  %4d  %10d  %12d  %12d  %12.0f  %12.0f  %10d", k.rawValue as NSString, trials, acked, lost, duplicated,
-                      halfWritten, wrongActive, s.isEmpty ? 0 : s[s.count / 2], s.last ?? 0, violations)
+        let name = k.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)
+        let line = name + String(format: "  %6d  %12d  %4d  %10d  %12d  %12d  %12.0f  %12.0f  %10d", trials, acked, lost, duplicated,
+                                 halfWritten, wrongActive, s.isEmpty ? 0 : s[s.count / 2], s.last ?? 0, violations)
+        guard !phases.isEmpty else { return line }
+        return line + "\n           killed in: " + phases.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
     }
 }
 
@@ -215,6 +223,8 @@ final class CrashEnvironment: Sendable {
             while true {
                 guard let s = try call("finetune/status", ["job": id]) else { return }
                 ledger.set("state", s["state"] ?? .null)
+                let phase = s["state"]?.stringValue == "running" ? s["progress"]?["phase"]?.stringValue ?? "running" : s["state"]?.stringValue ?? "?"
+                ledger.set("phase", .string(phase))
                 if let v = s["version"], !v.isNull { ledger.set("version", v) }
                 if s["state"]?.stringValue.map({ ["succeeded", "failed", "cancelled", "interrupted"].contains($0) }) == true { return }
                 usleep(20_000)
@@ -229,7 +239,7 @@ final class CrashEnvironment: Sendable {
         case .snapshots:
             for i in 0... {
                 let (t, _) = env.texts[i % env.texts.count]
-                _ = try call("score", ["inputs": [.string(t)]])
+                _ = try call("score", ["inputs": [["text": .string(t)]]])
                 if i % 5 == 0, let h = try call("metrics/history", ["metric": "requests.1m", "since": 0]) {
                     ledger.set("points", .int(Int64(h["points"]?.arrayValue?.count ?? 0)))
                     ledger.set("lastAt", h["points"]?.arrayValue?.last?["at"] ?? .null)
@@ -321,6 +331,7 @@ final class CrashEnvironment: Sendable {
                 }
                 if state == "succeeded", s["version"]?.isNull != false { r.violations.append("a succeeded job without its version") }
             } else if acked.contains("job") { r.lost += 1 }
+            r.phase = ledger.last("phase")?.stringValue ?? (acked.contains("job") ? "queued" : "before the answer")
         case .activate:
             let last = acked.last.flatMap { Int($0) } ?? 1
             allowedActive = [last]
@@ -349,7 +360,7 @@ final class CrashEnvironment: Sendable {
                 r.violations.append("version \(id) is listed \(status) but does not activate")
                 continue
             }
-            guard case .success = try d.client.call("score", ["inputs": ["where is my card"]], timeout: 60) else {
+            guard case .success = try d.client.call("score", ["inputs": [["text": "where is my card"]]], timeout: 60) else {
                 r.halfWritten += 1
                 r.violations.append("version \(id) activated but does not score")
                 continue
@@ -401,11 +412,15 @@ final class CrashDaemon {
     /// Until a `score` is answered.
     func waitServing(deadline seconds: Double) throws {
         let end = Date().addingTimeInterval(seconds)
+        var last = ""
         while Date() < end {
-            if case .success = try client.call("score", ["inputs": ["where is my card"]], timeout: seconds) { return }
+            switch try client.call("score", ["inputs": [["text": "where is my card"]]], timeout: seconds) {
+            case .success: return
+            case .failure(let e): last = "\(e.code) \(e.message)"
+            }
             usleep(2_000)
         }
-        throw ClientError("the restarted daemon did not serve within \(seconds) s")
+        throw ClientError("the restarted daemon did not serve within \(seconds) s: \(last)")
     }
 
     func kill9() {

@@ -33,6 +33,9 @@ final class ActiveModel {
     private(set) var activatedAt: Date?
     /// True from start until the stored active version is loaded (or known absent).
     private(set) var isLoading = false
+    /// Why the stored active version is not serving (its files failed their checks at start):
+    /// what requests answer instead of "no active version", until another is activated.
+    private(set) var loadFailure: RPCError?
     private var observers: [(ModelVersion) -> Void] = []
     private var waiters: [(Result<Serving, RPCError>) -> Void] = []
     private var waitTimer: EventLoop.Timer?
@@ -49,7 +52,7 @@ final class ActiveModel {
     var serving: Result<Serving, RPCError> {
         loop.preconditionOnLoop()
         guard let batcher else { return .failure(DaemonError.noModel) }
-        guard let version else { return .failure(DaemonError.noVersion) }
+        guard let version else { return .failure(loadFailure ?? DaemonError.noVersion) }
         return .success(Serving(version: version, encoder: versionEncoder, batcher: batcher))
     }
 
@@ -76,6 +79,12 @@ final class ActiveModel {
         isLoading = true
     }
 
+    /// The stored active version `id` cannot be served: `message` says why.
+    func failedToLoad(_ id: Int, _ message: String) {
+        loop.preconditionOnLoop()
+        loadFailure = RPCError(.noVersion, "The active version \(id) cannot be served: \(message). Activate another version (model/activate) or fit a new one (model/fit)")
+    }
+
     /// Loading at start is over: the version was activated, or there was none (or it failed).
     func finishLoading() {
         loop.preconditionOnLoop()
@@ -99,6 +108,7 @@ final class ActiveModel {
         changedLayers = layers.keys.sorted()
         let changed = version?.id != v.id
         version = v
+        loadFailure = nil
         if changed {
             activatedAt = Date()
             for o in observers { o(v) }

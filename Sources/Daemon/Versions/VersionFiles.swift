@@ -62,6 +62,9 @@ enum VersionFiles {
             manifest["fragility"] = .object(Dictionary(uniqueKeysWithValues: f.map { ($0.key, JSONValue.double($0.value)) }))
             manifest["fragilityTypoRate"] = .double(Fragility.typoRate)
         }
+        // Every file's sha256, checked at each read: a truncated or altered file is refused,
+        // never served.
+        manifest["files"] = .object(Dictionary(uniqueKeysWithValues: try collect(folder: tmp).map { ($0.path, JSONValue.string($0.sha256)) }))
         try AtomicFile.write(Array(JSONWriter.pretty(.object(manifest)).utf8) + [0x0a], to: tmp + "/manifest.json")
         let final = folder(stateDir, v.id)
         try? FileManager.default.removeItem(atPath: final)
@@ -144,7 +147,9 @@ enum VersionFiles {
         guard let data = FileManager.default.contents(atPath: dir + "/manifest.json") else {
             throw ModelError("missing", file: dir + "/manifest.json")
         }
-        let m = try JSONParser.parse(Array(data))
+        let m: JSONValue
+        do { m = try JSONParser.parse(Array(data)) } catch { throw ModelError("damaged (not valid JSON: \(error))", file: dir + "/manifest.json") }
+        try verifyChecksums(m, dir: dir)
         guard let labels = m["labels"]?.arrayValue?.compactMap(\.stringValue), let T = m["temperature"]?.doubleValue,
               let threshold = m["oosThreshold"]?.doubleValue else {
             throw ModelError("incomplete manifest", file: dir + "/manifest.json")
@@ -180,10 +185,28 @@ enum VersionFiles {
         return (version, layers)
     }
 
+    /// Checks the files against the sha256s the manifest recorded (versions written before
+    /// the manifest held them have none to check).
+    static func verifyChecksums(_ m: JSONValue, dir: String) throws {
+        guard let files = m["files"]?.objectValue else { return }
+        for (rel, sum) in files.sorted(by: { $0.key < $1.key }) {
+            guard isSafeRelativePath(rel), let expected = sum.stringValue else { throw ModelError("damaged (a bad files entry '\(rel)')", file: dir + "/manifest.json") }
+            guard let data = FileManager.default.contents(atPath: dir + "/" + rel) else { throw ModelError("missing (the manifest lists it)", file: dir + "/" + rel) }
+            guard SHA256.hex([UInt8](data)) == expected else {
+                throw ModelError("damaged: its sha256 is not the one its manifest recorded (truncated or altered)", file: dir + "/" + rel)
+            }
+        }
+    }
+
     /// Every file of a version's folder, with its sha256 (for the shared store).
     static func collect(stateDir: String, id: Int) throws(StoreError) -> [VersionFile] {
         let dir = folder(stateDir, id)
-        guard let e = FileManager.default.enumerator(atPath: dir) else { throw StoreError(.notFound, "version \(id) has no folder in \(stateDir)") }
+        guard FileManager.default.fileExists(atPath: dir) else { throw StoreError(.notFound, "version \(id) has no folder in \(stateDir)") }
+        return try collect(folder: dir)
+    }
+
+    static func collect(folder dir: String) throws(StoreError) -> [VersionFile] {
+        guard let e = FileManager.default.enumerator(atPath: dir) else { throw StoreError(.notFound, "no folder \(dir)") }
         var out: [VersionFile] = []
         while let rel = e.nextObject() as? String {
             var isDir: ObjCBool = false

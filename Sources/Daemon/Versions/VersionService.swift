@@ -76,6 +76,7 @@ final class VersionService: DaemonService {
                 case .failure(let e)?:
                     self.logger.error("the active version could not be loaded; scoring is unavailable until another is activated",
                                       metadata: ["version": "\(id)", "error": "\(e.message)"])
+                    self.model.failedToLoad(id, e.message)
                 case nil: break
                 }
                 self.model.finishLoading()
