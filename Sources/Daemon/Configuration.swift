@@ -15,6 +15,8 @@ public struct Configuration: Sendable {
     public var maxBatchSize = 1024
     /// Output bytes queued for a client that is not reading before it is disconnected.
     public var maxQueuedOutputBytes = 64 << 20
+    /// How long a socket client may take to finish a message it began, in milliseconds.
+    public var partialMessageTimeoutMs: UInt64 = 30_000
     /// Threads for compute work (inference, training).
     public var computeThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// How long a graceful stop waits for requests in flight, in milliseconds.
@@ -61,7 +63,8 @@ public struct Configuration: Sendable {
     /// The limits every connection enforces.
     public var transportLimits: TransportLimits {
         TransportLimits(maxMessageBytes: maxMessageBytes, maxBatchSize: maxBatchSize,
-                        maxInFlightPerConnection: maxInFlightPerConnection, maxQueuedOutputBytes: maxQueuedOutputBytes)
+                        maxInFlightPerConnection: maxInFlightPerConnection, maxQueuedOutputBytes: maxQueuedOutputBytes,
+                        partialMessageTimeoutMs: partialMessageTimeoutMs)
     }
 
     /// "127.0.0.1:9464" or "[::1]:9464" (a numeric address and a port 0–65535).

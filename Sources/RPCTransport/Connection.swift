@@ -34,6 +34,8 @@ public final class Connection {
     var logger: Logger { transport.logger }
     /// Pid of the peer (socket), for logs.
     public let peerPid: Int32?
+    /// Runs while a socket client's message is half received (`partialMessageTimeoutMs`).
+    private var partialTimer: EventLoop.Timer?
 
     init(id: Int, kind: Kind, input: ByteStream, output: ByteStream, transport: Transport, peerPid: Int32? = nil) {
         self.id = id
@@ -92,6 +94,28 @@ public final class Connection {
                 logger.warning("bad header block skipped", metadata: ["conn": "\(id)", "reason": "\(why)"])
                 send(.response(id: nil, result: .failure(.parseError("bad header: \(why)"))))
             }
+        }
+        watchPartialMessage()
+    }
+
+    /// A socket client that began a message has `partialMessageTimeoutMs` to finish it; the
+    /// clock restarts with each message completed, and stops when nothing is half received.
+    private func watchPartialMessage() {
+        guard kind == .socket, !isClosed else { return }
+        guard decoder.bufferedBytes > 0 else {
+            partialTimer?.close()
+            partialTimer = nil
+            return
+        }
+        guard partialTimer == nil, let t = try? EventLoop.Timer(loop: transport.loop) else { return }
+        partialTimer = t
+        let ms = transport.limits.partialMessageTimeoutMs
+        t.start(timeoutMs: ms) { [weak self] in
+            guard let self, !self.isClosed else { return }
+            self.logger.warning("a message was begun and not finished in time; closing", metadata: [
+                "conn": "\(self.id)", "bufferedBytes": "\(self.decoder.bufferedBytes)", "timeoutMs": "\(ms)"])
+            self.transport.timedOut()
+            self.close(reason: "partial message timed out", flush: false)
         }
     }
 
@@ -243,6 +267,8 @@ public final class Connection {
     public func close(reason: String, flush: Bool = true) {
         guard !isClosed else { return }
         isClosed = true
+        partialTimer?.close()
+        partialTimer = nil
         let pending = inFlight.values
         inFlight.removeAll()
         for entry in pending {

@@ -8,13 +8,17 @@ public struct TransportLimits: Sendable {
     public var maxBatchSize: Int
     public var maxInFlightPerConnection: Int
     public var maxQueuedOutputBytes: Int
+    /// How long a socket client may take to finish a message it began (a slow-loris client
+    /// holding a half-sent frame is closed past it); idle connections are never timed out.
+    public var partialMessageTimeoutMs: UInt64
 
     public init(maxMessageBytes: Int = 16 << 20, maxBatchSize: Int = 1024, maxInFlightPerConnection: Int = 1024,
-                maxQueuedOutputBytes: Int = 64 << 20) {
+                maxQueuedOutputBytes: Int = 64 << 20, partialMessageTimeoutMs: UInt64 = 30_000) {
         self.maxMessageBytes = maxMessageBytes
         self.maxBatchSize = maxBatchSize
         self.maxInFlightPerConnection = maxInFlightPerConnection
         self.maxQueuedOutputBytes = maxQueuedOutputBytes
+        self.partialMessageTimeoutMs = partialMessageTimeoutMs
     }
 }
 
@@ -27,6 +31,8 @@ public final class TransportCounters {
     public var accepted = 0, refused = 0
     /// Connections dropped for not reading their replies.
     public internal(set) var dropped = 0
+    /// Connections closed for leaving a message half sent past `partialMessageTimeoutMs`.
+    public internal(set) var timedOut = 0
     public internal(set) var served = 0, failed = 0, cancelled = 0, inFlight = 0
     public internal(set) var openStdio = 0, openSocket = 0
     /// Reply bytes queued for slow readers, over every connection.
@@ -123,6 +129,7 @@ public final class Transport {
     func inputEnded(_ conn: Connection) { delegate?.transport(self, inputEndedOn: conn) }
 
     func dropped(_ conn: Connection) { counters.dropped += 1 }
+    func timedOut() { counters.timedOut += 1 }
 
     func closed(_ conn: Connection) {
         guard connections.removeValue(forKey: conn.id) != nil else { return }

@@ -35,6 +35,9 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: "Bytes of replies queued for a client that is not reading before it is disconnected.")
     var maxQueuedOutputBytes: Int = Configuration().maxQueuedOutputBytes
 
+    @Option(help: "How long a socket client may take to finish a message it began, in milliseconds (idle connections are never timed out).")
+    var partialMessageTimeoutMs: UInt64 = Configuration().partialMessageTimeoutMs
+
     @Option(help: "Threads for compute work.")
     var computeThreads: Int = Configuration().computeThreads
 
@@ -78,6 +81,9 @@ struct RobustdCommand: ParsableCommand {
         guard stdio || socket != nil else { throw ValidationError("pass --stdio, --socket [PATH], or both") }
         guard maxMessageBytes >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
         guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
+        guard partialMessageTimeoutMs >= 100 && partialMessageTimeoutMs <= 3_600_000 else {
+            throw ValidationError("--partial-message-timeout-ms must be between 100 and 3600000")
+        }
         guard computeThreads >= 1 && computeThreads <= 256 else { throw ValidationError("--compute-threads must be between 1 and 256") }
         guard maxBatch >= 1 && maxBatch <= 4096 else { throw ValidationError("--max-batch must be between 1 and 4096") }
         guard maxBatchDelayMs <= 1000 else { throw ValidationError("--max-batch-delay-ms must be at most 1000") }
@@ -112,6 +118,7 @@ struct RobustdCommand: ParsableCommand {
         config.maxMessageBytes = maxMessageBytes
         config.maxInFlightPerConnection = maxInFlight
         config.maxQueuedOutputBytes = maxQueuedOutputBytes
+        config.partialMessageTimeoutMs = partialMessageTimeoutMs
         config.computeThreads = computeThreads
         config.shutdownGraceMs = shutdownGraceMs
         config.enableDebugMethods = enableDebugMethods

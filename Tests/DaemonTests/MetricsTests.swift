@@ -271,4 +271,62 @@ struct MetricsTests {
             Issue.record("promtool is missing in CI")
         }
     }
+
+    static func openFDs(_ pid: Int32) -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count }
+
+    @Test("slow-loris clients on the metrics listener and the socket hold nothing past their timeouts; scrapes and requests go on")
+    func slowLoris() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let d = try DaemonProcess(extraArgs: ["--model", model.path, "--metrics-listen", "127.0.0.1:0", "--partial-message-timeout-ms", "500"])
+        var port = 0
+        for _ in 0..<200 where port == 0 {
+            if let r = d.stderr.range(of: "metrics on http://127.0.0.1:") { port = Int(d.stderr[r.upperBound...].prefix { $0.isNumber }) ?? 0 }
+            usleep(10_000)
+        }
+        #expect(port > 0)
+        let before = Self.openFDs(d.pid)
+        // 100 HTTP clients that send half a request line and stop; 20 socket clients that
+        // send half a frame and stop.
+        var held: [Int32] = []
+        for i in 0..<100 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            _ = "GET /met\(i)".withCString { send(fd, $0, strlen($0), 0) }
+            held.append(fd)
+        }
+        for _ in 0..<20 {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { p in _ = d.socketPath.withCString { strncpy(p.baseAddress!.assumingMemoryBound(to: CChar.self), $0, p.count - 1) } }
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            _ = "Content-Length: 50\r\n\r\n{\"jsonrpc\"".withCString { send(fd, $0, strlen($0), 0) }
+            held.append(fd)
+        }
+        defer { for fd in held { close(fd) } }
+        // Requests go on meanwhile.
+        #expect((try? d.client().call("daemon/ping").get()) != nil)
+        // Past the timeouts (0.5 s for the socket, 5 s for HTTP) the daemon has let go of all of them.
+        var after = Int.max
+        for _ in 0..<80 where after > before + 1 {
+            usleep(100_000)
+            after = Self.openFDs(d.pid)
+        }
+        #expect(after <= before + 1, "open descriptors: \(before) before, \(after) after")
+        var buf = [UInt8](repeating: 0, count: 16)
+        // Closed: end of stream, or a reset (a TCP socket closed with unread bytes resets).
+        let closedByDaemon = held.filter { fd in
+            let n = recv(fd, &buf, 16, Int32(MSG_DONTWAIT))
+            return n == 0 || (n < 0 && errno == ECONNRESET)
+        }.count
+        #expect(closedByDaemon == held.count, "\(closedByDaemon) of \(held.count) closed by the daemon")
+        #expect(try Self.httpGet(port: port, "GET /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 200 OK"))
+        #expect(d.stderr.contains("not finished in time"))
+        #expect(d.terminate() == 0)
+    }
 }

@@ -29,9 +29,9 @@ final class Harness: TransportDelegate {
         return (try transport.open(kind: kind, input: s, output: s), s)
     }
 
-    /// Runs the loop until `done` holds (or 5 s pass).
-    func run(until done: () -> Bool) {
-        let deadline = Date().addingTimeInterval(5)
+    /// Runs the loop until `done` holds (or `seconds` pass).
+    func run(until done: () -> Bool, seconds: Double = 5) {
+        let deadline = Date().addingTimeInterval(seconds)
         while !done() && Date() < deadline { loop.runOnce(wait: false); usleep(200) }
     }
 

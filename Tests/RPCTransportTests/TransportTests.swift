@@ -1,3 +1,4 @@
+import Foundation
 import EventLoop
 import JSON
 import JSONRPC
@@ -179,6 +180,27 @@ struct TransportTests {
         #expect(replies(s).count == 1)
         #expect(conn.isClosed)
         #expect(f.h.transport.connections.isEmpty)
+        f.h.finish()
+    }
+
+    @Test("a socket client that leaves a message half sent is closed past the timeout; an idle one and a stdio session are not")
+    func partialMessageTimeout() throws {
+        let f = try Fixture(limits: TransportLimits(partialMessageTimeoutMs: 100))
+        let (slow, s1) = try f.h.connect()
+        let (idle, s2) = try f.h.connect()
+        let (stdio, s3) = try f.h.connect(.stdio)
+        s1.feed("Content-Length: 100\r\n\r\n{\"jsonrpc\":")
+        s3.feed("Content-Length: 100\r\n\r\n{\"jsonrpc\":")
+        s2.feed(#"{"jsonrpc":"2.0","id":1,"method":"test/add","params":{"a":1,"b":2}}"# + "\n")
+        // Bytes that trickle in do not restart the clock: only a finished message does.
+        for _ in 0..<3 { usleep(20_000); f.h.run(until: { false }, seconds: 0.001); s1.feed(" ") }
+        f.h.run(until: { slow.isClosed }, seconds: 2)
+        #expect(slow.isClosed)
+        #expect(f.h.transport.counters.timedOut == 1)
+        f.h.run(until: { false }, seconds: 0.3)
+        #expect(!idle.isClosed && !stdio.isClosed)
+        #expect(replies(s2).count == 1)
+        #expect(f.h.transport.counters.open == 2)
         f.h.finish()
     }
 }

@@ -10,6 +10,10 @@ final class MetricsHTTP {
     /// The exposition text, made when a scrape arrives.
     private let text: () -> String
     private var listener: TCPListener?
+    /// Scrapes being served now; past `maxOpen`, a new connection is closed at once, so that
+    /// clients that never finish their request cannot pile up (each is dropped after 5 s).
+    private(set) var open = 0
+    let maxOpen = 64
 
     init(loop: Loop, logger: Logger, text: @escaping () -> String) {
         self.loop = loop
@@ -29,6 +33,11 @@ final class MetricsHTTP {
             try l.bind(host: host, port: port)
             try l.listen { [unowned self] result in
                 guard case .success(let tcp) = result else { return }
+                guard self.open < self.maxOpen else {
+                    self.logger.warning("metrics listener: too many open scrapes; closing a new one", metadata: ["open": "\(self.open)"])
+                    tcp.close()
+                    return
+                }
                 self.serveHTTP(tcp)
             }
         } catch {
@@ -42,19 +51,28 @@ final class MetricsHTTP {
     private func serveHTTP(_ tcp: TCP) {
         var request: [UInt8] = []
         var answered = false
+        var closed = false
+        open += 1
         let timer = try? EventLoop.Timer(loop: loop)
+        // Closes once, whichever comes first: the reply written, the client gone, the timeout.
+        let finish = { [weak self] in
+            guard !closed else { return }
+            closed = true
+            timer?.close()
+            tcp.close()
+            self?.open -= 1
+        }
         func respond(_ status: String, _ body: String, contentType: String = "text/plain; charset=utf-8") {
             guard !answered else { return }
             answered = true
-            timer?.close()
             tcp.stopReading()
             let bytes = Array(body.utf8)
             let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(bytes.count)\r\nConnection: close\r\n\r\n"
             tcp.write(Array(head.utf8) + bytes)
-            tcp.whenDrained { tcp.close() }
+            tcp.whenDrained { finish() }
         }
-        // A client that never finishes its request is dropped after 5 s.
-        timer?.start(timeoutMs: 5000) { if !answered { answered = true; tcp.close() } }
+        // A client that never finishes its request, or never reads the reply, is dropped after 5 s.
+        timer?.start(timeoutMs: 5000) { finish() }
         do {
             try tcp.startReading { [unowned self] event in
                 switch event {
@@ -72,12 +90,11 @@ final class MetricsHTTP {
                     guard path == "/metrics" else { respond("404 Not Found", "only /metrics is served here\n"); return }
                     respond("200 OK", parts[0] == "HEAD" ? "" : self.text(), contentType: Prometheus.contentType)
                 case .eof, .error:
-                    if !answered { answered = true; timer?.close(); tcp.close() }
+                    if !answered { answered = true; finish() }
                 }
             }
         } catch {
-            timer?.close()
-            tcp.close()
+            finish()
         }
     }
 
