@@ -156,4 +156,35 @@ struct BadInputTests {
         let status = try c.call("daemon/status").get()
         #expect(status["requests"]?["cancelled"] == 1)
     }
+
+    @Test("10,000 cancellations in flight over 10 connections: each answered -32800, and every count goes back to zero")
+    func manyCancellations() throws {
+        let d = try DaemonProcess()
+        let clients = try (0..<10).map { _ in try d.client() }
+        let rssBefore = d.rssKiB()
+        for c in clients {
+            for i in 0..<1000 { try c.send(.request(id: .int(Int64(i)), method: "debug/sleep", params: ["ms": 5000, "steps": 500])) }
+        }
+        for c in clients {
+            for i in 0..<1000 { try c.send(.notification(method: "$/cancelRequest", params: ["id": .int(Int64(i))])) }
+        }
+        var cancelled = 0, other = 0
+        for c in clients {
+            for i in 0..<1000 {
+                if case .failure(let e) = try c.awaitResponse(id: .int(Int64(i)), timeout: 30), e.code == RPCErrorCode(-32800) { cancelled += 1 } else { other += 1 }
+            }
+        }
+        #expect(cancelled == 10_000 && other == 0)
+        var status: JSONValue = .null
+        for _ in 0..<200 {
+            status = try clients[0].call("daemon/status").get()
+            if status["queues"]?["computeRunning"] == 0 && status["queues"]?["computePending"] == 0 && status["requests"]?["inFlight"] == 1 { break }
+            usleep(20_000)
+        }
+        #expect(status["queues"]?["computeRunning"] == 0 && status["queues"]?["computePending"] == 0, "\(status["queues"] ?? .null)")
+        #expect(status["requests"]?["inFlight"] == 1, "only the status call itself: \(status["requests"] ?? .null)")
+        #expect(status["requests"]?["cancelled"] == 10_000)
+        #expect(d.rssKiB() < rssBefore + 64 * 1024, "RSS \(rssBefore) KiB before, \(d.rssKiB()) KiB after")
+        #expect(d.terminate() == 0)
+    }
 }

@@ -234,9 +234,11 @@ enum VersionFiles {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let tmp = root + "/.\(id).tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: tmp)
+        for f in files where !isSafeRelativePath(f.path) {
+            throw ModelError("the shared store names a file outside the version's folder", file: f.path)
+        }
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         for f in files {
-            guard isSafeRelativePath(f.path) else { throw ModelError("the shared store names a file outside the version's folder", file: f.path) }
             let parent = (tmp + "/" + f.path as NSString).deletingLastPathComponent
             try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try AtomicFile.write(f.bytes, to: tmp + "/" + f.path)
