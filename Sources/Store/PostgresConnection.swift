@@ -59,9 +59,13 @@ public final class PostgresConnection {
     public static func redacted(_ url: String) -> String {
         var s = url
         // postgresql://user:secret@host → postgresql://user:***@host
-        if let scheme = s.range(of: "://"), let at = s[scheme.upperBound...].firstIndex(of: "@"),
-           let colon = s[scheme.upperBound..<at].firstIndex(of: ":") {
-            s.replaceSubrange(s.index(after: colon)..<at, with: "***")
+        // The authority ends at the first "/" or "?"; its user info at its last "@" (a password
+        // may hold an unescaped "@").
+        if let scheme = s.range(of: "://") {
+            let end = s[scheme.upperBound...].firstIndex { $0 == "/" || $0 == "?" } ?? s.endIndex
+            if let at = s[scheme.upperBound..<end].lastIndex(of: "@"), let colon = s[scheme.upperBound..<at].firstIndex(of: ":") {
+                s.replaceSubrange(s.index(after: colon)..<at, with: "***")
+            }
         }
         // key=value form: password=secret
         if let r = s.range(of: #"password\s*=\s*\S+"#, options: .regularExpression) { s.replaceSubrange(r, with: "password=***") }

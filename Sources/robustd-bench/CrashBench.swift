@@ -211,8 +211,9 @@ final class CrashEnvironment: Sendable {
             }
         case .fit:
             ledger.sending("fit")
-            guard let r = try call("model/fit", ["dataset": "train", "lambdas": [0.03], "seed": 7]) else { return }
+            guard let r = try call("model/fit", ["dataset": "train", "lambdas": [0.03], "seed": 7, "activate": true]) else { return }
             ledger.set("version", r["version"] ?? .null)
+            ledger.set("active", r["active"] ?? .null)
             ledger.acknowledged("fit")
         case .finetune:
             ledger.sending("job")
@@ -316,8 +317,12 @@ final class CrashEnvironment: Sendable {
                 if !acked.contains(name) && name != inFlight { r.violations.append("dataset \(name) never sent") }
             }
         case .fit:
-            if acked.contains("fit"), let v = ledger.last("version")?.intValue { allowedActive = [Int(v)] } else {
-                allowedActive.formUnion(newVersions(versions).map(\.0))   // a fit that committed before its answer went out
+            // A fit activates its version only when asked (or when nothing is active): the
+            // answer says which. Unanswered, it may have committed just before the kill.
+            if acked.contains("fit"), let v = ledger.last("version")?.intValue {
+                if ledger.last("active")?.boolValue == true { allowedActive = [Int(v)] }
+            } else {
+                allowedActive.formUnion(newVersions(versions).map(\.0))
             }
             if acked.contains("fit"), let v = ledger.last("version")?.intValue, !newVersions(versions).contains(where: { $0.0 == Int(v) && $0.1 != "failed" }) {
                 r.lost += 1

@@ -7,6 +7,15 @@ import Testing
 /// What only the shared store does: several replicas on one database at once.
 @Suite("PostgreSQL store: replicas sharing one database")
 struct PostgresStoreTests {
+    @Test("a URL's password never shows: user info (an '@' in it too), key=value and query forms")
+    func redaction() {
+        #expect(PostgresConnection.redacted("postgresql://robustd:s3cret@db.internal:5432/robustd") == "postgresql://robustd:***@db.internal:5432/robustd")
+        #expect(PostgresConnection.redacted("postgresql://robustd:p@ss@db/robustd") == "postgresql://robustd:***@db/robustd")
+        #expect(!PostgresConnection.redacted("postgresql://robustd@db/robustd?password=s3cret&sslmode=require").contains("s3cret"))
+        #expect(!PostgresConnection.redacted("host=db user=robustd password=s3cret dbname=robustd").contains("s3cret"))
+        #expect(PostgresConnection.redacted("postgresql://robustd@/robustd?host=/tmp/pg") == "postgresql://robustd@/robustd?host=/tmp/pg")
+    }
+
     /// Runs `body(i)` on `n` threads at once and waits for all.
     func concurrently(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let group = DispatchGroup()
