@@ -30,6 +30,9 @@ struct CrashBench: ParsableCommand {
     @Option(help: "Keep the state folder of a trial that breaks a check here (default: a folder in /tmp).")
     var keep: String?
 
+    @Option(help: "Run on PostgreSQL: a URL whose user may create databases; each trial gets a fresh database copied from the base state's (CREATE DATABASE … TEMPLATE), dropped after it.")
+    var store: String?
+
     func run() throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("robustd")
         let work = "/tmp/robustd-crash-\(getpid())"
@@ -46,8 +49,9 @@ struct CrashBench: ParsableCommand {
             perLabel[l, default: 0] += 1
             train.append((t, l))
         }
-        print("robustd-bench crash: \(trials) trials of each of \(kinds.map(\.rawValue).joined(separator: ", ")); model \(paths.model); base: \(train.count) Banking77 training examples, versions 1 and 2 (1 active); \(ProcessInfo.processInfo.activeProcessorCount) cores")
-        let env = try CrashEnvironment(binary: binary, model: paths.model, work: work, train: train)
+        print("robustd-bench crash: \(trials) trials of each of \(kinds.map(\.rawValue).joined(separator: ", ")); store \(store.map { "PostgreSQL " + PostgresURL.redacted($0) } ?? "SQLite"); model \(paths.model); base: \(train.count) Banking77 training examples, versions 1 and 2 (1 active); \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        let env = try CrashEnvironment(binary: binary, model: paths.model, work: work, train: train, store: store)
+        defer { env.dropDatabases() }
         var rng = SeededRandom(seed: seed)
         var failed = false
         print("path       trials  acked writes  lost  duplicated  half-written  wrong active  serve p50 ms  serve max ms  violations")
@@ -65,7 +69,7 @@ struct CrashBench: ParsableCommand {
                     try? FileManager.default.moveItem(atPath: r.dir, toPath: kept)
                     print("  \(kind.rawValue) trial \(t) (killed after \(String(format: "%.3f", delay)) s): \(r.violations.joined(separator: "; ")); state kept in \(kept)")
                 }
-                try? FileManager.default.removeItem(atPath: r.dir)
+                env.removeCopy(r.dir)
             }
             print(row.line(kind))
         }
@@ -150,32 +154,87 @@ final class CrashEnvironment: Sendable {
     let importFile: String
     let importRows: Int
     let texts: [(String, String)]
+    /// PostgreSQL: the URL the bench administers databases through, and the base's name.
+    let store: String?
+    let baseDatabase: String
 
-    init(binary: URL, model: String, work: String, train: [(String, String)]) throws {
+    init(binary: URL, model: String, work: String, train: [(String, String)], store: String?) throws {
         self.binary = binary
         self.model = model
         self.work = work
         self.texts = train
+        self.store = store
+        baseDatabase = "robustd_crash_\(getpid())_base"
         base = work + "/base"
         importFile = work + "/import.jsonl"
         var text = ""
         for (t, l) in train { text += JSONWriter.string(["text": .string(t), "label": .string(l)]) + "\n" }
         try text.write(toFile: importFile, atomically: true, encoding: .utf8)
         importRows = train.count
-        let d = try CrashDaemon(env: nil, binary: binary, model: model, state: base)
+        if store != nil { try psql("CREATE DATABASE \(baseDatabase)") }
+        let d = try CrashDaemon(env: self, binary: binary, model: model, state: base)
         _ = try d.call("dataset/import", ["name": "train", "path": .string(importFile)])
         _ = try d.call("model/fit", ["dataset": "train", "lambdas": [0.01]])
         _ = try d.call("model/fit", ["dataset": "train", "lambdas": [0.1], "activate": false])
         d.stop()
     }
 
+    /// The database of a state folder (PostgreSQL): the base's, or a trial's named after its folder.
+    func database(for state: String) -> String {
+        state == base ? baseDatabase : "robustd_crash_\(getpid())_" + (state as NSString).lastPathComponent.replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// The `--store` options of a state folder's daemon.
+    func storeArguments(_ state: String) -> [String] {
+        guard let store else { return [] }
+        return ["--store", PostgresURL.replacingDatabase(in: store, with: database(for: state)), "--replica", "crash"]
+    }
+
+    /// A copy of the base state for a trial: its folder, and with PostgreSQL its database.
+    func copyBase(to dir: String) throws {
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.copyItem(atPath: base, toPath: dir)
+        guard store != nil else { return }
+        try? psql("DROP DATABASE IF EXISTS \(database(for: dir))")
+        // The base's last sessions may take a moment to end after its daemon stopped.
+        var lastError: Error?
+        for _ in 0..<50 {
+            do { try psql("CREATE DATABASE \(database(for: dir)) TEMPLATE \(baseDatabase)"); return } catch { lastError = error; usleep(100_000) }
+        }
+        throw lastError!
+    }
+
+    func removeCopy(_ dir: String) {
+        try? FileManager.default.removeItem(atPath: dir)
+        if store != nil { try? psql("DROP DATABASE IF EXISTS \(database(for: dir)) WITH (FORCE)") }
+    }
+
+    func dropDatabases() {
+        guard store != nil else { return }
+        try? psql("DROP DATABASE IF EXISTS \(baseDatabase) WITH (FORCE)")
+    }
+
+    /// One SQL statement through psql on the administering URL.
+    func psql(_ sql: String) throws {
+        guard let store else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        p.arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", store, "-c", sql]
+        let err = work + "/psql.err"
+        FileManager.default.createFile(atPath: err, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: err)
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ClientError("psql \(sql): \((try? String(contentsOfFile: err, encoding: .utf8)) ?? "")") }
+    }
+
     /// How long the bounded workloads take without a kill (the kill window's length).
     func calibrate(_ kind: CrashPath) throws -> Double {
         guard kind == .fit || kind == .finetune else { return 0 }
         let dir = work + "/calibrate"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.copyItem(atPath: base, toPath: dir)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try copyBase(to: dir)
+        defer { removeCopy(dir) }
         let d = try CrashDaemon(env: self, binary: binary, model: model, state: dir)
         defer { d.stop() }
         let ledger = CrashLedger()
@@ -253,8 +312,7 @@ final class CrashEnvironment: Sendable {
     /// restart, check.
     func trial(_ kind: CrashPath, number: Int, killAfter delay: Double) throws -> CrashResult {
         let dir = work + "/\(kind.rawValue)-\(number)"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.copyItem(atPath: base, toPath: dir)
+        try copyBase(to: dir)
         var r = CrashResult(dir: dir)
         let d = try CrashDaemon(env: self, binary: binary, model: model, state: dir, snapshots: kind == .snapshots)
         let ledger = CrashLedger()
@@ -275,7 +333,10 @@ final class CrashEnvironment: Sendable {
 
         let t0 = Date()
         let again = try CrashDaemon(env: self, binary: binary, model: model, state: dir, snapshots: kind == .snapshots)
-        defer { again.stop() }
+        defer {
+            again.stop()
+            if r.violations.isEmpty { removeCopy(dir) }
+        }
         try again.waitServing(deadline: 30)
         r.serveMs = Date().timeIntervalSince(t0) * 1000
         if r.serveMs > 1000 { r.violations.append(String(format: "served after %.0f ms", r.serveMs)) }
@@ -389,12 +450,12 @@ final class CrashDaemon {
     let socket: String
     let client: RPCClient
 
-    init(env: CrashEnvironment?, binary: URL, model: String, state: String, snapshots: Bool = false) throws {
+    init(env: CrashEnvironment, binary: URL, model: String, state: String, snapshots: Bool = false) throws {
         socket = state + ".sock"
         try? FileManager.default.removeItem(atPath: socket)
         process.executableURL = binary
         process.arguments = ["--socket", socket, "--model", model, "--state-dir", state, "--log-level", "warning"]
-            + (snapshots ? ["--metrics-snapshot-seconds", "0.2"] : [])
+            + (snapshots ? ["--metrics-snapshot-seconds", "0.2"] : []) + env.storeArguments(state)
         FileManager.default.createFile(atPath: state + ".log", contents: nil)
         process.standardError = FileHandle(forWritingAtPath: state + ".log")
         try process.run()
@@ -437,5 +498,22 @@ final class CrashDaemon {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
+    }
+}
+
+/// PostgreSQL URLs for the bench: the password hidden, another database named.
+enum PostgresURL {
+    static func redacted(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].lastIndex(of: "@"),
+              let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
+        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+    }
+
+    static func replacingDatabase(in url: String, with name: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url + " dbname=\(name)" }
+        let rest = url[scheme.upperBound...]
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        let query = rest[slash...].firstIndex(of: "?") ?? rest.endIndex
+        return String(url[..<slash]) + "/" + name + String(url[query...])
     }
 }
