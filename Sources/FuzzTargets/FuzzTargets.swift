@@ -46,7 +46,7 @@ public enum FuzzTargets {
 
     /// Equal as JSON values: numbers by value (the writer writes an integral double as an
     /// integer, so 2.0 reads back as 2, and -0.0 as 0).
-    static func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
+    public static func same(_ a: JSONValue, _ b: JSONValue) -> Bool {
         switch (a, b) {
         case (.int(let x), .double(let y)), (.double(let y), .int(let x)): return Double(x) == y
         case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }

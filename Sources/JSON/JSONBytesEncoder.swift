@@ -12,6 +12,12 @@ public struct JSONBytesEncoder {
 
     /// Appends the JSON of `value` to `out`.
     public func encode<T: Encodable>(_ value: T, into out: inout [UInt8]) throws {
+        if let direct = value as? any JSONDirectEncodable {
+            var w = JSONObjectWriter(taking: &out)
+            direct.writeJSON(&w)
+            out = w.finish()
+            return
+        }
         let sink = Sink(out)
         out = []
         defer { out = sink.out }

@@ -171,3 +171,51 @@ extension RPCErrorCode {
     /// The request came after `shutdown` on this session.
     public static let afterShutdown = RPCErrorCode(-32012)
 }
+
+// daemon/status is what monitoring polls: its result writes its own JSON (the same fields,
+// in declaration order, as its Encodable form; compared in the tests and the params fuzz target).
+extension DaemonStatus.Result: JSONDirectEncodable {
+    public func writeJSON(_ w: inout JSONObjectWriter) {
+        w.field("version", version)
+        w.field("pid", pid)
+        w.field("uptimeSeconds", uptimeSeconds)
+        w.field("socketPath", socketPath)
+        w.field("connections", connections)
+        w.field("requests", requests)
+        w.field("queues", queues)
+        w.field("computeThreads", computeThreads)
+        w.field("shuttingDown", shuttingDown)
+        w.field("store", store)
+    }
+}
+
+extension DaemonStatus.Result.Connections: JSONDirectEncodable {
+    public func writeJSON(_ w: inout JSONObjectWriter) {
+        w.field("open", open); w.field("stdio", stdio); w.field("socket", socket)
+        w.field("accepted", accepted); w.field("refused", refused); w.field("dropped", dropped)
+    }
+}
+
+extension DaemonStatus.Result.Requests: JSONDirectEncodable {
+    public func writeJSON(_ w: inout JSONObjectWriter) {
+        w.field("served", served); w.field("inFlight", inFlight); w.field("failed", failed); w.field("cancelled", cancelled)
+    }
+}
+
+extension DaemonStatus.Result.Queues: JSONDirectEncodable {
+    public func writeJSON(_ w: inout JSONObjectWriter) {
+        w.field("computePending", computePending); w.field("computeRunning", computeRunning)
+        w.field("outputBytes", outputBytes); w.field("embedPending", embedPending)
+    }
+}
+
+extension StoreStatus: JSONDirectEncodable {
+    public func writeJSON(_ w: inout JSONObjectWriter) {
+        w.field("backend", backend.rawValue)
+        w.field("location", location)
+        w.field("replica", replica)
+        w.field("healthy", healthy)
+        w.field("unhealthySince", unhealthySince)
+        w.field("lastError", lastError)
+    }
+}

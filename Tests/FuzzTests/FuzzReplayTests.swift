@@ -51,6 +51,22 @@ struct FuzzReplayTests {
         }
     }
 
+    @Test("daemon/status's own JSON writer gives what its Encodable form gives, optionals present or not")
+    func directStatus() throws {
+        for (socket, since, error) in [(String?.none, Double?.none, String?.none), ("/run/a \"b\"\n.sock", 1.5e9, "connection refused\t(é)")] {
+            let r = DaemonStatus.Result(version: "0.1", pid: 42, uptimeSeconds: 12.25, socketPath: socket,
+                                        connections: .init(open: 3, stdio: 1, socket: 2, accepted: 9, refused: 1, dropped: 0),
+                                        requests: .init(served: 1_000_000_000_000, inFlight: 1, failed: -1, cancelled: 7),
+                                        queues: .init(computePending: 0, computeRunning: 2, outputBytes: 65536, embedPending: 5),
+                                        computeThreads: 2, shuttingDown: false,
+                                        store: StoreStatus(backend: .postgresql, location: "postgresql://u:***@db/x", replica: "r-1", healthy: error == nil,
+                                                           unhealthySince: since, lastError: error))
+            let direct = try JSONParser.parse(try JSONBytesEncoder().bytes(r))
+            let tree = try JSONValueEncoder().encode(r)
+            #expect(FuzzTargets.same(direct, tree), "direct \(JSONWriter.string(direct)) vs Codable \(JSONWriter.string(tree))")
+        }
+    }
+
     @Test("the method index and schemas/openrpc.json name the same methods")
     func methodIndex() throws {
         let doc = try OpenRPCSchema.document()
