@@ -225,7 +225,7 @@ struct LimitsBench: ParsableCommand {
             ("embed, 4,096 texts", Array(JSONWriter.string(["jsonrpc": "2.0", "id": 1, "method": "embed",
                                                            "params": ["texts": .array((0..<4096).map { .string(short[$0 % short.count]) })]]).utf8) + [0x0a]),
             ("a batch of 1,024 pings", Array(JSONWriter.string(.array((0..<1024).map { ["jsonrpc": "2.0", "id": .int(Int64($0 + 1)), "method": "daemon/ping"] })).utf8) + [0x0a]),
-            ("an oversized message (17 MiB)", Array(("Content-Length: \(17 << 20)\r\n\r\n").utf8) + [UInt8](repeating: 0x20, count: 17 << 20)),
+            ("an oversized message (17 MiB)", Array(#"{"jsonrpc":"2.0","id":1,"method":"score","params":{"x":""#.utf8) + [UInt8](repeating: 0x61, count: 17 << 20) + Array("\"}}\n".utf8)),
         ]
         print("request                          bytes each   peak RSS MB   over idle MB   per client MB   after MB   answered")
         for (name, bytes) in kinds {
