@@ -221,7 +221,7 @@ final class CrashEnvironment: Sendable {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
         p.arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", store, "-c", sql]
         let err = work + "/psql.err"
-        FileManager.default.createFile(atPath: err, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: err)
         p.standardOutput = FileHandle.nullDevice
         try p.run()
@@ -456,7 +456,7 @@ final class CrashDaemon {
         process.executableURL = binary
         process.arguments = ["--socket", socket, "--model", model, "--state-dir", state, "--log-level", "warning"]
             + (snapshots ? ["--metrics-snapshot-seconds", "0.2"] : []) + env.storeArguments(state)
-        FileManager.default.createFile(atPath: state + ".log", contents: nil)
+        _ = FileManager.default.createFile(atPath: state + ".log", contents: nil)
         process.standardError = FileHandle(forWritingAtPath: state + ".log")
         try process.run()
         var c: RPCClient? = nil
