@@ -91,12 +91,12 @@ let package = Package(
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Encoder", "Tensor", "RobustdTestSupport"]),
         .testTarget(name: "RolloutTests", dependencies: ["Rollout"]),
-        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "JSON", "JSONRPC", "RobustdAPI"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "JSON", "JSONRPC", "RobustdAPI", "Scoring"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Datasets", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EncoderTests", dependencies: ["Encoder", "Tensor", "Tokenizer", "JSON", "RobustdTestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CLibUV"]),
         .testTarget(name: "RPCTransportTests", dependencies: ["RPCTransport", "JSON", "JSONRPC", "RobustdAPI", "EventLoop"]),
-        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "RobustdClient", "Daemon", "RobustdTestSupport", "Store"]),
+        .testTarget(name: "DaemonTests", dependencies: ["JSON", "JSONRPC", "RobustdAPI", "RPCTransport", "RobustdClient", "Daemon", "RobustdTestSupport", "Store", "Scoring"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -55,6 +55,15 @@ public final class PostgresConnection {
     /// The socket to wait on for notifications (-1 when not connected).
     public var socket: Int32 { conn.map { PQsocket($0) } ?? -1 }
 
+    /// The same server and options, another database (a URL's path, or a key=value string's `dbname`).
+    public static func replacingDatabase(in url: String, with name: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url + " dbname=\(name)" }
+        let rest = url[scheme.upperBound...]
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        let query = rest[slash...].firstIndex(of: "?") ?? rest.endIndex
+        return String(url[..<slash]) + "/" + name + String(url[query...])
+    }
+
     /// The URL with any password replaced, for messages and logs.
     public static func redacted(_ url: String) -> String {
         var s = url

@@ -24,6 +24,15 @@ struct BenchPaths: ParsableArguments {
     func rows(_ file: String) throws -> [(String, String)] {
         parseCSV(try String(contentsOfFile: data + "/" + file, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
     }
+
+    /// The first `perIntent` rows of each label, in file order.
+    func rows(_ file: String, perIntent: Int) throws -> [(String, String)] {
+        var seen: [String: Int] = [:]
+        return try rows(file).filter { row in
+            seen[row.1, default: 0] += 1
+            return seen[row.1]! <= perIntent
+        }
+    }
 }
 
 /// Word typos for replayed traffic and for evaluation (swap, drop, double a letter in about

@@ -3,6 +3,7 @@ import JSON
 import JSONRPC
 import RobustdClient
 import RobustdTestSupport
+import Scoring
 import Testing
 
 /// A small file system of its own (tmpfs), mounted by the test; needs root (CI runs as root).
@@ -131,7 +132,7 @@ struct ResourceTests {
         #expect(size >= 8 * 4096, "the database is \(size) bytes")
         // Overwrite one page in the middle (the examples' table) with noise.
         let fd = open(db, O_WRONLY)
-        var rng = SplitMix64(seed: 7)
+        var rng = SeededRandom(seed: 7)
         let noise = (0..<4096).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         _ = noise.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t((size / 4096 / 2) * 4096)) }
         close(fd)
@@ -142,7 +143,7 @@ struct ResourceTests {
         #expect(d.stderr.contains("robustd.sqlite"))
     }
 
-    @Test("a truncated or altered version file at start is refused with a clear message, never served", arguments: ["truncated", "altered"])
+    @Test("a truncated, altered or missing version file at start is refused with a clear message, never served", arguments: ["truncated", "altered", "missing"])
     func damagedVersionFile(_ damage: String) throws {
         let model = TempFolder()
         try TinyModel.write(to: model.path)
@@ -150,8 +151,12 @@ struct ResourceTests {
         try Self.fittedState(state, model)
         let weights = state.path + "/versions/1/weights.safetensors"
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: weights)))
-        if damage == "truncated" { bytes.removeLast(10) } else { bytes[bytes.count - 3] ^= 0x40 }
-        try Data(bytes).write(to: URL(fileURLWithPath: weights))
+        switch damage {
+        case "truncated": bytes.removeLast(10)
+        case "altered": bytes[bytes.count - 3] ^= 0x40
+        default: break
+        }
+        if damage == "missing" { try FileManager.default.removeItem(atPath: weights) } else { try Data(bytes).write(to: URL(fileURLWithPath: weights)) }
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         defer { d.terminate() }
         let c = try d.client()
@@ -161,6 +166,7 @@ struct ResourceTests {
         }
         #expect(e.message.contains("The active version 1 cannot be served") && e.message.contains("weights.safetensors"), "\(e.message)")
         if damage == "altered" { #expect(e.message.contains("sha256"), "\(e.message)") }
+        if damage == "missing" { #expect(e.message.contains("missing"), "\(e.message)") }
         #expect(d.stderr.contains("could not be loaded"))
         // A new version serves again.
         _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
@@ -168,14 +174,3 @@ struct ResourceTests {
     }
 }
 
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

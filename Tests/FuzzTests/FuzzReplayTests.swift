@@ -3,6 +3,7 @@ import FuzzTargets
 import JSON
 import JSONRPC
 import RobustdAPI
+import Scoring
 import Testing
 
 /// The fuzz targets outside libFuzzer (docs/reliability.md): every committed seed and every
@@ -32,7 +33,7 @@ struct FuzzReplayTests {
         let seeds = Self.files("Fuzz/corpus/\(target)")
         guard !seeds.isEmpty else { Issue.record("no seeds for \(target)"); return }
         let run = FuzzTargets.all[target]!
-        var rng = SplitMix(seed: 0x5EED ^ UInt64(target.utf8.reduce(0) { $0 &* 31 &+ Int($1) }.magnitude))
+        var rng = SeededRandom(seed: 0x5EED ^ UInt64(target.utf8.reduce(0) { $0 &* 31 &+ Int($1) }.magnitude))
         for _ in 0..<400 {
             var b = seeds[Int(rng.next() % UInt64(seeds.count))]
             for _ in 0..<(1 + Int(rng.next() % 4)) {
@@ -79,15 +80,3 @@ struct FuzzReplayTests {
     }
 }
 
-/// A small fixed-seed generator, so that a failing mutation run is the same on every machine.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -22,11 +22,7 @@ public enum TestPostgres {
 
     /// postgresql://user@/robustd?host=… → postgresql://user@/NAME?host=…
     public static func replacingDatabase(in url: String, with name: String) -> String {
-        guard let scheme = url.range(of: "://") else { return url + " dbname=\(name)" }
-        let rest = url[scheme.upperBound...]
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let query = rest[slash...].firstIndex(of: "?") ?? rest.endIndex
-        return String(url[..<slash]) + "/" + name + String(url[query...])
+        PostgresConnection.replacingDatabase(in: url, with: name)
     }
 }
 
