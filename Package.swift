@@ -38,11 +38,14 @@ let package = Package(
         ]),
         // A blocking socket client for robustctl, the benchmarks and the end-to-end tests.
         .target(name: "RobustdClient", dependencies: ["JSON", "JSONRPC", "RobustdAPI"]),
-        // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm.
-        // Built for x86-64 with AVX2 and FMA (Haswell, 2013, and later; every machine this project
-        // runs on has AVX-512): its hand-written kernels need FMA to be fast. See docs/performance.md.
-        .target(name: "Tensor", dependencies: ["COpenBLAS"],
-                swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"])]),
+        // The hand-written CPU kernels (few-rows product, attention, layer norm, GELU, softmax, int8
+        // products) in C, one variant per instruction set (baseline, AVX2+FMA, AVX-512, VNNI), chosen
+        // at run time from CPUID: the binary runs on any x86-64 and uses what the CPU has. Always
+        // optimised (the tests run debug builds). docs/performance.md, "Kernels and CPU dispatch".
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm
+        // and CKernels. Built for the baseline target: nothing here assumes the build machine's CPU.
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
         // BERT basic tokenisation and WordPiece.
         .target(name: "Tokenizer"),
         // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.
@@ -65,7 +68,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "robustd", dependencies: [
-            "Daemon",
+            "Daemon", "Tensor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -85,7 +88,7 @@ let package = Package(
 
         .testTarget(name: "JSONTests", dependencies: ["JSON", "RobustdTestSupport"]),
         .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
         .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON", "Scoring", "Store"], path: "Tests/Support"),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring", "Tensor"]),

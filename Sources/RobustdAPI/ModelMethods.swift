@@ -56,15 +56,31 @@ public enum ModelInfo: RPCRequest {
                 self.meanBatchSize = meanBatchSize
             }
         }
+        /// The CPU kernels in use: chosen at start from what the CPU reports (`robustd --kernels`).
+        public struct KernelInfo: Codable, Sendable {
+            /// The CPU's features the dispatcher looks at, e.g. "avx2+fma", "avx512vnni".
+            public var cpuFeatures: [String]
+            /// fp32 variant: baseline, avx2 or avx512.
+            public var fp32: String
+            /// int8 product variant: baseline, avx2, avxvnni or avx512vnni.
+            public var int8: String
+            /// The fp32 variants this CPU runs.
+            public var available: [String]
+            public init(cpuFeatures: [String], fp32: String, int8: String, available: [String]) {
+                self.cpuFeatures = cpuFeatures; self.fp32 = fp32; self.int8 = int8; self.available = available
+            }
+        }
         public var encoder: Encoder
         public var tokenizer: TokenizerInfo
         public var loadSeconds: Double
         public var memory: Memory
         public var batching: Batching
         public var computeThreads: Int
-        public init(encoder: Encoder, tokenizer: TokenizerInfo, loadSeconds: Double, memory: Memory, batching: Batching, computeThreads: Int) {
+        public var kernels: KernelInfo
+        public init(encoder: Encoder, tokenizer: TokenizerInfo, loadSeconds: Double, memory: Memory, batching: Batching, computeThreads: Int,
+                    kernels: KernelInfo) {
             self.encoder = encoder; self.tokenizer = tokenizer; self.loadSeconds = loadSeconds; self.memory = memory
-            self.batching = batching; self.computeThreads = computeThreads
+            self.batching = batching; self.computeThreads = computeThreads; self.kernels = kernels
         }
     }
 }

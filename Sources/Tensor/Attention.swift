@@ -1,4 +1,8 @@
+import CKernels
 import Foundation
+
+/// Sequences up to this length use the hand-written attention kernel; longer ones OpenBLAS.
+public let attentionKernelMaxLength = 64
 
 // B sequences packed into N rows; H hidden, NH heads, HS = H / NH head size, Tᵢ a sequence's length.
 
@@ -67,10 +71,18 @@ public func attentionForward(out: Tensor, scratch: UnsafeMutablePointer<Float>, 
 public func attendOne(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>?,
                       scratch: UnsafeMutablePointer<Float>?, qkv: UnsafePointer<Float>,
                       offset: Int, T: Int, H: Int, NH: Int, HS: Int, headRange: Range<Int>? = nil) {
+    let heads = headRange ?? 0..<NH
+    if T <= attentionKernelMaxLength && HS <= 128 {
+        // Short sequences (every query a chat assistant sees): the CPU variant's kernel. A BLAS
+        // call per head costs more than the work at these sizes.
+        activeKernels.attend(out, qkv, offset, T, H, NH, heads.lowerBound, heads.upperBound,
+                             probs.map { $0 + heads.lowerBound * T * T })
+        return
+    }
     let scale = 1 / Float(HS).squareRoot()
     let rowQKV = 3 * H
     let base = qkv + offset * rowQKV
-    for h in headRange ?? 0..<NH {
+    for h in heads {
         let P = probs.map { $0 + h * T * T } ?? scratch!
         let Q = base + h * HS, K = base + H + h * HS, V = base + 2 * H + h * HS
         // P[T, T] = Q Kᵀ · scale

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // erf(x) ≈ x · P(x²) / Q(x²) on [-4, 4], clamped to ±1 (beyond ±4 float32 erf is ±1 to within
@@ -40,19 +41,7 @@ public func geluForward(out: Tensor, input: Tensor) {
 }
 
 public func geluForward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, count: Int) {
-    if UnsafePointer(out) == input {
-        // In place through one pointer: with two equal pointers LLVM's overlap check sends
-        // the loop down its scalar path (4× slower, measured).
-        for i in 0..<count {
-            let x = out[i]
-            out[i] = 0.5 * x * (1 + fastErf(x * 0.70710678118654752))
-        }
-        return
-    }
-    for i in 0..<count {
-        let x = input[i]
-        out[i] = 0.5 * x * (1 + fastErf(x * 0.70710678118654752))
-    }
+    activeKernels.gelu(out, input, count)
 }
 
 /// GELU with libm's erff, the reference the tests compare the fast path against.

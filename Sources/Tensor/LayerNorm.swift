@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Layer normalisation over the last dimension: `out = (x − mean) · rstd · weight + bias`.
@@ -15,20 +16,7 @@ public func layerNormForward(out: Tensor, mean: Tensor?, rstd: Tensor?, input: T
     bias.check([H], "bias")
     mean?.check([N], "mean")
     rstd?.check([N], "rstd")
-    let w = weight.data, b = bias.data
-    for n in 0..<N {
-        let x = input.data + n * H, y = out.data + n * H
-        var m: Float = 0
-        for h in 0..<H { m += x[h] }
-        m /= Float(H)
-        var v: Float = 0
-        for h in 0..<H { let d = x[h] - m; v += d * d }
-        v /= Float(H)
-        let r = 1 / (v + eps).squareRoot()
-        for h in 0..<H { y[h] = (x[h] - m) * r * w[h] + b[h] }
-        mean?.data[n] = m
-        rstd?.data[n] = r
-    }
+    activeKernels.layer_norm(out.data, input.data, weight.data, bias.data, N, H, eps, mean?.data, rstd?.data)
 }
 
 /// `x = layerNorm(x + sublayer)` for the rows in `rows`: the residual connection and the
@@ -43,18 +31,10 @@ public func residualLayerNorm(x: Tensor, sublayer: Tensor, weight: Tensor, bias:
     let H = x.shape[1]
     precondition(sublayer.shape == x.shape, "sublayer: \(sublayer.shape) vs \(x.shape)")
     weight.check([H], "weight")
-    let w = weight.data, b = bias.data
-    for n in rows {
-        let y = x.data + n * H, t = sublayer.data + n * H
-        var m: Float = 0
-        for h in 0..<H { let v = t[h] + y[h]; t[h] = v; m += v }
-        m /= Float(H)
-        var v: Float = 0
-        for h in 0..<H { let d = t[h] - m; v += d * d }
-        v /= Float(H)
-        let r = 1 / (v + eps).squareRoot()
-        for h in 0..<H { y[h] = (t[h] - m) * r * w[h] + b[h] }
-    }
+    bias.check([H], "bias")
+    guard !rows.isEmpty else { return }
+    let o = rows.lowerBound * H
+    activeKernels.residual_layer_norm(x.data + o, sublayer.data + o, weight.data, bias.data, rows.count, H, eps)
 }
 
 /// Backward of ``layerNormForward``.

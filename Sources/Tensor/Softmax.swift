@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Row-wise softmax, numerically stable.
@@ -13,12 +14,7 @@ public func softmaxForward(out: Tensor, input: Tensor) {
 
 @inline(__always)
 func softmaxRow(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ C: Int) {
-    var m = -Float.infinity
-    for c in 0..<C { m = max(m, x[c]) }
-    var sum: Float = 0
-    for c in 0..<C { let e = expf(x[c] - m); y[c] = e; sum += e }
-    let inv = 1 / sum
-    for c in 0..<C { y[c] *= inv }
+    activeKernels.softmax(y, x, C)
 }
 
 /// Backward of ``softmaxForward``: `dx = y ⊙ (dy − Σ dy ⊙ y)` per row.

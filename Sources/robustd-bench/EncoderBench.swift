@@ -27,7 +27,11 @@ struct EncoderBench: ParsableCommand {
     @Flag(help: "Print time per kernel kind (one thread, BLAS on both cores) instead of the table.")
     var profile = false
 
+    @Option(help: "CPU kernels: auto, baseline, avx2 or avx512 (to compare variants on one machine).")
+    var kernels = "auto"
+
     func run() throws {
+        do { try Kernels.use(named: kernels) } catch { throw ValidationError("--kernels: \(error)") }
         let t0 = Date()
         let enc = try SentenceEncoder.load(folder: model)
         let loadSeconds = Date().timeIntervalSince(t0)
@@ -38,6 +42,7 @@ struct EncoderBench: ParsableCommand {
         let cpu = CPUInfo.read()
         print("robustd-bench encoder: \(texts.count) sentences, \(c.layers) layers, hidden \(c.hiddenSize), \(engine.description)")
         print("model loaded in \(String(format: "%.2f", loadSeconds)) s; CPU: \(cpu.model), \(cpu.cores) cores at \(String(format: "%.0f", cpu.mhz)) MHz")
+        print("CPU features: \(CPUFeatures.detected); kernels in use: fp32 \(Kernels.active.rawValue), int8 \(Kernels.activeInt8.rawValue)")
 
         let ids = enc.encode(texts).map(\.ids)
         let tokens = ids.map(\.count)
@@ -109,7 +114,8 @@ struct EncoderBench: ParsableCommand {
         print(String(format: "single query latency p50 / p99 (ms)       %8.2f / %.2f", percentile(lat, 50) / 1000, percentile(lat, 99) / 1000))
         print(String(format: "peak RSS (MB)                             %8.1f", Double(usage.ru_maxrss) / 1024))
         print(String(format: "tokens per sentence (mean)                %8.1f", Double(tokens.reduce(0, +)) / Double(tokens.count)))
-        print(String(format: "fp32 peak used for the share: %d cores x 2 FMA x 16 lanes x 2 x %.0f MHz = %.0f GFLOP/s", cpu.cores, cpu.mhz, peak))
+        print(String(format: "fp32 peak used for the share: %d cores x 2 FMA x %d lanes (%@, detected) x 2 x %.0f MHz = %.0f GFLOP/s",
+                     cpu.cores, Kernels.best.lanes, Kernels.best.rawValue, cpu.mhz, peak))
     }
 }
 
@@ -117,7 +123,8 @@ struct CPUInfo {
     var model: String
     var mhz: Double
     var cores: Int
-    var peakGflops: Double { Double(cores) * 2 * 16 * 2 * mhz / 1000 }
+    /// From the widest vectors the CPU reports (not assumed): 2 FMA pipes × lanes × 2 flops.
+    var peakGflops: Double { Kernels.peakGflops(Kernels.best, cores: cores, mhz: mhz) }
 
     static func read() -> CPUInfo {
         let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Daemon
 import Foundation
+import Tensor
 import Logging
 
 struct RobustdCommand: ParsableCommand {
@@ -40,6 +41,9 @@ struct RobustdCommand: ParsableCommand {
 
     @Option(help: "Threads for compute work.")
     var computeThreads: Int = Configuration().computeThreads
+
+    @Option(help: "CPU kernels: auto (the best this CPU runs), baseline, avx2 or avx512.")
+    var kernels: String = "auto"
 
     @Option(help: "How long a graceful stop waits for requests in flight, in milliseconds.")
     var shutdownGraceMs: UInt64 = Configuration().shutdownGraceMs
@@ -120,6 +124,13 @@ struct RobustdCommand: ParsableCommand {
         config.maxQueuedOutputBytes = maxQueuedOutputBytes
         config.partialMessageTimeoutMs = partialMessageTimeoutMs
         config.computeThreads = computeThreads
+        do {
+            try Kernels.use(named: kernels)
+        } catch {
+            logger.critical("cannot start: --kernels: \(error)")
+            throw ExitCode(1)
+        }
+        logger.info("kernels", metadata: ["cpu": "\(CPUFeatures.detected)", "fp32": "\(Kernels.active.rawValue)", "int8": "\(Kernels.activeInt8.rawValue)"])
         config.shutdownGraceMs = shutdownGraceMs
         config.enableDebugMethods = enableDebugMethods
         config.modelPath = model.map { ($0 as NSString).expandingTildeInPath } ?? config.file.modelPath

@@ -2,6 +2,7 @@ import Datasets
 import Encoder
 import EventLoop
 import Foundation
+import Tensor
 import JSON
 import JSONRPC
 import Logging
@@ -101,7 +102,9 @@ final class VersionService: DaemonService {
             batching: .init(maxBatch: batcher.maxBatch, maxDelayMs: Int(batcher.maxDelayMs), batches: batcher.batches,
                             sequences: batcher.sequences,
                             meanBatchSize: batcher.batches == 0 ? 0 : Double(batcher.sequences) / Double(batcher.batches)),
-            computeThreads: compute.threadCount)
+            computeThreads: compute.threadCount,
+            kernels: .init(cpuFeatures: CPUFeatures.detected.names, fp32: Kernels.active.rawValue, int8: Kernels.activeInt8.rawValue,
+                           available: Kernels.supported.map(\.rawValue)))
     }
 
     private func embed(_ params: Embed.Params, _ ctx: RequestContext) {
