@@ -68,7 +68,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "robustd", dependencies: [
-            "Daemon", "Tensor",
+            "Daemon", "Tensor", "Encoder",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -10,8 +10,18 @@ ORT=../shared/tools/ort-reference
 V=${ORT_VENV:-/tmp/robustd-ort-venv}
 [ -x "$V/bin/python" ] || { python3 -m venv "$V" && "$V/bin/pip" install -q numpy onnx onnxruntime safetensors tokenizers; }
 [ -f "$V/bert.onnx" ] || "$V/bin/python" "$ORT/bert_onnx.py" "$MODEL" "$V/bert.onnx" >/dev/null
+[ -f "$V/bert-int8.onnx" ] || "$V/bin/python" -c "
+from onnxruntime.quantization import quantize_dynamic, QuantType
+quantize_dynamic('$V/bert.onnx', '$V/bert-int8.onnx', per_channel=True, weight_type=QuantType.QInt8)" 2>/dev/null
 swift build -c release --product robustd-bench >/dev/null
-echo "== ONNX Runtime (2 intra-op threads)"
-"$V/bin/python" "$ORT/ort_bench.py" "$MODEL" "$V/bert.onnx"
-echo "== robustd"
-.build/release/robustd-bench encoder --model "$MODEL"
+# Two rounds, alternating, so that the machine's drift between minutes shows in both columns.
+for round in 1 2; do
+  echo "== round $round: ONNX Runtime fp32 (2 intra-op threads)"
+  "$V/bin/python" "$ORT/ort_bench.py" "$MODEL" "$V/bert.onnx"
+  echo "== round $round: ONNX Runtime int8 (quantize_dynamic, per-channel QInt8 weights)"
+  "$V/bin/python" "$ORT/ort_bench.py" "$MODEL" "$V/bert-int8.onnx"
+  for p in fp32 int8; do
+    echo "== round $round: robustd $p"
+    .build/release/robustd-bench encoder --model "$MODEL" --precision "$p" --repeats 3 --queries 300
+  done
+done

@@ -1,3 +1,4 @@
+import Encoder
 import Foundation
 import RPCTransport
 
@@ -27,6 +28,8 @@ public struct Configuration: Sendable {
     public var modelPath: String? = nil
     /// Most texts the micro-batcher puts in one encoder batch.
     public var maxBatch = 64
+    /// How the encoder's layer products are computed (`--precision`): fp32, or int8 (docs/performance.md).
+    public var precision: Precision = .fp32
     /// Deprecated, no effect: texts gather only while the encoder is busy (see MicroBatcher).
     public var maxBatchDelayMs: UInt64 = 2
 

@@ -55,14 +55,43 @@ public final class KernelProfile: @unchecked Sendable {
     }
 }
 
+/// How the layers' matrix products are computed.
+public enum Precision: String, Sendable, Codable, CaseIterable {
+    /// float32 throughout.
+    case fp32
+    /// The four products of each layer in int8 (per-channel weights, per-row dynamic
+    /// activations, int32 sums); embeddings, attention, norms and GELU stay float32.
+    case int8
+}
+
+/// One layer's products quantised for ``Precision/int8``.
+public struct QuantizedLayer: Sendable {
+    public let qkv: QuantizedWeight, attnOut: QuantizedWeight, ffnIn: QuantizedWeight, ffnOut: QuantizedWeight
+
+    init(_ l: BertLayerWeights) {
+        func q(_ t: Tensor) -> QuantizedWeight {
+            guard let w = QuantizedWeight(t) else { fatalError("out of memory quantising a \(t.shape) weight") }
+            return w
+        }
+        qkv = q(l.qkvWeight); attnOut = q(l.attnOutWeight); ffnIn = q(l.ffnInWeight); ffnOut = q(l.ffnOutWeight)
+    }
+
+    public var byteCount: Int { qkv.byteCount + attnOut.byteCount + ffnIn.byteCount + ffnOut.byteCount }
+}
+
 /// The BERT encoder's forward pass for inference over packed (unpadded) sequences.
 public final class BertModel: Sendable {
     public let config: BertConfig
     public let weights: BertWeights
+    public let precision: Precision
+    /// The layers' int8 weights (``Precision/int8`` only).
+    public let quantized: [QuantizedLayer]?
 
-    public init(config: BertConfig, weights: BertWeights) {
+    public init(config: BertConfig, weights: BertWeights, precision: Precision = .fp32) {
         self.config = config
         self.weights = weights
+        self.precision = precision
+        quantized = precision == .int8 ? weights.layers.map(QuantizedLayer.init) : nil
     }
 
     /// Hidden states of the last layer for `sequences` (token ids, each with [CLS] … [SEP]).
@@ -104,16 +133,23 @@ public final class BertModel: Sendable {
             layerNormForward(out: x, mean: nil, rstd: nil, input: x, weight: w.embNormWeight, bias: w.embNormBias, eps: c.layerNormEps)
         }
 
-        for L in w.layers.prefix(layerCount ?? w.layers.count) {
-            step("qkv gemm") { linearForward(out: qkv, input: x, weight: L.qkvWeight, packed: L.qkvPacked, bias: L.qkvBias, parallel: parallel) }
+        let quantized = self.quantized
+        for (li, L) in w.layers.prefix(layerCount ?? w.layers.count).enumerated() {
+            let Q = quantized?[li]
+            /// The layer's product: int8 when quantised, else fp32 (few-rows kernel or OpenBLAS).
+            func linear(_ out: Tensor, _ input: Tensor, _ weight: Tensor, _ packed: PackedWeight, _ q: QuantizedWeight?, _ bias: Tensor) {
+                if let q { linearInt8(out: out, input: input, weight: q, bias: bias, parallel: parallel) }
+                else { linearForward(out: out, input: input, weight: weight, packed: packed, bias: bias, parallel: parallel) }
+            }
+            step("qkv gemm") { linear(qkv, x, L.qkvWeight, L.qkvPacked, Q?.qkv, L.qkvBias) }
             step("attention") { attentionForward(out: ctx, scratch: ws.scratch!, qkv: qkv, packing: packing, heads: c.heads, parallel: split) }
-            step("out gemm") { linearForward(out: tmp, input: ctx, weight: L.attnOutWeight, packed: L.attnOutPacked, bias: L.attnOutBias, parallel: parallel) }
+            step("out gemm") { linear(tmp, ctx, L.attnOutWeight, L.attnOutPacked, Q?.attnOut, L.attnOutBias) }
             step("residual+norm") {
                 split.run { k in
                     residualLayerNorm(x: x, sublayer: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps, rows: rows(N, k))
                 }
             }
-            step("ffn-in gemm") { linearForward(out: ffn, input: x, weight: L.ffnInWeight, packed: L.ffnInPacked, bias: L.ffnInBias, parallel: parallel) }
+            step("ffn-in gemm") { linear(ffn, x, L.ffnInWeight, L.ffnInPacked, Q?.ffnIn, L.ffnInBias) }
             step("gelu") {
                 let f = ffn
                 split.run { k in
@@ -121,7 +157,7 @@ public final class BertModel: Sendable {
                     geluForward(out: f.data + r.lowerBound * I, input: f.data + r.lowerBound * I, count: r.count * I)
                 }
             }
-            step("ffn-out gemm") { linearForward(out: tmp, input: ffn, weight: L.ffnOutWeight, packed: L.ffnOutPacked, bias: L.ffnOutBias, parallel: parallel) }
+            step("ffn-out gemm") { linear(tmp, ffn, L.ffnOutWeight, L.ffnOutPacked, Q?.ffnOut, L.ffnOutBias) }
             step("residual+norm") {
                 split.run { k in
                     residualLayerNorm(x: x, sublayer: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps, rows: rows(N, k))

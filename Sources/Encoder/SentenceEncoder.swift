@@ -29,9 +29,9 @@ public final class SentenceEncoder: Sendable {
 
     public init(config: BertConfig, weights: BertWeights, tokenizer: BertTokenizer, pooling: Pooling = .mean,
                 normalize: Bool = true, maxSeqLength: Int, folder: String = "", vocabularySource: String = "",
-                weightsFile: SafeTensorsFile, loadSeconds: Double = 0) {
+                weightsFile: SafeTensorsFile, loadSeconds: Double = 0, precision: Precision = .fp32) {
         self.config = config
-        self.model = BertModel(config: config, weights: weights)
+        self.model = BertModel(config: config, weights: weights, precision: precision)
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
@@ -146,7 +146,16 @@ public final class SentenceEncoder: Sendable {
                                   layers: layers)
         return SentenceEncoder(config: config, weights: weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
                                maxSeqLength: maxSeqLength, folder: folder, vocabularySource: vocabularySource, weightsFile: weightsFile,
-                               loadSeconds: loadSeconds)
+                               loadSeconds: loadSeconds, precision: model.precision)
+    }
+
+    /// The same encoder computing its layers' matrix products in `precision` (int8: weights
+    /// quantised per output channel now, activations per row at run time).
+    public func withPrecision(_ precision: Precision) -> SentenceEncoder {
+        guard precision != model.precision else { return self }
+        return SentenceEncoder(config: config, weights: model.weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
+                               maxSeqLength: maxSeqLength, folder: folder, vocabularySource: vocabularySource, weightsFile: weightsFile,
+                               loadSeconds: loadSeconds, precision: precision)
     }
 
     /// Token ids for each text, truncated to ``maxSeqLength``.

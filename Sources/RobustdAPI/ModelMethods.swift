@@ -66,8 +66,10 @@ public enum ModelInfo: RPCRequest {
             public var int8: String
             /// The fp32 variants this CPU runs.
             public var available: [String]
-            public init(cpuFeatures: [String], fp32: String, int8: String, available: [String]) {
-                self.cpuFeatures = cpuFeatures; self.fp32 = fp32; self.int8 = int8; self.available = available
+            /// The encoder's layer products: fp32 or int8 (`robustd --precision`).
+            public var precision: String
+            public init(cpuFeatures: [String], fp32: String, int8: String, available: [String], precision: String) {
+                self.cpuFeatures = cpuFeatures; self.fp32 = fp32; self.int8 = int8; self.available = available; self.precision = precision
             }
         }
         public var encoder: Encoder

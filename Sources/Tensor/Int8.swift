@@ -23,7 +23,9 @@ public final class QuantizedWeight: @unchecked Sendable {
 ///
 /// - Parameters:
 ///   - variant: the int8 kernel (nil: the active one)
-public func linearInt8(out: Tensor, input: Tensor, weight: QuantizedWeight, bias: Tensor?, variant: Int8Variant? = nil) {
+///   - parallel: the output columns are split across its threads
+public func linearInt8(out: Tensor, input: Tensor, weight: QuantizedWeight, bias: Tensor?, parallel: Parallel = .serial,
+                       variant: Int8Variant? = nil) {
     let M = input.shape[0], I = input.shape[1], O = weight.outputs
     precondition(weight.inputs == I, "input: \(input.shape), quantised weight takes \(weight.inputs) inputs")
     out.check([M, O], "out")
@@ -32,6 +34,19 @@ public func linearInt8(out: Tensor, input: Tensor, weight: QuantizedWeight, bias
     let qx = UnsafeMutablePointer<Int8>.allocate(capacity: M * Kp), xs = UnsafeMutablePointer<Float>.allocate(capacity: M)
     defer { qx.deallocate(); xs.deallocate() }
     rk_quantize_rows(qx, xs, input.data, M, I, Kp)
-    let table: UnsafePointer<rk_qtable> = variant.flatMap { Kernels.table($0) } ?? rk_qactive()
-    withUnsafePointer(to: &weight.q) { w in table.pointee.qgemm(out.data, qx, xs, w, bias?.data, M, 0, O) }
+    let table = QTable(variant.flatMap { Kernels.table($0) } ?? rk_qactive())
+    let panels = (O + 15) / 16, parts = parallel.threads
+    let y = MPtr(out.data), b = bias.map { Ptr(UnsafePointer($0.data)) }, q = QPtr(UnsafePointer(qx)), s = Ptr(UnsafePointer(xs))
+    withUnsafePointer(to: &weight.q) { w0 in
+        let w = QWPtr(w0)
+        parallel.run { k in
+            let lo = min(O, (panels * k / parts) * 16), hi = min(O, (panels * (k + 1) / parts) * 16)
+            guard lo < hi else { return }
+            table.p.pointee.qgemm(y.p, q.p, s.p, w.p, b?.p, M, lo, hi)
+        }
+    }
 }
+
+struct QTable: @unchecked Sendable { let p: UnsafePointer<rk_qtable>; init(_ p: UnsafePointer<rk_qtable>) { self.p = p } }
+struct QPtr: @unchecked Sendable { let p: UnsafePointer<Int8>; init(_ p: UnsafePointer<Int8>) { self.p = p } }
+struct QWPtr: @unchecked Sendable { let p: UnsafePointer<rk_qweight>; init(_ p: UnsafePointer<rk_qweight>) { self.p = p } }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Encoder
 import Foundation
+import Scoring
 import Tensor
 
 struct EncoderBench: ParsableCommand {
@@ -30,10 +31,15 @@ struct EncoderBench: ParsableCommand {
     @Option(help: "CPU kernels: auto, baseline, avx2 or avx512 (to compare variants on one machine).")
     var kernels = "auto"
 
+    @Option(help: "fp32 or int8 (the layers' matrix products); int8 also prints its fidelity to fp32 on every sentence.")
+    var precision = "fp32"
+
     func run() throws {
         do { try Kernels.use(named: kernels) } catch { throw ValidationError("--kernels: \(error)") }
+        guard let prec = Precision(rawValue: precision) else { throw ValidationError("--precision must be fp32 or int8") }
         let t0 = Date()
-        let enc = try SentenceEncoder.load(folder: model)
+        let fp32 = try SentenceEncoder.load(folder: model)
+        let enc = fp32.withPrecision(prec)
         let loadSeconds = Date().timeIntervalSince(t0)
         let rows = parseCSV(try String(contentsOfFile: data, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
         let texts = rows.map { $0[0] }
@@ -46,6 +52,60 @@ struct EncoderBench: ParsableCommand {
 
         let ids = enc.encode(texts).map(\.ids)
         let tokens = ids.map(\.count)
+        if prec != .fp32 {
+            // Fidelity: every sentence's vector against fp32's, batch by batch.
+            let H = c.hiddenSize
+            let a = Tensor(shape: [batch, H]), b = Tensor(shape: [batch, H])
+            let reference = BatchEngine(encoder: fp32)
+            var cosines: [Double] = []
+            var i = 0
+            while i < ids.count {
+                let chunk = Array(ids[i..<min(i + batch, ids.count)])
+                let n = chunk.count
+                let va = Tensor(viewing: a.data, shape: [n, H], owner: a), vb = Tensor(viewing: b.data, shape: [n, H], owner: b)
+                reference.embed(chunk, into: va)
+                engine.embed(chunk, into: vb)
+                for r in 0..<n {
+                    var dot = 0.0, na = 0.0, nb = 0.0
+                    for h in 0..<H {
+                        let x = Double(a[r * H + h]), y = Double(b[r * H + h])
+                        dot += x * y; na += x * x; nb += y * y
+                    }
+                    cosines.append(dot / (na * nb).squareRoot())
+                }
+                i += batch
+            }
+            cosines.sort()
+            print(String(format: "fidelity to fp32 over %d sentences: cosine mean %.5f, min %.5f, 1st percentile %.5f",
+                         cosines.count, cosines.reduce(0, +) / Double(cosines.count), cosines[0], cosines[cosines.count / 100]))
+            // The head a user has: fitted as model/fit does (λ on a stratified 10% of train) on
+            // fp32 vectors of train.csv beside test.csv, then test accuracy with each encoder.
+            let trainPath = (data as NSString).deletingLastPathComponent + "/train.csv"
+            if let trainText = try? String(contentsOfFile: trainPath, encoding: .utf8) {
+                let train = parseCSV(trainText).dropFirst().filter { $0.count >= 2 }.map { ($0[0], $0[1]) }
+                let labels = Array(Set(train.map(\.1))).sorted()
+                let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+                let (fit, val) = stratifiedSplit(train, label: \.1, fraction: 0.1, seed: 42)
+                func vectors(_ xs: [String], _ e: BatchEngine, _ s: SentenceEncoder) -> [Float] { WeakenedIntents.embed(xs, engine: e, with: s) }
+                let (version, _) = HeadFitting.fit(id: 1, labels: labels, dimension: H,
+                                                   train: (vectors(fit.map(\.0), reference, fp32), fit.map { index[$0.1]! }),
+                                                   validation: (vectors(val.map(\.0), reference, fp32), val.map { index[$0.1]! }))
+                let truth = rows.map { index[$0[1]] ?? -1 }
+                func accuracy(_ x: [Float]) -> Double {
+                    let logits = version.head.logits(x, count: texts.count), C = labels.count
+                    var right = 0
+                    for r in 0..<texts.count {
+                        var best = 0
+                        for k in 1..<C where logits[r * C + k] > logits[r * C + best] { best = k }
+                        if best == truth[r] { right += 1 }
+                    }
+                    return 100 * Double(right) / Double(texts.count)
+                }
+                let a32 = accuracy(vectors(texts, reference, fp32)), a8 = accuracy(vectors(texts, engine, enc))
+                print(String(format: "head fitted on fp32 vectors of train: test accuracy fp32 %.2f%%, %@ %.2f%% (%+.2f points)",
+                             a32, precision as NSString, a8, a8 - a32))
+            }
+        }
         func flops(_ lengths: [Int]) -> Double {
             let H = Double(c.hiddenSize), I = Double(c.intermediateSize), L = Double(c.layers)
             return lengths.reduce(0.0) { acc, T in acc + Double(T) * L * (2 * (4 * H * H + 2 * H * I) + 4 * Double(T) * H) }

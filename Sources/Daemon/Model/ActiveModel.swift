@@ -137,12 +137,13 @@ extension ActiveModel {
     /// sets up the shared batcher; without a model, model methods answer -32020.
     static func load(config: Configuration, loop: Loop, compute: ComputePool, logger: Logger) throws -> ActiveModel {
         guard let path = config.modelPath else { return ActiveModel(loop: loop, encoder: nil, batcher: nil) }
-        let enc = try SentenceEncoder.load(folder: path)
+        let enc = try SentenceEncoder.load(folder: path).withPrecision(config.precision)
         let batcher = MicroBatcher(engine: BatchEngine(encoder: enc, threads: config.computeThreads), loop: loop, compute: compute,
                                    maxBatch: config.maxBatch, maxDelayMs: config.maxBatchDelayMs)
         logger.info("model loaded", metadata: [
             "folder": "\(path)", "layers": "\(enc.config.layers)", "hidden": "\(enc.config.hiddenSize)",
             "parameters": "\(enc.config.parameterCount)", "seconds": "\(String(format: "%.2f", enc.loadSeconds))",
+            "precision": "\(enc.model.precision.rawValue)",
         ])
         return ActiveModel(loop: loop, encoder: enc, batcher: batcher)
     }

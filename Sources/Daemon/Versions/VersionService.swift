@@ -104,7 +104,7 @@ final class VersionService: DaemonService {
                             meanBatchSize: batcher.batches == 0 ? 0 : Double(batcher.sequences) / Double(batcher.batches)),
             computeThreads: compute.threadCount,
             kernels: .init(cpuFeatures: CPUFeatures.detected.names, fp32: Kernels.active.rawValue, int8: Kernels.activeInt8.rawValue,
-                           available: Kernels.supported.map(\.rawValue)))
+                           available: Kernels.supported.map(\.rawValue), precision: enc.model.precision.rawValue))
     }
 
     private func embed(_ params: Embed.Params, _ ctx: RequestContext) {
