@@ -187,7 +187,10 @@ final class MetricsService: DaemonService {
 
     /// Windowed metrics and gauges, by name.
     func metricValues(now t: Int) -> [String: Double] {
-        let since = model.activatedAt.map { Int(Date().timeIntervalSince($0)) }
+        // Every one-second bucket from the activation's to now's: counting whole seconds
+        // elapsed instead missed the activation's own second (a request scored 1.6 s after
+        // activation, straddling a second boundary, was left out of the window).
+        let since = model.activatedAt.map { t - Int($0.timeIntervalSince1970.rounded(.down)) + 1 }
         var v = metrics.values(now: t, sinceActivation: since)
         v.merge(gauges()) { _, g in g }
         v["subscriptions"] = Double(subscriptions.count)
