@@ -42,7 +42,8 @@ let package = Package(
         // products) in C, one variant per instruction set (baseline, AVX2+FMA, AVX-512, VNNI), chosen
         // at run time from CPUID: the binary runs on any x86-64 and uses what the CPU has. Always
         // optimised (the tests run debug builds). docs/performance.md, "Kernels and CPU dispatch".
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        // -gdwarf-4: Debian 12's valgrind (3.19) cannot read clang's default DWARF 5 (scripts/leakcheck).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2", "-gdwarf-4"])]),
         // float32 tensors and the kernels of a BERT encoder, forward and backward, over cblas_sgemm
         // and CKernels. Built for the baseline target: nothing here assumes the build machine's CPU.
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
