@@ -60,11 +60,10 @@ void rk_qweight_free(rk_qweight *qw) {
     qw->data = NULL; qw->scales = NULL; qw->colsums = NULL;
 }
 
-// Writes columns o..o+width of row m from 16 int32 sums (signed products: no correction).
+// Writes columns o..o+width of a row from its 16 int32 sums.
 static inline void rk_dequant16(float *y, const int32_t *acc, float xs, const rk_qweight *w, const float *bias,
-                                long o, long width, long O) {
+                                long o, long width) {
     for (long j = 0; j < width; j++) y[j] = (float)acc[j] * xs * w->scales[o + j] + (bias ? bias[o + j] : 0);
-    (void)O;
 }
 
 static void rk_qgemm_baseline(float *y, const int8_t *qx, const float *xs, const rk_qweight *w, const float *bias,
@@ -79,7 +78,7 @@ static void rk_qgemm_baseline(float *y, const int8_t *qx, const float *xs, const
             for (long g = 0; g < G; g++)
                 for (long j = 0; j < 16; j++)
                     for (long t = 0; t < 4; t++) acc[j] += (int32_t)x[4 * g + t] * panel[(g * 16 + j) * 4 + t];
-            rk_dequant16(y + m * O + o, acc, xs[m], w, bias, o, width, O);
+            rk_dequant16(y + m * O + o, acc, xs[m], w, bias, o, width);
         }
     }
 }
@@ -88,92 +87,73 @@ const rk_qtable rk_qtable_baseline = { .name = "baseline", .qgemm = rk_qgemm_bas
 
 #if defined(__x86_64__)
 
-// MARK: AVX2: |x| · (w · sign(x)) with vpmaddubsw (exact: |x|, |w| ≤ 127, so a pair ≤ 32,258), vpmaddwd by 1
+// MARK: the 256-bit kernels: 4 rows × 16 columns (two ymm of int32 sums per row)
+//
+// AVX2: |x| · (w · sign(x)) with vpmaddubsw (exact: |x|, |w| ≤ 127, so a pair ≤ 32,258), then
+// vpmaddwd by 1. AVX-VNNI: vpdpbusd on x + 128 as unsigned bytes, then − 128 · Σ w per column.
+// The two differ only in the step and that correction; one body serves both.
 
 #define RK_Q_MR 4
 
-__attribute__((target("avx2,fma")))
-static void rk_qgemm_avx2(float *y, const int8_t *qx, const float *xs, const rk_qweight *w, const float *bias,
-                          long M, long o_lo, long o_hi) {
-    long Kp = w->Kp, G = Kp / 4, O = w->O;
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (long o = o_lo; o < o_hi; o += 16) {
-        long width = o_hi - o < 16 ? o_hi - o : 16;
-        const int8_t *panel = w->data + (o / 16) * G * 64;
-        for (long m = 0; m < M; m += RK_Q_MR) {
-            long rows = M - m < RK_Q_MR ? M - m : RK_Q_MR;
-            __m256i acc[RK_Q_MR][2];
-            const int8_t *xr[RK_Q_MR];
-            for (int r = 0; r < RK_Q_MR; r++) {
-                acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-                xr[r] = qx + (m + (r < rows ? r : 0)) * Kp;
-            }
-            for (long g = 0; g < G; g++) {
-                __m256i w0 = _mm256_load_si256((const __m256i *)(panel + g * 64));
-                __m256i w1 = _mm256_load_si256((const __m256i *)(panel + g * 64 + 32));
-                for (int r = 0; r < RK_Q_MR; r++) {
-                    int32_t x4;
-                    memcpy(&x4, xr[r] + 4 * g, 4);
-                    __m256i xb = _mm256_set1_epi32(x4);
-                    __m256i ax = _mm256_abs_epi8(xb);
-                    __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));
-                    __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
-                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
-                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
-                }
-            }
-            for (int r = 0; r < rows; r++) {
-                int32_t a[16];
-                _mm256_storeu_si256((__m256i *)a, acc[r][0]);
-                _mm256_storeu_si256((__m256i *)(a + 8), acc[r][1]);
-                rk_dequant16(y + (m + r) * O + o, a, xs[m + r], w, bias, o, width, O);
-            }
-        }
+#define RK_Q_YMM_KERNEL(NAME, TARGET, SETUP, STEP, UNSIGNED)                                                       \
+    __attribute__((target(TARGET))) static void NAME(float *y, const int8_t *qx, const float *xs,                  \
+                                                     const rk_qweight *w, const float *bias, long M, long o_lo,     \
+                                                     long o_hi) {                                                   \
+        long Kp = w->Kp, G = Kp / 4, O = w->O;                                                                      \
+        SETUP;                                                                                                      \
+        for (long o = o_lo; o < o_hi; o += 16) {                                                                    \
+            long width = o_hi - o < 16 ? o_hi - o : 16;                                                             \
+            const int8_t *panel = w->data + (o / 16) * G * 64;                                                      \
+            for (long m = 0; m < M; m += RK_Q_MR) {                                                                 \
+                long rows = M - m < RK_Q_MR ? M - m : RK_Q_MR;                                                      \
+                __m256i acc[RK_Q_MR][2];                                                                            \
+                const int8_t *xr[RK_Q_MR];                                                                          \
+                for (int r = 0; r < RK_Q_MR; r++) {                                                                 \
+                    acc[r][0] = acc[r][1] = _mm256_setzero_si256();                                                 \
+                    xr[r] = qx + (m + (r < rows ? r : 0)) * Kp;                                                     \
+                }                                                                                                   \
+                for (long g = 0; g < G; g++) {                                                                      \
+                    __m256i w0 = _mm256_load_si256((const __m256i *)(panel + g * 64));                              \
+                    __m256i w1 = _mm256_load_si256((const __m256i *)(panel + g * 64 + 32));                         \
+                    for (int r = 0; r < RK_Q_MR; r++) {                                                             \
+                        int32_t x4;                                                                                 \
+                        memcpy(&x4, xr[r] + 4 * g, 4);                                                              \
+                        __m256i xb = _mm256_set1_epi32(x4);                                                         \
+                        STEP(acc[r][0], acc[r][1], xb, w0, w1);                                                     \
+                    }                                                                                               \
+                }                                                                                                   \
+                for (int r = 0; r < rows; r++) {                                                                    \
+                    int32_t a[16];                                                                                  \
+                    _mm256_storeu_si256((__m256i *)a, acc[r][0]);                                                   \
+                    _mm256_storeu_si256((__m256i *)(a + 8), acc[r][1]);                                             \
+                    if (UNSIGNED)                                                                                   \
+                        for (long j = 0; j < 16; j++) a[j] -= 128 * w->colsums[o + j];                              \
+                    rk_dequant16(y + (m + r) * O + o, a, xs[m + r], w, bias, o, width);                             \
+                }                                                                                                   \
+            }                                                                                                       \
+        }                                                                                                           \
     }
-}
+
+#define RK_Q_AVX2_STEP(a0, a1, xb, w0, w1)                                                \
+    do {                                                                                  \
+        __m256i ax = _mm256_abs_epi8(xb);                                                 \
+        __m256i p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));                  \
+        __m256i p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));                  \
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, ones));                           \
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, ones));                           \
+    } while (0)
+
+#define RK_Q_VNNI_STEP(a0, a1, xb, w0, w1)                                                \
+    do {                                                                                  \
+        __m256i ub = _mm256_xor_si256(xb, flip);                                          \
+        a0 = _mm256_dpbusd_avx_epi32(a0, ub, w0);                                         \
+        a1 = _mm256_dpbusd_avx_epi32(a1, ub, w1);                                         \
+    } while (0)
+
+RK_Q_YMM_KERNEL(rk_qgemm_avx2, "avx2,fma", const __m256i ones = _mm256_set1_epi16(1), RK_Q_AVX2_STEP, 0)
+RK_Q_YMM_KERNEL(rk_qgemm_avxvnni, "avx2,fma,avxvnni", const __m256i flip = _mm256_set1_epi8((char)0x80), RK_Q_VNNI_STEP, 1)
 
 const rk_qtable rk_qtable_avx2 = { .name = "avx2", .qgemm = rk_qgemm_avx2 };
-
-// MARK: VNNI: vpdpbusd on (x + 128) as unsigned bytes, then − 128 · Σ w per column
-
-__attribute__((target("avx2,fma,avxvnni")))
-static void rk_qgemm_avxvnni(float *y, const int8_t *qx, const float *xs, const rk_qweight *w, const float *bias,
-                             long M, long o_lo, long o_hi) {
-    long Kp = w->Kp, G = Kp / 4, O = w->O;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    for (long o = o_lo; o < o_hi; o += 16) {
-        long width = o_hi - o < 16 ? o_hi - o : 16;
-        const int8_t *panel = w->data + (o / 16) * G * 64;
-        for (long m = 0; m < M; m += RK_Q_MR) {
-            long rows = M - m < RK_Q_MR ? M - m : RK_Q_MR;
-            __m256i acc[RK_Q_MR][2];
-            const int8_t *xr[RK_Q_MR];
-            for (int r = 0; r < RK_Q_MR; r++) {
-                acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-                xr[r] = qx + (m + (r < rows ? r : 0)) * Kp;
-            }
-            for (long g = 0; g < G; g++) {
-                __m256i w0 = _mm256_load_si256((const __m256i *)(panel + g * 64));
-                __m256i w1 = _mm256_load_si256((const __m256i *)(panel + g * 64 + 32));
-                for (int r = 0; r < RK_Q_MR; r++) {
-                    int32_t x4;
-                    memcpy(&x4, xr[r] + 4 * g, 4);
-                    __m256i xb = _mm256_xor_si256(_mm256_set1_epi32(x4), flip);
-                    acc[r][0] = _mm256_dpbusd_avx_epi32(acc[r][0], xb, w0);
-                    acc[r][1] = _mm256_dpbusd_avx_epi32(acc[r][1], xb, w1);
-                }
-            }
-            for (int r = 0; r < rows; r++) {
-                int32_t a[16];
-                _mm256_storeu_si256((__m256i *)a, acc[r][0]);
-                _mm256_storeu_si256((__m256i *)(a + 8), acc[r][1]);
-                for (long j = 0; j < 16; j++) a[j] -= 128 * w->colsums[o + j];
-                rk_dequant16(y + (m + r) * O + o, a, xs[m + r], w, bias, o, width, O);
-            }
-        }
-    }
-}
-
 const rk_qtable rk_qtable_avxvnni = { .name = "avxvnni", .qgemm = rk_qgemm_avxvnni };
 
 // 6 rows × 4 panels (64 columns) of zmm accumulators: 24 of the 32 registers.

@@ -64,6 +64,14 @@ public enum Precision: String, Sendable, Codable, CaseIterable {
     case int8
 }
 
+extension BertLayerWeights {
+    /// Whether the four product weights are the same objects as `other`'s.
+    func sharesProducts(with other: BertLayerWeights) -> Bool {
+        qkvWeight === other.qkvWeight && attnOutWeight === other.attnOutWeight
+            && ffnInWeight === other.ffnInWeight && ffnOutWeight === other.ffnOutWeight
+    }
+}
+
 /// One layer's products quantised for ``Precision/int8``.
 public struct QuantizedLayer: Sendable {
     public let qkv: QuantizedWeight, attnOut: QuantizedWeight, ffnIn: QuantizedWeight, ffnOut: QuantizedWeight
@@ -87,11 +95,17 @@ public final class BertModel: Sendable {
     /// The layers' int8 weights (``Precision/int8`` only).
     public let quantized: [QuantizedLayer]?
 
-    public init(config: BertConfig, weights: BertWeights, precision: Precision = .fp32) {
+    /// - Parameter reusing: a model whose int8 layers may be shared where its layer weights are
+    ///   the same objects (a fine-tuned version replaces only its top layers).
+    public init(config: BertConfig, weights: BertWeights, precision: Precision = .fp32, reusing previous: BertModel? = nil) {
         self.config = config
         self.weights = weights
         self.precision = precision
-        quantized = precision == .int8 ? weights.layers.map(QuantizedLayer.init) : nil
+        guard precision == .int8 else { quantized = nil; return }
+        quantized = weights.layers.enumerated().map { i, l in
+            if let previous, let q = previous.quantized, i < q.count, previous.weights.layers[i].sharesProducts(with: l) { return q[i] }
+            return QuantizedLayer(l)
+        }
     }
 
     /// Hidden states of the last layer for `sequences` (token ids, each with [CLS] … [SEP]).

@@ -29,9 +29,9 @@ public final class SentenceEncoder: Sendable {
 
     public init(config: BertConfig, weights: BertWeights, tokenizer: BertTokenizer, pooling: Pooling = .mean,
                 normalize: Bool = true, maxSeqLength: Int, folder: String = "", vocabularySource: String = "",
-                weightsFile: SafeTensorsFile, loadSeconds: Double = 0, precision: Precision = .fp32) {
+                weightsFile: SafeTensorsFile, loadSeconds: Double = 0, precision: Precision = .fp32, reusing: BertModel? = nil) {
         self.config = config
-        self.model = BertModel(config: config, weights: weights, precision: precision)
+        self.model = BertModel(config: config, weights: weights, precision: precision, reusing: reusing)
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
@@ -146,7 +146,7 @@ public final class SentenceEncoder: Sendable {
                                   layers: layers)
         return SentenceEncoder(config: config, weights: weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
                                maxSeqLength: maxSeqLength, folder: folder, vocabularySource: vocabularySource, weightsFile: weightsFile,
-                               loadSeconds: loadSeconds, precision: model.precision)
+                               loadSeconds: loadSeconds, precision: model.precision, reusing: model)
     }
 
     /// The same encoder computing its layers' matrix products in `precision` (int8: weights

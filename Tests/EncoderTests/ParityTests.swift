@@ -51,6 +51,21 @@ struct ParityTests {
         }
     }
 
+    @Test("int8: vectors close to fp32's; a version's encoder re-quantises only the layers it replaces")
+    func int8Encoder() throws {
+        let fp32 = try encoder(), int8 = fp32.withPrecision(.int8)
+        #expect(int8.model.precision == .int8 && fp32.model.quantized == nil)
+        let ws = Workspace(config: fp32.config)
+        let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let a = fp32.embed(texts, workspace: ws), b = int8.embed(texts, workspace: ws)
+        for i in texts.indices { #expect(zip(a[i], b[i]).reduce(0) { $0 + $1.0 * $1.1 } >= 0.98, "\(Reference.items[i].name)") }
+        let top = int8.replacingLayers([5: fp32.model.weights.layers[4]])
+        let q0 = try #require(int8.model.quantized), q1 = try #require(top.model.quantized)
+        for i in 0..<5 { #expect(q1[i].qkv === q0[i].qkv && q1[i].ffnOut === q0[i].ffnOut, "layer \(i) re-quantised") }
+        #expect(q1[5].qkv !== q0[5].qkv)
+        #expect(q1[5].qkv.inputs == q0[4].qkv.inputs)
+    }
+
     @Test("the reference folder loads with the expected description")
     func description() throws {
         let enc = try encoder()
