@@ -101,8 +101,11 @@ public enum FineTuneStart: RPCRequest {
         /// first trainable layer moved by ε × their norm along the loss's gradient (default 0:
         /// off; 0.02–0.1 is a useful range). Doubles the cost of a step.
         public var adversarialEpsilon: Double?
-        /// Replayed examples of other intents per target example (default 1).
+        /// Replayed examples of other intents per target example (default 2).
         public var replayRatio: Double?
+        /// Noisy copies of each replayed example (default 1; 0 keeps the replay clean, which
+        /// lets a fine-tune lose the other intents' robustness to typos). docs/robustness.md.
+        public var replayCopies: Int?
         public var maxSteps: Int?
         public var maxSeconds: Double?
         /// Do not start before this time (seconds since 1970).

@@ -181,8 +181,8 @@ public enum Gate {
         if t.parentCost <= 0 {
             reasons.append("the parent costs nothing on the target regions' held-out examples; there is nothing to recover")
         } else if reduction < s.minTargetReduction {
-            reasons.append(String(format: "target cost fell by %.1f%% (%.4f → %.4f per request); the gate asks for %.1f%%",
-                                  100 * reduction, t.parentCost, t.candidateCost, 100 * s.minTargetReduction))
+            reasons.append(String(format: "target cost %@ by %.1f%% (%.4f → %.4f per request); the gate asks for a fall of %.1f%%",
+                                  reduction < 0 ? "rose" : "fell", 100 * abs(reduction), t.parentCost, t.candidateCost, 100 * s.minTargetReduction))
         }
         let allowance = s.globalTolerance * g.parentCost
         if let why = harm(g, allowance: allowance, what: "global cost", settings: s) { reasons.append(why) }

@@ -19,6 +19,10 @@ public enum DataSelection {
         public var typoCopies = 1
         /// Replayed examples of other intents per target example.
         public var replayRatio = 2.0
+        /// Noisy copies of each replayed example too (0: replay stays clean). A fine-tune that
+        /// sees noise only on its target intents learns the others' clean forms alone and loses
+        /// their robustness; the gate's typo checks measure that on every intent.
+        public var replayCopies = 1
         /// Loss weight of a reported failure (the regions' examples weigh 1).
         public var failureWeight: Float = 2
         /// Share of the failures held out (half for early stopping, half for the gate).
@@ -49,6 +53,8 @@ public enum DataSelection {
         public var regionExamples = 0
         public var augmented = 0
         public var replay = 0
+        /// Noisy copies of the replayed examples (``Options/replayCopies``).
+        public var replayAugmented = 0
         public var earlyStopping = 0
         public var targetHeldOut = 0
         public var globalHeldOut = 0
@@ -94,7 +100,21 @@ public enum DataSelection {
         targetSet += augmented
         var others = train.compactMap { t, l in targets.contains(l) ? nil : index[l].map { LabelledText(text: t, label: $0) } }
         others.shuffle(using: &rng)
-        let replay = Array(others.prefix(Int((Double(failTrain.count + regionExamples.count) * o.replayRatio).rounded())))
+        var replay = Array(others.prefix(Int((Double(failTrain.count + regionExamples.count) * o.replayRatio).rounded())))
+        let replayed = replay.count
+        if o.typoRate > 0 && o.replayCopies > 0 {
+            var noisy: [LabelledText] = []
+            for k in replay.indices {
+                let g = targetSet.count + k
+                replay[k].group = g
+                let x = replay[k]
+                for c in 0..<o.replayCopies {
+                    let t = Noise.variant(x.text, copy: c, typoRate: o.typoRate, seed: o.seed &* 7919 &+ 0x5EED &+ UInt64(g * 16 + c))
+                    noisy.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost, group: g, noisy: true))
+                }
+            }
+            replay += noisy
+        }
         var all = targetSet + replay
         all.shuffle(using: &rng)
         sel.train = all
@@ -137,7 +157,7 @@ public enum DataSelection {
         sel.globalHeldOut = gate
         sel.targetHeldOut = gate.filter { targets.contains(labels[$0.label]) }
         sel.counts = Counts(failures: failTrain.count, failuresHeldOut: failHeld.count, failuresForEarlyStopping: failES.count,
-                            regionExamples: regionExamples.count, augmented: augmented.count, replay: replay.count,
+                            regionExamples: regionExamples.count, augmented: augmented.count, replay: replayed, replayAugmented: replay.count - replayed,
                             earlyStopping: sel.earlyStopping.count, targetHeldOut: sel.targetHeldOut.count, globalHeldOut: sel.globalHeldOut.count)
         return sel
     }

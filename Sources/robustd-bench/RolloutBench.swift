@@ -52,6 +52,18 @@ struct RolloutBench: ParsableCommand {
     @Option(help: "Epochs of the candidates' fine-tunes.")
     var epochs = 6
 
+    @Option(help: "λ of the fine-tunes' consistency term (finetune/start's `consistency`; 0: off, the daemon's default).")
+    var consistency: Double = 0
+
+    @Option(help: "Noisy copies of each target example (finetune/start's `noisyCopies`).")
+    var noisyCopies = 1
+
+    @Option(help: "Noisy copies of each replayed example (finetune/start's `replayCopies`).")
+    var replayCopies = DataSelection.Options().replayCopies
+
+    @Option(help: "Target regions whose corrections the worse candidate gets relabelled to a wrong intent (of the scenario's 10).")
+    var poisoned = 6
+
     @Option(help: "Candidates to train and simulate, comma-separated (better, equal, worse, typo-fragile).")
     var candidates = "better,equal,worse,typo-fragile"
 
@@ -119,10 +131,14 @@ struct RolloutBench: ParsableCommand {
         base.layers = 2
         base.epochs = epochs
         base.batchSize = 16
+        base.consistency = Float(consistency)
+        header.append("fine-tunes: \(epochs) epochs, consistency λ \(consistency), \(noisyCopies) noisy cop\(noisyCopies == 1 ? "y" : "ies") of each target example, \(replayCopies) of each replayed one; the worse one with \(poisoned) regions' corrections poisoned")
         var list: [Candidate] = []
         for name in candidates.split(separator: ",").map(String.init) {
             var options = DataSelection.Options()
             options.seed = seed
+            options.typoCopies = noisyCopies
+            options.replayCopies = replayCopies
             var settings = base
             var plan: LocalFineTune.Plan
             switch name {
@@ -135,10 +151,12 @@ struct RolloutBench: ParsableCommand {
                 let strong = Set(labels.filter { !sc.targets.contains($0) && !sc.weak.contains($0) }.shuffled(using: &rng).prefix(10))
                 plan = sc.plan(settings, targets: strong, failures: [], options: options)
             case "worse":
-                // Poisoned corrections: three target regions' corrections (and the examples the
-                // selection takes of them) relabelled to another intent, as a bad labelling batch would.
+                // Poisoned corrections: most target regions' corrections (and the examples the
+                // selection takes of them) relabelled to another intent, as a bad labelling batch
+                // would. With 3 of the 10 poisoned, the 7 regions fixed outweighed them: that
+                // candidate was better than its parent on the traffic (docs/rollout.md).
                 let counts = Dictionary(sc.train.map { ($0.1, 1) }, uniquingKeysWith: +)
-                let poisonedIntents = Set(sc.targets.sorted { (counts[$0] ?? 0, $0) > (counts[$1] ?? 0, $1) }.prefix(3))
+                let poisonedIntents = Set(sc.targets.sorted { (counts[$0] ?? 0, $0) > (counts[$1] ?? 0, $1) }.prefix(poisoned))
                 func wrong(_ l: String) -> String { labels[(sc.index[l]! + 7) % C] }
                 let poisoned = sc.failures.map { f in poisonedIntents.contains(f.correct) ? .init(text: f.text, correct: wrong(f.correct), cost: f.cost) : f }
                 plan = sc.plan(settings, targets: sc.targets, failures: poisoned, options: options)
@@ -244,6 +262,10 @@ struct RolloutBench: ParsableCommand {
             first.seed = firstSeed
             let g = Gate.evaluate(target: target, global: global, perturbed: perturbed, outOfScope: c.outOfScope, settings: first)
             print("    offline gate (first seed): " + (g.passed ? "passed" : "failed: " + g.reasons.joined(separator: "; ")))
+            let rows = [("clean", g.global)] + (g.perturbed ?? []).map { (String(format: "%.0f%% typos", 100 * $0.typoRate), $0.comparison) }
+            print("    held-out (\(g.global.examples) examples, \(String(format: "%.0f", g.global.effectiveExamples)) effective): " + rows.map { name, x in
+                String(format: "%@ cost %.3f → %.3f, only parent right %d, only candidate %d", name, x.parentCost, x.candidateCost, x.parentOnlyCorrect, x.candidateOnlyCorrect)
+            }.joined(separator: "; "))
         }
         print("")
         print("fixed gate = the old rule (non-inferiority bound on the clean held-out data); offline gate = the new screen (clean, typo copies, out of scope);")

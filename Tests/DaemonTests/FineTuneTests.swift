@@ -367,7 +367,9 @@ struct FineTuneTests {
         let replay: Int64 = selection?["replay"]?.intValue ?? 0
         let targets = failures + regionExamples
         #expect(selection?["augmented"]?.intValue == 3 * targets)
-        let expectedTrain: Int64 = 4 * targets + replay + adversarial
+        let replayCopies: Int64 = selection?["replayAugmented"]?.intValue ?? -1
+        #expect(replayCopies == replay)  // one noisy copy of each replayed example, the default
+        let expectedTrain: Int64 = 4 * targets + replay + replayCopies + adversarial
         #expect(training?["trainExamples"]?.intValue == expectedTrain)
         let v = try #require(done["version"]?.intValue)
         #expect(FileManager.default.fileExists(atPath: state.path + "/versions/\(v)/normaliser.json"))

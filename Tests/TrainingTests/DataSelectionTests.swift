@@ -20,7 +20,8 @@ struct DataSelectionTests {
         #expect(c.failuresHeldOut + c.failuresForEarlyStopping == 2)  // 30% held out, half and half
         #expect(c.augmented == c.regionExamples + c.failures)
         #expect(c.replay == c.regionExamples + c.failures)
-        #expect(s.train.count == c.regionExamples + c.failures + c.augmented + c.replay)
+        #expect(c.replayAugmented == c.replay)  // one noisy copy of each replayed example (the default)
+        #expect(s.train.count == c.regionExamples + c.failures + c.augmented + c.replay + c.replayAugmented)
         // Validation halves: 2 of each intent's 4 to the gate, 2 to early stopping.
         #expect(s.globalHeldOut.count == 6 + c.failuresHeldOut)
         #expect(s.earlyStopping.count == 6 + c.failuresForEarlyStopping)
@@ -58,7 +59,29 @@ struct DataSelectionTests {
         o.typoRate = 0
         o.replayRatio = 0
         let plain = DataSelection.select(labels: Self.labels, targets: ["b"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures, options: o)
-        #expect(plain.counts.augmented == 0 && plain.counts.replay == 0)
+        #expect(plain.counts.augmented == 0 && plain.counts.replay == 0 && plain.counts.replayAugmented == 0)
         #expect(plain.train.allSatisfy { $0.label == 1 })
+    }
+
+    @Test("replayed examples get noisy copies in their own groups, of their own intents; none with replayCopies 0")
+    func noisyReplay() {
+        var o = DataSelection.Options()
+        o.replayRatio = 1
+        o.replayCopies = 2
+        let s = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures, options: o)
+        #expect(s.counts.replayAugmented == 2 * s.counts.replay)
+        let others = s.train.filter { $0.label != 0 }
+        #expect(others.count == 3 * s.counts.replay)
+        // Each replayed example with its two copies makes a group of three (consistency trains them together),
+        // never shared with a target example's group.
+        let groups = Dictionary(grouping: others, by: { $0.group ?? -1 })
+        #expect(groups[-1] == nil)
+        #expect(groups.values.allSatisfy { g in g.count == 3 && g.filter(\.noisy).count == 2 && Set(g.map(\.label)).count == 1 })
+        let targetGroups = Set(s.train.filter { $0.label == 0 }.compactMap(\.group))
+        #expect(targetGroups.isDisjoint(with: Set(groups.keys)))
+        #expect(others.filter(\.noisy).contains { x in !Self.train.contains { $0.0 == x.text } })  // the copies differ from the clean texts
+        o.replayCopies = 0
+        let clean = DataSelection.select(labels: Self.labels, targets: ["a"], train: Self.train, heldOut: Self.heldOut, failures: Self.failures, options: o)
+        #expect(clean.counts.replayAugmented == 0 && clean.train.filter { $0.label != 0 }.allSatisfy { !$0.noisy })
     }
 }

@@ -141,6 +141,7 @@ extension FineTuneService {
         if let v = p.typoRate { sel.typoRate = v }
         if let v = p.noisyCopies { sel.typoCopies = v }
         if let v = p.replayRatio { sel.replayRatio = v }
+        if let v = p.replayCopies { sel.replayCopies = v }
         let inputs = FineTuneInputs(production: production, plan: plan, selection: sel, parent: parent, parentEncoder: parentEncoder,
                                     labels: parent.labels, targets: Set(job.targets), train: data.train,
                                     heldOut: data.heldOut, failures: data.failures, fullDataCount: data.count + data.failures.count,

@@ -197,6 +197,7 @@ final class FineTuneService: DaemonService {
         if let d = p.decay, !(d >= 0 && d < 10) { return bad("decay", "'decay' must be in [0, 10)", "0 ≤ decay < 10", "\(d)") }
         if let r = p.typoRate, !(r >= 0 && r <= 1) { return bad("typoRate", "'typoRate' must be in [0, 1]", "0 ≤ rate ≤ 1", "\(r)") }
         if let n = p.noisyCopies, !(0...8).contains(n) { return bad("noisyCopies", "'noisyCopies' must be 0 to 8", "0…8", "\(n)") }
+        if let n = p.replayCopies, !(0...8).contains(n) { return bad("replayCopies", "'replayCopies' must be 0 to 8", "0…8", "\(n)") }
         if let a = p.adversarialExamples, !(0...100_000).contains(a) {
             return bad("adversarialExamples", "'adversarialExamples' must be 0 to 100000", "0…100000", "\(a)")
         }
