@@ -158,8 +158,8 @@ public struct Rollout: Codable, Sendable, Equatable {
         let l = settings.shadow
         if worse.rejected {
             return move(to: .rolledBack, at: now, by: "evidence", reason: String(
-                format: "worse than version %d where they disagree: mean cost change %+.3f of the largest cost over %d reviewed disagreements (e-value %.1f ≥ %.0f)",
-                control, -effectEstimate, labels, worse.eValue, 1 / worse.alpha))
+                format: "worse than version %d where they disagree: mean cost change %+.3f of the largest cost over %d reviewed disagreements (%@)",
+                control, -effectEstimate, labels, Self.reached(worse)))
         }
         if futile.rejected && !better.rejected {
             return move(to: .rolledBack, at: now, by: "evidence", reason: String(
@@ -167,8 +167,10 @@ public struct Rollout: Codable, Sendable, Equatable {
                 control, settings.minEffect, effectEstimate, labels, futile.eValue))
         }
         if (notWorse.rejected || better.rejected) && labels >= l.minLabels && shadowRequests >= l.minRequests {
-            let reason = String(format: "not worse than version %d where they disagree: %+.3f of the largest cost saved per disagreement over %d reviewed (e-value %.1f ≥ %.0f that it is not worse by %.2f); safe to serve %.0f%% of the traffic",
-                                control, effectEstimate, labels, notWorse.eValue, 1 / notWorse.alpha, settings.minEffect, 100 * settings.canaryShare)
+            let test = notWorse.rejected ? String(format: "%@ that it is not worse by %.2f", Self.reached(notWorse), settings.minEffect)
+                : Self.reached(better) + " that it is better"
+            let reason = String(format: "not worse than version %d where they disagree: %+.3f of the largest cost saved per disagreement over %d reviewed (%@); safe to serve %.0f%% of the traffic",
+                                control, effectEstimate, labels, test, 100 * settings.canaryShare)
             return advance(to: .canary, at: now, reason: reason)
         }
         if labels >= l.maxLabels || shadowRequests >= l.maxRequests || now - stageStartedAt >= l.maxSeconds {
@@ -201,13 +203,13 @@ public struct Rollout: Codable, Sendable, Equatable {
         }
         if harm.rejected {
             return move(to: .rolledBack, at: now, by: "evidence", reason: String(
-                format: "more failure reports: %d about the candidate's %d answers, %d about the control's %d (e-value %.1f ≥ %.0f)",
-                c.failureReports, c.requests, k.failureReports, k.requests, harm.eValue, 1 / harm.alpha))
+                format: "more failure reports: %d about the candidate's %d answers, %d about the control's %d (%@)",
+                c.failureReports, c.requests, k.failureReports, k.requests, Self.reached(harm)))
         }
         if worse.rejected {
             return move(to: .rolledBack, at: now, by: "evidence", reason: String(
-                format: "worse than version %d where they disagree (%d reviewed, %d failure reports on disagreeing inputs; e-value %.1f)",
-                control, labels, c.disagreementReports + k.disagreementReports, worse.eValue))
+                format: "worse than version %d where they disagree (%d reviewed, %d failure reports on disagreeing inputs; %@)",
+                control, labels, c.disagreementReports + k.disagreementReports, Self.reached(worse)))
         }
         if futile.rejected && !better.rejected {
             return move(to: .rolledBack, at: now, by: "evidence", reason: String(
@@ -216,9 +218,9 @@ public struct Rollout: Codable, Sendable, Equatable {
         }
         if better.rejected && c.requests >= l.minRequests {
             return advance(to: .promoted, at: now, reason: String(
-                format: "better than version %d where they disagree: %d reviewed (%+.3f of the largest cost saved per disagreement) and %d failure reports on disagreeing inputs (%d about the control's answers, %d about the candidate's), e-value %.1f ≥ %.0f; failure reports per request %.4f against %.4f over %d candidate requests",
+                format: "better than version %d where they disagree: %d reviewed (%+.3f of the largest cost saved per disagreement) and %d failure reports on disagreeing inputs (%d about the control's answers, %d about the candidate's), %@; failure reports per request %.4f against %.4f over %d candidate requests",
                 control, labels, effectEstimate, c.disagreementReports + k.disagreementReports, k.disagreementReports, c.disagreementReports,
-                better.eValue, 1 / better.alpha, c.failureReportRate, k.failureReportRate, c.requests))
+                Self.reached(better), c.failureReportRate, k.failureReportRate, c.requests))
         }
         if c.requests >= l.maxRequests || labels >= l.maxLabels || now - stageStartedAt >= l.maxSeconds {
             return move(to: .rolledBack, at: now, by: "limit", reason: String(
@@ -226,6 +228,15 @@ public struct Rollout: Codable, Sendable, Equatable {
                 c.requests, labels, now - stageStartedAt, better.eValue, 1 / better.alpha))
         }
         return nil
+    }
+
+    /// A decided test's evidence for a transition's reason: the e-value it reached (a test that
+    /// has decided stays decided, and a stage may wait on other conditions, such as a minimum of
+    /// requests, while its wealth moves on), and the one now when that differs.
+    public static func reached(_ t: BettingTest) -> String {
+        let peak = exp(min(700, t.maxLogWealth)), now = t.eValue
+        let s = String(format: "e-value reached %.1f ≥ %.0f", peak, 1 / t.alpha)
+        return abs(peak - now) < 0.05 ? s : s + String(format: ", %.1f now", now)
     }
 
     /// A forward move: made at once with autoPromote, else left pending for an operator.

@@ -60,6 +60,20 @@ final class BettingTestTests: XCTestCase {
         XCTAssertLessThanOrEqual(rejections, 35)
     }
 
+    func testAReasonQuotesTheEvidenceReachedNotOnlyTheWealthNow() {
+        // A test that has decided stays decided; a stage may wait (minimum requests) while its
+        // wealth falls back under 1/α. The reason must show what it reached, not "18.3 ≥ 20".
+        var t = BettingTest(direction: .above, null: 0.5, alpha: 0.05)
+        while !t.rejected { t.observe(1) }
+        XCTAssertEqual(Rollout.reached(t), String(format: "e-value reached %.1f ≥ 20", t.eValue))
+        for _ in 0..<3 { t.observe(0) }
+        XCTAssertLessThan(t.eValue, 20)
+        let reason = Rollout.reached(t)
+        let peak = Double(reason.split(separator: " ")[2])!
+        XCTAssertGreaterThanOrEqual(peak, 20, reason)
+        XCTAssertTrue(reason.hasSuffix(String(format: ", %.1f now", t.eValue)), reason)
+    }
+
     func testCodableRoundTripKeepsTheWealth() throws {
         var t = BettingTest(direction: .below, null: 0.6, alpha: 0.01)
         for x in [0.0, 1, 0, 0, 0.5] { t.observe(x) }
