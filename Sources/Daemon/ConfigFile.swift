@@ -7,6 +7,8 @@ import Scoring
 /// every key; schemas/config.schema.json describes the structure.
 public struct ConfigFile: Sendable, Equatable {
     public var modelPath: String?
+    /// `[model] precision`: "fp32" or "int8" (`--precision` overrides it; nil: fp32).
+    public var precision: String?
     /// `[store] url`: a PostgreSQL URL for a fleet's shared store (nil: SQLite in the state folder).
     public var storeURL: String?
     /// `[store] replica`: this replica's name in the fleet (default: the host name).
@@ -121,6 +123,13 @@ public struct ConfigFile: Sendable, Equatable {
         case ("model", 2) where path[1] == "path":
             guard case .string(let p) = v else { throw Problem(line: line, message: "model.path must be a string") }
             modelPath = (p as NSString).expandingTildeInPath
+        case ("model", 2) where path[1] == "precision":
+            guard case .string(let p) = v, ["fp32", "int8"].contains(p) else {
+                throw Problem(line: line, message: "model.precision must be \"fp32\" or \"int8\"")
+            }
+            precision = p
+        case ("model", 2):
+            throw Problem(line: line, message: "unknown key model.\(path[1]); known: path, precision")
         case ("store", 2) where path[1] == "url":
             guard case .string(let u) = v else { throw Problem(line: line, message: "store.url must be a string") }
             guard Configuration.isStoreURL(u) else {

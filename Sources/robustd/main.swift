@@ -46,8 +46,8 @@ struct RobustdCommand: ParsableCommand {
     @Option(help: "CPU kernels: auto (the best this CPU runs), baseline, avx2 or avx512.")
     var kernels: String = "auto"
 
-    @Option(help: "The encoder's layer products: fp32, or int8 (per-channel weights, per-row activations; faster where the CPU has VNNI, vectors within 0.99 cosine of fp32).")
-    var precision: String = "fp32"
+    @Option(help: "The encoder's layer products: fp32, or int8 (per-channel weights, per-row activations; faster where the CPU has VNNI, vectors within 0.99 cosine of fp32). Default: the configuration's model.precision, else fp32.")
+    var precision: String?
 
     @Option(help: "How long a graceful stop waits for requests in flight, in milliseconds.")
     var shutdownGraceMs: UInt64 = Configuration().shutdownGraceMs
@@ -92,7 +92,7 @@ struct RobustdCommand: ParsableCommand {
         guard partialMessageTimeoutMs >= 100 && partialMessageTimeoutMs <= 3_600_000 else {
             throw ValidationError("--partial-message-timeout-ms must be between 100 and 3600000")
         }
-        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or int8") }
+        if let precision, Precision(rawValue: precision) == nil { throw ValidationError("--precision must be fp32 or int8") }
         guard computeThreads >= 1 && computeThreads <= 256 else { throw ValidationError("--compute-threads must be between 1 and 256") }
         guard maxBatch >= 1 && maxBatch <= 4096 else { throw ValidationError("--max-batch must be between 1 and 4096") }
         guard maxBatchDelayMs <= 1000 else { throw ValidationError("--max-batch-delay-ms must be at most 1000") }
@@ -129,7 +129,8 @@ struct RobustdCommand: ParsableCommand {
         config.maxQueuedOutputBytes = maxQueuedOutputBytes
         config.partialMessageTimeoutMs = partialMessageTimeoutMs
         config.computeThreads = computeThreads
-        config.precision = Precision(rawValue: precision)!
+        // Both were checked: the flag in validate(), the file's key when it was parsed.
+        config.precision = Precision(rawValue: precision ?? config.file.precision ?? "fp32") ?? .fp32
         do {
             try Kernels.use(named: kernels)
         } catch {

@@ -22,6 +22,7 @@ struct ConfigFileTests {
             card_arrival = 40
             [model]
             path = "/models/x # not a comment"
+            precision = "int8"
             """)
         #expect(c.costs == ["complaint": 12.5, "escalation": 1000])
         #expect(c.impact == ["lost_or_stolen_card": 5, "card_arrival": 2])
@@ -29,6 +30,21 @@ struct ConfigFileTests {
         #expect(c.risk.thresholds.medium == 0.15)
         #expect(c.misrouting["lost_or_stolen_card"]?["card_arrival"] == 40)
         #expect(c.modelPath == "/models/x # not a comment")
+        #expect(c.precision == "int8")
+        #expect(try ConfigFile.parse("").precision == nil)
+    }
+
+    @Test("[model]: precision is fp32 or int8; other values and unknown keys are named with their line")
+    func model() {
+        for (text, fragment) in [("[model]\nprecision = \"fp16\"\n", "model.precision must be"), ("[model]\nprecision = 8\n", "model.precision must be"),
+                                 ("[model]\nname = \"x\"\n", "unknown key model.name; known: path, precision")] {
+            do {
+                _ = try ConfigFile.parse(text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.line == 2 && error.message.contains(fragment), "\(error)")
+            }
+        }
     }
 
     @Test("[store]: a PostgreSQL URL, the replica's name, the lease; anything else is named")

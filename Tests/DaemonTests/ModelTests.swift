@@ -66,6 +66,15 @@ struct ModelTests {
                 #expect(info["kernels"]?["int8"] == "baseline")
             }
         }
+        // The configuration's model.precision chooses it when the flag does not; the flag wins.
+        let conf = TempDir()
+        let cfg = conf.path + "/robustd.toml"
+        try Data("[model]\nprecision = \"int8\"\n".utf8).write(to: URL(fileURLWithPath: cfg))
+        for (args, expected) in [([String](), "int8"), (["--precision", "fp32"], "fp32")] {
+            let d = try DaemonProcess(extraArgs: ["--model", Paths.referenceModel, "--config", cfg] + args)
+            let info = try d.client().call("model/info").get()
+            #expect(info["kernels"]?["precision"]?.stringValue == expected, "\(args)")
+        }
         // A variant that does not exist stops the daemon at start with a message naming it.
         let dir = TempFolder()
         let (status, _, err) = try run(Binaries.robustd, ["--socket", dir.path + "/s.sock", "--state-dir", dir.path + "/state", "--kernels", "sse9"])
