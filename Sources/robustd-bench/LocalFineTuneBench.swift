@@ -38,6 +38,9 @@ struct LocalFineTuneBench: ParsableCommand {
     @Option(help: "Typo rate of the augmentation in the all-data fine-tunes (0: none).")
     var typoRate: Double = 0.1
 
+    @Option(help: "Noisy copies of each replayed example in the scenario's local fine-tunes (finetune/start's `replayCopies`).")
+    var replayCopies = DataSelection.Options().replayCopies
+
     func run() throws {
         if allData {
             let enc = try SentenceEncoder.load(folder: paths.model)
@@ -89,6 +92,7 @@ struct LocalFineTuneBench: ParsableCommand {
             plan.threads = 2
             var opts = DataSelection.Options()
             opts.seed = seed
+            opts.replayCopies = replayCopies
             var targetSet = targets
             if m == "full" {
                 plan.settings.method = .topLayers
