@@ -1,3 +1,4 @@
+import Encoder
 import Foundation
 import Rollout
 import Scoring
@@ -8,7 +9,7 @@ import Scoring
 public struct ConfigFile: Sendable, Equatable {
     public var modelPath: String?
     /// `[model] precision`: "fp32" or "int8" (`--precision` overrides it; nil: fp32).
-    public var precision: String?
+    public var precision: Precision?
     /// `[store] url`: a PostgreSQL URL for a fleet's shared store (nil: SQLite in the state folder).
     public var storeURL: String?
     /// `[store] replica`: this replica's name in the fleet (default: the host name).
@@ -124,10 +125,10 @@ public struct ConfigFile: Sendable, Equatable {
             guard case .string(let p) = v else { throw Problem(line: line, message: "model.path must be a string") }
             modelPath = (p as NSString).expandingTildeInPath
         case ("model", 2) where path[1] == "precision":
-            guard case .string(let p) = v, ["fp32", "int8"].contains(p) else {
-                throw Problem(line: line, message: "model.precision must be \"fp32\" or \"int8\"")
+            guard case .string(let p) = v, let value = Precision(rawValue: p) else {
+                throw Problem(line: line, message: "model.precision must be " + Precision.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: " or "))
             }
-            precision = p
+            precision = value
         case ("model", 2):
             throw Problem(line: line, message: "unknown key model.\(path[1]); known: path, precision")
         case ("store", 2) where path[1] == "url":

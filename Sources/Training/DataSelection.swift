@@ -85,37 +85,29 @@ public enum DataSelection {
         let held = fails.prefix(holdFailures).map { LabelledText(text: $0.text, label: index[$0.correct]!, weight: 1, cost: $0.cost) }
         let failES = Array(held.prefix(held.count / 2)), failHeld = Array(held.dropFirst(held.count / 2))
         let regionExamples = train.compactMap { t, l in targets.contains(l) ? index[l].map { LabelledText(text: t, label: $0) } : nil }
-        var targetSet = failTrain + regionExamples
-        var augmented: [LabelledText] = []
-        if o.typoRate > 0 && o.typoCopies > 0 {
-            for k in targetSet.indices {
-                targetSet[k].group = k
-                let x = targetSet[k]
-                for c in 0..<o.typoCopies {
-                    let t = Noise.variant(x.text, copy: c, typoRate: o.typoRate, seed: o.seed &* 7919 &+ UInt64(k * 16 + c))
-                    augmented.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost, group: k, noisy: true))
+        // Seeded noisy copies of each example, in a group with it (groups numbered from `firstGroup`).
+        func noisyCopies(of xs: inout [LabelledText], copies: Int, firstGroup: Int, salt: UInt64) -> [LabelledText] {
+            guard o.typoRate > 0 && copies > 0 else { return [] }
+            var out: [LabelledText] = []
+            for k in xs.indices {
+                let g = firstGroup + k
+                xs[k].group = g
+                let x = xs[k]
+                for c in 0..<copies {
+                    let t = Noise.variant(x.text, copy: c, typoRate: o.typoRate, seed: o.seed &* 7919 &+ salt &+ UInt64(g * 16 + c))
+                    out.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost, group: g, noisy: true))
                 }
             }
+            return out
         }
+        var targetSet = failTrain + regionExamples
+        let augmented = noisyCopies(of: &targetSet, copies: o.typoCopies, firstGroup: 0, salt: 0)
         targetSet += augmented
         var others = train.compactMap { t, l in targets.contains(l) ? nil : index[l].map { LabelledText(text: t, label: $0) } }
         others.shuffle(using: &rng)
         var replay = Array(others.prefix(Int((Double(failTrain.count + regionExamples.count) * o.replayRatio).rounded())))
-        let replayed = replay.count
-        if o.typoRate > 0 && o.replayCopies > 0 {
-            var noisy: [LabelledText] = []
-            for k in replay.indices {
-                let g = targetSet.count + k
-                replay[k].group = g
-                let x = replay[k]
-                for c in 0..<o.replayCopies {
-                    let t = Noise.variant(x.text, copy: c, typoRate: o.typoRate, seed: o.seed &* 7919 &+ 0x5EED &+ UInt64(g * 16 + c))
-                    noisy.append(LabelledText(text: t, label: x.label, weight: x.weight, cost: x.cost, group: g, noisy: true))
-                }
-            }
-            replay += noisy
-        }
-        var all = targetSet + replay
+        let replayNoisy = noisyCopies(of: &replay, copies: o.replayCopies, firstGroup: targetSet.count, salt: 0x5EED)
+        var all = targetSet + replay + replayNoisy
         all.shuffle(using: &rng)
         sel.train = all
         // Validation, stratified: every other example of an intent to early stopping, starting
@@ -157,7 +149,7 @@ public enum DataSelection {
         sel.globalHeldOut = gate
         sel.targetHeldOut = gate.filter { targets.contains(labels[$0.label]) }
         sel.counts = Counts(failures: failTrain.count, failuresHeldOut: failHeld.count, failuresForEarlyStopping: failES.count,
-                            regionExamples: regionExamples.count, augmented: augmented.count, replay: replayed, replayAugmented: replay.count - replayed,
+                            regionExamples: regionExamples.count, augmented: augmented.count, replay: replay.count, replayAugmented: replayNoisy.count,
                             earlyStopping: sel.earlyStopping.count, targetHeldOut: sel.targetHeldOut.count, globalHeldOut: sel.globalHeldOut.count)
         return sel
     }

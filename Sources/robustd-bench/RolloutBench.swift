@@ -158,8 +158,8 @@ struct RolloutBench: ParsableCommand {
                 let counts = Dictionary(sc.train.map { ($0.1, 1) }, uniquingKeysWith: +)
                 let poisonedIntents = Set(sc.targets.sorted { (counts[$0] ?? 0, $0) > (counts[$1] ?? 0, $1) }.prefix(poisoned))
                 func wrong(_ l: String) -> String { labels[(sc.index[l]! + 7) % C] }
-                let poisoned = sc.failures.map { f in poisonedIntents.contains(f.correct) ? .init(text: f.text, correct: wrong(f.correct), cost: f.cost) : f }
-                plan = sc.plan(settings, targets: sc.targets, failures: poisoned, options: options)
+                let poisonedFailures = sc.failures.map { f in poisonedIntents.contains(f.correct) ? .init(text: f.text, correct: wrong(f.correct), cost: f.cost) : f }
+                plan = sc.plan(settings, targets: sc.targets, failures: poisonedFailures, options: options)
                 plan.train = plan.train.map { x in
                     guard poisonedIntents.contains(labels[x.label]) else { return x }
                     var y = x

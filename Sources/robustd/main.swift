@@ -129,8 +129,7 @@ struct RobustdCommand: ParsableCommand {
         config.maxQueuedOutputBytes = maxQueuedOutputBytes
         config.partialMessageTimeoutMs = partialMessageTimeoutMs
         config.computeThreads = computeThreads
-        // Both were checked: the flag in validate(), the file's key when it was parsed.
-        config.precision = Precision(rawValue: precision ?? config.file.precision ?? "fp32") ?? .fp32
+        config.precision = precision.flatMap(Precision.init(rawValue:)) ?? config.file.precision ?? .fp32
         do {
             try Kernels.use(named: kernels)
         } catch {

@@ -30,7 +30,7 @@ struct ConfigFileTests {
         #expect(c.risk.thresholds.medium == 0.15)
         #expect(c.misrouting["lost_or_stolen_card"]?["card_arrival"] == 40)
         #expect(c.modelPath == "/models/x # not a comment")
-        #expect(c.precision == "int8")
+        #expect(c.precision == .int8)
         #expect(try ConfigFile.parse("").precision == nil)
     }
 

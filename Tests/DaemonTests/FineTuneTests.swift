@@ -432,6 +432,7 @@ struct FineTuneTests {
         #expect(try code(["regions": "all", "window": "25:00-01:00"]).0 == -32602)
         #expect(try code(["regions": "all", "parent": 7]).0 == -32602)
         #expect(try code(["regions": "all", "noisyCopies": 99]).0 == -32602)
+        #expect(try code(["regions": "all", "replayCopies": 9]).0 == -32602)
         #expect(try code(["regions": "all", "consistency": -1]).0 == -32602)
         #expect(try code(["regions": "all", "adversarialExamples": -2]).0 == -32602)
         guard case .failure(let unknown) = try c.call("finetune/status", ["job": 42]) else { Issue.record("job 42"); return }
