@@ -72,6 +72,19 @@ extension BertLayerWeights {
     }
 }
 
+/// One layer's products packed for the few-rows fp32 kernel (``Precision/fp32``; OpenBLAS
+/// reads the weights themselves).
+public struct PackedLayer: Sendable {
+    public let qkv: PackedWeight, attnOut: PackedWeight, ffnIn: PackedWeight, ffnOut: PackedWeight
+
+    init(_ l: BertLayerWeights) {
+        qkv = PackedWeight(l.qkvWeight); attnOut = PackedWeight(l.attnOutWeight)
+        ffnIn = PackedWeight(l.ffnInWeight); ffnOut = PackedWeight(l.ffnOutWeight)
+    }
+
+    public var byteCount: Int { qkv.byteCount + attnOut.byteCount + ffnIn.byteCount + ffnOut.byteCount }
+}
+
 /// One layer's products quantised for ``Precision/int8``.
 public struct QuantizedLayer: Sendable {
     public let qkv: QuantizedWeight, attnOut: QuantizedWeight, ffnIn: QuantizedWeight, ffnOut: QuantizedWeight
@@ -92,20 +105,44 @@ public final class BertModel: Sendable {
     public let config: BertConfig
     public let weights: BertWeights
     public let precision: Precision
+    /// The layers' packed fp32 weights (``Precision/fp32`` only).
+    public let packed: [PackedLayer]?
     /// The layers' int8 weights (``Precision/int8`` only).
     public let quantized: [QuantizedLayer]?
 
-    /// - Parameter reusing: a model whose int8 layers may be shared where its layer weights are
-    ///   the same objects (a fine-tuned version replaces only its top layers).
+    /// Only the copies the precision computes from are made: an int8 model holds no packed
+    /// fp32 weights, so its resident memory is the int8 weights and what traffic touches of
+    /// the mapped file.
+    ///
+    /// - Parameter reusing: a model whose packed or int8 layers may be shared where its layer
+    ///   weights are the same objects (a fine-tuned version replaces only its top layers).
     public init(config: BertConfig, weights: BertWeights, precision: Precision = .fp32, reusing previous: BertModel? = nil) {
         self.config = config
         self.weights = weights
         self.precision = precision
-        guard precision == .int8 else { quantized = nil; return }
-        quantized = weights.layers.enumerated().map { i, l in
-            if let previous, let q = previous.quantized, i < q.count, previous.weights.layers[i].sharesProducts(with: l) { return q[i] }
-            return QuantizedLayer(l)
+        func same(_ i: Int) -> Bool {
+            guard let previous, i < previous.weights.layers.count else { return false }
+            return previous.weights.layers[i].sharesProducts(with: weights.layers[i])
         }
+        switch precision {
+        case .fp32:
+            quantized = nil
+            packed = weights.layers.enumerated().map { i, l in
+                if same(i), let p = previous?.packed { return p[i] }
+                return PackedLayer(l)
+            }
+        case .int8:
+            packed = nil
+            quantized = weights.layers.enumerated().map { i, l in
+                if same(i), let q = previous?.quantized { return q[i] }
+                return QuantizedLayer(l)
+            }
+        }
+    }
+
+    /// Bytes of the copies the products compute from (packed fp32 or int8 weights).
+    public var productBytes: Int {
+        (packed ?? []).reduce(0) { $0 + $1.byteCount } + (quantized ?? []).reduce(0) { $0 + $1.byteCount }
     }
 
     /// Hidden states of the last layer for `sequences` (token ids, each with [CLS] … [SEP]).
@@ -147,23 +184,23 @@ public final class BertModel: Sendable {
             layerNormForward(out: x, mean: nil, rstd: nil, input: x, weight: w.embNormWeight, bias: w.embNormBias, eps: c.layerNormEps)
         }
 
-        let quantized = self.quantized
+        let quantized = self.quantized, packed = self.packed
         for (li, L) in w.layers.prefix(layerCount ?? w.layers.count).enumerated() {
-            let Q = quantized?[li]
+            let Q = quantized?[li], P = packed?[li]
             /// The layer's product: int8 when quantised, else fp32 (few-rows kernel or OpenBLAS).
-            func linear(_ out: Tensor, _ input: Tensor, _ weight: Tensor, _ packed: PackedWeight, _ q: QuantizedWeight?, _ bias: Tensor) {
+            func linear(_ out: Tensor, _ input: Tensor, _ weight: Tensor, _ packed: PackedWeight?, _ q: QuantizedWeight?, _ bias: Tensor) {
                 if let q { linearInt8(out: out, input: input, weight: q, bias: bias, parallel: parallel) }
                 else { linearForward(out: out, input: input, weight: weight, packed: packed, bias: bias, parallel: parallel) }
             }
-            step("qkv gemm") { linear(qkv, x, L.qkvWeight, L.qkvPacked, Q?.qkv, L.qkvBias) }
+            step("qkv gemm") { linear(qkv, x, L.qkvWeight, P?.qkv, Q?.qkv, L.qkvBias) }
             step("attention") { attentionForward(out: ctx, scratch: ws.scratch!, qkv: qkv, packing: packing, heads: c.heads, parallel: split) }
-            step("out gemm") { linear(tmp, ctx, L.attnOutWeight, L.attnOutPacked, Q?.attnOut, L.attnOutBias) }
+            step("out gemm") { linear(tmp, ctx, L.attnOutWeight, P?.attnOut, Q?.attnOut, L.attnOutBias) }
             step("residual+norm") {
                 split.run { k in
                     residualLayerNorm(x: x, sublayer: tmp, weight: L.attnNormWeight, bias: L.attnNormBias, eps: c.layerNormEps, rows: rows(N, k))
                 }
             }
-            step("ffn-in gemm") { linear(ffn, x, L.ffnInWeight, L.ffnInPacked, Q?.ffnIn, L.ffnInBias) }
+            step("ffn-in gemm") { linear(ffn, x, L.ffnInWeight, P?.ffnIn, Q?.ffnIn, L.ffnInBias) }
             step("gelu") {
                 let f = ffn
                 split.run { k in
@@ -171,7 +208,7 @@ public final class BertModel: Sendable {
                     geluForward(out: f.data + r.lowerBound * I, input: f.data + r.lowerBound * I, count: r.count * I)
                 }
             }
-            step("ffn-out gemm") { linear(tmp, ffn, L.ffnOutWeight, L.ffnOutPacked, Q?.ffnOut, L.ffnOutBias) }
+            step("ffn-out gemm") { linear(tmp, ffn, L.ffnOutWeight, P?.ffnOut, Q?.ffnOut, L.ffnOutBias) }
             step("residual+norm") {
                 split.run { k in
                     residualLayerNorm(x: x, sublayer: tmp, weight: L.ffnNormWeight, bias: L.ffnNormBias, eps: c.layerNormEps, rows: rows(N, k))

@@ -2,9 +2,10 @@ import Tensor
 
 // H hidden, I intermediate, V vocabulary, P positions, TT token types, L layers.
 
-/// One transformer layer's weights, in PyTorch's `[out, in]` layout, each projection also
-/// packed once for the few-rows kernel. Q, K and V are fused into one `[3H, H]` projection,
-/// so that attention's input is one matrix product.
+/// One transformer layer's weights, in PyTorch's `[out, in]` layout (views into the mapped
+/// file where they can be). Q, K and V are fused into one `[3H, H]` projection, so that
+/// attention's input is one matrix product. The copies the products compute from (packed for
+/// the few-rows kernel, or quantised) belong to the ``BertModel`` of a precision.
 public struct BertLayerWeights: Sendable {
     public let qkvWeight: Tensor      // [3H, H]
     public let qkvBias: Tensor        // [3H]
@@ -18,7 +19,6 @@ public struct BertLayerWeights: Sendable {
     public let ffnOutBias: Tensor     // [H]
     public let ffnNormWeight: Tensor  // [H]
     public let ffnNormBias: Tensor    // [H]
-    public let qkvPacked: PackedWeight, attnOutPacked: PackedWeight, ffnInPacked: PackedWeight, ffnOutPacked: PackedWeight
 }
 
 /// All encoder weights, shape-checked against the config at load.
@@ -67,8 +67,7 @@ public struct BertWeights: Sendable {
                 attnNormWeight: anw, attnNormBias: anb,
                 ffnInWeight: fi, ffnInBias: try t(p + "intermediate.dense.bias", [I]),
                 ffnOutWeight: fo, ffnOutBias: try t(p + "output.dense.bias", [H]),
-                ffnNormWeight: fnw, ffnNormBias: fnb,
-                qkvPacked: PackedWeight(qkv), attnOutPacked: PackedWeight(ao), ffnInPacked: PackedWeight(fi), ffnOutPacked: PackedWeight(fo)))
+                ffnNormWeight: fnw, ffnNormBias: fnb))
         }
         return BertWeights(
             wordEmbeddings: try t("embeddings.word_embeddings.weight", [c.vocabSize, H]),

@@ -50,6 +50,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         base = map
         mappedSize = size
+        // Reads are by row (an embedding per token) or whole tensors: no read-ahead, no
+        // mapping of neighbouring pages on a fault, so residency follows what is read.
+        _ = madvise(map, size, MADV_RANDOM)
         do throws(ModelError) {
             // Any 8 bytes can stand here: clamped before it becomes an Int.
             let headerSize = Int(min(map.loadUnaligned(as: UInt64.self).littleEndian, UInt64(Int.max)))
@@ -109,6 +112,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     deinit { munmap(base, mappedSize) }
+
+    /// Drops the mapping's resident pages (read-only and clean: the next read of a page maps
+    /// it again from the page cache). Resident memory then counts only what is read after.
+    public func releaseResidentPages() {
+        _ = madvise(base, mappedSize, MADV_DONTNEED)
+    }
 
     /// The tensor `name` as F32 with the given shape: a view into the mapping when the data
     /// is F32 and aligned, otherwise a converted copy.

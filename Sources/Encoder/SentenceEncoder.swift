@@ -40,11 +40,14 @@ public final class SentenceEncoder: Sendable {
         self.vocabularySource = vocabularySource
         self.weightsFile = weightsFile
         self.loadSeconds = loadSeconds
+        // Packing or quantising read every layer weight from the mapping; what the precision
+        // does not read again (all of it for int8) need not stay resident.
+        weightsFile.releaseResidentPages()
     }
 
     /// Loads a model folder (config.json, model.safetensors, vocab.txt or tokenizer.json,
-    /// and the optional sentence-transformers files).
-    public static func load(folder: String) throws(ModelError) -> SentenceEncoder {
+    /// and the optional sentence-transformers files), its products in `precision`.
+    public static func load(folder: String, precision: Precision = .fp32) throws(ModelError) -> SentenceEncoder {
         let start = Date()
         let dir = URL(fileURLWithPath: folder)
         var isDir: ObjCBool = false
@@ -128,7 +131,7 @@ public final class SentenceEncoder: Sendable {
 
         return SentenceEncoder(config: config, weights: weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
                                maxSeqLength: maxLen, folder: folder, vocabularySource: source, weightsFile: file,
-                               loadSeconds: Date().timeIntervalSince(start))
+                               loadSeconds: Date().timeIntervalSince(start), precision: precision)
     }
 
     /// The same encoder with some layers' weights replaced (a fine-tuned version's top
@@ -190,11 +193,9 @@ public final class SentenceEncoder: Sendable {
     /// Bytes of model.safetensors mapped into memory (resident only where touched).
     public var mappedWeightBytes: Int { weightsFile.entries.values.reduce(0) { $0 + $1.end - $1.begin } }
 
-    /// Bytes of the weight copies made at load (the fused QKV and the few-rows packing).
+    /// Bytes of the weight copies made at load: the fused QKV, and the products' copies of the
+    /// precision in use (the few-rows packing for fp32, the int8 weights for int8).
     public var packedWeightBytes: Int {
-        model.weights.layers.reduce(0) { acc, L in
-            acc + (L.qkvWeight.count + L.qkvBias.count) * 4 + L.qkvPacked.byteCount + L.attnOutPacked.byteCount
-                + L.ffnInPacked.byteCount + L.ffnOutPacked.byteCount
-        }
+        model.weights.layers.reduce(0) { $0 + ($1.qkvWeight.count + $1.qkvBias.count) * 4 } + model.productBytes
     }
 }

@@ -103,13 +103,11 @@ public final class TrainableLayer {
             }
         }
 
-        /// Frozen weights for serving, with the projections packed for the few-rows kernel.
+        /// Frozen weights for serving (the model of a precision packs or quantises them).
         public var serving: BertLayerWeights {
             BertLayerWeights(qkvWeight: qkvWeight, qkvBias: qkvBias, attnOutWeight: attnOutWeight, attnOutBias: attnOutBias,
                              attnNormWeight: norm1Weight, attnNormBias: norm1Bias, ffnInWeight: ffnInWeight, ffnInBias: ffnInBias,
-                             ffnOutWeight: ffnOutWeight, ffnOutBias: ffnOutBias, ffnNormWeight: norm2Weight, ffnNormBias: norm2Bias,
-                             qkvPacked: PackedWeight(qkvWeight), attnOutPacked: PackedWeight(attnOutWeight),
-                             ffnInPacked: PackedWeight(ffnInWeight), ffnOutPacked: PackedWeight(ffnOutWeight))
+                             ffnOutWeight: ffnOutWeight, ffnOutBias: ffnOutBias, ffnNormWeight: norm2Weight, ffnNormBias: norm2Bias)
         }
 
         public func zero() { for t in all { t.zero() } }

@@ -51,10 +51,19 @@ struct ParityTests {
         }
     }
 
-    @Test("int8: vectors close to fp32's; a version's encoder re-quantises only the layers it replaces")
+    @Test("int8: vectors close to fp32's; a version's encoder re-quantises only the layers it replaces; each precision holds only its own copies")
     func int8Encoder() throws {
         let fp32 = try encoder(), int8 = fp32.withPrecision(.int8)
         #expect(int8.model.precision == .int8 && fp32.model.quantized == nil)
+        // An int8 model keeps no packed fp32 weights (53 MB for this model), an fp32 one no int8.
+        #expect(int8.model.packed == nil && fp32.model.packed?.count == 6)
+        let loadedInt8 = try SentenceEncoder.load(folder: fp32.folder, precision: .int8)
+        #expect(loadedInt8.model.packed == nil && loadedInt8.model.quantized?.count == 6)
+        #expect(int8.packedWeightBytes < fp32.packedWeightBytes / 2, "\(int8.packedWeightBytes) vs \(fp32.packedWeightBytes)")
+        let fp32Top = fp32.replacingLayers([5: fp32.model.weights.layers[4]])
+        let p0 = try #require(fp32.model.packed), p1 = try #require(fp32Top.model.packed)
+        for i in 0..<5 { #expect(p1[i].qkv === p0[i].qkv && p1[i].ffnIn === p0[i].ffnIn, "layer \(i) re-packed") }
+        #expect(p1[5].qkv !== p0[5].qkv)
         let ws = Workspace(config: fp32.config)
         let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
         let a = fp32.embed(texts, workspace: ws), b = int8.embed(texts, workspace: ws)

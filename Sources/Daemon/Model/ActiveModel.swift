@@ -137,7 +137,7 @@ extension ActiveModel {
     /// sets up the shared batcher; without a model, model methods answer -32020.
     static func load(config: Configuration, loop: Loop, compute: ComputePool, logger: Logger) throws -> ActiveModel {
         guard let path = config.modelPath else { return ActiveModel(loop: loop, encoder: nil, batcher: nil) }
-        let enc = try SentenceEncoder.load(folder: path).withPrecision(config.precision)
+        let enc = try SentenceEncoder.load(folder: path, precision: config.precision)
         let batcher = MicroBatcher(engine: BatchEngine(encoder: enc, threads: config.computeThreads), loop: loop, compute: compute,
                                    maxBatch: config.maxBatch, maxDelayMs: config.maxBatchDelayMs)
         logger.info("model loaded", metadata: [
