@@ -25,3 +25,10 @@ for round in 1 2; do
     .build/release/robustd-bench encoder --model "$MODEL" --precision "$p" --repeats 3 --queries 300
   done
 done
+# embed over the daemon's socket against the in-process encoder, in rounds side by side (the
+# ratio is what the socket costs; the rows above place the in-process figure against ONNX Runtime).
+swift build -c release --product robustd >/dev/null
+for p in fp32 int8; do
+  echo "== robustd $p: embed over the socket / in process"
+  .build/release/robustd-bench services --embed-only --model "$MODEL" --precision "$p"
+done

@@ -59,7 +59,7 @@ public final class BatchEngine: @unchecked Sendable {
         let H = encoder.hiddenSize
         let shares = bounds.count - 1
         let cuts = bounds
-        DispatchQueue.concurrentPerform(iterations: shares) { k in
+        Parallel(threads: shares).run { k in
             let lo = cuts[k], hi = cuts[k + 1]
             guard hi > lo else { return }
             let view = Tensor(viewing: out.data + lo * H, shape: [hi - lo, H], owner: out)

@@ -33,8 +33,8 @@ public func linearInt8(out: Tensor, input: Tensor, weight: QuantizedWeight, bias
     let Kp = Int(weight.q.Kp)
     let qx = UnsafeMutablePointer<Int8>.allocate(capacity: M * Kp), xs = UnsafeMutablePointer<Float>.allocate(capacity: M)
     defer { qx.deallocate(); xs.deallocate() }
-    rk_quantize_rows(qx, xs, input.data, M, I, Kp)
     let table = QTable(variant.flatMap { Kernels.table($0) } ?? rk_qactive())
+    table.p.pointee.quantize(qx, xs, input.data, M, I, Kp)
     let panels = (O + 15) / 16, parts = parallel.threads
     let y = MPtr(out.data), b = bias.map { Ptr(UnsafePointer($0.data)) }, q = QPtr(UnsafePointer(qx)), s = Ptr(UnsafePointer(xs))
     withUnsafePointer(to: &weight.q) { w0 in

@@ -9,10 +9,18 @@ public struct Parallel: Sendable {
     public init(threads: Int) { self.threads = max(1, threads) }
     public static let serial = Parallel(threads: 1)
 
+    /// On the helper pool (CKernels' `rk_pool_run`: a sub-microsecond hand-off), or through
+    /// libdispatch when the pool is busy with another caller's job.
     @inline(__always)
     public func run(_ body: @Sendable (Int) -> Void) {
         if threads == 1 { body(0); return }
-        DispatchQueue.concurrentPerform(iterations: threads, execute: body)
+        let ran = withoutActuallyEscaping(body) { b -> Bool in
+            var task = b
+            return withUnsafeMutablePointer(to: &task) { p in
+                rk_pool_run(threads, { ctx, k in ctx!.assumingMemoryBound(to: (@Sendable (Int) -> Void).self).pointee(Int(k)) }, p) == 0
+            }
+        }
+        if !ran { DispatchQueue.concurrentPerform(iterations: threads, execute: body) }
     }
 }
 

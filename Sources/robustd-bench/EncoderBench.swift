@@ -34,6 +34,9 @@ struct EncoderBench: ParsableCommand {
     @Option(help: "fp32 or int8 (the layers' matrix products); int8 also prints its fidelity to fp32 on every sentence.")
     var precision = "fp32"
 
+    @Option(help: "Threads of the engine (default: the cores).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
     func run() throws {
         do { try Kernels.use(named: kernels) } catch { throw ValidationError("--kernels: \(error)") }
         guard let prec = Precision(rawValue: precision) else { throw ValidationError("--precision must be fp32 or int8") }
@@ -44,7 +47,7 @@ struct EncoderBench: ParsableCommand {
         let rows = parseCSV(try String(contentsOfFile: data, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }
         let texts = rows.map { $0[0] }
         let c = enc.config
-        let engine = BatchEngine(encoder: enc)
+        let engine = BatchEngine(encoder: enc, threads: threads)
         let cpu = CPUInfo.read()
         print("robustd-bench encoder: \(texts.count) sentences, \(c.layers) layers, hidden \(c.hiddenSize), \(engine.description)")
         print("model loaded in \(String(format: "%.2f", loadSeconds)) s; CPU: \(cpu.model), \(cpu.cores) cores at \(String(format: "%.0f", cpu.mhz)) MHz")

@@ -74,6 +74,9 @@ struct ServicesBench: ParsableCommand {
     @Option(help: "Extra arguments for robustd, space-separated (e.g. \"--compute-threads 1\").")
     var daemonArgs: String = ""
 
+    @Option(help: "The encoder's products, fp32 or int8: the daemon's --precision and the in-process encoder's, for the embed rows.")
+    var precision = "fp32"
+
     @Flag(help: "Only the embed rows.")
     var embedOnly = false
 
@@ -96,7 +99,8 @@ struct ServicesBench: ParsableCommand {
         let daemon = Process()
         daemon.executableURL = binary
         daemon.arguments = ["--socket", daemonSocket, "--log-level", "warning", "--state-dir", dir + "/state"] + (hasModel ? ["--model", model] : [])
-            + daemonArgs.split(separator: " ").map(String.init)
+            + ["--precision", precision] + daemonArgs.split(separator: " ").map(String.init)
+        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or int8") }
         try daemon.run()
         defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
         try waitFor(daemonSocket)
@@ -225,7 +229,7 @@ struct ServicesBench: ParsableCommand {
 
     func embedRows(socket: String) throws {
         let texts = parseCSV(try String(contentsOfFile: data, encoding: .utf8)).dropFirst().filter { $0.count >= 2 }.map { $0[0] }
-        let enc = try SentenceEncoder.load(folder: model)
+        let enc = try SentenceEncoder.load(folder: model, precision: Precision(rawValue: precision) ?? .fp32)
         let engine = BatchEngine(encoder: enc)
         let lengths = enc.encode(texts).map(\.ids.count)
         let order = texts.indices.sorted { lengths[$0] < lengths[$1] }
@@ -258,7 +262,7 @@ struct ServicesBench: ParsableCommand {
         let med = { (v: [Double]) in v.sorted()[v.count / 2] }
         let rate = Double(texts.count) / med(ip)
         print("")
-        print("embed, Banking77 test (\(texts.count) sentences), batch 64, length-sorted; ratios to in process, median of 5 rounds")
+        print("embed (\(precision)), Banking77 test (\(texts.count) sentences), batch 64, length-sorted; ratios to in process, median of 5 rounds")
         print(String(format: "  in process                                   %7.1f sentences/s", rate))
         print(String(format: "  socket, float (JSON), typed client decoding  %.3f×", med(js)))
         print(String(format: "  socket, base64, typed client decoding        %.3f×", med(b64)))

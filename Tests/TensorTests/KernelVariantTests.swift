@@ -139,11 +139,27 @@ import Testing
         }
     }
 
+    /// Ties round to even in every variant, as the scalar form's nearbyintf does.
+    @Test func int8QuantisationRoundsTiesToEven() {
+        // max |x| = 127: the scale is 1, so these are the values rounded.
+        var row: [Float] = [127, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -126.5, 3.4999998, 0, -127]
+        while row.count < 70 { row.append(Float(row.count % 9) - 4.5) }
+        let K = row.count, Kp = (K + 3) / 4 * 4
+        var want = [Int8](repeating: 0, count: Kp), ws: Float = 0
+        rk_quantize_rows(&want, &ws, row, 1, K, Kp)
+        #expect(Array(want.prefix(12)) == [127, 0, 2, 2, 0, -2, -2, 126, -126, 3, 0, -127])
+        for v in Self.int8Variants {
+            var q = [Int8](repeating: 99, count: Kp), s: Float = .nan
+            Kernels.table(v)!.pointee.quantize(&q, &s, row, 1, K, Kp)
+            #expect(q == want && s == ws, "\(v)")
+        }
+    }
+
     /// The int8 variants compute the same integer sums, so they agree bit for bit; the
     /// baseline is the exact integer product of the quantised values, dequantised.
     @Test func int8ProductsAgreeExactly() {
         var r = Rand(5)
-        for (M, K, O) in [(1, 16, 16), (7, 37, 40), (13, 384, 80), (30, 130, 70)] {
+        for (M, K, O) in [(1, 16, 16), (7, 37, 40), (13, 384, 80), (30, 130, 70), (5, 1536, 32), (3, 71, 16)] {
             let x = r.tensor([M, K], scale: 4), w = r.tensor([O, K], scale: 0.2), b = r.tensor([O])
             var qw = rk_qweight()
             #expect(rk_qweight_init(&qw, w.data, O, K) == 0)
@@ -162,6 +178,12 @@ import Testing
                     }
                     want[m * O + o] = Float(acc) * xs[m] * qw.scales[o] + b[o]
                 }
+            }
+            // Every variant's quantisation gives the scalar form's bytes and scales.
+            for v in Self.int8Variants {
+                var q2 = [Int8](repeating: 99, count: M * Kp), s2 = [Float](repeating: .nan, count: M)
+                Kernels.table(v)!.pointee.quantize(&q2, &s2, x.data, M, K, Kp)
+                #expect(q2 == qx && s2 == xs, "\(v) quantisation M \(M) K \(K)")
             }
             var outputs: [Int8Variant: [Float]] = [:]
             for v in Self.int8Variants {

@@ -71,7 +71,8 @@ int rk_use(rk_variant v);
 // MARK: int8
 
 /// Per-row dynamic quantisation: q[r][k] = round(x[r][k] / s_r), s_r = max|x[r]| / 127 (a row
-/// of zeros: s_r = 0, q = 0). q is [rows, Kp], Kp = K rounded up to 4, zero padded.
+/// of zeros: s_r = 0, q = 0). q is [rows, Kp], Kp = K rounded up to 4, zero padded. The scalar
+/// form; every int8 table's `quantize` gives the same bytes and scales for finite inputs.
 void rk_quantize_rows(int8_t *q, float *scales, const float *x, long rows, long K, long Kp);
 
 /// Weights quantised per output channel and packed for the int8 products.
@@ -92,12 +93,25 @@ typedef struct {
     /// y[M, O] (columns o_lo..<o_hi, o_lo a multiple of 16) = dequant(qx · qwᵀ) + bias.
     void (*qgemm)(float *y, const int8_t *qx, const float *xscales, const rk_qweight *w, const float *bias,
                   long M, long o_lo, long o_hi);
+    /// rk_quantize_rows in this variant's instructions (the same results).
+    void (*quantize)(int8_t *q, float *scales, const float *x, long rows, long K, long Kp);
 } rk_qtable;
 
 rk_qvariant rk_best_qvariant(void);
 const rk_qtable *rk_qtable_for(rk_qvariant v);
 const rk_qtable *rk_qactive(void);
 int rk_quse(rk_qvariant v);
+
+// MARK: the helper pool
+
+typedef void (*rk_pool_task)(void *ctx, long k);
+/// Runs fn(ctx, k) for k in 0..<parts, part 0 on the calling thread and the others on the
+/// pool's helper threads (one fewer than the online cores, started on first use), and returns
+/// when all are done: 0. Returns -1 without running anything when the pool is busy with
+/// another caller's job or has too few helpers: the caller then runs the parts another way.
+int rk_pool_run(long parts, rk_pool_task fn, void *ctx);
+/// The pool's helper threads (starting them).
+int rk_pool_helpers(void);
 
 /// A hint to start loading the cache line at p; never a fault.
 static inline void rk_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
