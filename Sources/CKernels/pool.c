@@ -17,15 +17,20 @@
 // the products of one pass, short enough that an idle daemon does not burn a core.
 #define RK_POOL_SPIN_NS 300000L
 
+// The job word: the job's generation in the high 32 bits, the next unclaimed part in the low
+// 32. Parts are claimed by compare-and-swap on the whole word, by the helpers and by the caller
+// alike, so a caller never waits for a helper that has not started (a sleeping helper on a busy
+// host can take milliseconds to wake: the caller then runs every part itself, as libdispatch
+// does), and a helper that wakes late finds its generation gone and claims nothing.
 static struct {
-    atomic_long generation;
-    atomic_int done;
+    _Atomic(unsigned long long) word;
+    atomic_long done;
+    atomic_int sleepers;
     atomic_flag busy;
     rk_pool_task fn;
     void *ctx;
     long parts;
     int helpers;
-    int sleepers;  // under mu
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } pool = { .busy = ATOMIC_FLAG_INIT, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
@@ -44,27 +49,46 @@ static long rk_now_ns(void) {
     return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
-static void *rk_pool_helper(void *arg) {
-    long k = (long)arg, seen = 0;
+static inline unsigned long long rk_gen(unsigned long long w) { return w >> 32; }
+
+/// Claims and runs parts of generation `gen` until none is left; returns how many it ran.
+static long rk_pool_work(unsigned long long gen) {
+    long ran = 0;
     for (;;) {
-        long g;
+        unsigned long long w = atomic_load_explicit(&pool.word, memory_order_acquire);
+        if (rk_gen(w) != gen) return ran;
+        long next = (long)(w & 0xffffffffu);
+        if (next >= pool.parts) return ran;
+        if (!atomic_compare_exchange_weak_explicit(&pool.word, &w, w + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+        // The claim succeeded in this generation: fn, ctx and parts are this job's until its
+        // caller sees every part done.
+        pool.fn(pool.ctx, next);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+        ran++;
+    }
+}
+
+static void *rk_pool_helper(void *arg) {
+    (void)arg;
+    unsigned long long seen = 0;
+    for (;;) {
+        unsigned long long g;
         long spun = 0, start = 0;
-        while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
+        while ((g = rk_gen(atomic_load_explicit(&pool.word, memory_order_acquire))) == seen) {
             rk_relax();
             if ((++spun & 255) != 0) continue;
             long t = rk_now_ns();
             if (start == 0) { start = t; continue; }
             if (t - start < RK_POOL_SPIN_NS) continue;
             pthread_mutex_lock(&pool.mu);
-            pool.sleepers++;
-            while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
-            pool.sleepers--;
+            atomic_fetch_add(&pool.sleepers, 1);
+            while (rk_gen(atomic_load(&pool.word)) == seen) pthread_cond_wait(&pool.cv, &pool.mu);
+            atomic_fetch_sub(&pool.sleepers, 1);
             pthread_mutex_unlock(&pool.mu);
             start = 0;
         }
         seen = g;
-        if (k < pool.parts) pool.fn(pool.ctx, k);
-        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+        rk_pool_work(g);
     }
     return NULL;
 }
@@ -81,7 +105,7 @@ static void rk_pool_start(void) {
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, rk_pool_helper, (void *)k) == 0) started++;
+        if (pthread_create(&t, &a, rk_pool_helper, NULL) == 0) started++;
         pthread_attr_destroy(&a);
         if (started < k) break;
     }
@@ -96,23 +120,25 @@ int rk_pool_helpers(void) {
 int rk_pool_run(long parts, rk_pool_task fn, void *ctx) {
     if (parts <= 1) { fn(ctx, 0); return 0; }
     pthread_once(&pool_once, rk_pool_start);
-    if (parts - 1 > pool.helpers) return -1;
+    if (pool.helpers == 0 || parts > 0x7fffffffL) return -1;
     // One job at a time: a caller that finds the pool busy runs its job some other way.
     if (atomic_flag_test_and_set_explicit(&pool.busy, memory_order_acquire)) return -1;
     pool.fn = fn;
     pool.ctx = ctx;
     pool.parts = parts;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
-    pthread_mutex_lock(&pool.mu);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.cv);
-    pthread_mutex_unlock(&pool.mu);
-    fn(ctx, 0);
-    // Every helper reports each job, its part or none, so none can still be reading fn.
+    unsigned long long gen = rk_gen(atomic_load_explicit(&pool.word, memory_order_relaxed)) + 1;
+    atomic_store(&pool.word, gen << 32);  // published: parts from 0 up are claimable
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.mu);
+        pthread_cond_broadcast(&pool.cv);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    rk_pool_work(gen);
+    // Only parts a helper claimed (and so is running) are waited for.
     long spun = 0;
-    while (atomic_load_explicit(&pool.done, memory_order_acquire) < pool.helpers) {
+    while (atomic_load_explicit(&pool.done, memory_order_acquire) < parts) {
         rk_relax();
-        // A helper that is not running (the cores are shared) is waited for without burning them.
         if ((++spun & 4095) == 0) sched_yield();
     }
     atomic_flag_clear_explicit(&pool.busy, memory_order_release);

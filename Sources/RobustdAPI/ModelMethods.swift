@@ -36,10 +36,13 @@ public enum ModelInfo: RPCRequest {
             }
         }
         public struct Memory: Codable, Sendable {
-            /// Resident set size of the daemon now.
+            /// Resident set size of the daemon now (the mapped model's pages count only where
+            /// read since load).
             public var residentBytes: Int
-            /// Bytes of weights: memory-mapped from model.safetensors, and copies made at load.
+            /// Bytes of model.safetensors mapped read-only.
             public var mappedWeightBytes: Int
+            /// Bytes of the copies made at load: the fused QKV and the products' copies for the
+            /// precision in use (packed fp32 panels, or int8 weights).
             public var packedWeightBytes: Int
             public init(residentBytes: Int, mappedWeightBytes: Int, packedWeightBytes: Int) {
                 self.residentBytes = residentBytes; self.mappedWeightBytes = mappedWeightBytes; self.packedWeightBytes = packedWeightBytes
@@ -66,10 +69,14 @@ public enum ModelInfo: RPCRequest {
             public var int8: String
             /// The fp32 variants this CPU runs.
             public var available: [String]
-            /// The encoder's layer products: fp32 or int8 (`robustd --precision`).
+            /// The encoder's layer products serving the active version: fp32 or int8 (the
+            /// version's own, from `model/fit {precision}`, else the daemon's).
             public var precision: String
-            public init(cpuFeatures: [String], fp32: String, int8: String, available: [String], precision: String) {
+            /// The daemon's `--precision`: versions without their own are served with it.
+            public var defaultPrecision: String
+            public init(cpuFeatures: [String], fp32: String, int8: String, available: [String], precision: String, defaultPrecision: String) {
                 self.cpuFeatures = cpuFeatures; self.fp32 = fp32; self.int8 = int8; self.available = available; self.precision = precision
+                self.defaultPrecision = defaultPrecision
             }
         }
         public var encoder: Encoder

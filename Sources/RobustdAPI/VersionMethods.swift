@@ -1,6 +1,9 @@
 import JSON
 import JSONRPC
 
+/// How the encoder's layer products run (`robustd --precision`, and per version).
+public enum ModelPrecision: String, RPCEnum { case fp32, int8 }
+
 /// `model/fit`: the first version (or a new one) from a labelled dataset: head, calibration,
 /// out-of-scope statistics.
 public enum ModelFit: RPCRequest {
@@ -23,6 +26,10 @@ public enum ModelFit: RPCRequest {
         public var refit: Bool?
         /// Build the spelling normaliser from the dataset's words (default true).
         public var normalise: Bool?
+        /// The encoder's layer products for this version: its head is fitted on vectors
+        /// computed so, and it is served so (default: the daemon's `--precision`). Its
+        /// fine-tuned descendants keep it.
+        public var precision: ModelPrecision?
         public var workDoneToken: RequestID?
         public init(dataset: String) { self.dataset = dataset }
     }
@@ -43,11 +50,14 @@ public enum ModelFit: RPCRequest {
         public var refitted: Bool
         /// Words in the spelling normaliser's vocabulary (absent: no normaliser).
         public var normaliserWords: Int?
+        /// The encoder's layer products the version was fitted with and is served with.
+        public var precision: ModelPrecision
         public var seconds: Double
         public init(version: Int, active: Bool, labels: Int, trainExamples: Int, validationExamples: Int, lambda: Double,
                     trainAccuracy: Double, validationAccuracy: Double, temperature: Double, eceBefore: Double, eceAfter: Double,
-                    oosThreshold: Double, refitted: Bool = false, normaliserWords: Int? = nil, seconds: Double) {
-            self.refitted = refitted; self.normaliserWords = normaliserWords
+                    oosThreshold: Double, refitted: Bool = false, normaliserWords: Int? = nil, precision: ModelPrecision = .fp32,
+                    seconds: Double) {
+            self.refitted = refitted; self.normaliserWords = normaliserWords; self.precision = precision
             self.version = version; self.active = active; self.labels = labels; self.trainExamples = trainExamples
             self.validationExamples = validationExamples; self.lambda = lambda; self.trainAccuracy = trainAccuracy
             self.validationAccuracy = validationAccuracy; self.temperature = temperature; self.eceBefore = eceBefore

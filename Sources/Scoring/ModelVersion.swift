@@ -19,9 +19,14 @@ public final class ModelVersion: Sendable {
     /// Per intent, the share of seeded typo variants of held-out examples whose prediction
     /// differs from the clean one (nil: not measured). risk/regions can rank by it.
     public let fragility: [String: Double]?
+    /// How the encoder's layer products run for this version, "fp32" or "int8" (the head was
+    /// fitted on vectors computed so, and the version is served so); nil: the daemon's
+    /// `--precision`. Fine-tuned versions keep their parent's.
+    public let precision: String?
 
     public init(id: Int, labels: [String], head: LinearHead, temperature: Double, outOfScope: OutOfScopeModel, oosThreshold: Float,
-                normaliser: Normaliser? = nil, fragility: [String: Double]? = nil, oosCalibration: OOSCalibration? = nil) {
+                normaliser: Normaliser? = nil, fragility: [String: Double]? = nil, oosCalibration: OOSCalibration? = nil,
+                precision: String? = nil) {
         precondition(labels.count == head.classes, "\(labels.count) labels for a head of \(head.classes) classes")
         self.id = id
         self.labels = labels
@@ -32,6 +37,7 @@ public final class ModelVersion: Sendable {
         self.normaliser = normaliser
         self.fragility = fragility
         self.oosCalibration = oosCalibration
+        self.precision = precision
     }
 
     /// The out-of-scope score of `[B, D]` vectors (higher: further out): with a calibration,
@@ -52,11 +58,15 @@ public final class ModelVersion: Sendable {
     /// This version with some parts replaced (a version is immutable; these make the variants
     /// the store, the fine-tune and the loader need).
     private func with(id: Int? = nil, threshold: Float? = nil, normaliser: Normaliser?? = nil, fragility: [String: Double]?? = nil,
-                      oosCalibration: OOSCalibration?? = nil) -> ModelVersion {
+                      oosCalibration: OOSCalibration?? = nil, precision: String?? = nil) -> ModelVersion {
         ModelVersion(id: id ?? self.id, labels: labels, head: head, temperature: temperature, outOfScope: outOfScope,
                      oosThreshold: threshold ?? oosThreshold, normaliser: normaliser ?? self.normaliser,
-                     fragility: fragility ?? self.fragility, oosCalibration: oosCalibration ?? self.oosCalibration)
+                     fragility: fragility ?? self.fragility, oosCalibration: oosCalibration ?? self.oosCalibration,
+                     precision: precision ?? self.precision)
     }
+
+    /// The same version served (and fitted) with the encoder's products in `p` (nil: the daemon's).
+    public func withPrecision(_ p: String?) -> ModelVersion { with(precision: .some(p)) }
 
     /// The same version under another id (a version is built before the store names it).
     public func withID(_ id: Int) -> ModelVersion { with(id: id) }

@@ -321,7 +321,8 @@ public enum LocalFineTune {
             Fragility.perIntent(labels: parent.labels, truth: plan.globalHeldOut.map(\.label), clean: candGlobal, variants: p, perExample: 1)
         }
         let version = ModelVersion(id: 0, labels: parent.labels, head: newHead, temperature: T, outOfScope: oos, oosThreshold: threshold,
-                                   normaliser: candidateNormaliser, fragility: fragility, oosCalibration: calibration)
+                                   normaliser: candidateNormaliser, fragility: fragility, oosCalibration: calibration,
+                                   precision: parent.precision)
         let fullLengths = (trainC + esC + globalC).map { $0.count / H }
         let meanLength = fullLengths.isEmpty ? 0 : fullLengths.reduce(0, +) / fullLengths.count
         let fullFlops = FineTuner.fullFineTuneFlops([Int](repeating: max(1, meanLength), count: fullDataCount), epochs: s.epochs,

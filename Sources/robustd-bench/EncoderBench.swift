@@ -25,6 +25,9 @@ struct EncoderBench: ParsableCommand {
     @Option(help: "Single queries timed for the latency row.")
     var queries: Int = 500
 
+    @Option(help: "Milliseconds of pause before each single query (0: back to back; a pause lets the helper threads sleep, as between a client's requests).")
+    var pauseMs: Int = 0
+
     @Flag(help: "Print time per kernel kind (one thread, BLAS on both cores) instead of the table.")
     var profile = false
 
@@ -162,6 +165,7 @@ struct EncoderBench: ParsableCommand {
         let one = Tensor(shape: [1, c.hiddenSize])
         for _ in 0..<min(queries, texts.count) {
             let i = Int.random(in: 0..<texts.count, using: &rng)
+            if pauseMs > 0 { usleep(UInt32(pauseMs) * 1000) }
             let s = nowNs()
             engine.embed(enc.encode([texts[i]]).map(\.ids), into: one)
             lat.append(nowNs() - s)

@@ -145,6 +145,57 @@ struct ServicesTests {
         #expect(e.code == .invalidParams)
     }
 
+    @Test("per-version precision: model/fit {precision: int8} fits and serves that version in int8, through activations and a restart; others follow --precision")
+    func perVersionPrecision() throws {
+        let model = TempFolder()
+        try TinyModel.write(to: model.path)
+        let state = TempDir()
+        var daemon: DaemonProcess? = nil
+        var c: RPCClient
+        (daemon, c) = try FineTuneTests.prepared(state: state, model: model)  // version 1, fitted at --precision (fp32)
+        func kernels() throws -> ModelInfo.Result.KernelInfo { try c.call(ModelInfo.self).get().kernels }
+        #expect(try kernels().precision == "fp32")
+        let texts = ["my card is late", "a b c", "the card?"]
+        let v1 = try c.call(Embed.self, Embed.Params(texts: texts)).get()
+
+        var p = ModelFit.Params(dataset: "tiny")
+        p.lambdas = [0.01]
+        p.precision = .int8
+        p.activate = true
+        let fitted = try c.call(ModelFit.self, p, timeout: 60).get()
+        #expect(fitted.version == 2 && fitted.active && fitted.precision == .int8)
+        #expect(try kernels().precision == "int8" && kernels().defaultPrecision == "fp32")
+        let manifest = try String(contentsOfFile: state.path + "/versions/2/manifest.json", encoding: .utf8)
+        #expect(manifest.contains("\"precision\" : \"int8\"") || manifest.contains("\"precision\": \"int8\""), "\(manifest)")
+        #expect(!(try String(contentsOfFile: state.path + "/versions/1/manifest.json", encoding: .utf8)).contains("precision"))
+        let scored = try c.call(Score.self, Score.Params(inputs: texts.map { .init(text: $0) })).get()
+        #expect(scored.results.count == 3 && scored.results.allSatisfy { $0.version == 2 })
+        // embed answers with what the active version reads: int8 vectors now, fp32 ones again
+        // once version 1 is active.
+        #expect(try c.call(Embed.self, Embed.Params(texts: texts)).get().vectors != v1.vectors)
+
+        _ = try c.call(ModelActivate.self, ModelActivate.Params(version: 1)).get()
+        #expect(try kernels().precision == "fp32")
+        #expect(try c.call(Embed.self, Embed.Params(texts: texts)).get().vectors == v1.vectors)
+        _ = try c.call(ModelActivate.self, ModelActivate.Params(version: 2)).get()
+        #expect(try kernels().precision == "int8")
+        let before = try c.call(Score.self, Score.Params(inputs: texts.map { .init(text: $0) })).get()
+
+        // After a restart the stored active version comes back in its own precision, scoring the same.
+        daemon = nil
+        let d2 = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
+        c = try d2.client()
+        #expect(try kernels().precision == "int8")
+        let after = try c.call(Score.self, Score.Params(inputs: texts.map { .init(text: $0) })).get()
+        #expect(after.results.map(\.label) == before.results.map(\.label))
+        #expect(zip(after.results, before.results).allSatisfy { abs($0.confidence - $1.confidence) < 1e-6 })
+
+        // A bad precision is refused by name.
+        let bad = try c.call("model/fit", ["dataset": "tiny", "precision": "int4"])
+        guard case .failure(let e) = bad else { Issue.record("precision int4 was accepted"); return }
+        #expect(e.code == .invalidParams && e.message.contains("precision"), "\(e.message)")
+    }
+
     @Test("embed with encoding base64: little-endian float32, the same vectors as JSON floats, bit for bit")
     func base64() throws {
         let model = TempFolder()

@@ -101,10 +101,28 @@ final class ActiveModel {
         for w in waiting { w(result) }
     }
 
+    /// The base encoder with its products in `p` (nil: the daemon's `--precision`): the base
+    /// itself, or its twin in the other precision, made on first use and kept (a version in
+    /// another precision than the daemon's shares it with every other such version).
+    func base(_ p: Precision?) -> SentenceEncoder? {
+        loop.preconditionOnLoop()
+        guard let encoder, let p, p != encoder.model.precision else { return encoder }
+        if let t = twins[p] { return t }
+        let t = encoder.withPrecision(p)
+        twins[p] = t
+        return t
+    }
+    private var twins: [Precision: SentenceEncoder] = [:]
+
+    /// The precision `v` is served with: its own, or the daemon's.
+    func precision(of v: ModelVersion) -> Precision {
+        v.precision.flatMap(Precision.init(rawValue:)) ?? encoder?.model.precision ?? .fp32
+    }
+
     /// Makes `v` the version that answers from the next request on.
     func activate(_ v: ModelVersion, layers: [Int: BertLayerWeights]) {
         loop.preconditionOnLoop()
-        versionEncoder = encoder.map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
+        versionEncoder = base(v.precision.flatMap(Precision.init(rawValue:))).map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
         changedLayers = layers.keys.sorted()
         let changed = version?.id != v.id
         version = v
@@ -123,7 +141,7 @@ final class ActiveModel {
     /// The encoder for a version's layers (the active pair when it is the active version).
     func encoder(for v: ModelVersion, layers: [Int: BertLayerWeights]) -> SentenceEncoder? {
         if v.id == version?.id { return versionEncoder }
-        return encoder.map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
+        return base(v.precision.flatMap(Precision.init(rawValue:))).map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
     }
 
     func close() {

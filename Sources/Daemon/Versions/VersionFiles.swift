@@ -13,7 +13,8 @@ import Tensor
 /// - `adapter/adapter_model.safetensors` and `adapter/adapter_config.json`: LoRA adapters in
 ///   PEFT's layout (lora versions);
 /// - `normaliser.json`: the spelling normaliser's vocabulary and settings (absent: none);
-/// - `manifest.json`: labels, temperature, threshold, lineage, report.
+/// - `manifest.json`: labels, temperature, threshold, precision (when the version has its own),
+///   lineage, report.
 ///
 /// Written into a temporary folder, fsynced, then renamed into place, so a half-written
 /// version never exists under its final name.
@@ -54,6 +55,7 @@ enum VersionFiles {
         manifest["oosThreshold"] = .double(Double(v.oosThreshold))
         manifest["neighboursK"] = .int(Int64(v.outOfScope.k))
         manifest["changedLayers"] = .array(c.layers.keys.sorted().map { .int(Int64($0)) })
+        if let p = v.precision { manifest["precision"] = .string(p) }
         if let c = v.oosCalibration {
             manifest["oosCalibration"] = .object(["neighbourMean": .double(c.neighbourMean), "neighbourScale": .double(c.neighbourScale),
                                                   "uncertaintyMean": .double(c.uncertaintyMean), "uncertaintyScale": .double(c.uncertaintyScale)])
@@ -162,6 +164,12 @@ enum VersionFiles {
             return t.values
         }.withNormaliser(try readNormaliser(dir + "/normaliser.json", protected: protected))
          .withFragility(m["fragility"]?.objectValue.map { o in o.compactMapValues(\.doubleValue) })
+        if let p = m["precision"] {
+            guard let name = p.stringValue, Precision(rawValue: name) != nil else {
+                throw ModelError("precision must be " + Precision.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: " or "), file: dir + "/manifest.json")
+            }
+            version = version.withPrecision(name)
+        }
         if let c = m["oosCalibration"] {
             guard let nm = c["neighbourMean"]?.doubleValue, let ns = c["neighbourScale"]?.doubleValue, ns > 0,
                   let um = c["uncertaintyMean"]?.doubleValue, let us = c["uncertaintyScale"]?.doubleValue, us > 0 else {

@@ -104,7 +104,9 @@ final class VersionService: DaemonService {
                             meanBatchSize: batcher.batches == 0 ? 0 : Double(batcher.sequences) / Double(batcher.batches)),
             computeThreads: compute.threadCount,
             kernels: .init(cpuFeatures: CPUFeatures.detected.names, fp32: Kernels.active.rawValue, int8: Kernels.activeInt8.rawValue,
-                           available: Kernels.supported.map(\.rawValue), precision: enc.model.precision.rawValue))
+                           available: Kernels.supported.map(\.rawValue),
+                           precision: (model.version.map { model.precision(of: $0) } ?? enc.model.precision).rawValue,
+                           defaultPrecision: enc.model.precision.rawValue))
     }
 
     private func embed(_ params: Embed.Params, _ ctx: RequestContext) {
@@ -221,6 +223,9 @@ final class VersionService: DaemonService {
         }
         let seed = UInt64(truncatingIfNeeded: params.seed ?? 42)
         let name = params.dataset
+        // The version's own precision, when asked: its vectors come from the base encoder's twin.
+        let precision = params.precision.flatMap { Precision(rawValue: $0.rawValue) }
+        let fitEncoder = precision.flatMap { model.base($0) }
         let progress = ctx.progress(token: params.workDoneToken)
         progress?.begin(title: "Fitting a version on '\(name)'")
 
@@ -248,16 +253,16 @@ final class VersionService: DaemonService {
             case .success(let data):
                 // 2. Embed through the shared batcher, one chunk at a time, so other clients' requests interleave.
                 let texts = data.train.map(\.text) + data.validation.map(\.text)
-                self.pipeline.embedAll(texts, batcher: batcher, ctx: ctx, progress: progress) { [unowned self] vectors in
+                self.pipeline.embedAll(texts, batcher: batcher, encoder: fitEncoder, ctx: ctx, progress: progress) { [unowned self] vectors in
                     self.finishFit(data, vectors: vectors, lambdas: lambdas, recall: recall, params: params, started: started,
-                                   ctx: ctx, progress: progress)
+                                   encoder: fitEncoder, ctx: ctx, progress: progress)
                 }
             }
         })
     }
 
     private func finishFit(_ data: FitData, vectors: [Float], lambdas: [Double], recall: Double, params: ModelFit.Params,
-                           started: Date, ctx: RequestContext, progress: WorkDoneProgress?) {
+                           started: Date, encoder fitEncoder: SentenceEncoder?, ctx: RequestContext, progress: WorkDoneProgress?) {
         let D = model.encoder!.hiddenSize
         let index = Dictionary(uniqueKeysWithValues: data.labels.enumerated().map { ($1, $0) })
         let nTrain = data.train.count
@@ -273,9 +278,9 @@ final class VersionService: DaemonService {
             let (v, report) = HeadFitting.fit(id: 0, labels: data.labels, dimension: D, train: (trainX, trainY),
                                               validation: (valX, valY), lambdas: lambdas, oosRecall: recall, refit: refit,
                                               normaliser: normaliser)
-            return FittedVersion(version: v, report: report)
+            return FittedVersion(version: v.withPrecision(params.precision?.rawValue), report: report)
         }, then: { [unowned self] fitted in
-            self.measureFragility(fitted, data: data, valY: valY, ctx: ctx, progress: progress) { [unowned self] fitted in
+            self.measureFragility(fitted, data: data, valY: valY, encoder: fitEncoder, ctx: ctx, progress: progress) { [unowned self] fitted in
                 self.writeFitted(fitted, data: data, params: params, started: started, ctx: ctx, progress: progress)
             }
         })
@@ -284,8 +289,8 @@ final class VersionService: DaemonService {
     /// Fragility per intent on the validation split: seeded typo variants (Fragility.typoRate,
     /// Fragility.variants each) read through the version's normaliser, against the clean
     /// predictions. Embedded through the shared batcher like the fit's own texts.
-    private func measureFragility(_ fitted: FittedVersion, data: FitData, valY: [Int], ctx: RequestContext, progress: WorkDoneProgress?,
-                                  done: @escaping (FittedVersion) -> Void) {
+    private func measureFragility(_ fitted: FittedVersion, data: FitData, valY: [Int], encoder: SentenceEncoder?, ctx: RequestContext,
+                                  progress: WorkDoneProgress?, done: @escaping (FittedVersion) -> Void) {
         guard let batcher = model.batcher, !data.validation.isEmpty else { done(fitted); return }
         let v = fitted.version, k = Fragility.variants
         let clean = data.validation.map { v.encoderText($0.text) }
@@ -294,7 +299,7 @@ final class VersionService: DaemonService {
             for j in 0..<k { variants.append(v.encoderText(Typos.perturb(x.text, rate: Fragility.typoRate, seed: 0xF7A6 &+ UInt64(i * k + j)))) }
         }
         progress?.report(message: "measuring fragility under typos", percentage: 90)
-        pipeline.embedAll(clean + variants, batcher: batcher, ctx: ctx, progress: nil) { vectors in
+        pipeline.embedAll(clean + variants, batcher: batcher, encoder: encoder, ctx: ctx, progress: nil) { vectors in
             ctx.compute({ _ -> FittedVersion in
                 let C = v.labels.count, N = clean.count
                 let logits = v.head.logits(vectors, count: N * (1 + k))
@@ -333,7 +338,9 @@ final class VersionService: DaemonService {
                                               validationExamples: data.validation.count, lambda: r.lambda, trainAccuracy: r.trainAccuracy,
                                               validationAccuracy: r.validationAccuracy, temperature: r.temperature, eceBefore: r.eceBefore,
                                               eceAfter: r.eceAfter, oosThreshold: Double(r.oosThreshold), refitted: r.refitted ?? false,
-                                              normaliserWords: r.normaliserWords, seconds: Date().timeIntervalSince(started)))
+                                              normaliserWords: r.normaliserWords,
+                                              precision: ModelPrecision(rawValue: self.model.precision(of: v).rawValue) ?? .fp32,
+                                              seconds: Date().timeIntervalSince(started)))
                 }
             })
     }
