@@ -38,9 +38,13 @@ extension PostgresStore {
     public func claimNextJob(now: Double) throws(StoreError) -> JobRecord? {
         do {
             // The unique index on running jobs is the guarantee; the NOT EXISTS spares the error.
+            // FOR UPDATE without SKIP LOCKED: concurrent claimers queue on the oldest queued row
+            // and, once its claim commits, find it running and claim nothing. SKIP LOCKED let a
+            // second claimer take the next row while the oldest was being claimed, and the
+            // younger job could win the race to the unique index (CI, 2026-12-03).
             let r = try db.query("""
                 WITH next AS (
-                    SELECT id FROM finetune_jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                    SELECT id FROM finetune_jobs WHERE state = 'queued' ORDER BY id LIMIT 1 FOR UPDATE
                 )
                 UPDATE finetune_jobs j SET state = 'running', owner = $1, started_at = $2
                 FROM next WHERE j.id = next.id AND NOT EXISTS (SELECT 1 FROM finetune_jobs WHERE state = 'running')
