@@ -9,6 +9,12 @@
 #include <immintrin.h>
 #endif
 
+/// One value quantised: round to nearest even (the default rounding mode), clamp to ±127.
+static inline int8_t rk_q1(float x, float inv) {
+    float v = nearbyintf(x * inv);
+    return (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+}
+
 void rk_quantize_rows(int8_t *q, float *scales, const float *x, long rows, long K, long Kp) {
     for (long r = 0; r < rows; r++) {
         const float *xr = x + r * K;
@@ -17,11 +23,7 @@ void rk_quantize_rows(int8_t *q, float *scales, const float *x, long rows, long 
         for (long k = 0; k < K; k++) { float a = fabsf(xr[k]); mx = a > mx ? a : mx; }
         float s = mx / 127.0f, inv = mx > 0 ? 127.0f / mx : 0;
         scales[r] = s;
-        for (long k = 0; k < K; k++) {
-            float v = nearbyintf(xr[k] * inv);
-            v = v > 127 ? 127 : (v < -127 ? -127 : v);
-            qr[k] = (int8_t)v;
-        }
+        for (long k = 0; k < K; k++) qr[k] = rk_q1(xr[k], inv);
         for (long k = K; k < Kp; k++) qr[k] = 0;
     }
 }
@@ -35,23 +37,22 @@ int rk_qweight_init(rk_qweight *qw, const float *w, long O, long K) {
     qw->colsums = calloc((size_t)panels * 16, sizeof(int32_t));
     if (!qw->data || !qw->scales || !qw->colsums) { rk_qweight_free(qw); return -1; }
     memset(qw->data, 0, (size_t)(panels * Kp * 16));
+    // Each output row quantised as an input row is (the active variant's quantise: the same
+    // bytes as the scalar form, without its per-element libm call), then scattered into panels.
+    int8_t *row = malloc((size_t)Kp);
+    if (!row) { rk_qweight_free(qw); return -1; }
+    const rk_qtable *t = rk_qactive();
     for (long o = 0; o < O; o++) {
-        const float *wr = w + o * K;
-        float mx = 0;
-        for (long k = 0; k < K; k++) { float a = fabsf(wr[k]); mx = a > mx ? a : mx; }
-        float inv = mx > 0 ? 127.0f / mx : 0;
-        qw->scales[o] = mx / 127.0f;
+        t->quantize(row, &qw->scales[o], w + o * K, 1, K, Kp);
         long p = o / 16, j = o % 16;
         int32_t sum = 0;
         for (long k = 0; k < K; k++) {
-            float v = nearbyintf(wr[k] * inv);
-            v = v > 127 ? 127 : (v < -127 ? -127 : v);
-            int8_t b = (int8_t)v;
-            qw->data[((p * (Kp / 4) + k / 4) * 16 + j) * 4 + k % 4] = b;
-            sum += b;
+            qw->data[((p * (Kp / 4) + k / 4) * 16 + j) * 4 + k % 4] = row[k];
+            sum += row[k];
         }
         qw->colsums[o] = sum;
     }
+    free(row);
     return 0;
 }
 
@@ -185,11 +186,7 @@ static void rk_quantize_rows_avx2(int8_t *q, float *scales, const float *x, long
             _mm256_storeu_si256((__m256i *)(qr + k), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order));
         }
 #undef RK_Q8
-        for (; k < K; k++) {
-            float v = nearbyintf(xr[k] * inv);
-            v = v > 127 ? 127 : (v < -127 ? -127 : v);
-            qr[k] = (int8_t)v;
-        }
+        for (; k < K; k++) qr[k] = rk_q1(xr[k], inv);
         for (k = K; k < Kp; k++) qr[k] = 0;
     }
 }

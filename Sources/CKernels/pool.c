@@ -1,6 +1,6 @@
 // A pool of helper threads for splitting one product (or attention, or a row-wise kernel)
-// across cores with a hand-off of well under a microsecond: helpers spin on a generation
-// counter for a while after each job, then sleep on a condition variable. libdispatch's
+// across cores with a hand-off of well under a microsecond: helpers spin on the job word for a
+// while after each job, then sleep on a condition variable. libdispatch's
 // concurrentPerform, used before, woke a worker per call: with 24 products per single query
 // the hand-offs cost more than the second core saved (measured: int8 single query p50 3.27 ms
 // on one thread, 4.03 ms on two; docs/performance.md).
@@ -51,20 +51,18 @@ static long rk_now_ns(void) {
 
 static inline unsigned long long rk_gen(unsigned long long w) { return w >> 32; }
 
-/// Claims and runs parts of generation `gen` until none is left; returns how many it ran.
-static long rk_pool_work(unsigned long long gen) {
-    long ran = 0;
+/// Claims and runs parts of generation `gen` until none is left.
+static void rk_pool_work(unsigned long long gen) {
     for (;;) {
         unsigned long long w = atomic_load_explicit(&pool.word, memory_order_acquire);
-        if (rk_gen(w) != gen) return ran;
+        if (rk_gen(w) != gen) return;
         long next = (long)(w & 0xffffffffu);
-        if (next >= pool.parts) return ran;
+        if (next >= pool.parts) return;
         if (!atomic_compare_exchange_weak_explicit(&pool.word, &w, w + 1, memory_order_acq_rel, memory_order_acquire)) continue;
         // The claim succeeded in this generation: fn, ctx and parts are this job's until its
         // caller sees every part done.
         pool.fn(pool.ctx, next);
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
-        ran++;
     }
 }
 

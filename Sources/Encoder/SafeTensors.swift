@@ -50,8 +50,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         base = map
         mappedSize = size
-        // Reads are by row (an embedding per token) or whole tensors: no read-ahead, no
-        // mapping of neighbouring pages on a fault, so residency follows what is read.
+        // Reads are by row (an embedding per token) or whole tensors: no read-ahead. (The
+        // kernel still maps the neighbouring pages already cached on a fault, 64 KB around.)
         _ = madvise(map, size, MADV_RANDOM)
         do throws(ModelError) {
             // Any 8 bytes can stand here: clamped before it becomes an Int.

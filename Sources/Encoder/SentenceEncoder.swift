@@ -40,9 +40,6 @@ public final class SentenceEncoder: Sendable {
         self.vocabularySource = vocabularySource
         self.weightsFile = weightsFile
         self.loadSeconds = loadSeconds
-        // Packing or quantising read every layer weight from the mapping; what the precision
-        // does not read again (all of it for int8) need not stay resident.
-        weightsFile.releaseResidentPages()
     }
 
     /// Loads a model folder (config.json, model.safetensors, vocab.txt or tokenizer.json,
@@ -129,9 +126,15 @@ public final class SentenceEncoder: Sendable {
         else if let m = tokConfig?["model_max_length"]?.intValue, m < maxLen { maxLen = Int(m) }
         maxLen = max(2, min(maxLen, config.maxPositions))
 
-        return SentenceEncoder(config: config, weights: weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
-                               maxSeqLength: maxLen, folder: folder, vocabularySource: source, weightsFile: file,
-                               loadSeconds: Date().timeIntervalSince(start), precision: precision)
+        let encoder = SentenceEncoder(config: config, weights: weights, tokenizer: tokenizer, pooling: pooling, normalize: normalize,
+                                      maxSeqLength: maxLen, folder: folder, vocabularySource: source, weightsFile: file,
+                                      loadSeconds: Date().timeIntervalSince(start), precision: precision)
+        // Packing or quantising read every layer weight from the mapping; what the precision
+        // does not read again (all of it for int8) need not stay resident. Only here, at load:
+        // an encoder made later (a version's layers, the other precision) shares the mapping
+        // with one that is serving, whose pages would only be read back in.
+        file.releaseResidentPages()
+        return encoder
     }
 
     /// The same encoder with some layers' weights replaced (a fine-tuned version's top

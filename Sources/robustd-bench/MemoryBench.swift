@@ -51,9 +51,9 @@ struct MemoryBench: ParsableCommand {
             }
             let c = client!
             // The model is loaded once model/info answers.
-            var info = try c.call(ModelInfo.self).get()
+            _ = try c.call(ModelInfo.self).get()
             Thread.sleep(forTimeInterval: 0.5)
-            info = try c.call(ModelInfo.self).get()
+            let info = try c.call(ModelInfo.self).get()
             func row(_ when: String) {
                 let s = Self.status(pid: daemon.processIdentifier)
                 func pad(_ t: String, _ n: Int) -> String { t.count >= n ? t : t + String(repeating: " ", count: n - t.count) }

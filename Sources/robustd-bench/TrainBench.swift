@@ -59,9 +59,7 @@ struct TrainBench: ParsableCommand {
                 let stack = tuner.makeStack(headWeight: headWeight, headBias: [Float](repeating: 0, count: C),
                                             mean: [Float](repeating: 0, count: H), scale: [Float](repeating: 1, count: H))
                 // One short warm-up run, then the timed epoch.
-                var warm = settings
-                warm.epochs = 1
-                _ = FineTuner(encoder: enc, settings: warm).train(stack, cached: Array(cached.prefix(64)), labels: Array(y.prefix(64)))
+                _ = FineTuner(encoder: enc, settings: settings).train(stack, cached: Array(cached.prefix(64)), labels: Array(y.prefix(64)))
                 let t0 = Date()
                 let outcome = tuner.train(stack, cached: cached, labels: y)
                 let s = Date().timeIntervalSince(t0)

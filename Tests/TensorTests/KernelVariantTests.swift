@@ -179,6 +179,18 @@ import Testing
                     want[m * O + o] = Float(acc) * xs[m] * qw.scales[o] + b[o]
                 }
             }
+            // The weights quantise the same whichever variant is active (init uses its quantise).
+            let active = rk_best_qvariant()
+            for v in Self.int8Variants {
+                #expect(rk_quse(v.c) == 0)
+                var q2 = rk_qweight()
+                #expect(rk_qweight_init(&q2, w.data, O, K) == 0)
+                let n = Int(q2.panels * q2.Kp * 16)
+                #expect(Array(UnsafeBufferPointer(start: q2.data, count: n)) == Array(UnsafeBufferPointer(start: qw.data, count: n)), "\(v) weights")
+                #expect(Array(UnsafeBufferPointer(start: q2.scales, count: O)) == Array(UnsafeBufferPointer(start: qw.scales, count: O)), "\(v) scales")
+                rk_qweight_free(&q2)
+            }
+            _ = rk_quse(active)
             // Every variant's quantisation gives the scalar form's bytes and scales.
             for v in Self.int8Variants {
                 var q2 = [Int8](repeating: 99, count: M * Kp), s2 = [Float](repeating: .nan, count: M)

@@ -105,9 +105,10 @@ int rk_quse(rk_qvariant v);
 // MARK: the helper pool
 
 typedef void (*rk_pool_task)(void *ctx, long k);
-/// Runs fn(ctx, k) for k in 0..<parts, part 0 on the calling thread and the others on the
-/// pool's helper threads (one fewer than the online cores, started on first use), and returns
-/// when all are done: 0. Returns -1 without running anything when the pool is busy with
+/// Runs fn(ctx, k) once for each k in 0..<parts, on the calling thread and the pool's helper
+/// threads (one fewer than the online cores, started on first use): each part goes to whoever
+/// claims it first, so the caller runs the parts no helper has started. Returns 0 when all are
+/// done. Returns -1 without running anything when the pool is busy with
 /// another caller's job or has too few helpers: the caller then runs the parts another way.
 int rk_pool_run(long parts, rk_pool_task fn, void *ctx);
 /// The pool's helper threads (starting them).

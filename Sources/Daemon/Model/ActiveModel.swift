@@ -119,10 +119,15 @@ final class ActiveModel {
         v.precision.flatMap(Precision.init(rawValue:)) ?? encoder?.model.precision ?? .fp32
     }
 
+    /// The encoder serving `v`: the base in its precision, with its layers.
+    private func makeEncoder(for v: ModelVersion, layers: [Int: BertLayerWeights]) -> SentenceEncoder? {
+        base(precision(of: v)).map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
+    }
+
     /// Makes `v` the version that answers from the next request on.
     func activate(_ v: ModelVersion, layers: [Int: BertLayerWeights]) {
         loop.preconditionOnLoop()
-        versionEncoder = base(v.precision.flatMap(Precision.init(rawValue:))).map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
+        versionEncoder = makeEncoder(for: v, layers: layers)
         changedLayers = layers.keys.sorted()
         let changed = version?.id != v.id
         version = v
@@ -141,7 +146,7 @@ final class ActiveModel {
     /// The encoder for a version's layers (the active pair when it is the active version).
     func encoder(for v: ModelVersion, layers: [Int: BertLayerWeights]) -> SentenceEncoder? {
         if v.id == version?.id { return versionEncoder }
-        return base(v.precision.flatMap(Precision.init(rawValue:))).map { layers.isEmpty ? $0 : $0.replacingLayers(layers) }
+        return makeEncoder(for: v, layers: layers)
     }
 
     func close() {
