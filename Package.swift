@@ -26,7 +26,10 @@ let package = Package(
         // JSON-RPC 2.0 messages, ids, errors, framing and the typed-method protocols. Pure: no I/O.
         .target(name: "JSONRPC", dependencies: ["JSON"]),
         // robustd's methods: one type per method, with typed params and results. Pure: no I/O.
-        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC", "Rollout"],
+        // The reports the daemon computes and stores with a version or a job (fit, training, data
+        // selection, gate, evaluation): one definition for the domain, the stores and the wire. Pure.
+        .target(name: "Reports"),
+        .target(name: "RobustdAPI", dependencies: ["JSON", "JSONRPC", "Rollout", "Reports"],
                 // schemas/openrpc.json (linked here) compiled into the module: the one copy.
                 resources: [.embedInCode("Resources/openrpc.json")]),
         // Swift wrappers over libuv handles, and the compute pool that posts results back to the loop.
@@ -52,9 +55,9 @@ let package = Package(
         // HuggingFace model folders, safetensors, the BERT forward pass, pooling, batching.
         .target(name: "Encoder", dependencies: ["Tensor", "Tokenizer", "JSON"]),
         // The intent head, calibration, out-of-scope detectors, per-input risk. Pure: no I/O.
-        .target(name: "Scoring", dependencies: ["Tensor"]),
+        .target(name: "Scoring", dependencies: ["Tensor", "Reports"]),
         // Local fine-tuning: the trainable top of the model, AdamW with L2-SP.
-        .target(name: "Training", dependencies: ["Tensor", "Encoder", "Scoring"]),
+        .target(name: "Training", dependencies: ["Tensor", "Encoder", "Scoring", "Reports"]),
         // Labelled data in: CSV and JSONL readers that keep line numbers, and import validation. Pure.
         .target(name: "Datasets", dependencies: ["JSON"]),
         // The rollout's stage machine and its sequential tests, on the evidence it is given. Pure.

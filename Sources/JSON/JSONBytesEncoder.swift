@@ -25,6 +25,11 @@ public struct JSONBytesEncoder {
         if let e = sink.failure { throw e }
     }
 
+    /// The JSON of `value` as text (for a stored record, say).
+    public func string<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try bytes(value), as: UTF8.self)
+    }
+
     /// The JSON of `value`.
     public func bytes<T: Encodable>(_ value: T) throws -> [UInt8] {
         var out: [UInt8] = []

@@ -42,6 +42,11 @@ public struct JSONValueDecoder {
         }
     }
 
+    /// Decodes `T` from JSON text (a stored record, say): parse errors and shape errors alike throw.
+    public func decode<T: Decodable>(_ type: T.Type, fromJSON text: String) throws -> T {
+        try decode(type, from: JSONParser.parse(text))
+    }
+
     static func convert(_ e: DecodingError) -> JSONDecodingError {
         switch e {
         case .typeMismatch(let t, let ctx):

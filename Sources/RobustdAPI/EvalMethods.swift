@@ -1,5 +1,6 @@
 import JSON
 import JSONRPC
+import Reports
 
 /// `eval/run`: a version (or two, side by side) measured on a labelled dataset.
 public enum EvalRun: RPCRequest {
@@ -26,12 +27,26 @@ public enum EvalRun: RPCRequest {
         public var split: String
         public var examples: Int
         /// One report per version: accuracy, macroF1, cost, misrouting cost, ECE, out of scope, typos.
-        public var reports: [JSONValue]
+        public var reports: [EvaluationReport]
         /// With `compare`: the second version against the first on the same examples.
-        public var comparison: JSONValue?
+        public var comparison: EvalComparison?
         public var seconds: Double
-        public init(dataset: String, split: String, examples: Int, reports: [JSONValue], comparison: JSONValue?, seconds: Double) {
+        public init(dataset: String, split: String, examples: Int, reports: [EvaluationReport], comparison: EvalComparison?, seconds: Double) {
             self.dataset = dataset; self.split = split; self.examples = examples; self.reports = reports; self.comparison = comparison; self.seconds = seconds
         }
+    }
+}
+
+/// `eval/run` with `compare`: the second version against the first on the examples both know.
+public struct EvalComparison: Codable, Sendable {
+    public var first: Int
+    public var second: Int
+    public var examples: Int
+    /// second − first, accuracy on those examples.
+    public var accuracyDifference: Double
+    /// The cost comparison (paired bootstrap bounds, McNemar), the second as the candidate.
+    public var cost: GateComparison
+    public init(first: Int, second: Int, examples: Int, accuracyDifference: Double, cost: GateComparison) {
+        self.first = first; self.second = second; self.examples = examples; self.accuracyDifference = accuracyDifference; self.cost = cost
     }
 }

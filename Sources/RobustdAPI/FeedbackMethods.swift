@@ -20,14 +20,14 @@ public enum FeedbackReport: RPCRequest {
         /// The intent it should have been (a label of the active version).
         public var correctLabel: String?
         /// When it happened: seconds since 1970 or an ISO 8601 time; default now.
-        public var at: JSONValue?
+        public var at: Timestamp?
         /// A retried report with the same key is not counted twice.
         public var idempotencyKey: String?
         /// The version that answered (the `version` of the score result), when the report gives
         /// neither `inputId` nor a text scored under a canary's routing; default: the active one.
         public var version: Int?
         public init(inputId: String? = nil, text: String? = nil, kind: FeedbackKind, cost: Double? = nil, correctLabel: String? = nil,
-                    at: JSONValue? = nil, idempotencyKey: String? = nil) {
+                    at: Timestamp? = nil, idempotencyKey: String? = nil) {
             self.inputId = inputId; self.text = text; self.kind = kind; self.cost = cost; self.correctLabel = correctLabel
             self.at = at; self.idempotencyKey = idempotencyKey
         }

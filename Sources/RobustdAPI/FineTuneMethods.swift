@@ -52,7 +52,7 @@ public struct FineTuneJob: Codable, Sendable {
     /// True when the version passed its gate and was made active.
     public var promoted: Bool?
     /// The training report, the data selection and the gate report (when finished).
-    public var result: JSONValue?
+    public var result: FineTuneReport?
     public var error: String?
     public init(id: Int, state: State, method: String, regions: [String], intents: [String], parent: Int, dataset: String,
                 createdAt: Double, progress: Progress) {
@@ -67,7 +67,7 @@ public enum FineTuneStart: RPCRequest {
     public static let name = "finetune/start"
     public struct Params: Codable, Sendable {
         /// "auto" (the top `top` intent regions of risk/regions), "all" (every intent), or region ids from risk/regions.
-        public var regions: JSONValue?
+        public var regions: RegionSelection?
         /// How many regions "auto" takes (default 3).
         public var top: Int?
         /// What "auto" ranks by (risk/regions' `by`): failures (default) or fragility, to fix an

@@ -87,8 +87,8 @@ public enum ModelVersions: RPCRequest {
             public var dataset: String?
             public var status: Status
             /// How it was made: model/fit's report, or a fine-tune's (training, selection, gate).
-            public var report: JSONValue
-            public init(id: Int, parent: Int?, createdAt: Double, method: String, dataset: String?, status: Status, report: JSONValue) {
+            public var report: VersionReport
+            public init(id: Int, parent: Int?, createdAt: Double, method: String, dataset: String?, status: Status, report: VersionReport) {
                 self.id = id; self.parent = parent; self.createdAt = createdAt; self.method = method; self.dataset = dataset
                 self.status = status; self.report = report
             }

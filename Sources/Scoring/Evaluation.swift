@@ -1,43 +1,15 @@
 import Foundation
+import Reports
 
 /// A version measured on labelled data: accuracy, macro-F1, business cost, calibration,
 /// out-of-scope detection (examples whose label the version does not know are out of
 /// scope), and accuracy under word typos.
 public enum Evaluation {
-    public struct TypoAccuracy: Sendable, Codable, Equatable {
-        public var rate: Double
-        public var accuracy: Double
-    }
+    public typealias TypoAccuracy = Reports.TypoAccuracy
 
-    public struct OutOfScopeReport: Sendable, Codable, Equatable {
-        public var examples: Int
-        /// Out-of-scope examples flagged.
-        public var recall: Double
-        /// Flagged examples that were out of scope.
-        public var precision: Double
-        /// Of the nearest-neighbour distance, out of scope against in scope.
-        public var auroc: Double
-    }
+    public typealias OutOfScopeReport = Reports.OutOfScopeReport
 
-    public struct Report: Sendable, Codable, Equatable {
-        public var version: Int
-        public var examples: Int
-        public var inScope: Int
-        /// On in-scope examples.
-        public var accuracy: Double
-        public var macroF1: Double
-        /// Mean cost of a request (0 when right), in the configuration's cost unit.
-        public var costPerRequest: Double
-        public var costPer1000: Double
-        /// Mean configured misrouting cost per request (pairs without one count 0), and how
-        /// many mistakes had one.
-        public var misroutingCostPerRequest: Double
-        public var misroutedWithCost: Int
-        /// Expected calibration error of the calibrated confidence.
-        public var ece: Double
-        public var outOfScope: OutOfScopeReport?
-        public var typos: [TypoAccuracy]
-    }
+    public typealias Report = EvaluationReport
 
     /// Per-example outcome, for comparing two versions.
     public struct Outcome: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import Reports
 
 /// The offline gate: a candidate version against its parent on the same held-out examples, in
 /// business cost, clean and with seeded typos, and on out-of-scope behaviour. It decides
@@ -19,110 +20,15 @@ import Foundation
 /// (docs/rollout.md has the figures); it is kept for comparison and for deployments without
 /// live evidence. McNemar's exact test on the discordant pairs is reported beside each.
 public enum Gate {
-    public struct Settings: Sendable, Codable, Equatable {
-        /// Relative fall of the target regions' mean cost the candidate must reach (0.2 = 20%).
-        public var minTargetReduction = 0.2
-        /// Largest rise of the global mean cost tolerated, relative to the parent's (0.1 = 10%).
-        public var globalTolerance = 0.1
-        public var confidence = 0.95
-        public var bootstrapSamples = 2000
-        public var seed: UInt64 = 7
-        /// Word typo rates of the perturbed copies of the held-out data (one seeded copy each).
-        public var typoRates: [Double] = [0.1, 0.2]
-        public var typoSeed: UInt64 = 11
-        /// Largest rise of the share of in-scope held-out inputs called out of scope (0.05 = 5 points).
-        public var maxOutOfScopeIncrease = 0.05
-        public var rule: Rule = .screen
+    public typealias Settings = GateSettings
 
-        public enum Rule: String, Sendable, Codable {
-            /// Fail on evidence of harm: a significant rise of the cost, clean or with typos.
-            case screen
-            /// Fail unless a rise beyond the tolerance is ruled out (the upper bound).
-            case nonInferiority = "non-inferiority"
-        }
+    public typealias Perturbed = GatePerturbed
 
-        public init() {}
+    public typealias OutOfScopeCheck = GateOutOfScopeCheck
 
-        enum CodingKeys: String, CodingKey {
-            case minTargetReduction, globalTolerance, confidence, bootstrapSamples, seed, typoRates, typoSeed, maxOutOfScopeIncrease, rule
-        }
+    public typealias Comparison = GateComparison
 
-        public init(from decoder: Decoder) throws {
-            // Reports written before the typo and out-of-scope checks lack their keys.
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            let d = Settings()
-            minTargetReduction = try c.decodeIfPresent(Double.self, forKey: .minTargetReduction) ?? d.minTargetReduction
-            globalTolerance = try c.decodeIfPresent(Double.self, forKey: .globalTolerance) ?? d.globalTolerance
-            confidence = try c.decodeIfPresent(Double.self, forKey: .confidence) ?? d.confidence
-            bootstrapSamples = try c.decodeIfPresent(Int.self, forKey: .bootstrapSamples) ?? d.bootstrapSamples
-            seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
-            typoRates = try c.decodeIfPresent([Double].self, forKey: .typoRates) ?? []
-            typoSeed = try c.decodeIfPresent(UInt64.self, forKey: .typoSeed) ?? d.typoSeed
-            maxOutOfScopeIncrease = try c.decodeIfPresent(Double.self, forKey: .maxOutOfScopeIncrease) ?? d.maxOutOfScopeIncrease
-            rule = try c.decodeIfPresent(Rule.self, forKey: .rule) ?? .nonInferiority
-        }
-    }
-
-    /// The comparison on the held-out data with seeded typos at one rate.
-    public struct Perturbed: Sendable, Codable, Equatable {
-        public var typoRate: Double
-        public var comparison: Comparison
-        public var allowance: Double
-        public var parentAccuracy: Double
-        public var candidateAccuracy: Double
-    }
-
-    /// Shares of in-scope held-out inputs each version calls out of scope.
-    public struct OutOfScopeCheck: Sendable, Codable, Equatable {
-        public var examples: Int
-        public var parentRate: Double
-        public var candidateRate: Double
-        /// The same at the largest typo rate (nil without typo copies).
-        public var parentRateWithTypos: Double?
-        public var candidateRateWithTypos: Double?
-        public init(examples: Int, parentRate: Double, candidateRate: Double, parentRateWithTypos: Double? = nil, candidateRateWithTypos: Double? = nil) {
-            self.examples = examples; self.parentRate = parentRate; self.candidateRate = candidateRate
-            self.parentRateWithTypos = parentRateWithTypos; self.candidateRateWithTypos = candidateRateWithTypos
-        }
-    }
-
-    public struct Comparison: Sendable, Codable, Equatable {
-        public var examples: Int
-        /// Kish's effective sample size of the weights, (Σw)² / Σw²: how many equally weighted
-        /// examples the weighted ones are worth (a wide bound with few effective examples means
-        /// the held-out data, not the candidate, is the problem).
-        public var effectiveExamples: Double
-        public var parentCost: Double
-        public var candidateCost: Double
-        /// candidate − parent, mean cost per example.
-        public var difference: Double
-        /// Bounds of the paired bootstrap interval of `difference` at the gate's confidence (one-sided each).
-        public var lowerBound: Double
-        public var upperBound: Double
-        public var parentErrors: Int
-        public var candidateErrors: Int
-        /// Pairs the parent got right and the candidate wrong, and the other way round.
-        public var parentOnlyCorrect: Int
-        public var candidateOnlyCorrect: Int
-        /// McNemar's exact two-sided p-value on the discordant pairs.
-        public var mcnemarP: Double
-    }
-
-    public struct Report: Sendable, Codable, Equatable {
-        public var passed: Bool
-        public var target: Comparison
-        public var global: Comparison
-        /// (parent − candidate) / parent on the target regions (0 when the parent cost nothing there).
-        public var targetReduction: Double
-        /// The largest global rise allowed: globalTolerance × the parent's global cost per request.
-        public var globalAllowance: Double
-        public var settings: Settings
-        /// Why the candidate failed (empty when it passed).
-        public var reasons: [String]
-        /// The held-out data with seeded typos, one entry per rate.
-        public var perturbed: [Perturbed]?
-        public var outOfScope: OutOfScopeCheck?
-    }
+    public typealias Report = GateReport
 
     /// One held-out example, both versions' costs on it (0 when right).
     public struct Pair: Sendable {

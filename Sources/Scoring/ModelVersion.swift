@@ -1,4 +1,5 @@
 import Foundation
+import Reports
 
 /// Everything a version adds on top of the frozen encoder: the head, its calibration and its
 /// out-of-scope statistics. Immutable once built; shared across threads.
@@ -110,26 +111,7 @@ public final class ModelVersion: Sendable {
 
 /// Fits a first version from embedded training and validation data.
 public enum HeadFitting {
-    public struct Report: Sendable, Codable {
-        public var lambda: Double
-        public var lambdasTried: [Double]
-        public var validationAccuracyByLambda: [Double]
-        public var trainAccuracy: Double
-        public var validationAccuracy: Double
-        public var temperature: Double
-        public var eceBefore: Double
-        public var eceAfter: Double
-        public var oosThreshold: Float
-        public var oosTargetRecall: Double
-        public var iterations: Int
-        public var converged: Bool
-        /// The head was refitted on train and validation together at the chosen λ (the
-        /// accuracies above are the held-out ones, before the refit).
-        public var refitted: Bool?
-        public var refitExamples: Int?
-        /// Words in the spelling normaliser's vocabulary (nil: no normaliser).
-        public var normaliserWords: Int?
-    }
+    public typealias Report = FitReport
 
     public static let defaultLambdas: [Double] = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3]
 

@@ -1,4 +1,5 @@
 import Foundation
+import Reports
 import Scoring
 
 /// Chooses a local fine-tune's data: the target regions' reported failures (with their
@@ -46,19 +47,7 @@ public enum DataSelection {
         public var counts: Counts = Counts()
     }
 
-    public struct Counts: Sendable, Codable, Equatable {
-        public var failures = 0
-        public var failuresHeldOut = 0
-        public var failuresForEarlyStopping = 0
-        public var regionExamples = 0
-        public var augmented = 0
-        public var replay = 0
-        /// Noisy copies of the replayed examples (``Options/replayCopies``).
-        public var replayAugmented = 0
-        public var earlyStopping = 0
-        public var targetHeldOut = 0
-        public var globalHeldOut = 0
-    }
+    public typealias Counts = SelectionCounts
 
     /// - Parameters:
     ///   - labels: the version's labels (indices are positions here)

@@ -1,5 +1,6 @@
 import Encoder
 import Foundation
+import Reports
 import Scoring
 import Tensor
 
@@ -58,45 +59,7 @@ public enum LocalFineTune {
         public init() {}
     }
 
-    public struct Report: Sendable, Codable {
-        public var method: String
-        public var layers: Int
-        public var rank: Int?
-        public var epochs: Int
-        public var steps: Int
-        public var plannedSteps: Int
-        /// done, early-stopping, max-steps, max-seconds or cancelled.
-        public var stoppedBy: String
-        public var bestStep: Int?
-        /// The early-stopping score (minus the weighted mean cost) of the parent and of the parameters kept.
-        public var earlyStoppingInitialScore: Double?
-        public var earlyStoppingBestScore: Double?
-        public var trainExamples: Int
-        public var earlyStoppingExamples: Int
-        public var targetHeldOutExamples: Int
-        public var globalHeldOutExamples: Int
-        public var firstLoss: Double?
-        public var lastLoss: Double?
-        public var cacheSeconds: Double
-        public var trainSeconds: Double
-        public var seconds: Double
-        /// FLOPs of training: caching the frozen layers' output for the training and
-        /// early-stopping examples, the steps, and the early-stopping evaluations.
-        public var trainingFlops: Double
-        /// All FLOPs spent, the gate's measurements and the calibration's refits included.
-        public var flops: Double
-        /// Estimated FLOPs of fine-tuning every layer on all the dataset's data for the same epochs.
-        public var fullFineTuneFlops: Double
-        public var temperature: Double
-        public var trainableParameters: Int
-        /// Adversarial typos added, and the FLOPs their search cost (counted in trainingFlops).
-        public var adversarialExamples: Int?
-        public var adversarialFlops: Double?
-        /// λ of the consistency term, when it was on.
-        public var consistency: Double?
-        /// ε of embedding-space adversarial training, when it was on.
-        public var adversarialEpsilon: Double?
-    }
+    public typealias Report = TrainingReport
 
     public struct Candidate: @unchecked Sendable {
         /// The candidate (id 0 until the store gives it one).

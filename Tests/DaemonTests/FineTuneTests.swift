@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -72,6 +73,7 @@ struct FineTuneTests {
         #expect((training?["fullFineTuneFlops"]?.doubleValue ?? 0) > 0)
         #expect(done["result"]?["gate"]?["passed"]?.boolValue != nil)
         #expect(done["result"]?["gate"]?["global"]?["mcnemarP"]?.doubleValue != nil)
+        #expect(SchemaValidator.shared.validateResult(done, method: "finetune/status") == [])
         _ = try c.call("daemon/ping").get()  // collect the last notifications
         let kinds = events.map { $0["kind"]?.stringValue ?? "" }
         #expect(kinds.first == "started" && kinds.last == "finished", "\(kinds)")
@@ -85,6 +87,15 @@ struct FineTuneTests {
         #expect(v2?["parent"] == 1)
         #expect(v2?["method"] == "lora")
         #expect(v2?["report"]?["gate"]?["target"] != nil)
+        #expect(SchemaValidator.shared.validateResult(versions, method: "model/versions") == [])
+        // The same through the typed client: model/fit's report and the fine-tune's, each in its type.
+        let typed = try c.call(ModelVersions.self, .init()).get()
+        #expect(typed.versions.first { $0.id == 1 }?.report.fit?.lambdasTried.isEmpty == false)
+        let report = typed.versions.first { $0.id == 2 }?.report.fineTune
+        #expect(report?.version == 2 && report?.job == id && report?.training.method == "lora")
+        #expect(report?.intents == ["card_late", "card_what"] && (report?.gate.global.examples ?? 0) > 0)
+        let status = try c.call(FineTuneStatus.self, .init(job: id)).get()
+        #expect(status.result?.training.steps == report?.training.steps && status.result?.gate.passed == report?.gate.passed)
 
         // Files: layers under HuggingFace names, the adapter in PEFT's layout.
         let dir = state.path + "/versions/2"

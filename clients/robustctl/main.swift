@@ -188,15 +188,14 @@ func jobLine(_ j: FineTuneJob) -> String {
 
 /// The gate's verdict in two lines.
 func gateLines(_ j: FineTuneJob) -> String {
-    guard let g = j.result?["gate"] else { return "" }
-    let t = g["target"], gl = g["global"]
+    guard let g = j.result?.gate else { return "" }
+    let t = g.target, gl = g.global
     var s = String(format: "gate %@: target cost %.4f → %.4f (%+.0f%%), global %.4f → %.4f (upper bound %+.4f, allowed %.4f)",
-                   g["passed"] == .bool(true) ? "passed" : "failed", t?["parentCost"]?.doubleValue ?? 0, t?["candidateCost"]?.doubleValue ?? 0,
-                   -100 * (g["targetReduction"]?.doubleValue ?? 0), gl?["parentCost"]?.doubleValue ?? 0, gl?["candidateCost"]?.doubleValue ?? 0,
-                   gl?["upperBound"]?.doubleValue ?? 0, g["globalAllowance"]?.doubleValue ?? 0)
+                   g.passed ? "passed" : "failed", t.parentCost, t.candidateCost, -100 * g.targetReduction, gl.parentCost, gl.candidateCost,
+                   gl.upperBound, g.globalAllowance)
     s += String(format: "\n  held-out: %d global examples (worth %.0f equally weighted ones), %d in the target regions",
-                  gl?["examples"]?.intValue ?? 0, gl?["effectiveExamples"]?.doubleValue ?? 0, t?["examples"]?.intValue ?? 0)
-    for r in g["reasons"]?.arrayValue ?? [] { s += "\n  " + (r.stringValue ?? "") }
+                  gl.examples, gl.effectiveExamples, t.examples)
+    for r in g.reasons { s += "\n  " + r }
     return s
 }
 
@@ -303,10 +302,10 @@ struct Versions: ParsableCommand {
             r.versions.map { v in
                 var line = String(format: "version %-3d parent %-4@ %-10@ %@", v.id, (v.parent.map { String($0) } ?? "-") as NSString,
                                   v.method as NSString, v.status.rawValue as NSString)
-                if let g = v.report["gate"] {
-                    line += String(format: "   gate %@ (target %+.0f%%, global %+.4f)", g["passed"] == .bool(true) ? "passed" : "failed",
-                                   -100 * (g["targetReduction"]?.doubleValue ?? 0), g["global"]?["difference"]?.doubleValue ?? 0)
-                } else if let a = v.report["validationAccuracy"]?.doubleValue {
+                if let g = v.report.fineTune?.gate {
+                    line += String(format: "   gate %@ (target %+.0f%%, global %+.4f)", g.passed ? "passed" : "failed",
+                                   -100 * g.targetReduction, g.global.difference)
+                } else if let a = v.report.fit?.validationAccuracy {
                     line += String(format: "   validation accuracy %.2f%%", 100 * a)
                 }
                 return line

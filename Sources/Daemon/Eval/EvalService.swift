@@ -116,7 +116,7 @@ final class EvalService: DaemonService {
 
     private func finishEvaluation(_ done: [(Evaluation.Report, Evaluation.Outcome, ModelVersion)], data: EvalData, ctx: RequestContext,
                                   progress: WorkDoneProgress?, started: Date) {
-        var comparison: JSONValue? = nil
+        var comparison: EvalComparison? = nil
         if done.count == 2 {
             let (a, b) = (done[0], done[1])
             // Examples in scope for both versions, paired.
@@ -126,15 +126,11 @@ final class EvalService: DaemonService {
             let c = Gate.compare(pairs, settings: Gate.Settings())
             let accA = Double(idx.filter { a.1.correct[$0] }.count) / Double(max(1, idx.count))
             let accB = Double(idx.filter { b.1.correct[$0] }.count) / Double(max(1, idx.count))
-            comparison = .object([
-                "first": .int(Int64(a.0.version)), "second": .int(Int64(b.0.version)), "examples": .int(Int64(idx.count)),
-                "accuracyDifference": .double(accB - accA),
-                "cost": (try? JSONValueEncoder().encode(c)) ?? .null,
-            ])
+            comparison = EvalComparison(first: a.0.version, second: b.0.version, examples: idx.count, accuracyDifference: accB - accA, cost: c)
         }
         progress?.end(message: "done")
         ctx.reply(EvalRun.Result(dataset: data.dataset, split: data.split, examples: data.texts.count,
-                                 reports: done.map { (try? JSONValueEncoder().encode($0.0)) ?? .null }, comparison: comparison,
+                                 reports: done.map(\.0), comparison: comparison,
                                  seconds: Date().timeIntervalSince(started)))
     }
 }

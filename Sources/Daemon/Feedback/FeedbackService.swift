@@ -78,26 +78,9 @@ final class FeedbackService: DaemonService {
                       recordedAt: f.recordedAt, duplicate: duplicate, idempotencyKey: f.idempotencyKey)
     }
 
-    /// Seconds since 1970 from a number or an ISO 8601 string.
-    static func time(_ v: JSONValue?) -> Double?? {
-        guard let v else { return .some(nil) }
-        if let d = v.doubleValue, d.isFinite, d >= 0 { return .some(d) }
-        if let s = v.stringValue {
-            let f = ISO8601DateFormatter()
-            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let d = f.date(from: s) { return .some(d.timeIntervalSince1970) }
-            f.formatOptions = [.withInternetDateTime]
-            if let d = f.date(from: s) { return .some(d.timeIntervalSince1970) }
-        }
-        return nil
-    }
-
     private func report(_ p: FeedbackReport.Params, serving: ActiveModel.Serving, _ ctx: RequestContext) {
         let version = serving.version
-        guard let atValue = Self.time(p.at) else {
-            ctx.reply(.failure(.invalidParams("'at' must be seconds since 1970 or an ISO 8601 time", field: "at", expected: "a number or \"2026-11-29T10:00:00Z\"", found: p.at.map { $0.foundDescription } ?? "")))
-            return
-        }
+        let atValue = p.at?.secondsSince1970
         var cost = p.cost ?? policy.feedbackCosts[p.kind.rawValue] ?? 0
         guard cost.isFinite, cost >= 0 else {
             ctx.reply(.failure(.invalidParams("'cost' must be a finite number ≥ 0", field: "cost", expected: "a number ≥ 0", found: "\(cost)")))

@@ -36,12 +36,12 @@ extension FineTuneService {
         v.finishedAt = r.finishedAt
         v.version = r.version
         v.error = r.error
-        v.result = r.result.flatMap { try? JSONParser.parse(Array($0.utf8)) }
+        v.result = r.result.flatMap { try? JSONValueDecoder().decode(FineTuneReport.self, fromJSON: $0) }
         if let pr = try? JSONParser.parse(Array(r.progress.utf8)), let progress = try? JSONValueDecoder().decode(FineTuneJob.Progress.self, from: pr) {
             v.progress = progress
         }
         if r.state == .interrupted || r.state == .cancelled { v.progress.phase = r.state.rawValue }
-        v.promoted = v.result?["promoted"]?.boolValue
+        v.promoted = v.result?.promoted
     }
 
     // MARK: A fleet's jobs

@@ -259,16 +259,8 @@ extension FineTuneService {
         let parentID = job.view.parent
         let dataset = job.view.dataset
         let method = job.view.method
-        var result: [String: JSONValue] = [
-            "training": (try? JSONValueEncoder().encode(c.report)) ?? .null,
-            "selection": (try? JSONValueEncoder().encode(out.counts)) ?? .null,
-            "gate": (try? JSONValueEncoder().encode(c.gate)) ?? .null,
-            "regions": .array(job.view.regions.map { .string($0) }),
-            "intents": .array(job.view.intents.map { .string($0) }),
-            "job": .int(Int64(job.view.id)),
-            "promoted": .bool(false),
-            "autoPromote": .bool(auto),
-        ]
+        var result = FineTuneReport(training: c.report, selection: out.counts, gate: c.gate, regions: job.view.regions,
+                                    intents: job.view.intents, job: job.view.id, autoPromote: auto)
         let box = CandidateBox(c)
         let fixed = result
         store.run({ store throws(StoreError) -> ModelVersion in
@@ -276,9 +268,10 @@ extension FineTuneService {
                                   activate: false) { id in
                 let v = box.candidate.version.withID(id)
                 var withID = fixed
-                withID["version"] = .int(Int64(id))
+                withID.version = id
                 return (.init(version: v, layers: box.candidate.layers, adapters: box.candidate.adapters),
-                        ["dataset": .string(dataset), "method": .string(method), "parent": .int(Int64(parentID)), "report": .object(withID)])
+                        ["dataset": .string(dataset), "method": .string(method), "parent": .int(Int64(parentID)),
+                         "report": (try? JSONValueEncoder().encode(withID)) ?? .null])
             }
         }, completion: { [unowned self] r in
             switch r {
@@ -287,8 +280,8 @@ extension FineTuneService {
             case .success(let v):
                 job.view.version = v.id
                 job.view.promoted = false
-                result["version"] = .int(Int64(v.id))
-                job.view.result = .object(result)
+                result.version = v.id
+                job.view.result = result
                 self.logger.info(startRollout ? "fine-tuned version passed its offline gate; starting its rollout" : "fine-tuned version kept as a candidate", metadata: [
                     "job": "\(job.view.id)", "version": "\(v.id)", "gate": "\(passed ? "passed" : "failed")",
                     "targetReduction": "\(String(format: "%.3f", c.gate.targetReduction))",
@@ -299,12 +292,12 @@ extension FineTuneService {
                     guard let self else { return }
                     switch r {
                     case .success(let view):
-                        result["rollout"] = .int(Int64(view.id))
+                        result.rollout = view.id
                     case .failure(let e):
-                        result["rolloutError"] = .string(e.message)
+                        result.rolloutError = e.message
                         self.logger.warning("the candidate's rollout did not start", metadata: ["version": "\(v.id)", "error": "\(e.message)"])
                     }
-                    job.view.result = .object(result)
+                    job.view.result = result
                     self.finishJob(job, state: .succeeded, error: nil)
                 }
             }
@@ -329,7 +322,7 @@ extension FineTuneService {
         let summary: String
         switch state {
         case .succeeded:
-            if case .object(let o)? = job.view.result, case .int(let r)? = o["rollout"] {
+            if let r = job.view.result?.rollout {
                 summary = "version \(job.view.version ?? 0) passed its offline gate; rollout \(r) started (shadow)"
             } else {
                 summary = "version \(job.view.version ?? 0) kept as a candidate"
@@ -368,7 +361,7 @@ extension FineTuneService {
         let record = JobRecord(id: v.id, createdAt: v.createdAt, startedAt: v.startedAt, finishedAt: v.finishedAt,
                                state: JobState(rawValue: v.state.rawValue) ?? .failed, params: "",
                                progress: JSONWriter.string((try? JSONValueEncoder().encode(v.progress)) ?? .object([:])),
-                               result: v.result.map { JSONWriter.string($0) }, error: v.error, version: v.version)
+                               result: v.result.flatMap { try? JSONBytesEncoder().string($0) }, error: v.error, version: v.version)
         store.run({ store throws(StoreError) in try store.updateJob(record) }, completion: { _ in })
     }
 

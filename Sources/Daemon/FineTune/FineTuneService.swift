@@ -222,7 +222,7 @@ final class FineTuneService: DaemonService {
                        "\(active.id)", "\(parent)")
         }
         // Which intents: "auto" (the top regions), "all", or region ids.
-        let spec = p.regions ?? .string("auto")
+        let spec = p.regions ?? .auto
         let labels = active.labels
         let known = Set(labels)
         let finish = { [unowned self] (regionIDs: [String], intents: [String]) in
@@ -245,18 +245,13 @@ final class FineTuneService: DaemonService {
                 }
             })
         }
-        if case .string(let s) = spec, s == "all" {
+        let ids: [String]
+        switch spec {
+        case .all:
             finish(["all"], labels)
             return
-        }
-        var ids: [String] = []
-        if case .string(let s) = spec, s == "auto" {
-            ids = []
-        } else if case .array(let a) = spec, !a.isEmpty, a.allSatisfy({ $0.stringValue != nil }) {
-            ids = a.compactMap(\.stringValue)
-        } else {
-            return bad("regions", "'regions' must be \"auto\", \"all\" or an array of region ids from risk/regions",
-                       "\"auto\", \"all\" or [\"intent:…\", \"cluster:…\"]", JSONWriter.string(spec))
+        case .auto: ids = []
+        case .ids(let list): ids = list
         }
         // Intent regions name their intent; clusters are resolved against the current ranking.
         for id in ids where id.hasPrefix("intent:") {

@@ -133,15 +133,11 @@ extension RolloutService {
     /// The offline gate's verdict in a version's stored report.
     static func offlineGate(_ report: String) -> (passed: Bool, summary: String) {
         // A fine-tuned version's stored report holds the job's result, the gate among it.
-        guard let json = try? JSONParser.parse(Array(report.utf8)), case .object(let o) = json,
-              case .object(let gate)? = o["gate"], case .bool(let passed)? = gate["passed"] else {
+        guard let gate = (try? JSONValueDecoder().decode(VersionReport.self, fromJSON: report))?.fineTune?.gate else {
             return (false, "the version has no offline gate report (only fine-tuned versions have one)")
         }
-        if passed { return (true, "passed") }
-        if case .array(let reasons)? = gate["reasons"] {
-            return (false, "failed: " + reasons.compactMap { if case .string(let s) = $0 { return s } else { return nil } }.joined(separator: "; "))
-        }
-        return (false, "failed")
+        if gate.passed { return (true, "passed") }
+        return (false, gate.reasons.isEmpty ? "failed" : "failed: " + gate.reasons.joined(separator: "; "))
     }
 
     // MARK: Resuming after a restart

@@ -162,7 +162,8 @@ final class VersionService: DaemonService {
                 let versions = page.map { v in
                     ModelVersions.Result.Version(id: v.id, parent: v.parent, createdAt: v.createdAt, method: v.method, dataset: v.dataset,
                                                  status: v.id == active ? .active : ModelVersions.Status(rawValue: v.status.rawValue) ?? .failed,
-                                                 report: (try? JSONParser.parse(v.report)) ?? .object([:]))
+                                                 report: (try? JSONValueDecoder().decode(VersionReport.self, fromJSON: v.report))
+                                                    ?? .unrecognised(.object([:])))
                 }
                 let next = rest.count > limit ? page.last.map { PageCursor.encode(ModelVersions.name, [$0.id]) } : nil
                 return ModelVersions.Result(active: active, versions: Array(versions), nextCursor: next)
