@@ -19,6 +19,7 @@ public struct LSPRange: Codable, Sendable, Equatable {
 public struct TextDocumentIdentifier: Codable, Sendable {
     public var uri: String
     public var version: Int?
+    public init(uri: String, version: Int? = nil) { self.uri = uri; self.version = version }
 }
 
 /// `textDocument/didOpen`.
@@ -30,8 +31,12 @@ public enum DidOpenTextDocument: RPCNotification {
             public var languageId: String
             public var version: Int
             public var text: String
+            public init(uri: String, languageId: String, version: Int, text: String) {
+                self.uri = uri; self.languageId = languageId; self.version = version; self.text = text
+            }
         }
         public var textDocument: Item
+        public init(textDocument: Item) { self.textDocument = textDocument }
     }
 }
 
@@ -49,6 +54,9 @@ public enum DidChangeTextDocument: RPCNotification {
         }
         public var textDocument: TextDocumentIdentifier
         public var contentChanges: [Change]
+        public init(textDocument: TextDocumentIdentifier, contentChanges: [Change]) {
+            self.textDocument = textDocument; self.contentChanges = contentChanges
+        }
     }
 }
 
@@ -57,6 +65,7 @@ public enum DidCloseTextDocument: RPCNotification {
     public static let name = "textDocument/didClose"
     public struct Params: Codable, Sendable {
         public var textDocument: TextDocumentIdentifier
+        public init(textDocument: TextDocumentIdentifier) { self.textDocument = textDocument }
     }
 }
 
@@ -88,6 +97,7 @@ public enum Hover: RPCRequest {
     public struct Params: Codable, Sendable {
         public var textDocument: TextDocumentIdentifier
         public var position: LSPPosition
+        public init(textDocument: TextDocumentIdentifier, position: LSPPosition) { self.textDocument = textDocument; self.position = position }
     }
     /// LSP's MarkupContent.
     public struct Contents: Codable, Sendable, Equatable {

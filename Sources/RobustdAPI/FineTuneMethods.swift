@@ -120,7 +120,12 @@ public enum FineTuneStart: RPCRequest {
         public var autoPromote: Bool?
         public var seed: Int?
         public var workDoneToken: RequestID?
-        public init() {}
+        /// The common options; set the others on the value.
+        public init(regions: RegionSelection? = nil, method: FineTuneMethod? = nil, layers: Int? = nil, rank: Int? = nil, epochs: Int? = nil,
+                    batchSize: Int? = nil, maxSteps: Int? = nil, maxSeconds: Double? = nil, autoPromote: Bool? = nil) {
+            self.regions = regions; self.method = method; self.layers = layers; self.rank = rank; self.epochs = epochs
+            self.batchSize = batchSize; self.maxSteps = maxSteps; self.maxSeconds = maxSeconds; self.autoPromote = autoPromote
+        }
     }
     public typealias Result = FineTuneJob
 }

@@ -25,6 +25,7 @@ public enum MetricsGet: RPCRequest {
         public var metrics: [String]?
         /// How many intents in `regions` (default 10).
         public var top: Int?
+        public init(metrics: [String]? = nil, top: Int? = nil) { self.metrics = metrics; self.top = top }
     }
     public struct Result: Codable, Sendable {
         public var at: Double
@@ -49,6 +50,9 @@ public enum MetricsSubscribe: RPCRequest {
         public var intervalMs: Int?
         /// Send an update only when a value changed.
         public var onChange: Bool?
+        public init(metrics: [String]? = nil, intervalMs: Int? = nil, onChange: Bool? = nil) {
+            self.metrics = metrics; self.intervalMs = intervalMs; self.onChange = onChange
+        }
     }
     public struct Result: Codable, Sendable {
         public var subscription: Int
@@ -64,6 +68,7 @@ public enum MetricsUnsubscribe: RPCRequest {
     public static let name = "metrics/unsubscribe"
     public struct Params: Codable, Sendable {
         public var subscription: Int
+        public init(subscription: Int) { self.subscription = subscription }
     }
     public struct Result: Codable, Sendable {
         public var unsubscribed: Bool
@@ -109,6 +114,9 @@ public enum MetricsHistory: RPCRequest {
         public var until: Double?
         /// Average the snapshots into buckets of this many seconds (default: none).
         public var step: Double?
+        public init(metric: String, since: Double? = nil, until: Double? = nil, step: Double? = nil) {
+            self.metric = metric; self.since = since; self.until = until; self.step = step
+        }
     }
     public struct Point: Codable, Sendable {
         public var at: Double

@@ -31,7 +31,9 @@ public enum ModelFit: RPCRequest {
         /// fine-tuned descendants keep it.
         public var precision: ModelPrecision?
         public var workDoneToken: RequestID?
-        public init(dataset: String) { self.dataset = dataset }
+        public init(dataset: String, lambdas: [Double]? = nil, seed: Int? = nil, activate: Bool? = nil, precision: ModelPrecision? = nil) {
+            self.dataset = dataset; self.lambdas = lambdas; self.seed = seed; self.activate = activate; self.precision = precision
+        }
     }
     public struct Result: Codable, Sendable {
         public var version: Int

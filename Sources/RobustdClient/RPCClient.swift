@@ -137,6 +137,20 @@ public final class RPCClient {
         try call(method, EmptyParams(), timeout: timeout)
     }
 
+    /// Sends a typed notification (no answer comes back).
+    public func notify<N: RPCNotification>(_ notification: N.Type, _ params: N.Params) throws {
+        let encoded: JSONValue
+        do { encoded = try JSONValueEncoder().encode(params) } catch { throw ClientError("cannot encode the params of \(N.name): \(error)") }
+        try send(.notification(method: N.name, params: encoded))
+    }
+
+    /// The params of `message` when it is a notification of type `N` whose params decode; nil
+    /// for anything else (a response, another notification).
+    public static func notification<N: RPCNotification>(_ type: N.Type, in message: JSONValue) -> N.Params? {
+        guard message["id"] == nil, message["method"]?.stringValue == N.name else { return nil }
+        return try? JSONValueDecoder().decode(N.Params.self, from: message["params"] ?? .object([:]))
+    }
+
     /// Issues the next id for a request sent by hand.
     public func makeID() -> RequestID {
         defer { nextID += 1 }

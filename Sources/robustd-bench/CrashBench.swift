@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Scoring
 import Store

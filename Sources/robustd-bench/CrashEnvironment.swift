@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Store
 
@@ -33,9 +34,9 @@ final class CrashEnvironment: Sendable {
         importRows = train.count
         if store != nil { try psql("CREATE DATABASE \(baseDatabase)") }
         let d = try CrashDaemon(env: self, binary: binary, model: model, state: base)
-        _ = try d.call("dataset/import", ["name": "train", "path": .string(importFile)])
-        _ = try d.call("model/fit", ["dataset": "train", "lambdas": [0.01]])
-        _ = try d.call("model/fit", ["dataset": "train", "lambdas": [0.1], "activate": false])
+        _ = try d.call(DatasetImportMethod.self, .init(name: "train", path: importFile))
+        _ = try d.call(ModelFit.self, .init(dataset: "train", lambdas: [0.01]))
+        _ = try d.call(ModelFit.self, .init(dataset: "train", lambdas: [0.1], activate: false))
         d.stop()
     }
 
@@ -164,19 +165,21 @@ final class CrashDaemon {
         client = c!
     }
 
-    func call(_ method: String, _ params: JSONValue?) throws -> JSONValue {
+    func call<M: RPCRequest>(_ method: M.Type, _ params: M.Params) throws -> M.Result {
         switch try client.call(method, params, timeout: 600) {
         case .success(let v): return v
-        case .failure(let e): throw ClientError("\(method): \(e.message) \(e.data.map { JSONWriter.string($0) } ?? "")")
+        case .failure(let e): throw ClientError("\(M.name): \(e.message) \(e.data.map { JSONWriter.string($0) } ?? "")")
         }
     }
+
+    func call<M: RPCRequest>(_ method: M.Type) throws -> M.Result where M.Params == EmptyParams { try call(method, EmptyParams()) }
 
     /// Until a `score` is answered.
     func waitServing(deadline seconds: Double) throws {
         let end = Date().addingTimeInterval(seconds)
         var last = ""
         while Date() < end {
-            switch try client.call("score", ["inputs": [["text": "where is my card"]]], timeout: seconds) {
+            switch try client.call(Score.self, .init(inputs: [.init(text: "where is my card")]), timeout: seconds) {
             case .success: return
             case .failure(let e): last = "\(e.code) \(e.message)"
             }

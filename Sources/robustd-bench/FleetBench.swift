@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Store
 
@@ -42,8 +43,8 @@ struct FleetBench: ParsableCommand {
                 var out: [UInt64] = []
                 for k in 0..<reports {
                     let t = nowNs()
-                    let res = try c.call("feedback/report", ["text": .string("my card has not arrived yet \(i) \(k)"), "kind": "complaint",
-                                                             "correctLabel": "card_arrival", "idempotencyKey": .string("b-\(i)-\(k)")])
+                    let res = try c.call(FeedbackReport.self, .init(text: "my card has not arrived yet \(i) \(k)", kind: .complaint,
+                                                                    correctLabel: "card_arrival", idempotencyKey: "b-\(i)-\(k)"))
                     guard case .success = res else { throw ClientError("feedback/report failed: \(res)") }
                     out.append(nowNs() - t)
                 }
@@ -60,11 +61,11 @@ struct FleetBench: ParsableCommand {
         let replicas = try (0..<3).map { try Self.replica(bin, model: model, store: db.url, name: "s\($0)", tag: "swap\($0)") }
         defer { for r in replicas { r.stop() } }
         try fit(replicas[0])
-        _ = try replicas[0].call("model/fit", ["dataset": "b77", "lambdas": [0.1], "activate": false])
+        _ = try replicas[0].call(ModelFit.self, .init(dataset: "b77", lambdas: [0.1], activate: false))
         let probes = try replicas.map { try RPCClient(path: $0.socket) }
         func served(_ i: Int) throws -> Int? {
-            guard case .success(let r) = try probes[i].call("score", ["inputs": [["text": "card"]]]) else { return nil }
-            return r["version"]?.intValue.map(Int.init)
+            guard case .success(let r) = try probes[i].call(Score.self, .init(inputs: [.init(text: "card")])) else { return nil }
+            return r.version
         }
         for i in 1...2 { while try served(i) != 1 { usleep(10_000) } }
         var propagation: [[Double]] = [[], [], []]
@@ -72,7 +73,7 @@ struct FleetBench: ParsableCommand {
         for k in 0..<swaps {
             let target = k % 2 == 0 ? 2 : 1
             let t0 = nowNs()
-            _ = try replicas[0].call("model/activate", ["version": .int(Int64(target))])
+            _ = try replicas[0].call(ModelActivate.self, .init(version: target))
             activateMs.append(Double(nowNs() - t0) / 1e6)
             var pending: Set<Int> = [1, 2]
             let deadline = nowNs() + 30_000_000_000
@@ -108,7 +109,7 @@ struct FleetBench: ParsableCommand {
                 var k = 0
                 while nowNs() < end {
                     let t = nowNs()
-                    guard case .success = try c.call("score", ["inputs": [["text": .string("where is my new card \(i) \(k)")]]]) else {
+                    guard case .success = try c.call(Score.self, .init(inputs: [.init(text: "where is my new card \(i) \(k)")])) else {
                         throw ClientError("score failed")
                     }
                     out.append(nowNs() - t)
@@ -124,8 +125,10 @@ struct FleetBench: ParsableCommand {
 
     func fit(_ r: ModelDaemon) throws {
         let path = URL(fileURLWithPath: data).standardizedFileURL.path
-        _ = try r.call("dataset/import", ["name": "b77", "path": .string(path), "labelField": "category"])
-        _ = try r.call("model/fit", ["dataset": "b77", "lambdas": [0.01]])
+        var p = DatasetImportMethod.Params(name: "b77", path: path)
+        p.labelField = "category"
+        _ = try r.call(DatasetImportMethod.self, p)
+        _ = try r.call(ModelFit.self, .init(dataset: "b77", lambdas: [0.01]))
     }
 
     func freshDatabase(_ admin: PostgresConnection) throws -> (url: String, drop: () -> Void) {

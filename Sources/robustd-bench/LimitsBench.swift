@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// Requests at the size limits from many clients at once (docs/reliability.md, "Memory"):
@@ -22,7 +23,7 @@ struct LimitsBench: ParsableCommand {
         let d = try ModelDaemon(binary: binary, model: paths.model, tag: "limits")
         defer { d.stop() }
         try RiskBench().importRecords(d, "train", train)
-        _ = try d.call("model/fit", ["dataset": "train", "lambdas": [0.01]])
+        _ = try d.call(ModelFit.self, .init(dataset: "train", lambdas: [0.01]))
         let pid = d.process.processIdentifier
         let idle = rssKiB(pid)
         print("robustd-bench limits: \(clients) clients at once; daemon RSS idle with the model and a version: \(String(format: "%.1f", Double(idle) / 1024)) MB")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Scoring
 
@@ -31,12 +32,14 @@ final class ModelDaemon {
         client = c!
     }
 
-    func call(_ method: String, _ params: JSONValue?) throws -> JSONValue {
+    func call<M: RPCRequest>(_ method: M.Type, _ params: M.Params) throws -> M.Result {
         switch try client.call(method, params, timeout: 600) {
         case .success(let v): return v
-        case .failure(let e): throw ClientError("\(method): \(e.message) \(e.data.map { JSONWriter.string($0) } ?? "")")
+        case .failure(let e): throw ClientError("\(M.name): \(e.message) \(e.data.map { JSONWriter.string($0) } ?? "")")
         }
     }
+
+    func call<M: RPCRequest>(_ method: M.Type) throws -> M.Result where M.Params == EmptyParams { try call(method, EmptyParams()) }
 
     func stop() {
         kill(process.processIdentifier, SIGTERM)
@@ -70,12 +73,12 @@ struct RiskBench: ParsableCommand {
             let d = try ModelDaemon(binary: binary, model: paths.model, tag: "v1")
             defer { d.stop() }
             try importRecords(d, "train", train)
-            let fit = try d.call("model/fit", ["dataset": "train"])
+            let fit = try d.call(ModelFit.self, .init(dataset: "train"))
             let (acc, ece, _) = try evaluate(d, test)
             print("")
             print("version 1 (frozen encoder + logistic-regression head, λ chosen on a 10% validation split)")
-            print(String(format: "  validation accuracy %.2f%%  λ %.3g  temperature %.3f  fit %.0f s", 100 * (fit["validationAccuracy"]?.doubleValue ?? 0),
-                         fit["lambda"]?.doubleValue ?? 0, fit["temperature"]?.doubleValue ?? 0, fit["seconds"]?.doubleValue ?? 0))
+            print(String(format: "  validation accuracy %.2f%%  λ %.3g  temperature %.3f  fit %.0f s", 100 * fit.validationAccuracy,
+                         fit.lambda, fit.temperature, fit.seconds))
             print(String(format: "  test accuracy       %.2f%%   (anchor measured with PyTorch + scikit-learn: 93.05%%)", 100 * acc))
             print(String(format: "  test ECE            %.4f (calibrated)", ece.calibrated))
         }
@@ -87,19 +90,19 @@ struct RiskBench: ParsableCommand {
             let d = try ModelDaemon(binary: binary, model: paths.model, tag: "oos")
             defer { d.stop() }
             try importRecords(d, "known", train.filter { known.contains($0.1) })
-            _ = try d.call("model/fit", ["dataset": "known"])
+            _ = try d.call(ModelFit.self, .init(dataset: "known"))
             let (_, _, scored) = try evaluate(d, test)
             var inScores: [Float] = [], outScores: [Float] = [], inCorrect = 0, inTotal = 0, outFlagged = 0, inKept = 0
             var inKNN: [Float] = [], outKNN: [Float] = [], inMSP: [Float] = [], outMSP: [Float] = []
             for (i, s) in scored.enumerated() {
-                let m = Float(s["outOfScope"]?["mahalanobis"]?.doubleValue ?? 0)
-                let knn = Float(s["outOfScope"]?["neighbourDistance"]?.doubleValue ?? 0)
-                let msp = 1 - Float(s["confidence"]?.doubleValue ?? 0)
-                let flagged = s["outOfScope"]?["flagged"] == true
+                let m = Float(s.outOfScope.mahalanobis)
+                let knn = Float(s.outOfScope.neighbourDistance)
+                let msp = 1 - Float(s.confidence)
+                let flagged = s.outOfScope.flagged
                 if known.contains(test[i].1) { inKNN.append(knn); inMSP.append(msp) } else { outKNN.append(knn); outMSP.append(msp) }
                 if known.contains(test[i].1) {
                     inScores.append(m); inTotal += 1
-                    if !flagged { inKept += 1; if s["label"]?.stringValue == test[i].1 { inCorrect += 1 } }
+                    if !flagged { inKept += 1; if s.label == test[i].1 { inCorrect += 1 } }
                 } else {
                     outScores.append(m); if flagged { outFlagged += 1 }
                 }
@@ -130,34 +133,33 @@ struct RiskBench: ParsableCommand {
             let d = try ModelDaemon(binary: binary, model: paths.model, tag: "rank\(seed)")
             defer { d.stop() }
             try importRecords(d, "cut", cut)
-            _ = try d.call("model/fit", ["dataset": "cut"])
+            _ = try d.call(ModelFit.self, .init(dataset: "cut"))
             var errors: [(id: String, truth: String)] = []
             var typoRng = SeededRandom(seed: seed &+ 100)
             for start in stride(from: 0, to: test.count, by: 64) {
                 let chunk = Array(test[start..<min(start + 64, test.count)])
-                var inputs: [JSONValue] = []
+                var inputs: [Score.Input] = []
                 for (j, (text, _)) in chunk.enumerated() {
                     let id = "t\(start + j)"
                     let typo = Double(typoRng.next() % 1000) / 1000 < 0.3
-                    inputs.append(["id": .string(id), "text": .string(typo ? typos(text, rate: 0.1, rng: &typoRng) : text)])
+                    inputs.append(Score.Input(id: id, text: typo ? typos(text, rate: 0.1, rng: &typoRng) : text))
                 }
-                let r = try d.call("score", ["inputs": .array(inputs)])
-                for (j, s) in (r["results"]?.arrayValue ?? []).enumerated() where s["label"]?.stringValue != chunk[j].1 {
+                let r = try d.call(Score.self, .init(inputs: inputs))
+                for (j, s) in r.results.enumerated() where s.label != chunk[j].1 {
                     errors.append(("t\(start + j)", chunk[j].1))
                 }
             }
             var reported = 0
             var fbRng = SeededRandom(seed: seed &+ 200)
             for e in errors where Double(fbRng.next() % 1000) / 1000 < 0.3 {
-                _ = try d.call("feedback/report", ["inputId": .string(e.id), "kind": "correction", "correctLabel": .string(e.truth),
-                                                   "idempotencyKey": .string("bench-\(seed)-\(e.id)")])
+                _ = try d.call(FeedbackReport.self, .init(inputId: e.id, kind: .correction, correctLabel: e.truth, idempotencyKey: "bench-\(seed)-\(e.id)"))
                 reported += 1
             }
-            let regions = try d.call("risk/regions", ["limit": 10])
+            let regions = try d.call(RiskRegions.self, .init(limit: 10)).regions
             // Only intent regions count (a cluster's label is just its most frequent prediction).
-            let top = (regions["regions"]?.arrayValue ?? []).filter { $0["kind"] == "intent" }.compactMap { $0["label"]?.stringValue }
+            let top = regions.filter { $0.kind == .intent }.map(\.label)
             let found = weak.filter { top.contains($0) }.count
-            let ids = (regions["regions"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue }
+            let ids = regions.map(\.id)
             print(String(format: "  seed %llu: %d errors, %d reported; weakened intents in the top 10: %d of 10 %@", seed, errors.count, reported, found,
                          found >= 8 ? "(target ≥ 8: met)" : "(target ≥ 8: NOT met)"))
             print("    top 10: \(ids.joined(separator: ", "))")
@@ -169,23 +171,22 @@ struct RiskBench: ParsableCommand {
         var text = ""
         for (t, l) in rows { text += JSONWriter.string(["text": .string(t), "label": .string(l)]) + "\n" }
         try text.write(toFile: file, atomically: true, encoding: .utf8)
-        _ = try d.call("dataset/import", ["name": .string(name), "path": .string(file)])
+        _ = try d.call(DatasetImportMethod.self, .init(name: name, path: file))
     }
 
     /// Scores the test set; returns accuracy, ECE and every result.
-    func evaluate(_ d: ModelDaemon, _ test: [(String, String)]) throws -> (Double, (calibrated: Double, raw: Double), [JSONValue]) {
-        var results: [JSONValue] = []
+    func evaluate(_ d: ModelDaemon, _ test: [(String, String)]) throws -> (Double, (calibrated: Double, raw: Double), [ScoredInput]) {
+        var results: [ScoredInput] = []
         for start in stride(from: 0, to: test.count, by: 64) {
             let chunk = test[start..<min(start + 64, test.count)]
-            let r = try d.call("score", ["inputs": .array(chunk.map { ["text": .string($0.0)] })])
-            results += r["results"]?.arrayValue ?? []
+            results += try d.call(Score.self, .init(inputs: chunk.map { Score.Input(text: $0.0) })).results
         }
         var correct = 0
         var conf: [Double] = [], ok: [Bool] = []
         for (i, s) in results.enumerated() {
-            let hit = s["label"]?.stringValue == test[i].1
+            let hit = s.label == test[i].1
             if hit { correct += 1 }
-            conf.append(s["confidence"]?.doubleValue ?? 0); ok.append(hit)
+            conf.append(s.confidence); ok.append(hit)
         }
         return (Double(correct) / Double(test.count), (ece(conf, ok), 0), results)
     }

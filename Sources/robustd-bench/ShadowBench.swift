@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// What shadowing costs the traffic: score latency with no rollout and with a LoRA candidate in
@@ -32,20 +33,20 @@ struct ShadowBench: ParsableCommand {
         let d = try ModelDaemon(binary: binary, model: paths.model, tag: "shadow")
         defer { d.stop() }
         try RiskBench().importRecords(d, "train", train)
-        _ = try d.call("model/fit", ["dataset": "train"])
+        _ = try d.call(ModelFit.self, .init(dataset: "train"))
         // A LoRA candidate on the top two layers: the shadow runs the whole encoder again with them.
-        let job = try d.call("finetune/start", ["regions": "all", "method": "lora", "layers": 2, "epochs": 1, "maxSeconds": 30, "autoPromote": false])
-        var state = ""
-        var finished: JSONValue = .null
-        while state != "succeeded" {
-            finished = try d.call("finetune/status", ["job": job["id"]!])
-            state = finished["state"]?.stringValue ?? ""
-            if ["failed", "cancelled", "interrupted"].contains(state) { throw ClientError("the candidate's job ended \(state): \(finished)") }
+        let job = try d.call(FineTuneStart.self, .init(regions: .all, method: .lora, layers: 2, epochs: 1, maxSeconds: 30, autoPromote: false))
+        var finished = job
+        while finished.state != .succeeded {
+            finished = try d.call(FineTuneStatus.self, .init(job: job.id))
+            if [.failed, .cancelled, .interrupted].contains(finished.state) {
+                throw ClientError("the candidate's job ended \(finished.state.rawValue): \(finished.error ?? "")")
+            }
             usleep(200_000)
         }
-        let candidate = finished["version"]!
+        guard let candidate = finished.version else { throw ClientError("the candidate's job wrote no version") }
         let socket = d.dir + "/robustd.sock"
-        print("robustd-bench shadow: model \(paths.model); candidate version \(candidate.intValue ?? 0) (lora, 2 layers); \(clients) clients, single-text requests, mean pause \(thinkMs) ms; \(Int(seconds)) s rounds")
+        print("robustd-bench shadow: model \(paths.model); candidate version \(candidate) (lora, 2 layers); \(clients) clients, single-text requests, mean pause \(thinkMs) ms; \(Int(seconds)) s rounds")
 
         /// What the client threads share, behind a lock.
         final class Shared: @unchecked Sendable {
@@ -74,7 +75,7 @@ struct ShadowBench: ParsableCommand {
                             // A text not seen before, so the score cache never answers.
                             let text = texts[n % texts.count] + " \(n)"
                             let t0 = nowNs()
-                            _ = try c.call("score", ["inputs": [["text": .string(text)]], "routingKey": .string("c\(k)")]).get()
+                            _ = try c.call(Score.self, .init(inputs: [.init(text: text)], routingKey: "c\(k)")).get()
                             mine.append(nowNs() - t0)
                             if thinkMs > 0 {
                                 let u = Double(rng.next() >> 11) / Double(1 << 53)
@@ -92,13 +93,14 @@ struct ShadowBench: ParsableCommand {
         var none: [[UInt64]] = [], shadow: [[UInt64]] = []
         for round in 0..<rounds {
             none.append(try measure())
-            let r = try d.call("rollout/start", ["candidate": candidate, "force": true,
-                                                 "settings": ["shadow": ["maxRequests": 100_000_000, "maxLabels": 100_000_000, "minLabels": 100_000_000]]])
+            let r = try d.call(RolloutStart.self, .init(candidate: candidate,
+                                                        settings: ["shadow": ["maxRequests": 100_000_000, "maxLabels": 100_000_000, "minLabels": 100_000_000]],
+                                                        force: true))
             shadow.append(try measure())
-            let st = try d.call("rollout/status", nil)
-            let m = try d.call("metrics/get", ["metrics": .array([.string("rollout")])])
-            _ = try d.call("rollout/abort", ["reason": .string("benchmark round \(round + 1) over")])
-            FileHandle.standardError.write(Data("round \(round + 1): rollout \(r["id"]?.intValue ?? 0) shadowed \(st["evidence"]?["shadowRequests"]?.intValue ?? 0) inputs, dropped \(m["values"]?["rollout.shadowDropped"]?.doubleValue ?? 0)\n".utf8))
+            let st = try d.call(RolloutStatus.self, .init())
+            let m = try d.call(MetricsGet.self, .init(metrics: ["rollout"]))
+            _ = try d.call(RolloutAbort.self, .init(reason: "benchmark round \(round + 1) over"))
+            FileHandle.standardError.write(Data("round \(round + 1): rollout \(r.id) shadowed \(st.evidence.shadowRequests) inputs, dropped \(m.values["rollout.shadowDropped"] ?? 0)\n".utf8))
         }
         print("round  kind     requests   p50 ms   p99 ms   p99 ratio (shadow / none)")
         var ratios: [Double] = []

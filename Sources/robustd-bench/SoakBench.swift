@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Scoring
 
@@ -34,7 +35,7 @@ struct SoakBench: ParsableCommand {
         let d = try ModelDaemon(binary: binary, model: paths.model, tag: "soak", extra: ["--max-in-flight", "64"])
         defer { d.stop() }
         try RiskBench().importRecords(d, "train", train)
-        _ = try d.call("model/fit", ["dataset": "train", "lambdas": [0.01]])
+        _ = try d.call(ModelFit.self, .init(dataset: "train", lambdas: [0.01]))
         let intents = Array(Set(train.map(\.1))).sorted()
         print("robustd-bench soak: \(clients) clients, \(requests) requests; model \(paths.model); version on \(train.count) examples; traffic: Banking77 test (\(test.count) texts); \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
@@ -65,7 +66,7 @@ struct SoakBench: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(started)
         let finalRSS = rssKiB(d.process.processIdentifier)
-        let status = try d.call("daemon/status", nil)
+        let status = try d.call(DaemonStatus.self)
         print(String(format: "%d requests in %.0f s (%.0f/s); errors %d; notifications received %d", shared.done, seconds, Double(shared.done) / seconds, shared.errors.count, shared.notifications))
         for e in shared.errors.prefix(5) { print("  error: \(e)") }
         print("method                  count     p50 ms    p99 ms")
@@ -77,7 +78,7 @@ struct SoakBench: ParsableCommand {
         let warm = warmRSS ?? finalRSS
         print(String(format: "RSS: %.1f MB after warm-up (%.0f%% of the requests), %.1f MB at the end, peak %.1f MB: growth after warm-up %.1f%%",
                      Double(warm) / 1024, warmup * 100, Double(finalRSS) / 1024, Double(peak) / 1024, 100 * Double(finalRSS - warm) / Double(warm)))
-        print("daemon/status after: connections open \(status["connections"]?["open"] ?? .null), in flight \(status["requests"]?["inFlight"] ?? .null), failed \(status["requests"]?["failed"] ?? .null)")
+        print("daemon/status after: connections open \(status.connections.open), in flight \(status.requests.inFlight), failed \(status.requests.failed)")
         if !shared.errors.isEmpty { throw ExitCode(1) }
     }
 }
@@ -133,11 +134,11 @@ struct SoakClient {
         var rng = SeededRandom(seed: UInt64(number) &+ 77)
         c.onNotification = { _, _ in shared.notified() }
         @discardableResult
-        func call(_ method: String, _ params: JSONValue?) throws -> JSONValue? {
+        func call<M: RPCRequest>(_ method: M.Type, _ params: M.Params) throws -> M.Result? {
             let t0 = nowNs()
             switch try c.call(method, params, timeout: 120) {
-            case .success(let v): shared.record(method, nowNs() - t0); return v
-            case .failure(let e): shared.error("\(method): \(e.code) \(e.message)"); return nil
+            case .success(let v): shared.record(M.name, nowNs() - t0); return v
+            case .failure(let e): shared.error("\(M.name): \(e.code) \(e.message)"); return nil
             }
         }
         func text() -> String { texts[Int(rng.next() % UInt64(texts.count))] }
@@ -145,9 +146,9 @@ struct SoakClient {
         let uri = "file:///soak/\(number).utterances"
         var lines = (0..<8).map { _ in text() }
         if editor {
-            try c.send(.notification(method: "textDocument/didOpen", params: ["textDocument": ["uri": .string(uri), "languageId": "utterances", "version": 1, "text": .string(lines.joined(separator: "\n"))]]))
+            try c.notify(DidOpenTextDocument.self, .init(textDocument: .init(uri: uri, languageId: "utterances", version: 1, text: lines.joined(separator: "\n"))))
         }
-        let subscription = dashboard ? try call("metrics/subscribe", ["intervalMs": 1000])?["subscription"] : nil
+        let subscription = dashboard ? try call(MetricsSubscribe.self, .init(intervalMs: 1000))?.subscription : nil
         var version = 1
         var i = 0
         while shared.take() {
@@ -158,28 +159,27 @@ struct SoakClient {
                     version += 1
                     let line = Int(rng.next() % UInt64(lines.count))
                     lines[line] = text()
-                    try c.send(.notification(method: "textDocument/didChange", params: [
-                        "textDocument": ["uri": .string(uri), "version": .int(Int64(version))],
-                        "contentChanges": [["text": .string(lines.joined(separator: "\n"))]]]))
-                    shared.record("textDocument/didChange", 0)
+                    try c.notify(DidChangeTextDocument.self, .init(textDocument: .init(uri: uri, version: version),
+                                                                   contentChanges: [.init(text: lines.joined(separator: "\n"))]))
+                    shared.record(DidChangeTextDocument.name, 0)
                 } else {
-                    try call("textDocument/hover", ["textDocument": ["uri": .string(uri)], "position": ["line": .int(Int64(rng.next() % 8)), "character": 2]])
+                    try call(Hover.self, .init(textDocument: .init(uri: uri), position: .init(line: Int(rng.next() % 8), character: 2)))
                 }
                 continue
             }
             switch r {
-            case 0..<40: try call("score", ["inputs": [["text": .string(text())]]])
-            case 40..<45: try call("score", ["inputs": .array((0..<8).map { _ in ["text": .string(text())] })])
+            case 0..<40: try call(Score.self, .init(inputs: [.init(text: text())]))
+            case 40..<45: try call(Score.self, .init(inputs: (0..<8).map { _ in Score.Input(text: text()) }))
             case 45..<48:
-                try call("feedback/report", ["text": .string(text()), "kind": "complaint", "correctLabel": .string(intents[Int(rng.next() % UInt64(intents.count))]),
-                                             "idempotencyKey": .string("soak-\(number)-\(i)")])
-            case 48..<53: try call("risk/flag", ["inputs": [["text": .string(text())]]])
-            case 53..<70: try call("metrics/get", nil)
-            case 70..<80: try call("daemon/status", nil)
-            default: try call("daemon/ping", nil)
+                try call(FeedbackReport.self, .init(text: text(), kind: .complaint, correctLabel: intents[Int(rng.next() % UInt64(intents.count))],
+                                                    idempotencyKey: "soak-\(number)-\(i)"))
+            case 48..<53: try call(RiskFlag.self, .init(inputs: [.init(text: text())]))
+            case 53..<70: try call(MetricsGet.self, .init())
+            case 70..<80: try call(DaemonStatus.self, EmptyParams())
+            default: try call(Ping.self, EmptyParams())
             }
         }
-        if let subscription { try call("metrics/unsubscribe", ["subscription": subscription]) }
-        if editor { try c.send(.notification(method: "textDocument/didClose", params: ["textDocument": ["uri": .string(uri)]])) }
+        if let subscription { try call(MetricsUnsubscribe.self, .init(subscription: subscription)) }
+        if editor { try c.notify(DidCloseTextDocument.self, .init(textDocument: .init(uri: uri))) }
     }
 }

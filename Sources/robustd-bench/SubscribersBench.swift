@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// Score latency with and without 100 metric subscribers at 100 ms.
@@ -30,7 +31,7 @@ struct SubscribersBench: ParsableCommand {
         let d = try ModelDaemon(binary: binary, model: paths.model, tag: "subs")
         defer { d.stop() }
         try RiskBench().importRecords(d, "train", train)
-        _ = try d.call("model/fit", ["dataset": "train"])
+        _ = try d.call(ModelFit.self, .init(dataset: "train"))
         var counter = 0
         func measure() throws -> [UInt64] {
             var lat: [UInt64] = []
@@ -39,7 +40,7 @@ struct SubscribersBench: ParsableCommand {
                 let text = test[counter % test.count].0 + " \(counter)"
                 counter += 1
                 let t0 = nowNs()
-                _ = try d.call("score", ["inputs": [["text": .string(text)]]])
+                _ = try d.call(Score.self, .init(inputs: [.init(text: text)]))
                 lat.append(nowNs() - t0)
             }
             return lat.sorted()
@@ -50,7 +51,7 @@ struct SubscribersBench: ParsableCommand {
         var readers: [Reader] = []
         for _ in 0..<subscribers {
             let c = try RPCClient(path: d.dir + "/robustd.sock")
-            guard case .success = try c.call("metrics/subscribe", ["intervalMs": 100]) else { throw ClientError("subscribe failed") }
+            guard case .success = try c.call(MetricsSubscribe.self, .init(intervalMs: 100)) else { throw ClientError("subscribe failed") }
             clients.append(c)
             let r = Reader(fd: c.fd)
             readers.append(r)
@@ -67,7 +68,7 @@ struct SubscribersBench: ParsableCommand {
         let before = readers.reduce(0) { $0 + $1.bytes }
         let with = try measure()
         let received = readers.reduce(0) { $0 + $1.bytes } - before
-        let status = try d.call("metrics/get", ["metrics": ["subscriptions"]])
+        let status = try d.call(MetricsGet.self, .init(metrics: ["subscriptions"]))
         func row(_ name: String, _ l: [UInt64]) {
             print(String(format: "%@ %6d requests  p50 %6.2f ms  p99 %6.2f ms", name.padding(toLength: 30, withPad: " ", startingAt: 0) as NSString,
                          l.count, percentile(l, 50) / 1000, percentile(l, 99) / 1000))
@@ -78,7 +79,7 @@ struct SubscribersBench: ParsableCommand {
         let ratio = percentile(with, 50) / percentile(alone, 50)
         print(String(format: "p50 with / alone = %.3f (%+.1f%%; target ≤ +5%%: %@); p99 ratio %.2f; the subscribers (%d live) received %.1f MB of updates, %.0f updates/s",
                      ratio, 100 * (ratio - 1), ratio <= 1.05 ? "met" : "NOT met", percentile(with, 99) / percentile(alone, 99),
-                     status["values"]?["subscriptions"]?.intValue ?? 0, Double(received) / 1e6, Double(subscribers) * 10))
+                     Int(status.values["subscriptions"] ?? 0), Double(received) / 1e6, Double(subscribers) * 10))
         withExtendedLifetime(clients) {}
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// Monotonic nanoseconds.
@@ -67,13 +68,13 @@ final class Daemon {
 /// Sequential round trips of `daemon/ping` on one connection for `seconds`.
 func pingLoop(path: String, seconds: Double, warmup: Int = 200) throws -> [UInt64] {
     let c = try RPCClient(path: path)
-    for _ in 0..<warmup { _ = try c.call("daemon/ping") }
+    for _ in 0..<warmup { _ = try c.call(Ping.self) }
     var lat: [UInt64] = []
     lat.reserveCapacity(200_000)
     let end = nowNs() + UInt64(seconds * 1e9)
     var t = nowNs()
     while t < end {
-        guard case .success = try c.call("daemon/ping") else { throw ClientError("ping failed") }
+        guard case .success = try c.call(Ping.self) else { throw ClientError("ping failed") }
         let t2 = nowNs()
         lat.append(t2 - t)
         t = t2

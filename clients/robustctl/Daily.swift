@@ -6,16 +6,20 @@ import RobustdAPI
 import RobustdClient
 import Scoring
 
-/// Calls that print a result and may fail with the daemon's error (exit 1) or not reach it (2).
-func rpc(_ c: RPCClient, _ method: String, _ params: JSONValue?, timeout: Double? = 600) throws -> JSONValue {
-    let r: Result<JSONValue, RPCError>
+/// A typed call whose failure ends the command: the daemon's error (exit 1), or no daemon (2).
+func rpc<M: RPCRequest>(_ c: RPCClient, _ method: M.Type, _ params: M.Params, timeout: Double? = 600) throws -> M.Result {
+    let r: Result<M.Result, RPCError>
     do { r = try c.call(method, params, timeout: timeout) } catch { fail("\(error)", code: 2) }
     switch r {
     case .success(let v): return v
     case .failure(let e):
-        FileHandle.standardError.write(Data("error \(e.code): \(method): \(e.message)\n".utf8))
+        FileHandle.standardError.write(Data("error \(e.code): \(M.name): \(e.message)\n".utf8))
         throw ExitCode(1)
     }
+}
+
+func rpc<M: RPCRequest>(_ c: RPCClient, _ method: M.Type, timeout: Double? = 600) throws -> M.Result where M.Params == EmptyParams {
+    try rpc(c, method, EmptyParams(), timeout: timeout)
 }
 
 func connect(_ c: Connection) -> RPCClient {
@@ -104,9 +108,9 @@ struct MetricsCommand: ParsableCommand {
     @Flag(help: "The Prometheus text exposition.") var prometheus = false
     @OptionGroup var connection: Connection
     func run() throws {
-        if prometheus { try connection.call("metrics/prometheus", nil) { $0["text"]?.stringValue ?? "" }; return }
-        try connection.call("metrics/get", names.isEmpty ? nil : ["metrics": .array(names.map { .string($0) })]) { r in
-            (r["values"]?.objectValue ?? [:]).keys.sorted().map { k in String(format: "%@ %.6g", k.padding(toLength: 34, withPad: " ", startingAt: 0) as NSString, r["values"]?[k]?.doubleValue ?? 0) }
+        if prometheus { try connection.call(MetricsPrometheus.self, EmptyParams()) { $0.text }; return }
+        try connection.call(MetricsGet.self, MetricsGet.Params(metrics: names.isEmpty ? nil : names)) { r in
+            r.values.keys.sorted().map { k in String(format: "%@ %.6g", k.padding(toLength: 34, withPad: " ", startingAt: 0) as NSString, r.values[k] ?? 0) }
                 .joined(separator: "\n")
         }
     }
@@ -138,17 +142,19 @@ struct Replay: ParsableCommand {
         guard (0...1).contains(typoRate), (0...1).contains(feedbackRate), (0...1).contains(wordTypoRate), (0...1).contains(reviewRate), batch >= 1, maxPasses >= 1 else {
             throw ValidationError("rates must be between 0 and 1, --batch at least 1")
         }
+        var splitName: DatasetExamples.SplitName? = nil
+        if let split {
+            guard let v = DatasetExamples.SplitName(rawValue: split) else { throw ValidationError("--split must be train, validation or test") }
+            splitName = v
+        }
         let c = connect(connection)
         var rows: [(String, String)] = []
         var offset = 0
         while true {
-            var p: [String: JSONValue] = ["name": .string(dataset), "offset": .int(Int64(offset)), "limit": 10_000]
-            if let split { p["split"] = .string(split) }
-            let page = try rpc(c, "dataset/examples", .object(p))
-            let ex = page["examples"]?.arrayValue ?? []
-            rows += ex.map { ($0["text"]?.stringValue ?? "", $0["label"]?.stringValue ?? "") }
-            offset += ex.count
-            if ex.isEmpty || offset >= (page["total"]?.intValue.map(Int.init) ?? 0) { break }
+            let page = try rpc(c, DatasetExamples.self, .init(name: dataset, split: splitName, offset: offset, limit: 10_000))
+            rows += page.examples.map { ($0.text, $0.label) }
+            offset += page.examples.count
+            if page.examples.isEmpty || offset >= page.total { break }
         }
         var rng = SeededRandom(seed: seed)
         rows.shuffle(using: &rng)
@@ -158,24 +164,24 @@ struct Replay: ParsableCommand {
         var digest: UInt64 = 0xcbf2_9ce4_8422_2325
         let started = Date()
         var truthByText: [String: String] = [:]
-        var seenDisagreements = Set<Int64>()
+        var seenDisagreements = Set<Int>()
         var reviewRng = SeededRandom(seed: seed &+ 0x5EED)
         var rolloutEnded = false
         /// The reviewer: every new disagreement of the running rollout gets one seeded coin.
         func review() throws {
-            guard reviewRate > 0, case .success(let status) = try c.call("rollout/status"), let stage = status["stage"]?.stringValue,
-                  stage == "shadow" || stage == "canary" else { return }
+            guard reviewRate > 0, case .success(let status) = try c.call(RolloutStatus.self, .init()),
+                  status.stage == .shadow || status.stage == .canary else { return }
             // The reviews the test asks for (each gets one coin).
-            let page = try rpc(c, "rollout/disagreements", ["reviewed": false, "requested": true, "limit": 1000])
-            for d in page["disagreements"]?.arrayValue ?? [] {
-                guard let id = d["id"]?.intValue, seenDisagreements.insert(id).inserted else { continue }
-                guard reviewRng.unit() < reviewRate, let text = d["text"]?.stringValue, let truth = truthByText[text] else { continue }
-                if case .success = try c.call("rollout/review", ["disagreement": .int(id), "label": .string(truth)]) { reviewed += 1 }
+            let page = try rpc(c, RolloutDisagreements.self, .init(reviewed: false, requested: true, limit: 1000))
+            for d in page.disagreements {
+                guard seenDisagreements.insert(d.id).inserted else { continue }
+                guard reviewRng.unit() < reviewRate, let truth = truthByText[d.text] else { continue }
+                if case .success = try c.call(RolloutReview.self, .init(disagreement: d.id, label: truth)) { reviewed += 1 }
             }
         }
         func rolloutOver() throws -> Bool {
-            guard case .success(let status) = try c.call("rollout/status"), let stage = status["stage"]?.stringValue else { return true }
-            return stage == "promoted" || stage == "rolled-back"
+            guard case .success(let status) = try c.call(RolloutStatus.self, .init()) else { return true }
+            return status.stage.isFinal
         }
         repeat {
         if passes > 0 {
@@ -185,25 +191,25 @@ struct Replay: ParsableCommand {
         let passSeed = seed &+ UInt64(passes) &* 1_000_003
         for start in stride(from: 0, to: rows.count, by: batch) {
             let chunk = rows[start..<min(start + batch, rows.count)]
-            var inputs: [JSONValue] = []
+            var inputs: [Score.Input] = []
             for (k, (text, _)) in chunk.enumerated() {
                 let i = start + k
                 var t = text
                 if rng.unit() < typoRate { t = Typos.perturb(text, rate: wordTypoRate, seed: passSeed &* 31 &+ UInt64(i)); typoed += 1 }
                 for b in t.utf8 { digest = (digest ^ UInt64(b)) &* 0x100_0000_01b3 }
                 truthByText[t] = chunk[chunk.startIndex + k].1
-                inputs.append(["id": .string(idPrefix(passes) + "\(i)"), "text": .string(t)])
+                inputs.append(Score.Input(id: idPrefix(passes) + "\(i)", text: t))
             }
-            let r = try rpc(c, "score", ["inputs": .array(inputs), "routingKey": .string(idPrefix(passes) + "\(start)")])
-            for (k, s) in (r["results"]?.arrayValue ?? []).enumerated() {
+            let r = try rpc(c, Score.self, Score.Params(inputs: inputs, routingKey: idPrefix(passes) + "\(start)"))
+            for (k, s) in r.results.enumerated() {
                 scored += 1
                 let truth = chunk[chunk.startIndex + k].1
-                guard s["label"]?.stringValue != truth else { continue }
+                guard s.label != truth else { continue }
                 wrong += 1
                 guard rng.unit() < feedbackRate else { continue }
                 let id = idPrefix(passes) + "\(start + k)"
-                let f = try rpc(c, "feedback/report", ["inputId": .string(id), "kind": "correction", "correctLabel": .string(truth), "idempotencyKey": .string(id)])
-                if f["duplicate"] == true { duplicates += 1 } else { reported += 1 }
+                let f = try rpc(c, FeedbackReport.self, FeedbackReport.Params(inputId: id, kind: .correction, correctLabel: truth, idempotencyKey: id))
+                if f.duplicate == true { duplicates += 1 } else { reported += 1 }
             }
             // The reviewer and the end check look every 100 inputs or so.
             let checkpoint = (start + chunk.count) / 100 != start / 100
@@ -213,8 +219,8 @@ struct Replay: ParsableCommand {
         try review()
         passes += 1
         if untilRolloutEnds && !rolloutEnded { rolloutEnded = try rolloutOver() }
-        if untilRolloutEnds && !connection.json, case .success(let st) = try c.call("rollout/status") {
-            FileHandle.standardError.write(Data("  pass \(passes): \(scored) inputs so far, \(reviewed) disagreements reviewed; rollout \(st["id"]?.intValue ?? 0) \(st["stage"]?.stringValue ?? "?")\n".utf8))
+        if untilRolloutEnds && !connection.json, case .success(let st) = try c.call(RolloutStatus.self, .init()) {
+            FileHandle.standardError.write(Data("  pass \(passes): \(scored) inputs so far, \(reviewed) disagreements reviewed; rollout \(st.id) \(st.stage.rawValue)\n".utf8))
         }
         } while untilRolloutEnds && !rolloutEnded && passes < maxPasses
         let summary: JSONValue = [

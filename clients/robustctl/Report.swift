@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// Small SVG charts, drawn by hand: no scripts, no external assets.
@@ -146,26 +147,18 @@ struct Report: ParsableCommand {
     func run() throws {
         let c: RPCClient
         do { c = try RPCClient(path: connection.socketPath) } catch { fail("\(error)", code: 2) }
-        func call(_ m: String, _ p: JSONValue? = nil, timeout: Double = 60) throws -> JSONValue {
-            switch try c.call(m, p, timeout: timeout) {
-            case .success(let v): return v
-            case .failure(let e): FileHandle.standardError.write(Data("error \(e.code): \(m): \(e.message)\n".utf8)); throw ExitCode(1)
-            }
-        }
         let now = Date().timeIntervalSince1970
         let since = now - hours * 3600
-        let status = try call("daemon/status")
-        let metrics = try call("metrics/get", ["metrics": ["requests", "expectedCostPer1000", "failures", "latencyP99Ms", "batchLatencyP99Ms", "version.active"]])
-        let history = try call("metrics/history", ["metric": "expectedCostPer1000.1m", "since": .double(since)])
-        let versions = try call("model/versions")
-        let regions = try call("risk/regions", ["limit": 10, "kind": "intent"])
-        let jobs = try call("finetune/list")
-        let rollouts = try call("rollout/list")["rollouts"]?.arrayValue ?? []
+        let status = try rpc(c, DaemonStatus.self, timeout: 60)
+        let metrics = try rpc(c, MetricsGet.self, .init(metrics: ["requests", "expectedCostPer1000", "failures", "latencyP99Ms", "batchLatencyP99Ms", "version.active"]),
+                              timeout: 60)
+        let history = try rpc(c, MetricsHistory.self, .init(metric: "expectedCostPer1000.1m", since: since), timeout: 60)
+        let versions = try rpc(c, ModelVersions.self, .init(), timeout: 60)
+        let regions = try rpc(c, RiskRegions.self, .init(limit: 10, kind: .intent), timeout: 60)
+        let jobs = try rpc(c, FineTuneList.self, .init(), timeout: 60)
+        let rollouts = try rpc(c, RolloutList.self, timeout: 60).rollouts
 
-        var points = (history["points"]?.arrayValue ?? []).compactMap { p -> (Double, Double)? in
-            guard let t = p["at"]?.doubleValue, let v = p["value"]?.doubleValue else { return nil }
-            return (t, v)
-        }
+        var points = history.points.map { ($0.at, $0.value) }
         // At most 300 points: averages over equal spans of the history there is.
         if points.count > 300, let first = points.first?.0, let last = points.last?.0 {
             let step = (last - first) / 300
@@ -179,40 +172,30 @@ struct Report: ParsableCommand {
         }
         // Versions: when each was made, and each rollout's transitions.
         var markers: [(Double, String)] = []
-        for v in versions["versions"]?.arrayValue ?? [] {
-            guard let t = v["createdAt"]?.doubleValue, let id = v["id"]?.intValue else { continue }
-            markers.append((t, "v\(id)"))
-        }
+        for v in versions.versions { markers.append((v.createdAt, "v\(v.id)")) }
         for r in rollouts {
-            let cand = r["candidate"]?.intValue ?? 0
-            for t in (r["timeline"]?.arrayValue ?? []).dropFirst() {
-                guard let at = t["at"]?.doubleValue, let to = t["to"]?.stringValue else { continue }
-                markers.append((at, "v\(cand) \(to)"))
-            }
+            for t in r.timeline.dropFirst() { markers.append((t.at, "v\(r.candidate) \(t.to.rawValue)")) }
         }
-        let regionRows = (regions["regions"]?.arrayValue ?? []).map { ($0["label"]?.stringValue ?? "?", $0["costPer1000"]?.doubleValue ?? 0) }
+        let regionRows = regions.regions.map { ($0.label, $0.costPer1000) }
 
         var groups: [(String, [Double])] = []
         var series = ["clean"]
         if let ds = evalDataset {
-            for v in versions["versions"]?.arrayValue ?? [] {
-                guard let id = v["id"]?.intValue, let st = v["status"]?.stringValue, ["active", "ready", "candidate"].contains(st) else { continue }
-                FileHandle.standardError.write(Data("measuring version \(id) on \(ds)…\n".utf8))
-                let r = try call("eval/run", ["dataset": .string(ds), "version": .int(id)], timeout: 1800)
-                guard let rep = r["reports"]?[0] else { continue }
-                let typos = rep["typos"]?.arrayValue ?? []
-                series = ["clean"] + typos.map { "\(Int(100 * ($0["rate"]?.doubleValue ?? 0)))% typos" }
-                groups.append(("v\(id) (\(v["method"]?.stringValue ?? ""))", [rep["accuracy"]?.doubleValue ?? 0] + typos.map { $0["accuracy"]?.doubleValue ?? 0 }))
+            for v in versions.versions where [.active, .ready, .candidate].contains(v.status) {
+                FileHandle.standardError.write(Data("measuring version \(v.id) on \(ds)…\n".utf8))
+                var p = EvalRun.Params(dataset: ds)
+                p.version = v.id
+                guard let rep = try rpc(c, EvalRun.self, p, timeout: 1800).reports.first else { continue }
+                series = ["clean"] + rep.typos.map { "\(Int(100 * $0.rate))% typos" }
+                groups.append(("v\(v.id) (\(v.method))", [rep.accuracy] + rep.typos.map(\.accuracy)))
             }
         }
-        let jobRows = (jobs["jobs"]?.arrayValue ?? []).reversed().compactMap { j -> (label: String, start: Double, end: Double, state: String)? in
-            guard let s = j["startedAt"]?.doubleValue ?? j["createdAt"]?.doubleValue else { return nil }
-            let e = j["finishedAt"]?.doubleValue ?? now
-            let label = "job \(j["id"]?.intValue ?? 0) \(j["method"]?.stringValue ?? "")" + (j["version"]?.intValue.map { " → v\($0)" } ?? "")
-            return (label, s, e, j["state"]?.stringValue ?? "")
+        let jobRows = jobs.jobs.reversed().map { j -> (label: String, start: Double, end: Double, state: String) in
+            let label = "job \(j.id) \(j.method)" + (j.version.map { " → v\($0)" } ?? "")
+            return (label, j.startedAt ?? j.createdAt, j.finishedAt ?? now, j.state.rawValue)
         }
         let rolloutHTML = rollouts.isEmpty ? "<p class=\"empty\">No rollouts yet.</p>" : rollouts.map(Self.rolloutTable).joined(separator: "\n")
-        func v(_ name: String) -> String { metrics["values"]?[name]?.doubleValue.map { String(format: "%.4g", $0) } ?? "–" }
+        func v(_ name: String) -> String { metrics.values[name].map { String(format: "%.4g", $0) } ?? "–" }
         let html = """
         <!doctype html>
         <html lang="en"><head><meta charset="utf-8"><title>robustd report</title>
@@ -228,7 +211,7 @@ struct Report: ParsableCommand {
         .stage { font-weight: 600; } .stage.promoted { color: #1a7f37; } .stage.rolled-back { color: #cf222e; } .stage.canary { color: #bf8700; }
         </style></head><body>
         <h1>robustd report</h1>
-        <div class="meta">\(SVG.esc(SVG.time(now))) UTC · robustd \(SVG.esc(status["version"]?.stringValue ?? "")) · active version \(versions["active"]?.intValue.map(String.init) ?? "none") · up \(String(format: "%.0f", status["uptimeSeconds"]?.doubleValue ?? 0)) s</div>
+        <div class="meta">\(SVG.esc(SVG.time(now))) UTC · robustd \(SVG.esc(status.version)) · active version \(versions.active.map(String.init) ?? "none") · up \(String(format: "%.0f", status.uptimeSeconds)) s</div>
         <h2>Now</h2>
         <table>
         <tr><td>requests, last hour</td><td>\(v("requests.1h"))</td><td>last 24 h</td><td>\(v("requests.24h"))</td></tr>
@@ -254,21 +237,21 @@ struct Report: ParsableCommand {
     }
 
     /// One rollout: its timeline, each transition with the numbers it rested on.
-    static func rolloutTable(_ r: JSONValue) -> String {
-        func n(_ v: JSONValue?) -> String { v?.intValue.map(String.init) ?? v?.doubleValue.map { String(format: "%.3g", $0) } ?? "–" }
+    static func rolloutTable(_ r: RolloutView) -> String {
+        func n(_ v: Int?) -> String { v.map(String.init) ?? "–" }
         var rows: [String] = []
-        for t in r["timeline"]?.arrayValue ?? [] {
-            let e = t["evidence"]
-            let to = t["to"]?.stringValue ?? ""
-            let numbers = "\(n(e?["shadowRequests"])) inputs shadowed, \(n(e?["disagreements"])) disagreements, \(n(e?["labels"])) reviewed occurrences counted"
-                + (e?["effect"]?.doubleValue.map { String(format: ", effect %+.3f", $0) } ?? "")
-                + "; canary requests \(n(e?["canaryRequests"]?["candidate"])) candidate / \(n(e?["canaryRequests"]?["control"])) control"
-                + ", failure reports \(n(e?["failureReports"]?["candidate"])) / \(n(e?["failureReports"]?["control"]))"
-                + String(format: "; e-values better %.3g, worse %.3g", e?["betterEValue"]?.doubleValue ?? 0, e?["worseEValue"]?.doubleValue ?? 0)
-            rows.append("<tr><td>\(SVG.esc(SVG.time(t["at"]?.doubleValue ?? 0, seconds: true)))</td><td class=\"stage \(SVG.esc(to))\">\(SVG.esc(to))</td>"
-                        + "<td>by \(SVG.esc(t["by"]?.stringValue ?? ""))</td><td>\(SVG.esc(t["reason"]?.stringValue ?? ""))<br><span class=\"why\">\(SVG.esc(numbers))</span></td></tr>")
+        for t in r.timeline {
+            let e = t.evidence
+            let to = t.to.rawValue
+            let numbers = "\(e.shadowRequests) inputs shadowed, \(e.disagreements) disagreements, \(e.labels) reviewed occurrences counted"
+                + (e.effect.map { String(format: ", effect %+.3f", $0) } ?? "")
+                + "; canary requests \(n(e.canaryRequests["candidate"])) candidate / \(n(e.canaryRequests["control"])) control"
+                + ", failure reports \(n(e.failureReports["candidate"])) / \(n(e.failureReports["control"]))"
+                + String(format: "; e-values better %.3g, worse %.3g", e.betterEValue, e.worseEValue)
+            rows.append("<tr><td>\(SVG.esc(SVG.time(t.at, seconds: true)))</td><td class=\"stage \(SVG.esc(to))\">\(SVG.esc(to))</td>"
+                        + "<td>by \(SVG.esc(t.by))</td><td>\(SVG.esc(t.reason))<br><span class=\"why\">\(SVG.esc(numbers))</span></td></tr>")
         }
-        return "<p>rollout \(n(r["id"])): version \(n(r["candidate"])) against version \(n(r["control"])), now <span class=\"stage \(SVG.esc(r["stage"]?.stringValue ?? ""))\">\(SVG.esc(r["stage"]?.stringValue ?? ""))</span></p>"
+        return "<p>rollout \(r.id): version \(r.candidate) against version \(r.control), now <span class=\"stage \(SVG.esc(r.stage.rawValue))\">\(SVG.esc(r.stage.rawValue))</span></p>"
             + "<table class=\"rollout\">" + rows.joined() + "</table>"
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 
 /// A live terminal view of a metrics subscription.
@@ -29,23 +30,22 @@ struct WatchMetrics: ParsableCommand {
     func run() throws {
         let c: RPCClient
         do { c = try RPCClient(path: connection.socketPath) } catch { fail("\(error)", code: 2) }
-        guard case .success(let sub) = try c.call("metrics/subscribe", ["intervalMs": .int(Int64(intervalMs))]) else {
+        guard case .success(let sub) = try c.call(MetricsSubscribe.self, .init(intervalMs: intervalMs)) else {
             fail("the daemon refused the subscription", code: 1)
         }
-        let id = sub["subscription"]
         var rate: [Double] = [], cost: [Double] = [], p99: [Double] = []
         var seen = 0
         let redraw = !plain && isatty(1) != 0
         while count == 0 || seen < count {
             let m = try c.receive(timeout: Double(intervalMs) / 1000 * 5 + 5)
-            guard m["method"] == "metrics/update", let p = m["params"], p["subscription"] == id, let v = p["values"] else { continue }
+            guard let p = RPCClient.notification(MetricsUpdate.self, in: m), p.subscription == sub.subscription else { continue }
             seen += 1
-            func n(_ k: String) -> Double { v[k]?.doubleValue ?? 0 }
+            func n(_ k: String) -> Double { p.values[k] ?? 0 }
             rate.append(n("requestRate.1m")); cost.append(n("expectedCostPer1000.1m")); p99.append(n("latencyP99Ms.1m"))
             if rate.count > 60 { rate.removeFirst(); cost.removeFirst(); p99.removeFirst() }
             var s = ""
             if redraw { s += "\u{1B}[H\u{1B}[2J" }
-            let at = Date(timeIntervalSince1970: p["at"]?.doubleValue ?? 0)
+            let at = Date(timeIntervalSince1970: p.at)
             if redraw || seen == 1 { s += "robustd live metrics, every \(intervalMs) ms (Ctrl-C to stop)\n" }
             if redraw {
                 s += String(format: "%@  active version %@  connections %d  fine-tune %@\n\n", "\(at)" as NSString,
@@ -65,7 +65,7 @@ struct WatchMetrics: ParsableCommand {
                 s += String(format: "queues: compute %d pending, %d texts waiting for a batch\n", Int(n("queue.computePending")), Int(n("queue.embedPending")))
             } else {
                 s += String(format: "%.0f  requests/s %.2f  cost/1000 %.2f  flagged %.3f  p99 %.2f ms  failures(1h) %.0f  version %d\n",
-                            p["at"]?.doubleValue ?? 0, n("requestRate.1m"), n("expectedCostPer1000.1m"), n("flaggedRate.1m"), n("latencyP99Ms.1m"),
+                            p.at, n("requestRate.1m"), n("expectedCostPer1000.1m"), n("flaggedRate.1m"), n("latencyP99Ms.1m"),
                             n("failures.1h"), Int(n("version.active")))
             }
             FileHandle.standardOutput.write(Data(s.utf8))

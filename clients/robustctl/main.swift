@@ -161,7 +161,7 @@ struct Methods: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the daemon's methods (from rpc.discover).")
     @OptionGroup var connection: Connection
     func run() throws {
-        try connection.call("rpc.discover", nil) { doc in
+        try connection.call(Discover.self, EmptyParams()) { doc in
             (doc["methods"]?.arrayValue ?? []).map { m in
                 let name = m["name"]?.stringValue ?? "?"
                 return name.padding(toLength: 22, withPad: " ", startingAt: 0) + " " + (m["summary"]?.stringValue ?? "")
