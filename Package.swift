@@ -91,7 +91,7 @@ let package = Package(
         .executableTarget(name: "robustd-fuzz", dependencies: ["FuzzTargets"]),
 
         .testTarget(name: "JSONTests", dependencies: ["JSON", "RobustdTestSupport"]),
-        .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "RobustdTestSupport"]),
+        .testTarget(name: "JSONRPCTests", dependencies: ["JSON", "JSONRPC", "Scoring", "RobustdTestSupport"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CKernels"]),
         // Shared by the test targets: the reference fixture, a tiny generated BERT folder.
         .target(name: "RobustdTestSupport", dependencies: ["Encoder", "Tensor", "JSON", "Scoring", "Store"], path: "Tests/Support"),

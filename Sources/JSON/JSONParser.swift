@@ -32,6 +32,17 @@ public struct JSONParser {
         return value
     }
 
+    /// Parses the one value that starts at `offset` (no whitespace before it) as a member of a
+    /// container `depth` levels deep, and returns it with the offset just past it: for a caller
+    /// that scans an envelope itself and hands the parser the members it keeps.
+    public static func parseValue(_ bytes: UnsafeRawBufferPointer, at offset: Int, depth: Int,
+                                  maxDepth: Int = defaultMaxDepth) throws(JSONParseError) -> (JSONValue, Int) {
+        var p = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        p.pos = offset
+        let value = try p.parseValue(depth: depth)
+        return (value, p.pos)
+    }
+
     private let bytes: UnsafeRawBufferPointer
     private let maxDepth: Int
     private var pos = 0

@@ -176,6 +176,7 @@ public enum Payload: Sendable, Equatable {
     /// Parses and validates a frame. A JSON syntax error or an empty batch is itself a
     /// failed single message (the reply has id null).
     public static func parse(_ bytes: [UInt8], maxDepth: Int = JSONParser.defaultMaxDepth) -> Payload {
+        if let fast = bytes.withUnsafeBytes({ RequestScanner.scan($0, maxDepth: maxDepth) }) { return .single(.success(fast)) }
         let value: JSONValue
         do {
             value = try JSONParser.parse(bytes, maxDepth: maxDepth)
@@ -189,5 +190,94 @@ public enum Payload: Sendable, Equatable {
             return .batch(items.map(Message.from))
         }
         return .single(Message.from(value))
+    }
+}
+
+/// The common request read without building the envelope's object: `{"jsonrpc":"2.0",
+/// "id":…, "method":"…", "params":…}` with its keys in any order, a plain integer or string id
+/// and an ASCII method name, the params parsed by ``JSONParser``. Anything else (escapes in a
+/// key or a name, another key, a repeated key, a response, a batch, an error to report) gives
+/// nil and goes through the general path, which decides exactly as before: this only skips
+/// the dictionary, the key strings and the envelope's re-validation for messages the general
+/// path would accept as they are.
+enum RequestScanner {
+    static func scan(_ b: UnsafeRawBufferPointer, maxDepth: Int) -> Message? {
+        var i = 0
+        let n = b.count
+        func skip() { while i < n, b[i] == 0x20 || b[i] == 0x09 || b[i] == 0x0a || b[i] == 0x0d { i += 1 } }
+        /// A string without escapes whose bytes are printable ASCII; `i` is on its opening quote.
+        func plainString() -> UnsafeRawBufferPointer? {
+            guard i < n, b[i] == UInt8(ascii: "\"") else { return nil }
+            let start = i + 1
+            var j = start
+            while j < n {
+                let c = b[j]
+                if c == UInt8(ascii: "\"") { i = j + 1; return UnsafeRawBufferPointer(rebasing: b[start..<j]) }
+                if c == UInt8(ascii: "\\") || c < 0x20 || c > 0x7e { return nil }
+                j += 1
+            }
+            return nil
+        }
+        func equals(_ s: UnsafeRawBufferPointer, _ k: StaticString) -> Bool {
+            guard s.count == k.utf8CodeUnitCount else { return false }
+            let p = k.utf8Start
+            for x in 0..<s.count where s[x] != p[x] { return false }
+            return true
+        }
+        skip()
+        guard i < n, b[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        var version = false, id: RequestID? = nil, method: String? = nil, params: JSONValue? = nil, sawParams = false
+        skip()
+        if i < n, b[i] == UInt8(ascii: "}") { return nil }
+        while true {
+            skip()
+            guard let key = plainString() else { return nil }
+            skip()
+            guard i < n, b[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            skip()
+            if equals(key, "jsonrpc") {
+                guard !version, let v = plainString(), equals(v, "2.0") else { return nil }
+                version = true
+            } else if equals(key, "id") {
+                guard id == nil, i < n else { return nil }
+                if b[i] == UInt8(ascii: "\"") {
+                    guard let s = plainString() else { return nil }
+                    id = .string(String(decoding: s, as: UTF8.self))
+                } else {
+                    // An integer: optional minus, digits (no leading zero), at most 15 of them.
+                    var j = i, negative = false
+                    if b[j] == UInt8(ascii: "-") { negative = true; j += 1 }
+                    let first = j
+                    var value: Int64 = 0
+                    while j < n, b[j] >= 0x30, b[j] <= 0x39, j - first < 16 { value = value * 10 + Int64(b[j] - 0x30); j += 1 }
+                    let digits = j - first
+                    guard digits > 0, digits <= 15, !(digits > 1 && b[first] == 0x30) else { return nil }
+                    if j < n, b[j] == UInt8(ascii: ".") || b[j] == UInt8(ascii: "e") || b[j] == UInt8(ascii: "E") { return nil }
+                    id = .int(negative ? -value : value)
+                    i = j
+                }
+            } else if equals(key, "method") {
+                guard method == nil, let s = plainString() else { return nil }
+                method = String(decoding: s, as: UTF8.self)
+            } else if equals(key, "params") {
+                guard !sawParams, i < n, b[i] == UInt8(ascii: "{") || b[i] == UInt8(ascii: "[") else { return nil }
+                guard let (value, end) = try? JSONParser.parseValue(b, at: i, depth: 1, maxDepth: maxDepth) else { return nil }
+                params = value; sawParams = true; i = end
+            } else {
+                return nil
+            }
+            skip()
+            guard i < n else { return nil }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            guard b[i] == UInt8(ascii: "}") else { return nil }
+            i += 1
+            break
+        }
+        skip()
+        guard i == n, version, let method else { return nil }
+        if let id { return .request(id: id, method: method, params: params) }
+        return .notification(method: method, params: params)
     }
 }

@@ -21,12 +21,14 @@ public protocol RPCNotification {
 }
 
 /// Params of a method that takes none. Absent params, `{}` and `[]` are all accepted.
-public struct EmptyParams: Codable, Sendable, Equatable {
+public struct EmptyParams: Codable, Sendable, Equatable, JSONDirectEncodable {
     public init() {}
     public init(from decoder: any Decoder) throws {}
     public func encode(to encoder: any Encoder) throws {
         _ = encoder.container(keyedBy: JSONValueDecoder.IndexKey.self)
     }
+    /// `{}` without Codable's containers (ping's whole result).
+    public func writeJSON(_ w: inout JSONObjectWriter) {}
 }
 
 /// The result `{}`.

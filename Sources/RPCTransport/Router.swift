@@ -56,11 +56,15 @@ public final class Router {
     public func onDeferred<M: RPCRequest>(_ method: M.Type, gate: Gate = [],
                                           _ body: @escaping (M.Params, RequestContext) -> Void) {
         precondition(requests[M.name] == nil && notifications[M.name] == nil, "\(M.name) registered twice")
+        // Methods without params, called without them (ping, status): nothing to decode.
+        let none = EmptyParams() as? M.Params
         requests[M.name] = RequestEntry(gate: gate) { raw, ctx in
             ctx.loop.preconditionOnLoop()
             let params: M.Params
             do throws(RPCError) {
-                params = try (raw ?? .object([:])).decodeParams(M.Params.self)
+                if raw == nil, let none { params = none } else {
+                    params = try (raw ?? .object([:])).decodeParams(M.Params.self)
+                }
             } catch {
                 ctx.reply(.failure(error))
                 return
