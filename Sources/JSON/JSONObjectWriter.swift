@@ -23,7 +23,8 @@ public struct JSONObjectWriter {
         first = false
         out.append(UInt8(ascii: "\""))
         k.withUTF8Buffer { out.append(contentsOf: $0) }
-        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
     }
 
     public mutating func field(_ k: StaticString, _ v: Int) { key(k); JSONWriter.writeInt(Int64(v), into: &out) }

@@ -98,7 +98,7 @@ public enum JSONWriter {
     static func writeDouble(_ d: Double, into out: inout [UInt8]) {
         guard d.isFinite else { out.append(contentsOf: "null".utf8); return }
         if d == d.rounded(), abs(d) < 1e15 {
-            out.append(contentsOf: String(Int64(d)).utf8)
+            writeInt(Int64(d), into: &out)
             return
         }
         // A value that is exactly a Float (model outputs) is written with Float's shortest

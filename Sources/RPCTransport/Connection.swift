@@ -218,7 +218,7 @@ public final class Connection {
     }
 
     /// Sends one message already encoded.
-    func sendEncoded(_ body: [UInt8]) {
+    func sendEncoded(_ body: consuming [UInt8]) {
         guard !isClosed else { return }
         write(body)
     }
@@ -246,8 +246,15 @@ public final class Connection {
         write(body)
     }
 
-    private func write(_ body: [UInt8]) {
-        output.write(framing.frame(body))
+    private func write(_ body: consuming [UInt8]) {
+        if framing == .ndjson {
+            // The body is ours: the newline goes on its end, no second buffer.
+            var line = body
+            line.append(0x0a)
+            output.write(line)
+        } else {
+            output.write(framing.frame(body))
+        }
         if output.queuedBytes > transport.limits.maxQueuedOutputBytes {
             logger.warning("client is not reading its replies; disconnecting",
                            metadata: ["conn": "\(id)", "queuedBytes": "\(output.queuedBytes)", "limit": "\(transport.limits.maxQueuedOutputBytes)"])

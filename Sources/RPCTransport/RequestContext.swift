@@ -57,7 +57,7 @@ public final class RequestContext {
         finish(Message.response(id: id, result: .failure(e)).bytes, outcome: e.code == .requestCancelled ? .cancelled : .failed)
     }
 
-    private func finish(_ bytes: [UInt8], outcome: Connection.Outcome) {
+    private func finish(_ bytes: consuming [UInt8], outcome: Connection.Outcome) {
         hasReplied = true
         if let batch { batch.fill(batchSlot, bytes) } else { connection.sendEncoded(bytes) }
         connection.requestFinished(id: id, outcome: outcome)
@@ -76,7 +76,8 @@ public final class RequestContext {
         connection.transport.loop.preconditionOnLoop()
         guard !hasReplied else { return }
         var out: [UInt8] = []
-        out.reserveCapacity(256)
+        // Room for most results and the frame's newline, so the bytes are written as they are.
+        out.reserveCapacity(1024)
         do {
             try Message.encodeResponse(id: id, result: value, into: &out)
         } catch {
