@@ -180,14 +180,17 @@ struct ServicesTests {
         _ = try c.call(ModelActivate.self, ModelActivate.Params(version: 2)).get()
         #expect(try kernels().precision == "int8")
         let before = try c.call(Score.self, Score.Params(inputs: texts.map { .init(text: $0) })).get()
+        let int8Vectors = try c.call(Embed.self, Embed.Params(texts: texts)).get().vectors
 
-        // After a restart the stored active version comes back in its own precision, scoring the same.
+        // After a restart the stored active version comes back in its own precision, scoring the
+        // same. model/info and embed, like score, wait while it loads: the first of each, sent as
+        // soon as the socket accepts, already describes and uses version 2 (int8), not the base.
         daemon = nil
         let d2 = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         c = try d2.client()
-        // score waits while the stored active version loads; model/info answers at once.
-        let after = try c.call(Score.self, Score.Params(inputs: texts.map { .init(text: $0) })).get()
         #expect(try kernels().precision == "int8")
+        #expect(try c.call(Embed.self, Embed.Params(texts: texts)).get().vectors == int8Vectors)
+        let after = try c.call(Score.self, Score.Params(inputs: texts.map { .init(text: $0) })).get()
         #expect(after.results.map(\.label) == before.results.map(\.label))
         #expect(zip(after.results, before.results).allSatisfy { abs($0.confidence - $1.confidence) < 1e-6 })
 

@@ -36,8 +36,17 @@ final class VersionService: DaemonService {
     }
 
     func register(on router: Router) {
-        router.on(ModelInfo.self) { [unowned self] _, _ throws(RPCError) in try self.info() }
-        router.onDeferred(Embed.self) { [unowned self] params, ctx in self.embed(params, ctx) }
+        // Both describe or use the active version: while the stored one loads at start they
+        // wait for it (as score does), then answer with or without one.
+        router.onDeferred(ModelInfo.self) { [unowned self] _, ctx in
+            self.model.whenReady { [weak self] _ in
+                guard let self else { return }
+                do throws(RPCError) { ctx.reply(try self.info()) } catch { ctx.reply(Result<JSONValue, RPCError>.failure(error)) }
+            }
+        }
+        router.onDeferred(Embed.self) { [unowned self] params, ctx in
+            self.model.whenReady { [weak self] _ in self?.embed(params, ctx) }
+        }
         router.onDeferred(ModelFit.self) { [unowned self] params, ctx in self.fit(params, ctx) }
         router.onDeferred(ModelVersions.self) { [unowned self] params, ctx in self.versions(params, ctx) }
         router.onDeferred(ModelActivate.self) { [unowned self] params, ctx in self.activate(params.version, ctx) }
