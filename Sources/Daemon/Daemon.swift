@@ -44,7 +44,7 @@ public final class Daemon {
         let metrics = LiveMetrics(), traffic = TrafficLedger(store: store, loop: loop, logger: logger)
         let recent = RecentInputs(), failures = FailureMemory()
         let repository = VersionRepository(stateDir: config.stateDir, baseModel: model.encoder?.folder ?? "",
-                                           vocabulary: model.encoder?.tokenizer.idToToken ?? [])
+                                           vocabulary: model.encoder?.tokenizer.idToToken ?? [], twins: model.twins)
         let services = ServiceList()
         self.services = services
 

@@ -25,6 +25,8 @@ final class ActiveModel {
     let loop: Loop
     /// The base encoder and the batcher every client shares (nil: started without --model).
     let encoder: SentenceEncoder?
+    /// The base encoder in each precision (nil without a model).
+    let twins: EncoderTwins?
     let batcher: MicroBatcher?
     private(set) var version: ModelVersion?
     /// The encoder serving ``version``: the base one, or a copy with the version's layers.
@@ -44,6 +46,7 @@ final class ActiveModel {
     init(loop: Loop, encoder: SentenceEncoder?, batcher: MicroBatcher?, readyTimeoutMs: UInt64 = 10_000) {
         self.loop = loop
         self.encoder = encoder
+        self.twins = encoder.map(EncoderTwins.init(base:))
         self.batcher = batcher
         self.readyTimeoutMs = readyTimeoutMs
     }
@@ -102,17 +105,12 @@ final class ActiveModel {
     }
 
     /// The base encoder with its products in `p` (nil: the daemon's `--precision`): the base
-    /// itself, or its twin in the other precision, made on first use and kept (a version in
-    /// another precision than the daemon's shares it with every other such version).
+    /// itself, or its twin in the other precision (``EncoderTwins``; the paths that read a
+    /// version or fit one make it on the compute pool first).
     func base(_ p: Precision?) -> SentenceEncoder? {
         loop.preconditionOnLoop()
-        guard let encoder, let p, p != encoder.model.precision else { return encoder }
-        if let t = twins[p] { return t }
-        let t = encoder.withPrecision(p)
-        twins[p] = t
-        return t
+        return twins?.encoder(p)
     }
-    private var twins: [Precision: SentenceEncoder] = [:]
 
     /// The precision `v` is served with: its own, or the daemon's.
     func precision(of v: ModelVersion) -> Precision {

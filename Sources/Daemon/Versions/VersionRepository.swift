@@ -24,16 +24,22 @@ struct VersionRepository: Sendable {
     let baseModel: String
     /// The base model's whole words: a version's normaliser never corrects them.
     let protectedWords: Set<String>
+    /// The base encoder in each precision: a version in another precision than the daemon's
+    /// gets its twin made here, off the loop, when its files are read.
+    let twins: EncoderTwins?
 
-    init(stateDir: String, baseModel: String, vocabulary: [String] = []) {
+    init(stateDir: String, baseModel: String, vocabulary: [String] = [], twins: EncoderTwins? = nil) {
         self.stateDir = stateDir
         self.baseModel = baseModel
         protectedWords = Normaliser.wholeWords(ofVocabulary: vocabulary)
+        self.twins = twins
     }
 
-    /// A version's files, read on the calling thread.
+    /// A version's files, read on the calling thread (the compute pool), with the encoder its
+    /// precision needs made ready.
     func readFiles(_ id: Int) throws -> LoadedVersion {
         let (v, layers) = try VersionFiles.read(id: id, stateDir: stateDir, protected: protectedWords)
+        _ = twins?.encoder(v.precision.flatMap(Precision.init(rawValue:)))
         return LoadedVersion(version: v, layers: layers)
     }
 

@@ -235,7 +235,7 @@ final class VersionService: DaemonService {
         let name = params.dataset
         // The version's own precision, when asked: its vectors come from the base encoder's twin.
         let precision = params.precision.flatMap { Precision(rawValue: $0.rawValue) }
-        let fitEncoder = precision.flatMap { model.base($0) }
+        let twins = model.twins
         let progress = ctx.progress(token: params.workDoneToken)
         progress?.begin(title: "Fitting a version on '\(name)'")
 
@@ -261,12 +261,19 @@ final class VersionService: DaemonService {
                 progress?.end(message: "failed")
                 ctx.reply(.failure(e))
             case .success(let data):
-                // 2. Embed through the shared batcher, one chunk at a time, so other clients' requests interleave.
+                // 2. Embed through the shared batcher, one chunk at a time, so other clients' requests
+                // interleave; in another precision than the daemon's, with the base's twin, made
+                // on the compute pool (not on the loop) the first time.
                 let texts = data.train.map(\.text) + data.validation.map(\.text)
-                self.pipeline.embedAll(texts, batcher: batcher, encoder: fitEncoder, ctx: ctx, progress: progress) { [unowned self] vectors in
-                    self.finishFit(data, vectors: vectors, lambdas: lambdas, recall: recall, params: params, started: started,
-                                   encoder: fitEncoder, ctx: ctx, progress: progress)
+                let embed = { [unowned self] (fitEncoder: SentenceEncoder?) in
+                    self.pipeline.embedAll(texts, batcher: batcher, encoder: fitEncoder, ctx: ctx, progress: progress) { [unowned self] vectors in
+                        self.finishFit(data, vectors: vectors, lambdas: lambdas, recall: recall, params: params, started: started,
+                                       encoder: fitEncoder, ctx: ctx, progress: progress)
+                    }
                 }
+                guard let precision, let twins else { embed(nil); return }
+                if twins.isReady(precision) { embed(twins.encoder(precision)); return }
+                ctx.compute({ _ in twins.encoder(precision) }, then: { enc in embed(enc) })
             }
         })
     }
