@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -14,36 +15,40 @@ struct EvalTests {
         let state = TempDir()
         let (d, c) = try FineTuneTests.prepared(state: state, model: model)
         defer { withExtendedLifetime(d) {} }
-        let records: JSONValue = .array([
+        let records: [JSONValue] = [
             ["text": "my card is late", "label": "card_late"], ["text": "the card ?", "label": "card_what"], ["text": "a b c", "label": "abc"],
             ["text": "my card is late a a", "label": "card_late"], ["text": "weather on mars", "label": "elsewhere"],
-        ])
-        _ = try c.call("dataset/import", ["name": "check", "records": records]).get()
-        let r = try c.call("eval/run", ["dataset": "check"], timeout: 60).get()
-        #expect(r["split"] == "all")
-        #expect(r["examples"] == 5)
-        let rep = try #require(r["reports"]?[0])
-        #expect(rep["version"] == 1)
-        #expect(rep["inScope"] == 4)
-        let acc = rep["accuracy"]?.doubleValue ?? -1
-        #expect(acc >= 0 && acc <= 1)
-        #expect((rep["macroF1"]?.doubleValue ?? -1) >= 0)
-        #expect(rep["outOfScope"]?["examples"] == 1)
-        #expect(rep["typos"]?.arrayValue?.count == 2)
-        #expect(abs((rep["costPer1000"]?.doubleValue ?? 0) - 1000 * (rep["costPerRequest"]?.doubleValue ?? 0)) < 1e-6)
+        ]
+        _ = try c.call(DatasetImportMethod.self, .init(name: "check", records: records)).get()
+        let r = try c.call(EvalRun.self, .init(dataset: "check"), timeout: 60).get()
+        #expect(r.split == "all")
+        #expect(r.examples == 5)
+        let rep = try #require(r.reports.first)
+        #expect(rep.version == 1)
+        #expect(rep.inScope == 4)
+        #expect(rep.accuracy >= 0 && rep.accuracy <= 1)
+        #expect(rep.macroF1 >= 0)
+        #expect(rep.outOfScope?.examples == 1)
+        #expect(rep.typos.count == 2)
+        #expect(abs(rep.costPer1000 - 1000 * rep.costPerRequest) < 1e-6)
         // Cost: each error costs costs.complaint (10) by default.
-        let errors = Double(4) * (1 - acc)
-        #expect(abs((rep["costPerRequest"]?.doubleValue ?? 0) - 10 * errors / 4) < 1e-6)
+        let errors = Double(4) * (1 - rep.accuracy)
+        #expect(abs(rep.costPerRequest - 10 * errors / 4) < 1e-6)
 
-        let job = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2, "autoPromote": false]).get()
-        let done = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
-        let both = try c.call("eval/run", ["dataset": "check", "compare": done["version"]!, "typoRates": []], timeout: 60).get()
-        #expect(both["reports"]?.arrayValue?.count == 2)
-        #expect(both["reports"]?[1]?["version"] == done["version"])
-        #expect(both["reports"]?[0]?["typos"] == [])
-        #expect(both["comparison"]?["examples"] == 4)
-        #expect(both["comparison"]?["cost"]?["mcnemarP"] != nil)
+        let job = try c.call(FineTuneStart.self, .init(regions: .all, method: .head, epochs: 2, autoPromote: false)).get()
+        let candidate = try #require(try FineTuneTests.waitForJob(c, job.id).version)
+        var compare = EvalRun.Params(dataset: "check")
+        compare.compare = candidate
+        compare.typoRates = []
+        let both = try c.call(EvalRun.self, compare, timeout: 60).get()
+        #expect(both.reports.count == 2)
+        #expect(both.reports.last?.version == candidate)
+        #expect(both.reports.first?.typos.isEmpty == true)
+        #expect(both.comparison?.first == 1 && both.comparison?.second == candidate)
+        #expect(both.comparison?.examples == 4)
+        #expect((0...1).contains(both.comparison?.cost.mcnemarP ?? -1))
 
+        // Bad params as a client of any language sends them: the wire's validation.
         for (params, field) in [(["dataset": "nope"] as JSONValue, "dataset"), (["dataset": "check", "typoRates": [2]], "typoRates"),
                                 (["dataset": "check", "version": 99], "version"), (["dataset": "check", "split": "test"], "split")] {
             guard case .failure(let e) = try c.call("eval/run", params, timeout: 30) else { Issue.record("accepted \(params)"); continue }

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -11,9 +12,9 @@ struct FeedbackTests {
     static func fitted(state: TempDir, model: TempFolder) throws -> DaemonProcess {
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         let c = try d.client()
-        if (try c.call("model/versions").get()["active"]?.intValue) == nil {
-            _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
-            _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        if try c.call(ModelVersions.self, .init()).get().active == nil {
+            _ = try c.call(DatasetImportMethod.self, .init(name: "tiny", records: VersionTests.recordList)).get()
+            _ = try c.call(ModelFit.self, VersionTests.fitParams(), timeout: 60).get()
         }
         return d
     }
@@ -25,14 +26,16 @@ struct FeedbackTests {
         let state = TempDir()
         var d: DaemonProcess? = try Self.fitted(state: state, model: model)
         let c = try d!.client()
-        _ = try c.call("score", ["inputs": [["id": "req-1", "text": "my card is late"]]]).get()
-        let byID = try c.call("feedback/report", ["inputId": "req-1", "kind": "complaint", "correctLabel": "card_what", "idempotencyKey": "k1"]).get()
-        #expect(byID["predictedLabel"] == "card_late")
-        #expect(byID["cost"] == 10)  // the default cost of a complaint
-        #expect(byID["duplicate"] == false)
-        let retry = try c.call("feedback/report", ["inputId": "req-1", "kind": "complaint", "correctLabel": "card_what", "idempotencyKey": "k1"]).get()
-        #expect(retry["duplicate"] == true)
-        #expect(retry["id"] == byID["id"])
+        _ = try c.call(Score.self, .init(inputs: [.init(id: "req-1", text: "my card is late")])).get()
+        let report = FeedbackReport.Params(inputId: "req-1", kind: .complaint, correctLabel: "card_what", idempotencyKey: "k1")
+        let byID = try c.call(FeedbackReport.self, report).get()
+        #expect(byID.predictedLabel == "card_late")
+        #expect(byID.cost == 10)  // the default cost of a complaint
+        #expect(byID.duplicate == false)
+        let retry = try c.call(FeedbackReport.self, report).get()
+        #expect(retry.duplicate == true)
+        #expect(retry.id == byID.id)
+        // `at` as an ISO 8601 string, as a client of any language may send it (the typed client sends seconds).
         let byText = try c.call("feedback/report", ["text": "a b c", "kind": "escalation", "cost": 40, "at": "2026-11-01T10:00:00Z"]).get()
         #expect(byText["predictedLabel"] == "abc")
         #expect(byText["at"] == 1_793_527_200)
@@ -40,12 +43,10 @@ struct FeedbackTests {
         _ = d!.wait()
         d = nil
         let again = try Self.fitted(state: state, model: model)
-        let list = try again.client().call("feedback/list").get()
-        #expect(list["feedback"]?.arrayValue?.count == 2)
-        let complaints = try again.client().call("feedback/list", ["kind": "complaint"]).get()
-        #expect(complaints["feedback"]?.arrayValue?.count == 1)
-        let byLabel = try again.client().call("feedback/list", ["label": "card_what"]).get()
-        #expect(byLabel["feedback"]?[0]?["correctLabel"] == "card_what")
+        let c2 = try again.client()
+        #expect(try c2.call(FeedbackList.self, .init()).get().feedback.count == 2)
+        #expect(try c2.call(FeedbackList.self, .init(kind: .complaint)).get().feedback.count == 1)
+        #expect(try c2.call(FeedbackList.self, .init(label: "card_what")).get().feedback.first?.correctLabel == "card_what")
     }
 
     @Test("unknown labels, unknown ids, bad costs and times are clear errors and store nothing")
@@ -55,6 +56,7 @@ struct FeedbackTests {
         let state = TempDir()
         let d = try Self.fitted(state: state, model: model)
         let c = try d.client()
+        // Bad params as a client of any language sends them: the wire's validation.
         func field(_ p: JSONValue) throws -> String? {
             guard case .failure(let e) = try c.call("feedback/report", p) else { return "accepted" }
             return e.data?["field"]?.stringValue
@@ -65,7 +67,7 @@ struct FeedbackTests {
         #expect(try field(["text": "x", "kind": "complaint", "cost": -1]) == "cost")
         #expect(try field(["text": "x", "kind": "complaint", "at": "yesterday"]) == "at")
         #expect(try field(["kind": "complaint"]) == "text")
-        #expect(try c.call("feedback/list").get()["feedback"] == [])
+        #expect(try c.call(FeedbackList.self, .init()).get().feedback.isEmpty)
     }
 }
 
@@ -78,21 +80,21 @@ struct RegionsThroughDaemonTests {
         let state = TempDir()
         let d = try FeedbackTests.fitted(state: state, model: model)
         let c = try d.client()
-        let inputs: JSONValue = .array((0..<20).map { i -> JSONValue in ["id": .string("r\(i)"), "text": i % 2 == 0 ? "my card is late" : "a b c"] })
-        _ = try c.call("score", ["inputs": inputs]).get()
+        let inputs = (0..<20).map { i in Score.Input(id: "r\(i)", text: i % 2 == 0 ? "my card is late" : "a b c") }
+        _ = try c.call(Score.self, .init(inputs: inputs)).get()
         for i in stride(from: 0, to: 20, by: 2) {
-            _ = try c.call("feedback/report", ["inputId": .string("r\(i)"), "kind": "complaint", "correctLabel": "card_what"]).get()
+            _ = try c.call(FeedbackReport.self, .init(inputId: "r\(i)", kind: .complaint, correctLabel: "card_what")).get()
         }
-        for window in ["hour", "day", "all"] {
-            let r = try c.call("risk/regions", ["window": .string(window)]).get()
-            #expect(r["traffic"] == 20, "\(window)")
-            #expect(r["failures"] == 10)
-            let ids = r["regions"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
+        for window in RiskRegions.Window.allCases {
+            let r = try c.call(RiskRegions.self, .init(window: window)).get()
+            #expect(r.traffic == 20, "\(window)")
+            #expect(r.failures == 10)
+            let ids = r.regions.map(\.id)
             #expect(ids.first == "intent:card_what", "\(ids)")
-            #expect((r["expectedCostPer1000"]?.doubleValue ?? 0) > 0)
+            #expect(r.expectedCostPer1000 > 0)
         }
-        let only = try c.call("risk/regions", ["kind": "intent"]).get()
-        #expect(only["regions"]?.arrayValue?.allSatisfy { $0["kind"] == "intent" } == true)
+        let only = try c.call(RiskRegions.self, .init(kind: .intent)).get()
+        #expect(only.regions.allSatisfy { $0.kind == .intent })
     }
 }
 
@@ -122,23 +124,24 @@ struct ConfigAndFlagTests {
         try Data("[costs]\ncomplaint = 7\n\n[impact]\nabc = 3  # costly intent\n\n[risk]\nlow_confidence = 0.5\n\n[misrouting.card_what]\nabc = 99\n".utf8).write(to: URL(fileURLWithPath: cfg))
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--config", cfg])
         let c = try d.client()
-        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
-        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
-        let r = try c.call("risk/flag", ["inputs": [["text": "my card is late"], ["text": "a b c"], ["text": "the"]], "perturb": ["n": 2]]).get()
-        #expect(r["scored"] == 3)
-        let flagged = r["flagged"]?.arrayValue ?? []
-        let reasons = flagged.map { f in (f["index"]?.intValue ?? -1, f["reasons"]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []) }
-        #expect(reasons.contains { $0.0 == 1 && $0.1.contains("high_impact") }, "\(reasons)")
+        _ = try c.call(DatasetImportMethod.self, .init(name: "tiny", records: VersionTests.recordList)).get()
+        _ = try c.call(ModelFit.self, VersionTests.fitParams(), timeout: 60).get()
+        var flagParams = Score.Params(inputs: ["my card is late", "a b c", "the"].map { Score.Input(text: $0) })
+        flagParams.perturb = .init(n: 2)
+        let r = try c.call(RiskFlag.self, flagParams).get()
+        #expect(r.scored == 3)
+        let reasons = r.flagged.map { f in (f.index, f.reasons.map(\.reason)) }
+        #expect(reasons.contains { $0.0 == 1 && $0.1.contains(.highImpact) }, "\(reasons)")
         #expect(!reasons.contains { $0.0 == 0 && $0.1.isEmpty })
-        let score = try c.call("score", ["inputs": [["text": "a b c"]]]).get()
-        #expect(score["results"]?[0]?["risk"]?["impact"] == 3)
-        let fb = try c.call("feedback/report", ["text": "a b c", "kind": "complaint"]).get()
-        #expect(fb["cost"] == 7)
-        let misrouted = try c.call("feedback/report", ["text": "a b c", "kind": "complaint", "correctLabel": "card_what"]).get()
-        #expect(misrouted["cost"] == 99)  // the configured misrouting cost of (card_what answered as abc)
+        let score = try c.call(Score.self, .init(inputs: [.init(text: "a b c")])).get()
+        #expect(score.results.first?.risk.impact == 3)
+        let fb = try c.call(FeedbackReport.self, .init(text: "a b c", kind: .complaint)).get()
+        #expect(fb.cost == 7)
+        let misrouted = try c.call(FeedbackReport.self, .init(text: "a b c", kind: .complaint, correctLabel: "card_what")).get()
+        #expect(misrouted.cost == 99)  // the configured misrouting cost of (card_what answered as abc)
         // A reported failure makes the same text "near_failure".
-        let again = try c.call("risk/flag", ["inputs": [["text": "a b c"]]]).get()
-        let rs = again["flagged"]?[0]?["reasons"]?.arrayValue?.compactMap { $0["reason"]?.stringValue } ?? []
-        #expect(rs.contains("near_failure"), "\(rs)")
+        let again = try c.call(RiskFlag.self, .init(inputs: [.init(text: "a b c")])).get()
+        let rs = again.flagged.first?.reasons.map(\.reason) ?? []
+        #expect(rs.contains(.nearFailure), "\(rs)")
     }
 }

@@ -2,6 +2,7 @@ import Daemon
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -38,54 +39,53 @@ struct MetricsTests {
         let (d, c) = try FineTuneTests.prepared(state: state, model: model)
         defer { withExtendedLifetime(d) {} }
         // prepared() scored 8 inputs in one request and reported some corrections.
-        let m = try c.call("metrics/get").get()
-        let v = try #require(m["values"])
+        let m = try c.call(MetricsGet.self, .init()).get()
+        let v = m.values
         #expect(v["requests.1m"] == 8)
         #expect(v["requests.24h"] == 8)
         #expect(v["scoreCalls.1m"] == 1)
-        #expect((v["failures.correction.1m"]?.doubleValue ?? 0) >= 1)
+        #expect((v["failures.correction.1m"] ?? 0) >= 1)
         #expect(v["failures.1m"] == v["failures.correction.1m"])
         // One request of 8 inputs: a batch, timed apart from single-input requests.
-        #expect((v["batchLatencyP50Ms.1m"]?.doubleValue ?? 0) > 0)
+        #expect((v["batchLatencyP50Ms.1m"] ?? 0) > 0)
         #expect(v["latencyP50Ms.1m"] == nil)
-        #expect((v["expectedCostPer1000.1h"]?.doubleValue ?? 0) > 0)
+        #expect((v["expectedCostPer1000.1h"] ?? 0) > 0)
         #expect(v["requests.sinceActivation"] == 8)
         #expect(v["version.active"] == 1)
-        #expect((m["regions"]?.arrayValue?.count ?? 0) >= 1)
-        let only = try c.call("metrics/get", ["metrics": ["requests", "queue"]]).get()["values"]?.objectValue ?? [:]
+        #expect(m.regions.count >= 1)
+        let only = try c.call(MetricsGet.self, .init(metrics: ["requests", "queue"])).get().values
         #expect(Set(only.keys) == ["requests.1m", "requests.1h", "requests.24h", "requests.sinceActivation",
                                    "queue.computePending", "queue.computeRunning", "queue.embedPending"])
-        _ = try c.call("score", ["inputs": [["text": "a b c"], ["text": "the card"]]]).get()
-        #expect(try c.call("metrics/get", ["metrics": ["requests.1m"]]).get()["values"]?["requests.1m"] == 10)
+        _ = try c.call(Score.self, .init(inputs: [.init(text: "a b c"), .init(text: "the card")])).get()
+        #expect(try c.call(MetricsGet.self, .init(metrics: ["requests.1m"])).get().values["requests.1m"] == 10)
     }
 
     @Test("subscriptions: updates at the interval with the chosen metrics, on change only when asked, unsubscribe stops them, a closed connection ends them")
     func subscribe() throws {
         let d = try DaemonProcess()
         let c = try d.client()
-        var updates: [JSONValue] = []
-        c.onNotification = { m, p in if m == "metrics/update", let p { updates.append(p) } }
-        let sub = try c.call("metrics/subscribe", ["metrics": ["requestRate", "connections.open"], "intervalMs": 100]).get()
-        let id = try #require(sub["subscription"])
-        #expect(sub["metrics"]?.arrayValue?.contains("connections.open") == true)
+        var updates: [MetricsUpdate.Params] = []
+        c.onNotification = { m, p in
+            if let u = RPCClient.notification(MetricsUpdate.self, in: ["method": .string(m), "params": p ?? .null]) { updates.append(u) }
+        }
+        let sub = try c.call(MetricsSubscribe.self, .init(metrics: ["requestRate", "connections.open"], intervalMs: 100)).get()
+        #expect(sub.metrics.contains("connections.open"))
         let start = Date()
-        while Date().timeIntervalSince(start) < 0.65 { _ = try c.call("daemon/ping").get(); usleep(20_000) }
+        while Date().timeIntervalSince(start) < 0.65 { _ = try c.call(Ping.self).get(); usleep(20_000) }
         #expect(updates.count >= 4 && updates.count <= 8, "\(updates.count) updates in 0.65 s at 100 ms")
-        #expect(updates.allSatisfy { $0["subscription"] == id })
-        let keys = Set(updates.last?["values"]?.objectValue?.keys.map { $0 } ?? [])
-        #expect(keys == ["requestRate.1m", "requestRate.1h", "requestRate.24h", "connections.open"])
-        #expect(updates.last?["coalesced"] == 0)
-        #expect(try c.call("metrics/unsubscribe", ["subscription": id]).get()["unsubscribed"] == true)
-        #expect(try c.call("metrics/unsubscribe", ["subscription": id]).get()["unsubscribed"] == false)
+        #expect(updates.allSatisfy { $0.subscription == sub.subscription })
+        #expect(Set(updates.last?.values.keys.map { $0 } ?? []) == ["requestRate.1m", "requestRate.1h", "requestRate.24h", "connections.open"])
+        #expect(updates.last?.coalesced == 0)
+        #expect(try c.call(MetricsUnsubscribe.self, .init(subscription: sub.subscription)).get().unsubscribed)
+        #expect(try !c.call(MetricsUnsubscribe.self, .init(subscription: sub.subscription)).get().unsubscribed)
         updates.removeAll()
-        for _ in 0..<10 { _ = try c.call("daemon/ping").get(); usleep(30_000) }
+        for _ in 0..<10 { _ = try c.call(Ping.self).get(); usleep(30_000) }
         #expect(updates.isEmpty)
 
         // On change: one update, then nothing while nothing changes.
-        let quiet = try c.call("metrics/subscribe", ["metrics": ["requests.24h"], "intervalMs": 100, "onChange": true]).get()
-        for _ in 0..<15 { _ = try c.call("daemon/ping").get(); usleep(30_000) }
-        #expect(updates.count == 1, "\(updates)")
-        _ = quiet
+        _ = try c.call(MetricsSubscribe.self, .init(metrics: ["requests.24h"], intervalMs: 100, onChange: true)).get()
+        for _ in 0..<15 { _ = try c.call(Ping.self).get(); usleep(30_000) }
+        #expect(updates.count == 1, "\(updates.count)")
         // Bad parameters.
         guard case .failure(let e) = try c.call("metrics/subscribe", ["intervalMs": 10]) else { Issue.record("accepted 10 ms"); return }
         #expect(e.code == .invalidParams)
@@ -93,13 +93,13 @@ struct MetricsTests {
         #expect(e2.message.contains("no metric matches"))
         // Another connection's subscriptions end with it.
         var other: RPCClient? = try d.client()
-        _ = try other!.call("metrics/subscribe", ["intervalMs": 100]).get()
-        #expect(try c.call("metrics/get", ["metrics": ["subscriptions"]]).get()["values"]?["subscriptions"] == 2)
+        _ = try other!.call(MetricsSubscribe.self, .init(intervalMs: 100)).get()
+        #expect(try c.call(MetricsGet.self, .init(metrics: ["subscriptions"])).get().values["subscriptions"] == 2)
         other = nil
         _ = other
-        var count: JSONValue? = nil
+        var count: Double? = nil
         for _ in 0..<50 {
-            count = try c.call("metrics/get", ["metrics": ["subscriptions"]]).get()["values"]?["subscriptions"]
+            count = try c.call(MetricsGet.self, .init(metrics: ["subscriptions"])).get().values["subscriptions"]
             if count == 1 { break }
             usleep(20_000)
         }
@@ -113,21 +113,21 @@ struct MetricsTests {
         var d: DaemonProcess? = try DaemonProcess(extraArgs: args)
         var c = try d!.client()
         usleep(700_000)
-        let h = try c.call("metrics/history", ["metric": "connections.open"]).get()
-        let n = h["points"]?.arrayValue?.count ?? 0
-        #expect(n >= 2, "\(h)")
-        #expect(h["points"]?[0]?["value"] == 1)
+        let h = try c.call(MetricsHistory.self, .init(metric: "connections.open")).get()
+        let n = h.points.count
+        #expect(n >= 2, "\(n) points")
+        #expect(h.points.first?.value == 1)
         #expect(d!.terminate() == 0)
         d = try DaemonProcess(extraArgs: args)
         c = try d!.client()
-        let again = try c.call("metrics/history", ["metric": "connections.open"]).get()
-        #expect((again["points"]?.arrayValue?.count ?? 0) >= n + 1)  // the earlier points and the stop's snapshot are kept
-        let coarse = try c.call("metrics/history", ["metric": "connections.open", "step": 3600, "since": .double(Date().timeIntervalSince1970 - 60)]).get()
-        #expect(coarse["points"]?.arrayValue?.count == 1)
-        #expect((coarse["points"]?[0]?["value"]?.doubleValue ?? 0) > 0)
-        guard case .failure(let e) = try c.call("metrics/history", ["metric": "requests.24h"]) else { Issue.record("a 24 h window has no history"); return }
+        let again = try c.call(MetricsHistory.self, .init(metric: "connections.open")).get()
+        #expect(again.points.count >= n + 1)  // the earlier points and the stop's snapshot are kept
+        let coarse = try c.call(MetricsHistory.self, .init(metric: "connections.open", since: Date().timeIntervalSince1970 - 60, step: 3600)).get()
+        #expect(coarse.points.count == 1)
+        #expect((coarse.points.first?.value ?? 0) > 0)
+        guard case .failure(let e) = try c.call(MetricsHistory.self, .init(metric: "requests.24h")) else { Issue.record("a 24 h window has no history"); return }
         #expect(e.code == .invalidParams && e.message.contains("persisted"))
-        guard case .failure(let e2) = try c.call("metrics/history", ["metric": "requests.1m", "since": 10, "until": 5]) else { Issue.record("since > until"); return }
+        guard case .failure(let e2) = try c.call(MetricsHistory.self, .init(metric: "requests.1m", since: 10, until: 5)) else { Issue.record("since > until"); return }
         #expect(e2.code == .invalidParams)
     }
 
@@ -164,9 +164,9 @@ struct MetricsTests {
         let state = TempDir()
         let (d, c) = try FineTuneTests.prepared(state: state, model: model, extra: ["--metrics-snapshot-seconds", "0.2"])
         defer { withExtendedLifetime(d) {} }
-        let job = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2]).get()
-        let done = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
-        _ = try c.call("dataset/import", ["name": "check", "records": VersionTests.records]).get()
+        let job = try c.call(FineTuneStart.self, .init(regions: .all, method: .head, epochs: 2)).get()
+        let done = try FineTuneTests.waitForJob(c, job.id)
+        _ = try c.call(DatasetImportMethod.self, .init(name: "check", records: VersionTests.recordList)).get()
         usleep(500_000)
         let out = d.dir.path + "/report.html"
         let (s1, o1, e1) = try run(Binaries.robustctl, ["report", "--out", out, "--eval-dataset", "check", "--socket", d.socketPath])
@@ -206,19 +206,19 @@ struct MetricsTests {
         var coalesced = false
         while Date().timeIntervalSince(start) < 8 && !coalesced {
             let t0 = Date()
-            _ = try c.call("daemon/ping").get()
+            _ = try c.call(Ping.self).get()
             worst = max(worst, Date().timeIntervalSince(t0))
-            let text = try c.call("metrics/prometheus").get()["text"]?.stringValue ?? ""
+            let text = try c.call(MetricsPrometheus.self).get().text
             coalesced = text.contains("robustd_metric_updates_coalesced_total") && !text.contains("robustd_metric_updates_coalesced_total 0\n")
             usleep(100_000)
         }
         #expect(coalesced, "no update was coalesced in 8 s")
-        let status = try c.call("daemon/status").get()
-        let queued = status["queues"]?["outputBytes"]?.intValue ?? 0
+        let status = try c.call(DaemonStatus.self).get()
+        let queued = status.queues.outputBytes
         // Bounded: the coalescing limit (256 KiB) plus at most one round of updates.
         #expect(queued < 512 * 1024, "\(queued) bytes queued for the subscriber")
         #expect(worst < 0.25, "a ping took \(worst) s while the subscriber was stuck")
-        #expect(status["connections"]?["open"] == 2)
+        #expect(status.connections.open == 2)
     }
 
     @Test("--metrics-listen takes a numeric address and a port, IPv4 or bracketed IPv6; robustd refuses anything else")
@@ -239,7 +239,7 @@ struct MetricsTests {
         let state = TempDir()
         let (d, c) = try FineTuneTests.prepared(state: state, model: model, extra: ["--metrics-listen", "127.0.0.1:0"])
         defer { withExtendedLifetime(d) {} }
-        let text = try #require(try c.call("metrics/prometheus").get()["text"]?.stringValue)
+        let text = try c.call(MetricsPrometheus.self).get().text
         #expect(text.contains("robustd_scored_inputs_total 8"))
         #expect(text.contains("# TYPE robustd_score_request_duration_seconds histogram"))
         #expect(text.contains("robustd_failure_reports_total{kind=\"correction\"}"))
@@ -310,7 +310,7 @@ struct MetricsTests {
         }
         defer { for fd in held { close(fd) } }
         // Requests go on meanwhile.
-        #expect((try? d.client().call("daemon/ping").get()) != nil)
+        #expect((try? d.client().call(Ping.self).get()) != nil)
         // Past the timeouts (0.5 s for the socket, 5 s for HTTP) the daemon has let go of all of them.
         var after = Int.max
         for _ in 0..<80 where after > before + 1 {

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -233,21 +234,20 @@ struct RolloutDaemonTests {
         let state = TempDir()
         let (d, c) = try FineTuneTests.prepared(state: state, model: model)
         defer { withExtendedLifetime(d) {} }
-        let job = try c.call("finetune/start", ["regions": "all", "method": "head", "epochs": 2, "autoPromote": false]).get()
-        let done = try FineTuneTests.waitForJob(c, Int(job["id"]?.intValue ?? 0))
-        let version = try #require(done["version"])
-        let gate = try #require(done["result"]?["gate"])
-        let started = try c.call("rollout/start", ["candidate": version])
-        if gate["passed"] == true {
-            #expect(try started.get()["stage"] == "shadow")
+        let job = try c.call(FineTuneStart.self, .init(regions: .all, method: .head, epochs: 2, autoPromote: false)).get()
+        let done = try FineTuneTests.waitForJob(c, job.id)
+        let version = try #require(done.version)
+        let gate = try #require(done.result?.gate)
+        let started = try c.call(RolloutStart.self, .init(candidate: version))
+        if gate.passed {
+            #expect(try started.get().stage == .shadow)
         } else {
-            let reasons = gate["reasons"]?.arrayValue?.compactMap(\.stringValue) ?? []
             #expect(started.error?.message.contains("did not pass its offline gate: failed: ") == true, "\(String(describing: started.error))")
-            #expect(reasons.allSatisfy { started.error?.message.contains($0) == true })
-            #expect(try c.call("rollout/start", ["candidate": version, "force": true]).get()["stage"] == "shadow")
+            #expect(gate.reasons.allSatisfy { started.error?.message.contains($0) == true })
+            #expect(try c.call(RolloutStart.self, .init(candidate: version, force: true)).get().stage == .shadow)
         }
         // The timeline's first entry says what the offline gate decided.
-        let first = try c.call("rollout/status").get()["timeline"]?[0]?["reason"]?.stringValue ?? ""
+        let first = try c.call(RolloutStatus.self, .init()).get().timeline.first?.reason ?? ""
         #expect(first.hasPrefix("offline gate: ") && !first.contains("no offline gate report"), "\(first)")
     }
 
