@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -15,46 +16,51 @@ struct DatasetTests {
         let args = ["--state-dir", state.path]
         var d: DaemonProcess? = try DaemonProcess(extraArgs: args)
         let c = try d!.client()
-        let train = try c.call("dataset/import", ["name": "banking77", "path": .string(Self.banking77.appendingPathComponent("train.csv").path),
-                                                  "labelField": "category"], timeout: 60).get()
-        #expect(train["imported"]?.intValue.map { $0 > 9900 } == true, "\(train)")
-        #expect(train["dataset"]?["labels"] == 77)
-        let read = train["read"]?.intValue ?? 0, imported = train["imported"]?.intValue ?? 0, dups = train["duplicates"]?.intValue ?? -1
-        #expect(read == 10003)
-        #expect(read - imported == dups)
-        let test = try c.call("dataset/import", ["name": "banking77-test", "path": .string(Self.banking77.appendingPathComponent("test.csv").path),
-                                                 "labelField": "category", "split": "test"], timeout: 60).get()
-        #expect(test["dataset"]?["splits"]?["test"] == 3080)
+        var trainParams = DatasetImportMethod.Params(name: "banking77", path: Self.banking77.appendingPathComponent("train.csv").path)
+        trainParams.labelField = "category"
+        let train = try c.call(DatasetImportMethod.self, trainParams, timeout: 60).get()
+        #expect(train.imported > 9900, "\(train.imported)")
+        #expect(train.dataset.labels == 77)
+        #expect(train.read == 10003)
+        #expect(train.read - train.imported == train.duplicates)
+        var testParams = DatasetImportMethod.Params(name: "banking77-test", path: Self.banking77.appendingPathComponent("test.csv").path)
+        testParams.labelField = "category"
+        testParams.split = "test"
+        let test = try c.call(DatasetImportMethod.self, testParams, timeout: 60).get()
+        #expect(test.dataset.splits["test"] == 3080)
         // Acknowledged, then kill -9: nothing is lost.
         kill(d!.pid, SIGKILL)
         _ = d!.wait()
         d = nil
         let again = try DaemonProcess(extraArgs: args)
-        let list = try again.client().call("dataset/list").get()
-        let names = list["datasets"]?.arrayValue?.compactMap { $0["name"]?.stringValue }
-        #expect(names == ["banking77", "banking77-test"])
-        #expect(list["datasets"]?[1]?["rows"] == 3080)
+        let list = try again.client().call(DatasetList.self).get().datasets
+        #expect(list.map(\.name) == ["banking77", "banking77-test"])
+        #expect(list.last?.rows == 3080)
     }
 
     @Test("inline records, JSONL files, splits, duplicates and conflicts")
     func inlineAndJSONL() throws {
         let d = try DaemonProcess()
         let c = try d.client()
-        let r = try c.call("dataset/import", ["name": "tiny", "records": [
+        var inline = DatasetImportMethod.Params(name: "tiny", records: [
             ["text": "where is my card", "label": "card_arrival", "split": "train"],
             ["text": "where is my card", "label": "card_arrival", "split": "train"],
             ["text": "where is my card", "label": "lost_card", "split": "train"],
             ["text": "top up failed", "label": "top_up_failed", "split": "val"],
-        ], "splitField": "split"]).get()
-        #expect(r["imported"] == 3)
-        #expect(r["duplicates"] == 1)
-        #expect(r["duplicateLines"]?[0]?["line"] == 2)
-        #expect(r["conflicts"] == 1)
-        #expect(r["dataset"]?["splits"]?["validation"] == 1)
+        ])
+        inline.splitField = "split"
+        let r = try c.call(DatasetImportMethod.self, inline).get()
+        #expect(r.imported == 3)
+        #expect(r.duplicates == 1)
+        #expect(r.duplicateLines.first?.line == 2)
+        #expect(r.conflicts == 1)
+        #expect(r.dataset.splits["validation"] == 1)
         let file = d.dir.path + "/data.jsonl"
         try Data("{\"utterance\":\"a\",\"intent\":\"x\"}\n{\"utterance\":\"b\",\"intent\":\"y\"}\n".utf8).write(to: URL(fileURLWithPath: file))
-        let j = try c.call("dataset/import", ["name": "j", "path": .string(file), "textField": "utterance", "labelField": "intent"]).get()
-        #expect(j["imported"] == 2)
+        var jsonl = DatasetImportMethod.Params(name: "j", path: file)
+        jsonl.textField = "utterance"
+        jsonl.labelField = "intent"
+        #expect(try c.call(DatasetImportMethod.self, jsonl).get().imported == 2)
     }
 
     @Test("bad data is refused with the lines and nothing is half-imported; bad params are named")
@@ -63,14 +69,15 @@ struct DatasetTests {
         let c = try d.client()
         let file = d.dir.path + "/bad.csv"
         try Data("text,label\nfine,a\n,b\nalso fine,c\nno label,\n".utf8).write(to: URL(fileURLWithPath: file))
-        guard case .failure(let e) = try c.call("dataset/import", ["name": "bad", "path": .string(file)]) else { Issue.record("accepted"); return }
+        guard case .failure(let e) = try c.call(DatasetImportMethod.self, .init(name: "bad", path: file)) else { Issue.record("accepted"); return }
         #expect(e.code.rawValue == -32030)
         #expect(e.data?["count"] == 2)
         #expect(e.data?["problems"]?[0]?["line"] == 3)
         #expect(e.data?["problems"]?[1]?["line"] == 5)
         #expect(e.message.contains("line 3"))
-        #expect(try c.call("dataset/list").get()["datasets"] == [])
+        #expect(try c.call(DatasetList.self).get().datasets.isEmpty)
 
+        // Bad params as a client of any language sends them: the wire's validation.
         func code(_ p: JSONValue) throws -> (Int, String?) {
             guard case .failure(let e) = try c.call("dataset/import", p) else { return (0, nil) }
             return (e.code.rawValue, e.data?["field"]?.stringValue)
@@ -86,10 +93,11 @@ struct DatasetTests {
         try Data("x".utf8).write(to: URL(fileURLWithPath: txt))
         #expect(try code(["name": "x", "path": .string(txt)]) == (-32602, "format"))
         // A taken name is a conflict unless replaced.
-        _ = try c.call("dataset/import", ["name": "n", "records": [["text": "a", "label": "b"]]]).get()
-        guard case .failure(let taken) = try c.call("dataset/import", ["name": "n", "records": [["text": "c", "label": "d"]]]) else { Issue.record(); return }
+        _ = try c.call(DatasetImportMethod.self, .init(name: "n", records: [["text": "a", "label": "b"]])).get()
+        guard case .failure(let taken) = try c.call(DatasetImportMethod.self, .init(name: "n", records: [["text": "c", "label": "d"]])) else { Issue.record(); return }
         #expect(taken.code.rawValue == -32031)
-        let replaced = try c.call("dataset/import", ["name": "n", "records": [["text": "c", "label": "d"], ["text": "e", "label": "d"]], "replace": true]).get()
-        #expect(replaced["dataset"]?["rows"] == 2)
+        var replace = DatasetImportMethod.Params(name: "n", records: [["text": "c", "label": "d"], ["text": "e", "label": "d"]])
+        replace.replace = true
+        #expect(try c.call(DatasetImportMethod.self, replace).get().dataset.rows == 2)
     }
 }

@@ -1,13 +1,18 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
 
 @Suite("The resident model in the daemon")
 struct ModelTests {
-    func floats(_ v: JSONValue?) -> [Float] { (v?.arrayValue ?? []).map { Float($0.doubleValue ?? .nan) } }
+    /// Vectors of `texts` from the daemon's embed, decoded by the typed client.
+    static func embed(_ c: RPCClient, _ texts: [String], timeout: Double = 60) throws -> (Embed.Result, [[Float]]) {
+        let r = try c.call(Embed.self, .init(texts: texts), timeout: timeout).get()
+        return (r, try #require(r.vectors.floats))
+    }
 
     @Test("embed through the daemon matches the reference embeddings, batched and one by one")
     func parityThroughDaemon() throws {
@@ -15,11 +20,11 @@ struct ModelTests {
         let d = try DaemonProcess(extraArgs: ["--model", Paths.referenceModel])
         let c = try d.client()
         let texts = Reference.items.map { $0.text.trimmingCharacters(in: .whitespacesAndNewlines) }
-        let all = try c.call("embed", ["texts": .array(texts.map { .string($0) })], timeout: 60).get()
-        #expect(all["dimension"] == 384)
+        let (all, vectors) = try Self.embed(c, texts)
+        #expect(all.dimension == 384)
         for (i, item) in Reference.items.enumerated() {
-            let batched = floats(all["vectors"]?[i])
-            let single = floats(try c.call("embed", ["texts": [.string(texts[i])]], timeout: 30).get()["vectors"]?[0])
+            let batched = vectors[i]
+            let single = try Self.embed(c, [texts[i]], timeout: 30).1[0]
             for v in [batched, single] {
                 #expect(v.count == 384)
                 var maxDiff: Float = 0, dot: Float = 0
@@ -30,15 +35,14 @@ struct ModelTests {
         }
         // The 452-token sentence is cut to the model's 256 and says so.
         let long = try #require(Reference.items.firstIndex { $0.name == "long_256_plus" })
-        #expect(all["tokens"]?[long] == 256)
-        #expect(all["truncated"]?[long] == true)
-        let info = try c.call("model/info").get()
-        #expect(info["encoder"]?["parameterCount"] == 22_565_376)
-        #expect((info["memory"]?["residentBytes"]?.intValue ?? 0) > 0)
-        #expect(info["kernels"]?["precision"] == "fp32")
-        #expect(info["kernels"]?["available"]?[0] == "baseline")
-        #expect(info["kernels"]?["fp32"]?.stringValue == info["kernels"]?["available"]?.arrayValue?.last?.stringValue,
-                "the best variant the CPU runs is used by default")
+        #expect(all.tokens[long] == 256)
+        #expect(all.truncated[long])
+        let info = try c.call(ModelInfo.self).get()
+        #expect(info.encoder.parameterCount == 22_565_376)
+        #expect(info.memory.residentBytes > 0)
+        #expect(info.kernels.precision == "fp32")
+        #expect(info.kernels.available.first == "baseline")
+        #expect(info.kernels.fp32 == info.kernels.available.last, "the best variant the CPU runs is used by default")
     }
 
     @Test("--precision int8 serves vectors within cosine 0.98 (mean 0.995) of the reference; --kernels baseline; an unknown variant is refused")
@@ -47,23 +51,23 @@ struct ModelTests {
         for args in [["--precision", "int8"], ["--precision", "int8", "--kernels", "baseline"]] {
             let d = try DaemonProcess(extraArgs: ["--model", Paths.referenceModel] + args)
             let c = try d.client()
-            let all = try c.call("embed", ["texts": .array(texts.map { .string($0) })], timeout: 60).get()
+            let vectors = try Self.embed(c, texts).1
             // The issue's fidelity bounds (on Banking77: mean 0.9976, min 0.9901); the fixture
             // holds harder cases (a 256-token text, emoji, other scripts).
             var sum: Float = 0
             for (i, item) in Reference.items.enumerated() {
-                let v = floats(all["vectors"]?[i])
+                let v = vectors[i]
                 var dot: Float = 0
                 for h in 0..<min(v.count, 384) { dot += v[h] * item.embedding[h] }
                 #expect(dot >= 0.98, "\(args) \(item.name): cosine \(dot)")
                 sum += dot
             }
             #expect(sum / Float(Reference.items.count) >= 0.995, "\(args): mean cosine \(sum / Float(Reference.items.count))")
-            let info = try c.call("model/info").get()
-            #expect(info["kernels"]?["precision"] == "int8")
+            let kernels = try c.call(ModelInfo.self).get().kernels
+            #expect(kernels.precision == "int8")
             if args.contains("baseline") {
-                #expect(info["kernels"]?["fp32"] == "baseline")
-                #expect(info["kernels"]?["int8"] == "baseline")
+                #expect(kernels.fp32 == "baseline")
+                #expect(kernels.int8 == "baseline")
             }
         }
         // The configuration's model.precision chooses it when the flag does not; the flag wins.
@@ -72,8 +76,7 @@ struct ModelTests {
         try Data("[model]\nprecision = \"int8\"\n".utf8).write(to: URL(fileURLWithPath: cfg))
         for (args, expected) in [([String](), "int8"), (["--precision", "fp32"], "fp32")] {
             let d = try DaemonProcess(extraArgs: ["--model", Paths.referenceModel, "--config", cfg] + args)
-            let info = try d.client().call("model/info").get()
-            #expect(info["kernels"]?["precision"]?.stringValue == expected, "\(args)")
+            #expect(try d.client().call(ModelInfo.self).get().kernels.precision == expected, "\(args)")
         }
         // A variant that does not exist stops the daemon at start with a message naming it.
         let dir = TempFolder()
@@ -87,7 +90,7 @@ struct ModelTests {
         let dir = TempFolder()
         try TinyModel.write(to: dir.path)
         let d = try DaemonProcess(extraArgs: ["--model", dir.path, "--max-batch-delay-ms", "20", "--max-batch", "64"])
-        let reference = try d.client().call("embed", ["texts": ["my card is late", "the card?"]]).get()
+        let reference = try Self.embed(try d.client(), ["my card is late", "the card?"]).1
         final class Box: @unchecked Sendable { let lock = NSLock(); var failures: [String] = [] }
         let box = Box()
         let group = DispatchGroup()
@@ -100,11 +103,10 @@ struct ModelTests {
                     let c = try RPCClient.validating(path: path)
                     for _ in 0..<10 {
                         let text = k % 2 == 0 ? "my card is late" : "the card?"
-                        let r = try c.call("embed", ["texts": [.string(text)]], timeout: 30).get()
-                        let expected = reference["vectors"]?[k % 2]
-                        let got = r["vectors"]?[0]
+                        let got = try ModelTests.embed(c, [text], timeout: 30).1[0]
+                        let expected = reference[k % 2]
                         for h in 0..<8 {
-                            let a = got?[h]?.doubleValue ?? .nan, b = expected?[h]?.doubleValue ?? 0
+                            let a = got[h], b = expected[h]
                             if abs(a - b) > 1e-5 { box.lock.lock(); box.failures.append("client \(k): \(a) vs \(b)"); box.lock.unlock(); return }
                         }
                     }
@@ -113,12 +115,10 @@ struct ModelTests {
         }
         group.wait()
         #expect(box.failures == [])
-        let info = try d.client().call("model/info").get()
-        let batches = info["batching"]?["batches"]?.intValue ?? 0
-        let sequences = info["batching"]?["sequences"]?.intValue ?? 0
-        #expect(sequences == 82)
-        #expect(batches < 82, "no request was merged: \(batches) batches for \(sequences) texts")
-        #expect((info["batching"]?["meanBatchSize"]?.doubleValue ?? 0) > 1)
+        let batching = try d.client().call(ModelInfo.self).get().batching
+        #expect(batching.sequences == 82)
+        #expect(batching.batches < 82, "no request was merged: \(batching.batches) batches for \(batching.sequences) texts")
+        #expect(batching.meanBatchSize > 1)
     }
 
     @Test("a request cancelled while queued is answered -32800 and left out of its batch")
@@ -139,37 +139,36 @@ struct ModelTests {
         #expect(cancelled.map { _ in 0 } == .failure(RPCError(.requestCancelled, "Request cancelled")))
         let first = try c.awaitResponse(id: .int(10), timeout: 10)
         #expect((try? first.get())?["vectors"]?.arrayValue?.count == 1)
-        let info = try c.call("model/info").get()
-        #expect(info["batching"]?["sequences"] == 1)
+        #expect(try c.call(ModelInfo.self).get().batching.sequences == 1)
     }
 
     @Test("without a model, model methods answer -32020 and say how to load one; bad params are named")
     func noModelAndBadParams() throws {
         let d = try DaemonProcess()
         let c = try d.client()
-        guard case .failure(let e) = try c.call("embed", ["texts": ["x"]]) else { Issue.record("embed worked without a model"); return }
+        guard case .failure(let e) = try c.call(Embed.self, .init(texts: ["x"])) else { Issue.record("embed worked without a model"); return }
         #expect(e.code.rawValue == -32020)
         #expect(e.message.contains("--model"))
         let dir = TempFolder()
         try TinyModel.write(to: dir.path)
         let m = try DaemonProcess(extraArgs: ["--model", dir.path])
         let mc = try m.client()
-        guard case .failure(let empty) = try mc.call("embed", ["texts": []]) else { Issue.record("empty accepted"); return }
+        guard case .failure(let empty) = try mc.call(Embed.self, .init(texts: [])) else { Issue.record("empty accepted"); return }
         #expect(empty.data?["field"] == "texts")
+        // A number where a text goes, as any client may send it.
         guard case .failure(let wrong) = try mc.call("embed", ["texts": [1]]) else { Issue.record("number accepted"); return }
         #expect(wrong.data?["field"] == "texts[0]")
         // A request larger than a batch is cut into batches and joined in order.
-        let many = JSONValue.array((0..<150).map { i -> JSONValue in .string(i % 2 == 0 ? "my card" : "a b c") })
-        let big = try mc.call("embed", ["texts": many]).get()
-        #expect(big["vectors"]?.arrayValue?.count == 150)
+        let big = try Self.embed(mc, (0..<150).map { $0 % 2 == 0 ? "my card" : "a b c" }).1
+        #expect(big.count == 150)
         // The same text in another batch: equal up to float rounding (different kernel paths).
         for (a, b) in [(0, 148), (1, 149)] {
-            let u = floats(big["vectors"]?[a]), v = floats(big["vectors"]?[b])
+            let u = big[a], v = big[b]
             #expect(u.count == v.count && zip(u, v).allSatisfy { abs($0 - $1) < 1e-5 })
         }
-        let ok = try mc.call("embed", ["texts": ["", .string(String(repeating: "card ", count: 100))]]).get()
-        #expect(ok["tokens"] == [2, 12])
-        #expect(ok["truncated"] == [false, true])
+        let ok = try Self.embed(mc, ["", String(repeating: "card ", count: 100)]).0
+        #expect(ok.tokens == [2, 12])
+        #expect(ok.truncated == [false, true])
     }
 
     @Test("a corrupt model folder stops the daemon at start with the reason")
