@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Scoring
@@ -64,17 +65,17 @@ struct ResourceTests {
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state])
         defer { d.terminate() }
         let c = try d.client()
-        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
-        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        _ = try c.call(DatasetImportMethod.self, .init(name: "tiny", records: VersionTests.recordList)).get()
+        _ = try c.call(ModelFit.self, VersionTests.fitParams(), timeout: 60).get()
         for i in 0..<5 {
-            _ = try c.call("feedback/report", ["text": "my card is late", "kind": "complaint", "correctLabel": "card_what", "idempotencyKey": .string("before-\(i)")]).get()
+            _ = try c.call(FeedbackReport.self, .init(text: "my card is late", kind: .complaint, correctLabel: "card_what", idempotencyKey: "before-\(i)")).get()
         }
 
         let filler = fs.fill()
         // A report: refused with the reason, not stored, and the daemon stays up.
         var refused: RPCError?
         for i in 0..<50 {
-            if case .failure(let e) = try c.call("feedback/report", ["text": "a b c", "kind": "complaint", "correctLabel": "abc", "idempotencyKey": .string("full-\(i)")]) {
+            if case .failure(let e) = try c.call(FeedbackReport.self, .init(text: "a b c", kind: .complaint, correctLabel: "abc", idempotencyKey: "full-\(i)")) {
                 refused = e
                 break
             }
@@ -83,41 +84,39 @@ struct ResourceTests {
         #expect(e.code == RPCErrorCode(-32041), "\(e.code) \(e.message)")
         #expect(e.message.contains("full") || e.message.contains("space"), "\(e.message)")
         // Scoring does not need the disk.
-        for _ in 0..<20 { #expect((try? c.call("score", ["inputs": [["text": "my card is late"]]]).get()) != nil) }
+        for _ in 0..<20 { #expect((try? c.call(Score.self, .init(inputs: [.init(text: "my card is late")])).get()) != nil) }
         // A fit on a full disk fails and leaves no version listed as usable.
-        switch try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.1], "activate": false], timeout: 60) {
-        case .success(let v): Issue.record("a fit on a full file system succeeded: \(v)")
+        switch try c.call(ModelFit.self, .init(dataset: "tiny", lambdas: [0.1], activate: false), timeout: 60) {
+        case .success(let v): Issue.record("a fit on a full file system succeeded: version \(v.version)")
         case .failure(let e): #expect(e.message.contains("full") || e.message.contains("space"), "\(e.code) \(e.message)")
         }
-        let status = try c.call("daemon/status").get()
-        #expect(status["store"]?["healthy"] == false, "\(status["store"] ?? .null)")
+        let store = try c.call(DaemonStatus.self).get().store
+        #expect(!store.healthy, "\(store.lastError ?? "")")
 
         // Space returns: writes work again, and everything acknowledged is there once.
         try FileManager.default.removeItem(atPath: filler)
         var recovered = false
         for i in 0..<100 where !recovered {
-            if case .success = try c.call("feedback/report", ["text": "a b c", "kind": "complaint", "correctLabel": "abc", "idempotencyKey": .string("after-\(i)")]) {
+            if case .success = try c.call(FeedbackReport.self, .init(text: "a b c", kind: .complaint, correctLabel: "abc", idempotencyKey: "after-\(i)")) {
                 recovered = true
             } else { usleep(50_000) }
         }
         #expect(recovered)
-        let list = try c.call("feedback/list", ["limit": 1000]).get()
-        let keys = (list["feedback"]?.arrayValue ?? []).compactMap { $0["idempotencyKey"]?.stringValue }
+        let keys = try c.call(FeedbackList.self, .init(limit: 1000)).get().feedback.compactMap(\.idempotencyKey)
         #expect((0..<5).allSatisfy { i in keys.filter { $0 == "before-\(i)" }.count == 1 })
-        let versions = try c.call("model/versions").get()
-        for v in versions["versions"]?.arrayValue ?? [] where v["id"] != 1 {
-            #expect(v["status"] == "failed", "a version written on a full disk: \(v)")
+        for v in try c.call(ModelVersions.self, .init()).get().versions where v.id != 1 {
+            #expect(v.status == .failed, "a version written on a full disk: \(v.id) \(v.status.rawValue)")
         }
-        #expect(try c.call("daemon/status").get()["store"]?["healthy"] == true)
-        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.1], "activate": false], timeout: 60).get()
+        #expect(try c.call(DaemonStatus.self).get().store.healthy)
+        _ = try c.call(ModelFit.self, .init(dataset: "tiny", lambdas: [0.1], activate: false), timeout: 60).get()
     }
 
     /// A daemon with the tiny model and version 1, stopped; returns the state folder's path.
     static func fittedState(_ state: TempDir, _ model: TempFolder) throws {
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         let c = try d.client()
-        _ = try c.call("dataset/import", ["name": "tiny", "records": VersionTests.records]).get()
-        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
+        _ = try c.call(DatasetImportMethod.self, .init(name: "tiny", records: VersionTests.recordList)).get()
+        _ = try c.call(ModelFit.self, VersionTests.fitParams(), timeout: 60).get()
         #expect(d.terminate() == 0)
     }
 
@@ -160,7 +159,7 @@ struct ResourceTests {
         let d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         defer { d.terminate() }
         let c = try d.client()
-        guard case .failure(let e) = try c.call("score", ["inputs": [["text": "my card is late"]]]) else {
+        guard case .failure(let e) = try c.call(Score.self, .init(inputs: [.init(text: "my card is late")])) else {
             Issue.record("a damaged version served")
             return
         }
@@ -169,8 +168,8 @@ struct ResourceTests {
         if damage == "missing" { #expect(e.message.contains("missing"), "\(e.message)") }
         #expect(d.stderr.contains("could not be loaded"))
         // A new version serves again.
-        _ = try c.call("model/fit", ["dataset": "tiny", "lambdas": [0.01]], timeout: 60).get()
-        #expect((try? c.call("score", ["inputs": [["text": "my card is late"]]]).get()) != nil)
+        _ = try c.call(ModelFit.self, VersionTests.fitParams(), timeout: 60).get()
+        #expect((try? c.call(Score.self, .init(inputs: [.init(text: "my card is late")])).get()) != nil)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Testing
 
@@ -38,8 +39,7 @@ struct SocketTests {
         group.wait()
         #expect(failures.list == [])
         let client = try d.client()
-        let status = try client.call("daemon/status").get()
-        #expect(status["connections"]?["accepted"]?.intValue ?? 0 >= 51)
+        #expect(try client.call(DaemonStatus.self).get().connections.accepted >= 51)
         #expect(d.terminate() == 0)
     }
 
@@ -52,9 +52,9 @@ struct SocketTests {
         var client: RPCClient? = nil
         for _ in 0..<200 where client == nil { client = try? RPCClient.validating(path: sock); usleep(10_000) }
         let c = try #require(client)
-        let status = try c.call("daemon/status").get()
-        #expect(status["connections"]?["stdio"] == 1)
-        #expect(status["connections"]?["socket"] == 1)
+        let connections = try c.call(DaemonStatus.self).get().connections
+        #expect(connections.stdio == 1)
+        #expect(connections.socket == 1)
         #expect(editor.request(2, "daemon/ping")?["result"] == [:])
         // Ending the editor's session stops the daemon and removes the socket.
         #expect(editor.request(3, "shutdown")?["result"] == .null)
@@ -139,8 +139,7 @@ struct SocketTests {
                                          ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script, d.socketPath])
         #expect(status == 0, "\(err)")
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "b''")
-        let s = try d.client().call("daemon/status").get()
-        #expect(s["connections"]?["refused"] == 1)
+        #expect(try d.client().call(DaemonStatus.self).get().connections.refused == 1)
         #expect(d.stderr.contains("refused a connection from another user"))
     }
 
@@ -170,9 +169,9 @@ struct SocketTests {
             #expect(try other.call("daemon/ping", timeout: 5) == .success([:]))
             worst = max(worst, Date().timeIntervalSince(t))
         }
-        var dropped: JSONValue? = nil
+        var dropped: Int? = nil
         for _ in 0..<200 {
-            dropped = try other.call("daemon/status").get()["connections"]?["dropped"]
+            dropped = try other.call(DaemonStatus.self).get().connections.dropped
             if dropped == 1 { break }
             usleep(20_000)
         }
@@ -196,9 +195,9 @@ struct SocketTests {
         try cycle(10_000)
         usleep(300_000)
         let after = d.rssKiB()
-        var open: JSONValue? = nil
+        var open: Int? = nil
         for _ in 0..<50 {
-            open = try d.client().call("daemon/status").get()["connections"]?["open"]
+            open = try d.client().call(DaemonStatus.self).get().connections.open
             if open == 1 { break }
             usleep(20_000)
         }
