@@ -18,24 +18,33 @@ struct RolloutDaemonTests {
     /// version over the same intents that disagrees with version 1 on some inputs), not active.
     static func withCandidate(state: TempDir, model: TempFolder) throws -> (DaemonProcess, RPCClient) {
         let (d, c) = try FineTuneTests.prepared(state: state, model: model)
-        let v2 = try c.call("model/fit", ["dataset": "tiny", "lambdas": [30], "activate": false], timeout: 60).get()
-        #expect(v2["version"] == 2 && v2["active"] == false)
+        let v2 = try c.call(ModelFit.self, .init(dataset: "tiny", lambdas: [30], activate: false), timeout: 60).get()
+        #expect(v2.version == 2 && !v2.active)
         return (d, c)
     }
 
     static let settings: JSONValue = ["shadow": ["minRequests": 5, "minLabels": 2], "canary": ["minRequests": 5],
                                       "canaryShare": 0.5, "autoPromote": false, "reviewShare": 1]
 
-    static func waitFor(_ c: RPCClient, timeout: Double = 20, _ done: (JSONValue) -> Bool) throws -> JSONValue {
+    static func waitFor(_ c: RPCClient, timeout: Double = 20, _ done: (RolloutView) -> Bool) throws -> RolloutView {
         let deadline = Date().addingTimeInterval(timeout)
-        var last: JSONValue = .null
+        var last = try c.call(RolloutStatus.self, .init()).get()
         while Date() < deadline {
-            last = try c.call("rollout/status").get()
             if done(last) { return last }
             usleep(50_000)
+            last = try c.call(RolloutStatus.self, .init()).get()
         }
-        Issue.record("rollout/status did not reach the expected state in \(timeout) s: \(last)")
+        Issue.record("rollout/status did not reach the expected state in \(timeout) s: stage \(last.stage.rawValue)")
         return last
+    }
+
+    /// Starts a rollout of `candidate` (forced past the offline gate) with these settings.
+    static func start(_ c: RPCClient, _ candidate: Int = 2, settings: JSONValue? = nil, force: Bool? = true) throws -> Result<RolloutView, RPCError> {
+        try c.call(RolloutStart.self, .init(candidate: candidate, settings: settings, force: force))
+    }
+
+    static func score(_ c: RPCClient, _ texts: [String], routingKey: String? = nil) throws -> Score.Result {
+        try c.call(Score.self, .init(inputs: texts.map { Score.Input(text: $0) }, routingKey: routingKey)).get()
     }
 
     @Test("the shadow's coins are reproducible: the same traffic through two daemons samples the same occurrences, about reviewShare of them")
@@ -48,21 +57,21 @@ struct RolloutDaemonTests {
             let state = TempDir()
             let (d, c) = try Self.withCandidate(state: state, model: model)
             let settings: JSONValue = ["shadow": ["minRequests": 100_000, "minLabels": 500], "autoPromote": false, "reviewShare": 0.5]
-            _ = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": settings]).get()
+            _ = try Self.start(c, settings: settings).get()
             for _ in 0..<3 {
-                for t in Self.texts { _ = try c.call("score", ["inputs": [["text": .string(t)]]]).get() }
+                for t in Self.texts { _ = try Self.score(c, [t]) }
             }
-            _ = try Self.waitFor(c) { ($0["evidence"]?["shadowRequests"]?.intValue ?? 0) >= Int64(3 * Self.texts.count) }
+            _ = try Self.waitFor(c) { $0.evidence.shadowRequests >= 3 * Self.texts.count }
             // The disagreements are stored at most a second after they are found.
-            var rows: [JSONValue] = []
+            var rows: [Disagreement] = []
             for _ in 0..<60 {
-                rows = try c.call("rollout/disagreements", ["limit": 1000]).get()["disagreements"]?.arrayValue ?? []
-                if rows.reduce(0, { $0 + Int($1["seen"]?.intValue ?? 0) }) >= Int(try c.call("rollout/status").get()["evidence"]?["disagreements"]?.intValue ?? 0) { break }
+                rows = try c.call(RolloutDisagreements.self, .init(limit: 1000)).get().disagreements
+                if rows.reduce(0, { $0 + $1.seen }) >= (try c.call(RolloutStatus.self, .init()).get().evidence.disagreements) { break }
                 usleep(100_000)
             }
             var byText: [String: Int] = [:]
-            for r in rows { byText[r["text"]?.stringValue ?? ""] = Int(r["requested"]?.intValue ?? 0) }
-            seen = rows.reduce(0) { $0 + Int($1["seen"]?.intValue ?? 0) }
+            for r in rows { byText[r.text] = r.requested }
+            seen = rows.reduce(0) { $0 + $1.seen }
             requested.append(byText)
             #expect(d.terminate() == 0)
         }
@@ -82,56 +91,53 @@ struct RolloutDaemonTests {
         c.onNotification = { m, p in if m == "rollout/event", let p { events.append(p) } }
 
         // A fitted version has no offline gate report: refused without force, and nothing starts.
-        let refused = try c.call("rollout/start", ["candidate": 2])
+        let refused = try Self.start(c, force: nil)
         guard case .failure(let e) = refused else { Issue.record("started without a gate"); return }
         #expect(e.code == .invalidParams && e.message.contains("offline gate"))
-        #expect(try c.call("rollout/status").isFailure)
+        #expect(try c.call(RolloutStatus.self, .init()).isFailure)
         // Bad settings are named.
-        let bad = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": ["canaryShare": 1.5]])
+        let bad = try Self.start(c, settings: ["canaryShare": 1.5])
         #expect(bad.error?.message.contains("canaryShare") == true)
-        #expect(try c.call("rollout/start", ["candidate": 1, "force": true]).error?.code == .invalidParams)
+        #expect(try Self.start(c, 1).error?.code == .invalidParams)
 
-        let started = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
-        #expect(started["stage"] == "shadow" && started["control"] == 1 && started["candidate"] == 2)
-        #expect(try c.call("rollout/start", ["candidate": 2, "force": true]).error?.code == .conflict)
-        _ = try c.call("rollout/status", ["watch": true]).get()
+        let started = try Self.start(c, settings: Self.settings).get()
+        #expect(started.stage == .shadow && started.control == 1 && started.candidate == 2)
+        #expect(try Self.start(c).error?.code == .conflict)
+        _ = try c.call(RolloutStatus.self, .init(watch: true)).get()
 
         // Shadow: every answer comes from version 1; the candidate scores the same inputs unseen.
         for chunk in stride(from: 0, to: Self.texts.count, by: 8) {
-            let r = try c.call("score", ["inputs": .array(Self.texts[chunk..<min(chunk + 8, Self.texts.count)].map { ["text": .string($0)] })]).get()
-            #expect(r["version"] == 1)
+            #expect(try Self.score(c, Array(Self.texts[chunk..<min(chunk + 8, Self.texts.count)])).version == 1)
         }
-        let seen = try Self.waitFor(c) { ($0["evidence"]?["shadowRequests"]?.intValue ?? 0) >= Int64(Self.texts.count) }
-        let disagreements = seen["evidence"]?["disagreements"]?.intValue ?? 0
-        #expect(disagreements > 0, "the two heads should disagree on some of \(Self.texts.count) inputs")
-        let listed = try c.call("rollout/disagreements", ["reviewed": false, "requested": true, "limit": 100]).get()
-        let items = listed["disagreements"]?.arrayValue ?? []
+        let seen = try Self.waitFor(c) { $0.evidence.shadowRequests >= Self.texts.count }
+        #expect(seen.evidence.disagreements > 0, "the two heads should disagree on some of \(Self.texts.count) inputs")
+        let items = try c.call(RolloutDisagreements.self, .init(reviewed: false, requested: true, limit: 100)).get().disagreements
         #expect(!items.isEmpty)
-        let costs = items.compactMap { $0["expectedCost"]?.doubleValue }
+        let costs = items.map(\.expectedCost)
         #expect(costs == costs.sorted(by: >), "listed by what is at stake")
         guard items.count >= 2 else { return }
-        for x in items { #expect(x["control"]?["label"] != x["candidate"]?["label"]) }
+        for x in items { #expect(x.control.label != x.candidate.label) }
 
         // Reviews: an unknown intent is refused and changes nothing; a review counts once.
         let first = items[0]
-        let unknown = try c.call("rollout/review", ["disagreement": first["id"]!, "label": "no_such_intent"])
+        let unknown = try c.call(RolloutReview.self, .init(disagreement: first.id, label: "no_such_intent"))
         #expect(unknown.error?.code == .invalidParams)
-        #expect(try c.call("rollout/status").get()["evidence"]?["labels"] == 0)
+        #expect(try c.call(RolloutStatus.self, .init()).get().evidence.labels == 0)
         for x in items.prefix(2) {
-            let r = try c.call("rollout/review", ["disagreement": x["id"]!, "label": x["candidate"]!["label"]!]).get()
-            #expect(r["disagreement"]?["labelSource"] == "review")
+            let r = try c.call(RolloutReview.self, .init(disagreement: x.id, label: x.candidate.label)).get()
+            #expect(r.disagreement.labelSource == "review")
         }
-        #expect(try c.call("rollout/review", ["disagreement": first["id"]!, "label": first["control"]!["label"]!]).error?.code == .conflict)
-        let reviewed = try c.call("rollout/status").get()
-        #expect(reviewed["evidence"]?["labels"] == 2)
-        #expect((reviewed["evidence"]?["effect"]?.doubleValue ?? 0) > 0, "both reviews side with the candidate")
-        #expect(try c.call("rollout/disagreements", ["reviewed": true]).get()["disagreements"]?.arrayValue?.count == 2)
+        #expect(try c.call(RolloutReview.self, .init(disagreement: first.id, label: first.control.label)).error?.code == .conflict)
+        let reviewed = try c.call(RolloutStatus.self, .init()).get()
+        #expect(reviewed.evidence.labels == 2)
+        #expect((reviewed.evidence.effect ?? 0) > 0, "both reviews side with the candidate")
+        #expect(try c.call(RolloutDisagreements.self, .init(reviewed: true)).get().disagreements.count == 2)
         // A sampled occurrence of an input already reviewed counts at once: the test weighs inputs as the traffic does.
-        _ = try c.call("score", ["inputs": [["text": first["text"]!]]]).get()
-        let again = try Self.waitFor(c) { $0["evidence"]?["labels"] == 3 }
-        #expect(again["evidence"]?["labels"] == 3)
-        let row = try c.call("rollout/disagreements", ["reviewed": true]).get()["disagreements"]?.arrayValue?.first { $0["id"] == first["id"] }
-        #expect(row?["counted"] == 2 && row?["seen"] == 2, "\(String(describing: row))")
+        _ = try Self.score(c, [first.text])
+        let again = try Self.waitFor(c) { $0.evidence.labels == 3 }
+        #expect(again.evidence.labels == 3)
+        let row = try c.call(RolloutDisagreements.self, .init(reviewed: true)).get().disagreements.first { $0.id == first.id }
+        #expect(row?.counted == 2 && row?.seen == 2, "counted \(row?.counted ?? -1), seen \(row?.seen ?? -1)")
 
         // robustctl: the live view and the review queue.
         let sock = ["--socket", d.socketPath]
@@ -140,43 +146,41 @@ struct RolloutDaemonTests {
         #expect(status.contains("rollout 1: version 2 against version 1 — shadow") && status.contains("3 reviewed occurrences counted"), "\(status)")
         let (s2, queue, _) = try run(Binaries.robustctl, ["rollout", "review", "--limit", "3"] + sock)
         #expect(s2 == 0 && queue.contains("the test asks a review for"), "\(queue)")
-        let (s3, _, e3) = try run(Binaries.robustctl, ["rollout", "review", "\(items[2]["id"]?.intValue ?? 0)", "no_such_intent"] + sock)
+        let (s3, _, e3) = try run(Binaries.robustctl, ["rollout", "review", "\(items[2].id)", "no_such_intent"] + sock)
         #expect(s3 == 1 && e3.contains("not an intent"), "\(e3)")
-        #expect(try c.call("rollout/start", ["candidate": 2, "force": true, "settings": ["shadow": ["minLabelz": 3]]]).error?.message.contains("minLabelz") == true)
+        #expect(try Self.start(c, settings: ["shadow": ["minLabelz": 3]]).error?.message.contains("minLabelz") == true)
 
         // Canary, by an operator: half the routing keys get version 2, each always the same one.
-        let canary = try c.call("rollout/advance", ["reason": "the reviews look right"]).get()
-        #expect(canary["stage"] == "canary")
-        var versionByKey: [String: JSONValue] = [:]
+        let canary = try c.call(RolloutAdvance.self, .init(reason: "the reviews look right")).get()
+        #expect(canary.stage == .canary)
+        var versionByKey: [String: Int] = [:]
         var candidateInput: String?
         for k in 0..<40 {
             let key = "user-\(k)"
-            let r = try c.call("score", ["inputs": [["id": .string("k\(k)"), "text": .string(Self.texts[k])]], "routingKey": .string(key)]).get()
-            versionByKey[key] = r["version"]
-            if r["version"] == 2 && candidateInput == nil { candidateInput = "k\(k)" }
-            let again = try c.call("score", ["inputs": [["text": .string(Self.texts[k + 1])]], "routingKey": .string(key)]).get()
-            #expect(again["version"] == r["version"], "sticky per routing key")
+            let r = try c.call(Score.self, .init(inputs: [.init(id: "k\(k)", text: Self.texts[k])], routingKey: key)).get()
+            versionByKey[key] = r.version
+            if r.version == 2 && candidateInput == nil { candidateInput = "k\(k)" }
+            #expect(try Self.score(c, [Self.texts[k + 1]], routingKey: key).version == r.version, "sticky per routing key")
         }
         let byCandidate = versionByKey.values.filter { $0 == 2 }.count
         #expect(byCandidate > 5 && byCandidate < 35, "about half of 40 keys: \(byCandidate)")
         // A complaint about an answer the candidate served is the candidate arm's.
         if let input = candidateInput {
-            let f = try c.call("feedback/report", ["inputId": .string(input), "kind": "complaint"]).get()
-            #expect(f["version"] == 2)
+            #expect(try c.call(FeedbackReport.self, .init(inputId: input, kind: .complaint)).get().version == 2)
         }
-        let live = try Self.waitFor(c) { ($0["arms"]?["candidate"]?["requests"]?.intValue ?? 0) > 0 }
-        #expect(live["arms"]?["candidate"]?["failureReports"] == .int(candidateInput == nil ? 0 : 1))
-        #expect(live["arms"]?["control"]?["requests"]?.intValue ?? 0 > 0)
-        #expect(live["arms"]?["candidate"]?["version"] == 2)
+        let live = try Self.waitFor(c) { ($0.arms["candidate"]?.requests ?? 0) > 0 }
+        let candidateArm = try #require(live.arms["candidate"])
+        #expect(candidateArm.failureReports == (candidateInput == nil ? 0 : 1))
+        #expect((live.arms["control"]?.requests ?? 0) > 0)
+        #expect(candidateArm.version == 2)
         // The complaint's business cost (costs.complaint, 10 by default) per 1,000 of the candidate's requests.
-        if candidateInput != nil, let n = live["arms"]?["candidate"]?["requests"]?.doubleValue {
-            #expect(abs((live["arms"]?["candidate"]?["reportedCostPer1000"]?.doubleValue ?? 0) - 10_000 / n) < 1e-6)
+        if candidateInput != nil {
+            #expect(abs(candidateArm.reportedCostPer1000 - 10_000 / Double(candidateArm.requests)) < 1e-6)
         }
 
         // Per-arm figures in metrics/get and in Prometheus, with an arm label.
-        let values = try c.call("metrics/get").get()["values"]
-        #expect((values?["rollout.arm.candidate.requests"]?.doubleValue ?? 0) > 0)
-        let text = try c.call("metrics/prometheus").get()["text"]?.stringValue ?? ""
+        #expect((try c.call(MetricsGet.self, .init()).get().values["rollout.arm.candidate.requests"] ?? 0) > 0)
+        let text = try c.call(MetricsPrometheus.self).get().text
         #expect(text.contains("robustd_rollout_stage{rollout=\"1\"} 2"), "\(text.suffix(2000))")
         #expect(text.contains("robustd_rollout_requests_total{rollout=\"1\",arm=\"candidate\"}"))
         #expect(text.contains("robustd_rollout_failure_reports_total{rollout=\"1\",arm=\"control\"}"))
@@ -195,23 +199,22 @@ struct RolloutDaemonTests {
         _ = d.wait()
         d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         c = try d.client()
-        let resumed = try Self.waitFor(c) { $0["candidateLoaded"] == true }
-        #expect(resumed["stage"] == "canary")
-        #expect((resumed["evidence"]?["labels"]?.intValue ?? 0) >= 3)
-        #expect(resumed["arms"]?["candidate"]?["requests"] == live["arms"]?["candidate"]?["requests"])
-        let routed = try c.call("score", ["inputs": [["text": "my card"]], "routingKey": .string(versionByKey.first { $0.value == 2 }!.key)]).get()
-        #expect(routed["version"] == 2)
+        let resumed = try Self.waitFor(c) { $0.candidateLoaded }
+        #expect(resumed.stage == .canary)
+        #expect(resumed.evidence.labels >= 3)
+        #expect(resumed.arms["candidate"]?.requests == candidateArm.requests)
+        #expect(try Self.score(c, ["my card"], routingKey: versionByKey.first { $0.value == 2 }!.key).version == 2)
 
         // Promotion by an operator makes version 2 active; the rollout is then over.
-        let promoted = try c.call("rollout/advance").get()
-        #expect(promoted["stage"] == "promoted")
-        #expect(promoted["timeline"]?.arrayValue?.compactMap { $0["to"]?.stringValue } == ["shadow", "canary", "promoted"])
-        #expect(try c.call("model/versions").get()["active"] == 2)
-        #expect(try c.call("score", ["inputs": [["text": "my card"]]]).get()["version"] == 2)
-        #expect(try c.call("rollout/advance").error?.code == .conflict)
-        #expect(try c.call("rollout/abort").error?.code == .conflict)
-        let all = try c.call("rollout/list").get()["rollouts"]?.arrayValue ?? []
-        #expect(all.count == 1 && all.first?["stage"] == "promoted")
+        let promoted = try c.call(RolloutAdvance.self, .init()).get()
+        #expect(promoted.stage == .promoted)
+        #expect(promoted.timeline.map(\.to) == [.shadow, .canary, .promoted])
+        #expect(try c.call(ModelVersions.self, .init()).get().active == 2)
+        #expect(try Self.score(c, ["my card"]).version == 2)
+        #expect(try c.call(RolloutAdvance.self, .init()).error?.code == .conflict)
+        #expect(try c.call(RolloutAbort.self, .init()).error?.code == .conflict)
+        let all = try c.call(RolloutList.self).get().rollouts
+        #expect(all.count == 1 && all.first?.stage == .promoted)
         // robustctl rollout watch ends when the rollout is over (here at once), --json with the final view.
         let (ws, wo, we) = try run(Binaries.robustctl, ["rollout", "watch", "--json", "--socket", d.socketPath])
         #expect(ws == 0, "\(we)")
@@ -257,23 +260,23 @@ struct RolloutDaemonTests {
         try TinyModel.write(to: model.path)
         let state = TempDir()
         var (d, c) = try Self.withCandidate(state: state, model: model)
-        _ = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
-        let aborted = try c.call("rollout/abort", ["reason": "changed my mind"]).get()
-        #expect(aborted["stage"] == "rolled-back")
-        #expect(aborted["timeline"]?.arrayValue?.last?["by"] == "operator")
-        #expect(aborted["timeline"]?.arrayValue?.last?["reason"] == "changed my mind")
-        #expect(try c.call("model/versions").get()["active"] == 1)
+        _ = try Self.start(c, settings: Self.settings).get()
+        let aborted = try c.call(RolloutAbort.self, .init(reason: "changed my mind")).get()
+        #expect(aborted.stage == .rolledBack)
+        #expect(aborted.timeline.last?.by == "operator")
+        #expect(aborted.timeline.last?.reason == "changed my mind")
+        #expect(try c.call(ModelVersions.self, .init()).get().active == 1)
 
         // A second rollout, then version 2 activated by hand: the rollout's control is gone.
-        let second = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
-        #expect(second["id"] == 2)
-        _ = try c.call("model/activate", ["version": 2]).get()
-        let ended = try Self.waitFor(c) { $0["stage"] == "rolled-back" }
-        #expect(ended["timeline"]?.arrayValue?.last?["by"] == "fault")
-        _ = try c.call("model/activate", ["version": 1]).get()
+        let second = try Self.start(c, settings: Self.settings).get()
+        #expect(second.id == 2)
+        _ = try c.call(ModelActivate.self, .init(version: 2)).get()
+        let ended = try Self.waitFor(c) { $0.stage == .rolledBack }
+        #expect(ended.timeline.last?.by == "fault")
+        _ = try c.call(ModelActivate.self, .init(version: 1)).get()
 
         // A third, in shadow; kill -9; the candidate's files damaged; the restart rolls it back.
-        _ = try c.call("rollout/start", ["candidate": 2, "force": true, "settings": Self.settings]).get()
+        _ = try Self.start(c, settings: Self.settings).get()
         kill(d.pid, SIGKILL)
         _ = d.wait()
         let folder = state.path + "/versions/2"
@@ -282,15 +285,15 @@ struct RolloutDaemonTests {
         }
         d = try DaemonProcess(extraArgs: ["--model", model.path, "--state-dir", state.path])
         c = try d.client()
-        let faulted = try Self.waitFor(c) { $0["stage"] == "rolled-back" }
-        #expect(faulted["id"] == 3)
-        #expect(faulted["timeline"]?.arrayValue?.last?["by"] == "fault")
-        #expect(faulted["timeline"]?.arrayValue?.last?["reason"]?.stringValue?.contains("cannot be loaded") == true)
-        #expect(try c.call("score", ["inputs": [["text": "my card"]]]).get()["version"] == 1)
+        let faulted = try Self.waitFor(c) { $0.stage == .rolledBack }
+        #expect(faulted.id == 3)
+        #expect(faulted.timeline.last?.by == "fault")
+        #expect(faulted.timeline.last?.reason.contains("cannot be loaded") == true)
+        #expect(try Self.score(c, ["my card"]).version == 1)
         // Starting a rollout of the damaged candidate is refused with the loader's error; nothing starts.
-        let damaged = try c.call("rollout/start", ["candidate": 2, "force": true])
+        let damaged = try Self.start(c)
         #expect(damaged.error?.code == .invalidData && damaged.error?.message.contains("cannot be loaded") == true, "\(String(describing: damaged.error))")
-        #expect(try c.call("rollout/status").get()["id"] == 3, "the last rollout is still the current one")
+        #expect(try c.call(RolloutStatus.self, .init()).get().id == 3, "the last rollout is still the current one")
     }
 }
 
