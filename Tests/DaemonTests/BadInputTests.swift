@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdClient
 import Testing
 
@@ -107,11 +108,11 @@ struct BadInputTests {
         let c = try d.client()
         #expect(try c.call("daemon/ping", timeout: 5) == .success([:]))
         // Abandoned work is cancelled: the compute threads drain quickly.
-        var pending: JSONValue? = nil
+        var pending: Int? = nil
         for _ in 0..<100 {
-            let q = try c.call("daemon/status").get()["queues"]
-            pending = q?["computePending"]
-            if pending == 0 && q?["computeRunning"] == 0 { break }
+            let q = try c.call(DaemonStatus.self).get().queues
+            pending = q.computePending
+            if pending == 0 && q.computeRunning == 0 { break }
             usleep(50_000)
         }
         #expect(pending == 0)
@@ -146,15 +147,14 @@ struct BadInputTests {
         #expect(r.map { _ in 0 } == .failure(RPCError(.requestCancelled, "Request cancelled")))
         // Cancelling an unknown id is harmless.
         try c.send(.notification(method: "$/cancelRequest", params: ["id": 12345]))
-        var running: JSONValue? = nil
+        var running: Int? = nil
         for _ in 0..<50 {
-            running = try c.call("daemon/status").get()["queues"]?["computeRunning"]
+            running = try c.call(DaemonStatus.self).get().queues.computeRunning
             if running == 0 { break }
             usleep(20_000)
         }
         #expect(running == 0)
-        let status = try c.call("daemon/status").get()
-        #expect(status["requests"]?["cancelled"] == 1)
+        #expect(try c.call(DaemonStatus.self).get().requests.cancelled == 1)
     }
 
     @Test("10,000 cancellations in flight over 10 connections: each answered -32800, and every count goes back to zero")
@@ -175,15 +175,16 @@ struct BadInputTests {
             }
         }
         #expect(cancelled == 10_000 && other == 0)
-        var status: JSONValue = .null
+        var status = try clients[0].call(DaemonStatus.self).get()
         for _ in 0..<200 {
-            status = try clients[0].call("daemon/status").get()
-            if status["queues"]?["computeRunning"] == 0 && status["queues"]?["computePending"] == 0 && status["requests"]?["inFlight"] == 1 { break }
+            if status.queues.computeRunning == 0 && status.queues.computePending == 0 && status.requests.inFlight == 1 { break }
             usleep(20_000)
+            status = try clients[0].call(DaemonStatus.self).get()
         }
-        #expect(status["queues"]?["computeRunning"] == 0 && status["queues"]?["computePending"] == 0, "\(status["queues"] ?? .null)")
-        #expect(status["requests"]?["inFlight"] == 1, "only the status call itself: \(status["requests"] ?? .null)")
-        #expect(status["requests"]?["cancelled"] == 10_000)
+        #expect(status.queues.computeRunning == 0 && status.queues.computePending == 0,
+                "running \(status.queues.computeRunning), pending \(status.queues.computePending)")
+        #expect(status.requests.inFlight == 1, "only the status call itself: \(status.requests.inFlight)")
+        #expect(status.requests.cancelled == 10_000)
         #expect(d.rssKiB() < rssBefore + 64 * 1024, "RSS \(rssBefore) KiB before, \(d.rssKiB()) KiB after")
         #expect(d.terminate() == 0)
     }

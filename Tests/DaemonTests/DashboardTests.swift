@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import RobustdAPI
 import RobustdClient
 import RobustdTestSupport
 import Testing
@@ -61,7 +62,7 @@ struct DashboardTests {
         let state = TempDir()
         let (daemon, c) = try FineTuneTests.prepared(state: state, model: model)
         defer { withExtendedLifetime(daemon) {} }
-        let exposition = try #require(try c.call("metrics/prometheus").get()["text"]?.stringValue)
+        let exposition = try c.call(MetricsPrometheus.self).get().text
         let metricsDoc = try String(contentsOfFile: root + "/docs/metrics.md", encoding: .utf8)
         let names = Set(all.matches(of: /robustd_[a-z0-9_]+/).map { String($0.output) })
         for n in names {

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import RobustdAPI
 import RobustdTestSupport
 import Testing
 
@@ -72,7 +73,7 @@ struct OpenRPCTests {
         let state = TempDir()
         let (d, c) = try FineTuneTests.prepared(state: state, model: model)
         defer { withExtendedLifetime(d) {} }
-        _ = try c.call("dataset/import", ["name": "traffic", "records": VersionTests.records]).get()
+        _ = try c.call(DatasetImportMethod.self, .init(name: "traffic", records: VersionTests.recordList)).get()
         let sock = ["--socket", d.socketPath]
         func replay(_ seed: String) throws -> JSONValue {
             let (s, o, e) = try run(Binaries.robustctl, ["replay", "--dataset", "traffic", "--seed", seed, "--feedback-rate", "1", "--typo-rate", "0.5", "--json"] + sock)
