@@ -87,9 +87,9 @@ struct MetricsTests {
         for _ in 0..<15 { _ = try c.call(Ping.self).get(); usleep(30_000) }
         #expect(updates.count == 1, "\(updates.count)")
         // Bad parameters.
-        guard case .failure(let e) = try c.call("metrics/subscribe", ["intervalMs": 10]) else { Issue.record("accepted 10 ms"); return }
+        guard case .failure(let e) = try c.call(MetricsSubscribe.self, .init(intervalMs: 10)) else { Issue.record("accepted 10 ms"); return }
         #expect(e.code == .invalidParams)
-        guard case .failure(let e2) = try c.call("metrics/subscribe", ["metrics": ["nothing.like.this"]]) else { Issue.record("accepted"); return }
+        guard case .failure(let e2) = try c.call(MetricsSubscribe.self, .init(metrics: ["nothing.like.this"])) else { Issue.record("accepted"); return }
         #expect(e2.message.contains("no metric matches"))
         // Another connection's subscriptions end with it.
         var other: RPCClient? = try d.client()

@@ -186,7 +186,7 @@ struct SocketTests {
         func cycle(_ n: Int) throws {
             for i in 0..<n {
                 let c = try d.client()
-                if i % 100 == 0 { _ = try c.call("daemon/ping", timeout: 5) }
+                if i % 100 == 0 { _ = try c.call(Ping.self, timeout: 5) }
             }
         }
         try cycle(1000)
