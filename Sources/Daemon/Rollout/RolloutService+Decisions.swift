@@ -18,7 +18,7 @@ extension RolloutService {
     func decide() {
         // Nothing is decided while the candidate is loading (after a restart): no evidence arrives then.
         // A follower never decides: the driving replica does.
-        guard !isFollower, var r = current, !r.stage.isFinal, !promoting, pendingPromotion == nil, candidate != nil else { return }
+        guard !isFollower, var r = current, !r.stage.isFinal, !promotion.inProgress, promotion.pending == nil, candidate != nil else { return }
         guard let t = r.decide(now: Date().timeIntervalSince1970) else { return }
         current = r
         transitioned(t)
@@ -39,7 +39,7 @@ extension RolloutService {
         guard let r = current else { return }
         let id = r.id, stage = r.stage.rawValue, state = Self.encode(r), candidateID = r.candidate
         let promote = t.to == .promoted
-        if promote { promoting = true }
+        if promote { promotion.inProgress = true }
         flushDisagreements()
         dirty = false
         store.run({ store throws(StoreError) in
@@ -47,20 +47,20 @@ extension RolloutService {
             if promote { try store.setActive(candidateID) }
         }, completion: { [weak self] result in
             guard let self else { return }
-            self.promoting = false
+            self.promotion.inProgress = false
             if case .failure(let e) = result {
                 self.logger.error("rollout transition not stored; will retry", metadata: ["rollout": "\(id)", "error": "\(e.message)"])
                 self.dirty = true
                 if promote {
-                    self.pendingPromotion = t
+                    self.promotion.pending = t
                     done?(.failure(e))
                     return
                 }
             }
-            if promote, case .success = result, let c = self.candidate, let layers = self.candidateLayers {
-                self.promoting = true
+            if promote, case .success = result, let c = self.candidate, let layers = self.promotion.candidateLayers {
+                self.promotion.inProgress = true
                 self.model.activate(c.version, layers: layers)
-                self.promoting = false
+                self.promotion.inProgress = false
             }
             if t.to.isFinal { self.dropCandidate() }
             done?(result.map { _ in () })
@@ -69,14 +69,14 @@ extension RolloutService {
 
     func dropCandidate() {
         candidate = nil
-        candidateLayers = nil
-        shadowQueue = []
-        canaryDisagreeing = []
-        knownCosts = [:]
+        promotion.candidateLayers = nil
+        shadow.queue = []
+        shadow.canaryDisagreeing = []
+        shadow.knownCosts = [:]
     }
 
     func activeChanged(_ v: ModelVersion) {
-        guard !promoting, !isFollower, var r = current, !r.stage.isFinal, v.id != r.control else { return }
+        guard !promotion.inProgress, !isFollower, var r = current, !r.stage.isFinal, v.id != r.control else { return }
         // Someone activated another version by hand: the rollout's control is gone.
         if let t = try? r.abort(now: Date().timeIntervalSince1970, by: "fault",
                                 reason: "version \(v.id) was activated by hand during the rollout; its control (version \(r.control)) no longer serves") {
@@ -89,8 +89,8 @@ extension RolloutService {
         if isFollower { flushPooled(); return }
         guard let r = current else { return }
         takePooled()
-        if let t = pendingPromotion {
-            pendingPromotion = nil
+        if let t = promotion.pending {
+            promotion.pending = nil
             commit(t, done: nil)
             return
         }
@@ -120,7 +120,7 @@ extension RolloutService {
 
     func flush() {
         flushDisagreements()
-        if let t = pendingPromotion { pendingPromotion = nil; commit(t, done: nil) } else if dirty { persist() }
+        if let t = promotion.pending { promotion.pending = nil; commit(t, done: nil) } else if dirty { persist() }
     }
 
     func emit(_ kind: RolloutEvent.Params.Kind, _ t: Transition?) {

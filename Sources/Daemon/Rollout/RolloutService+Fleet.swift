@@ -32,7 +32,7 @@ extension RolloutService {
         }
     }
 
-    var isFollower: Bool { driver != nil }
+    var isFollower: Bool { following.driver != nil }
 
     /// The last rollout, and (when it runs) the replica that drives it if it is another; this
     /// replica becomes its driver if the driver's lease expired. On the store thread.
@@ -45,12 +45,12 @@ extension RolloutService {
     /// over whose driver's lease expired, drops one that ended. Called on a rollout
     /// notification and at every heartbeat.
     func refreshFleetRollout() {
-        guard store.backend == "postgresql", model.encoder != nil, resumed, !isStopping, !refreshingFleet else { return }
-        refreshingFleet = true
+        guard store.backend == "postgresql", model.encoder != nil, resumeGate.done, !isStopping, !following.refreshing else { return }
+        following.refreshing = true
         let now = Date().timeIntervalSince1970
         store.run({ store throws(StoreError) in try Self.lastRollout(store, now: now) }, completion: { [weak self] r in
             guard let self else { return }
-            self.refreshingFleet = false
+            self.following.refreshing = false
             guard case .success(let found?) = r, let stored = Self.decode(found.0) else { return }
             self.reconcile(stored, driver: found.driver)
         })
@@ -63,7 +63,7 @@ extension RolloutService {
             guard isFollower, current?.id == stored.id else { return }
             flushPooled()
             current = stored
-            driver = nil
+            following.driver = nil
             dropCandidate()
             logger.info("the fleet's rollout ended", metadata: ["rollout": "\(stored.id)", "stage": "\(stored.stage.rawValue)"])
             return
@@ -72,7 +72,7 @@ extension RolloutService {
             // Another replica drives it: follow (the stored state is the driver's latest).
             let starting = current?.id != stored.id || !isFollower
             current = stored
-            driver = name
+            following.driver = name
             if starting {
                 logger.info("following the fleet's rollout", metadata: ["rollout": "\(stored.id)", "stage": "\(stored.stage.rawValue)", "driver": "\(name)"])
                 loadCandidate(stored)
@@ -86,7 +86,7 @@ extension RolloutService {
             flushPooled()
             let had = candidate != nil && current?.id == stored.id
             current = stored
-            driver = nil
+            following.driver = nil
             if !had { loadCandidate(stored) }
         }
     }
@@ -107,32 +107,32 @@ extension RolloutService {
     // MARK: A follower's evidence
 
     func poolServed(arm: Arm, inputs: Int, outOfScope: Int, flagged: Int, expectedCost: Double) {
-        var a = pooled[arm]
+        var a = following.pooled[arm]
         a.requests += 1
         a.inputs += inputs
         a.outOfScope += outOfScope
         a.flagged += flagged
         a.expectedCost += expectedCost
-        pooled[arm] = a
+        following.pooled[arm] = a
     }
 
-    func poolError(arm: Arm) { pooled[arm].errors += 1 }
+    func poolError(arm: Arm) { following.pooled[arm].errors += 1 }
 
-    func poolReport(arm: Arm, cost: Double) { pooled.reports.append(.init(arm: arm, cost: cost)) }
+    func poolReport(arm: Arm, cost: Double) { following.pooled.reports.append(.init(arm: arm, cost: cost)) }
 
     /// Sends what this follower pooled to the shared store (every second, and when it stops).
     func flushPooled() {
-        guard isFollower, !pooled.isEmpty, let r = current else { return }
-        let evidence = pooled
-        pooled = PooledEvidence()
+        guard isFollower, !following.pooled.isEmpty, let r = current else { return }
+        let evidence = following.pooled
+        following.pooled = PooledEvidence()
         guard let bytes = try? JSONBytesEncoder().bytes(evidence) else { return }
         let payload = String(decoding: bytes, as: UTF8.self), id = r.id
         store.run({ store throws(StoreError) in try store.addRolloutEvidence(rollout: id, payload: payload) }, completion: { [weak self] res in
             guard let self, case .failure(let e) = res else { return }
             // Kept for the next flush (the store is away): nothing pooled is dropped.
-            self.pooled.control = Self.sum(self.pooled.control, evidence.control)
-            self.pooled.candidate = Self.sum(self.pooled.candidate, evidence.candidate)
-            self.pooled.reports = evidence.reports + self.pooled.reports
+            self.following.pooled.control = Self.sum(self.following.pooled.control, evidence.control)
+            self.following.pooled.candidate = Self.sum(self.following.pooled.candidate, evidence.candidate)
+            self.following.pooled.reports = evidence.reports + self.following.pooled.reports
             self.logger.debug("pooled rollout evidence kept for the next flush", metadata: ["error": "\(e.message)"])
         })
     }
@@ -145,12 +145,12 @@ extension RolloutService {
     // MARK: The driver takes the followers' evidence
 
     func takePooled() {
-        guard store.backend == "postgresql", !isFollower, !takingPooled, let r = current, r.stage == .canary else { return }
-        takingPooled = true
+        guard store.backend == "postgresql", !isFollower, !following.takingPooled, let r = current, r.stage == .canary else { return }
+        following.takingPooled = true
         let id = r.id
         store.run({ store throws(StoreError) -> [String] in try store.takeRolloutEvidence(rollout: id) }, completion: { [weak self] res in
             guard let self else { return }
-            self.takingPooled = false
+            self.following.takingPooled = false
             guard case .success(let payloads) = res, !payloads.isEmpty, var r = self.current, r.id == id, r.stage == .canary else { return }
             for p in payloads {
                 guard let v = try? JSONParser.parse(Array(p.utf8)), let e = try? JSONValueDecoder().decode(PooledEvidence.self, from: v) else { continue }
@@ -169,6 +169,6 @@ extension RolloutService {
 
     /// The answer to an operator's change on a follower: send it to the driver.
     func followerRefusal(_ what: String) -> RPCError {
-        RPCError(.conflict, "rollout \(current?.id ?? 0) is driven by replica \(driver ?? "?"); \(what) there (daemon/fleet lists the replicas)")
+        RPCError(.conflict, "rollout \(current?.id ?? 0) is driven by replica \(following.driver ?? "?"); \(what) there (daemon/fleet lists the replicas)")
     }
 }

@@ -106,18 +106,18 @@ extension RolloutService {
             }
             let controlCost = p.label == d.controlLabel ? 0 : self.policy.cost(truth: p.label, predicted: d.controlLabel)
             let candidateCost = p.label == d.candidateLabel ? 0 : self.policy.cost(truth: p.label, predicted: d.candidateLabel)
-            let before = r, knownBefore = self.knownCosts[d.text]
+            let before = r, knownBefore = self.shadow.knownCosts[d.text]
             // The occurrences sampled for the test while the input waited for its review count now.
             for _ in 0..<d.requested { r.recordLabel(controlCost: controlCost, candidateCost: candidateCost) }
             self.current = r
-            self.knownCosts[d.text] = (controlCost, candidateCost)
+            self.shadow.knownCosts[d.text] = (controlCost, candidateCost)
             // The review and the state that counts it are stored in one transaction.
             self.persist(review: (d.id, p.label, d.requested)) { [weak self] stored in
                 guard let self else { return }
                 switch stored {
                 case .failure(let e):
                     if self.current?.id == before.id { self.current = before }
-                    self.knownCosts[d.text] = knownBefore
+                    self.shadow.knownCosts[d.text] = knownBefore
                     ctx.reply(.failure(e))
                 case .success:
                     var out = d

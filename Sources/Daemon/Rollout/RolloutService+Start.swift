@@ -92,8 +92,8 @@ extension RolloutService {
                     return
                 }
                 self.current = rollout
-                self.shadowDropped = 0
-                self.knownCosts = [:]
+                self.shadow.dropped = 0
+                self.shadow.knownCosts = [:]
                 self.attach(l)
                 self.logger.info("rollout started", metadata: ["rollout": "\(rollout.id)", "candidate": "\(candidateID)", "control": "\(controlID)"])
                 self.emit(.started, rollout.timeline.first)
@@ -105,7 +105,7 @@ extension RolloutService {
     func attach(_ l: LoadedVersion) {
         guard let batcher = model.batcher else { return }
         candidate = ActiveModel.Serving(version: l.version, encoder: model.encoder(for: l.version, layers: l.layers), batcher: batcher)
-        candidateLayers = l.layers
+        promotion.candidateLayers = l.layers
     }
 
     /// `overrides` (any subset of the settings' keys, nested ones too) laid over `base`.
@@ -184,7 +184,7 @@ extension RolloutService {
             guard let self, case .success(let rows) = r, self.current?.id == id else { return }
             for d in rows {
                 guard let label = d.label else { continue }
-                self.knownCosts[d.text] = (label == d.controlLabel ? 0 : self.policy.cost(truth: label, predicted: d.controlLabel),
+                self.shadow.knownCosts[d.text] = (label == d.controlLabel ? 0 : self.policy.cost(truth: label, predicted: d.controlLabel),
                                            label == d.candidateLabel ? 0 : self.policy.cost(truth: label, predicted: d.candidateLabel))
             }
         })

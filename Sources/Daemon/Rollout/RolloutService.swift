@@ -37,38 +37,15 @@ final class RolloutService: DaemonService {
     var dirty = false
     var timer: EventLoop.Timer?
     var lastEvidenceEvent = 0.0
-    /// Served inputs waiting to be scored unseen by the other version (the candidate for the
-    /// control's answers; in canary, the control for the candidate's), with the served answer.
-    var shadowQueue: [(text: String, served: InputScore, arm: Arm)] = []
-    /// Texts of the canary's inputs on which the two versions disagree (for failure reports).
-    var canaryDisagreeing = Set<String>()
-    /// Reviewed disagreements' costs (control's answer, candidate's) by text: a sampled
-    /// occurrence of a reviewed input counts at once.
-    var knownCosts: [String: (control: Double, candidate: Double)] = [:]
-    /// How many times each input has disagreed in the shadow (for its occurrences' coins).
-    var sampledOccurrences: [String: Int] = [:]
-    var shadowInFlight = false
-    var pendingDisagreements: [DisagreementRecord] = []
-    var shadowDropped = 0
-    /// A promotion whose transaction failed (the store was away): retried every second, and
-    /// nothing else of the rollout is stored meanwhile, so the stored state never says
-    /// "promoted" without the active version that goes with it.
-    var pendingPromotion: Transition?
-    /// The candidate's changed layers (activated on promotion).
-    var candidateLayers: [Int: BertLayerWeights]?
-    var promoting = false
+    /// The shadow's working state (RolloutService+Shadow.swift).
+    var shadow = ShadowState()
+    /// Promotion's progress (RolloutService+Decisions.swift).
+    var promotion = PromotionState()
+    /// In a fleet: whom this replica follows and what it pools for the driver (RolloutService+Fleet.swift).
+    var following = FleetFollowing()
+    /// Requests wait until the stored rollout is read at start.
+    var resumeGate = ResumeGate()
     var isStopping = false
-    /// False until the stored rollout is read at start; requests wait for it.
-    var resumed = false
-    var resumeWaiters: [() -> Void] = []
-    static let shadowQueueLimit = 4096
-    /// In a fleet: the replica that drives the running rollout when it is another; this one
-    /// follows it (RolloutService+Fleet.swift).
-    var driver: String?
-    /// A follower's canary evidence since its last flush.
-    var pooled = PooledEvidence()
-    var refreshingFleet = false
-    var takingPooled = false
 
     init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, repository: VersionRepository, loop: Loop,
          compute: ComputePool, logger: Logger, defaults: RolloutSettings) {
@@ -128,14 +105,14 @@ final class RolloutService: DaemonService {
 
     /// Runs `body` once the stored rollout has been read (at once after start-up).
     func whenResumed(_ body: @escaping () -> Void) {
-        if resumed { body() } else { resumeWaiters.append(body) }
+        if resumeGate.done { body() } else { resumeGate.waiters.append(body) }
     }
 
     func finishResuming() {
-        guard !resumed else { return }
-        resumed = true
-        let waiting = resumeWaiters
-        resumeWaiters = []
+        guard !resumeGate.done else { return }
+        resumeGate.done = true
+        let waiting = resumeGate.waiters
+        resumeGate.waiters = []
         for w in waiting { w() }
     }
 
@@ -157,7 +134,7 @@ final class RolloutService: DaemonService {
         values["rollout.shadowRequests"] = Double(r.shadowRequests)
         values["rollout.disagreements"] = Double(r.disagreements)
         values["rollout.labels"] = Double(r.labels)
-        values["rollout.shadowDropped"] = Double(shadowDropped)
+        values["rollout.shadowDropped"] = Double(shadow.dropped)
         for arm in Arm.allCases {
             let a = r.stats(arm), p = "rollout.arm.\(arm.rawValue)."
             values[p + "requests"] = Double(a.requests)
@@ -217,8 +194,8 @@ final class RolloutService: DaemonService {
         if isFollower { return }
         if candidate != nil && (arm == .control || r.stage == .canary) {
             for (t, s) in zip(texts, scores) {
-                if shadowQueue.count >= Self.shadowQueueLimit { shadowDropped += 1; continue }
-                shadowQueue.append((t, s, arm))
+                if shadow.queue.count >= ShadowState.queueLimit { shadow.dropped += 1; continue }
+                shadow.queue.append((t, s, arm))
             }
             pumpShadow()
         }
@@ -245,7 +222,7 @@ final class RolloutService: DaemonService {
             return
         }
         if f.kind != "confirmation", r.stage == .canary, f.at >= r.stageStartedAt, f.version == r.candidate || f.version == r.control {
-            r.recordFailureReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost, onDisagreement: canaryDisagreeing.contains(f.text))
+            r.recordFailureReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost, onDisagreement: shadow.canaryDisagreeing.contains(f.text))
             current = r
             dirty = true
             decide()
@@ -268,4 +245,51 @@ final class RolloutService: DaemonService {
         h ^= h >> 33
         return h
     }
+}
+
+/// What the shadow works on: served inputs waiting to be scored unseen by the other version
+/// (the candidate for the control's answers; in canary, the control for the candidate's), with
+/// the served answer; what disagreed; what reviews already decided.
+struct ShadowState {
+    static let queueLimit = 4096
+    var queue: [(text: String, served: InputScore, arm: Arm)] = []
+    var inFlight = false
+    /// Inputs not shadow-scored because the queue was full.
+    var dropped = 0
+    /// Texts of the canary's inputs on which the two versions disagree (for failure reports).
+    var canaryDisagreeing = Set<String>()
+    /// Reviewed disagreements' costs (control's answer, candidate's) by text: a sampled
+    /// occurrence of a reviewed input counts at once.
+    var knownCosts: [String: (control: Double, candidate: Double)] = [:]
+    /// How many times each input has disagreed in the shadow (for its occurrences' coins).
+    var sampledOccurrences: [String: Int] = [:]
+    /// Disagreements found and not yet stored.
+    var pendingDisagreements: [DisagreementRecord] = []
+}
+
+/// A promotion under way.
+struct PromotionState {
+    /// A promotion whose transaction failed (the store was away): retried every second, and
+    /// nothing else of the rollout is stored meanwhile, so the stored state never says
+    /// "promoted" without the active version that goes with it.
+    var pending: Transition?
+    /// The candidate's changed layers (activated on promotion).
+    var candidateLayers: [Int: BertLayerWeights]?
+    var inProgress = false
+}
+
+/// A replica's part in a fleet's rollout.
+struct FleetFollowing {
+    /// The replica that drives the running rollout when it is another; this one follows it.
+    var driver: String?
+    /// A follower's canary evidence since its last flush.
+    var pooled = RolloutService.PooledEvidence()
+    var refreshing = false
+    var takingPooled = false
+}
+
+/// Whether the stored rollout has been read at start, and who waits for it.
+struct ResumeGate {
+    var done = false
+    var waiters: [() -> Void] = []
 }
