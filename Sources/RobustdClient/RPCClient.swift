@@ -147,8 +147,14 @@ public final class RPCClient {
     /// The params of `message` when it is a notification of type `N` whose params decode; nil
     /// for anything else (a response, another notification).
     public static func notification<N: RPCNotification>(_ type: N.Type, in message: JSONValue) -> N.Params? {
-        guard message["id"] == nil, message["method"]?.stringValue == N.name else { return nil }
-        return try? JSONValueDecoder().decode(N.Params.self, from: message["params"] ?? .object([:]))
+        guard message["id"] == nil, let method = message["method"]?.stringValue else { return nil }
+        return notification(type, method: method, params: message["params"])
+    }
+
+    /// The same for a notification's parts, as ``onNotification`` hands them over.
+    public static func notification<N: RPCNotification>(_ type: N.Type, method: String, params: JSONValue?) -> N.Params? {
+        guard method == N.name else { return nil }
+        return try? JSONValueDecoder().decode(N.Params.self, from: params ?? .object([:]))
     }
 
     /// Issues the next id for a request sent by hand.

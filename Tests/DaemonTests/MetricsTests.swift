@@ -66,7 +66,7 @@ struct MetricsTests {
         let c = try d.client()
         var updates: [MetricsUpdate.Params] = []
         c.onNotification = { m, p in
-            if let u = RPCClient.notification(MetricsUpdate.self, in: ["method": .string(m), "params": p ?? .null]) { updates.append(u) }
+            if let u = RPCClient.notification(MetricsUpdate.self, method: m, params: p) { updates.append(u) }
         }
         let sub = try c.call(MetricsSubscribe.self, .init(metrics: ["requestRate", "connections.open"], intervalMs: 100)).get()
         #expect(sub.metrics.contains("connections.open"))

@@ -133,11 +133,18 @@ extension RolloutService {
     /// The offline gate's verdict in a version's stored report.
     static func offlineGate(_ report: String) -> (passed: Bool, summary: String) {
         // A fine-tuned version's stored report holds the job's result, the gate among it.
-        guard let gate = (try? JSONValueDecoder().decode(VersionReport.self, fromJSON: report))?.fineTune?.gate else {
+        // Only the verdict is read, so that a report written by an earlier release (without
+        // fields added since) still gates its rollout.
+        struct Verdict: Decodable {
+            struct Gate: Decodable { let passed: Bool; let reasons: [String]? }
+            let gate: Gate
+        }
+        guard let gate = (try? JSONValueDecoder().decode(Verdict.self, fromJSON: report))?.gate else {
             return (false, "the version has no offline gate report (only fine-tuned versions have one)")
         }
         if gate.passed { return (true, "passed") }
-        return (false, gate.reasons.isEmpty ? "failed" : "failed: " + gate.reasons.joined(separator: "; "))
+        let reasons = gate.reasons ?? []
+        return (false, reasons.isEmpty ? "failed" : "failed: " + reasons.joined(separator: "; "))
     }
 
     // MARK: Resuming after a restart
