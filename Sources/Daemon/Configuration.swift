@@ -8,16 +8,34 @@ public struct Configuration: Sendable {
     public var stdio = false
     /// Listen on this Unix socket path (nil: no socket).
     public var socketPath: String? = nil
+    /// The limits every connection enforces (their defaults: TransportLimits; the flags set
+    /// them through the properties below).
+    public var transportLimits = TransportLimits()
     /// Largest message accepted, in bytes; larger ones are answered with an error and skipped.
-    public var maxMessageBytes = 16 << 20
+    public var maxMessageBytes: Int {
+        get { transportLimits.maxMessageBytes }
+        set { transportLimits.maxMessageBytes = newValue }
+    }
     /// Requests a connection may have unanswered at once; more are answered `busy` (-32010).
-    public var maxInFlightPerConnection = 1024
+    public var maxInFlightPerConnection: Int {
+        get { transportLimits.maxInFlightPerConnection }
+        set { transportLimits.maxInFlightPerConnection = newValue }
+    }
     /// Most messages in one batch.
-    public var maxBatchSize = 1024
+    public var maxBatchSize: Int {
+        get { transportLimits.maxBatchSize }
+        set { transportLimits.maxBatchSize = newValue }
+    }
     /// Output bytes queued for a client that is not reading before it is disconnected.
-    public var maxQueuedOutputBytes = 64 << 20
+    public var maxQueuedOutputBytes: Int {
+        get { transportLimits.maxQueuedOutputBytes }
+        set { transportLimits.maxQueuedOutputBytes = newValue }
+    }
     /// How long a socket client may take to finish a message it began, in milliseconds.
-    public var partialMessageTimeoutMs: UInt64 = 30_000
+    public var partialMessageTimeoutMs: UInt64 {
+        get { transportLimits.partialMessageTimeoutMs }
+        set { transportLimits.partialMessageTimeoutMs = newValue }
+    }
     /// Threads for compute work (inference, training).
     public var computeThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// How long a graceful stop waits for requests in flight, in milliseconds.
@@ -62,13 +80,6 @@ public struct Configuration: Sendable {
     public var metricsSnapshotSeconds = 60.0
     /// Where GET /metrics is served over HTTP (nil: nowhere).
     public var metricsListen: (host: String, port: Int)? = nil
-
-    /// The limits every connection enforces.
-    public var transportLimits: TransportLimits {
-        TransportLimits(maxMessageBytes: maxMessageBytes, maxBatchSize: maxBatchSize,
-                        maxInFlightPerConnection: maxInFlightPerConnection, maxQueuedOutputBytes: maxQueuedOutputBytes,
-                        partialMessageTimeoutMs: partialMessageTimeoutMs)
-    }
 
     /// "127.0.0.1:9464" or "[::1]:9464" (a numeric address and a port 0–65535).
     public static func parseHostPort(_ s: String) -> (host: String, port: Int)? {

@@ -43,18 +43,19 @@ public final class Daemon {
         let pipeline = ScoringPipeline(model: model, policy: policy, compute: compute)
         let metrics = LiveMetrics(), traffic = TrafficLedger(store: store, loop: loop, logger: logger)
         let recent = RecentInputs(), failures = FailureMemory()
-        let repository = VersionRepository(stateDir: config.stateDir, baseModel: model.encoder?.folder ?? "",
-                                           vocabulary: model.encoder?.tokenizer.idToToken ?? [], twins: model.twins)
+        let repository = VersionRepository(files: .init(stateDir: config.stateDir, baseModel: model.encoder?.folder ?? "",
+                                                        vocabulary: model.encoder?.tokenizer.idToToken ?? [], twins: model.twins),
+                                           store: store, compute: compute)
         let services = ServiceList()
         self.services = services
 
-        let fleet = FleetService(config: config, model: model, store: store, repository: repository, compute: compute, loop: loop, logger: logger)
+        let fleet = FleetService(config: config, model: model, store: store, repository: repository, loop: loop, logger: logger)
         lifecycle = LifecycleService(transport: transport, stopper: stopper, compute: compute, model: model, logger: logger,
                                      startedAt: startedAt, maxMessageBytes: config.maxMessageBytes,
                                      debugMethods: config.enableDebugMethods, socketPath: { [weak socket] in socket?.path },
                                      storeStatus: { [unowned fleet] in fleet.status })
         let rollout = RolloutService(model: model, pipeline: pipeline, policy: policy, store: store, repository: repository, loop: loop,
-                                     compute: compute, logger: logger, defaults: config.file.rollout)
+                                     logger: logger, defaults: config.file.rollout)
         fleet.onRolloutChange = { [weak rollout] in rollout?.refreshFleetRollout() }
         let regions = RegionService(store: store, traffic: traffic, policy: policy, compute: compute, model: model)
         fineTune = FineTuneService(model: model, store: store, regions: regions, policy: policy, repository: repository, rollout: rollout,

@@ -246,6 +246,12 @@ public final class Connection {
         write(body)
     }
 
+    /// Sends a notification already encoded (by `Watchers`, once for all its connections).
+    func send(encodedNotification body: [UInt8]) {
+        guard !isClosed else { return }
+        write(body)
+    }
+
     private func write(_ body: consuming [UInt8]) {
         if framing == .ndjson {
             // The body is ours: the newline goes on its end, no second buffer.

@@ -89,7 +89,7 @@ final class EvalService: DaemonService {
         }
         let id = ids[index]
         let share = (from: 100 * index / ids.count, to: 100 * (index + 1) / ids.count - 5)
-        repository.serving(id, model: model, store: store, ctx: ctx) { [unowned self] version, encoder in
+        repository.serving(id, model: model, ctx: ctx) { [unowned self] version, encoder in
             // Read as serving reads them: through the version's normaliser.
             let read = version.normaliser == nil ? texts : texts.map { version.encoderText($0) }
             self.pipeline.embedAll(read, batcher: batcher, encoder: encoder, ctx: ctx, progress: progress, percentOf: share) { [unowned self] vectors in

@@ -1,4 +1,5 @@
 import EventLoop
+import Foundation
 import Encoder
 import RobustdAPI
 import RPCTransport
@@ -15,7 +16,7 @@ final class FineTuneJobState {
     let targets: [String]
     let token = CancellationToken()
     /// Connections that get its finetune/event notifications (the starter and watchers).
-    var watchers: [Int: Connection] = [:]
+    var watchers = Watchers()
     var progress: WorkDoneProgress?
     var cancelWaiters: [RequestContext] = []
     var lastEventAt = 0.0
@@ -27,6 +28,35 @@ final class FineTuneJobState {
         self.params = params
         self.targets = targets
     }
+}
+
+/// The jobs this daemon knows (finished ones too, read from the store), those waiting to run
+/// in order, and the one running here with the semaphore its thread signals when it ends.
+///
+/// - Important: Used only on the loop thread.
+struct JobBook {
+    private var byID: [Int: FineTuneJobState] = [:]
+    /// Queued or scheduled jobs, oldest first.
+    private(set) var waiting: [Int] = []
+    var running: Int?
+    var threadDone: DispatchSemaphore?
+
+    subscript(id: Int) -> FineTuneJobState? { byID[id] }
+    var all: Dictionary<Int, FineTuneJobState>.Values { byID.values }
+
+    /// Adds (or replaces) a job under its id.
+    mutating func add(_ job: FineTuneJobState) { byID[job.view.id] = job }
+    /// Puts a job at the end of the waiting line (once).
+    mutating func enqueue(_ id: Int) { if !waiting.contains(id) { waiting.append(id) } }
+    mutating func unqueue(_ id: Int) { waiting.removeAll { $0 == id } }
+}
+
+/// Fleet work on the store thread, one of each kind at a time.
+struct FleetWork {
+    /// A claim of the next queued job.
+    var claiming = false
+    /// A sync of the jobs' rows.
+    var syncing = false
 }
 
 /// What the job thread needs, copied off the loop.

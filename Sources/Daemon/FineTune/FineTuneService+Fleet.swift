@@ -49,24 +49,24 @@ extension FineTuneService {
     /// Follows the shared job table: jobs made elsewhere appear, jobs run elsewhere move on
     /// (their watchers here hear it), a cancel asked on another replica stops the job here.
     func syncFleetJobs() {
-        guard fleetJobs, !syncing else { return }
-        syncing = true
+        guard fleetJobs, !fleetWork.syncing else { return }
+        fleetWork.syncing = true
         store.run({ store throws(StoreError) -> [JobRecord] in try store.jobs() }, completion: { [weak self] r in
             guard let self else { return }
-            self.syncing = false
+            self.fleetWork.syncing = false
             guard case .success(let records) = r else { return }
             for rec in records {
-                if rec.id == self.runningJob {
-                    if rec.cancelRequested, let job = self.jobs[rec.id], !job.token.isCancelled {
+                if rec.id == self.book.running {
+                    if rec.cancelRequested, let job = self.book[rec.id], !job.token.isCancelled {
                         self.logger.info("fine-tune job cancelled from another replica", metadata: ["job": "\(rec.id)"])
                         job.token.cancel()
                     }
                     continue
                 }
-                guard let job = self.jobs[rec.id] else {
+                guard let job = self.book[rec.id] else {
                     if let job = Self.jobState(rec) {
-                        self.jobs[rec.id] = job
-                        if job.view.state == .queued || job.view.state == .scheduled { self.jobQueue.append(rec.id) }
+                        self.book.add(job)
+                        if job.view.state == .queued || job.view.state == .scheduled { self.book.enqueue(rec.id) }
                     }
                     continue
                 }
@@ -77,14 +77,14 @@ extension FineTuneService {
                         || v.version != before.version else { continue }
                 job.view = v
                 if v.state.isFinished {
-                    self.jobQueue.removeAll { $0 == rec.id }
+                    self.book.unqueue(rec.id)
                     self.emit(job, kind: .finished, message: v.error)
                     job.progress?.end(message: "\(v.state.rawValue) on replica \(rec.owner)")
                     job.progress = nil
                     for w in job.cancelWaiters { w.reply(job.view) }
                     job.cancelWaiters = []
                 } else if v.state == .running && before.state != .running {
-                    self.jobQueue.removeAll { $0 == rec.id }
+                    self.book.unqueue(rec.id)
                     self.emit(job, kind: .started, message: "running on replica \(rec.owner)")
                 } else {
                     self.emit(job, kind: .phase, message: nil)
@@ -95,19 +95,19 @@ extension FineTuneService {
 
     /// Claims the fleet's oldest queued job if no job runs anywhere, and runs it here.
     func claimFleetJob() {
-        guard fleetJobs, runningJob == nil, !isStopping, !claiming, model.version != nil else { return }
-        claiming = true
+        guard fleetJobs, book.running == nil, !isStopping, !fleetWork.claiming, model.version != nil else { return }
+        fleetWork.claiming = true
         let now = Date().timeIntervalSince1970
         store.run({ store throws(StoreError) -> JobRecord? in try store.claimNextJob(now: now) }, completion: { [weak self] r in
             guard let self else { return }
-            self.claiming = false
+            self.fleetWork.claiming = false
             guard case .success(let rec?) = r else { return }
-            guard let job = self.jobs[rec.id] ?? Self.jobState(rec) else {
+            guard let job = self.book[rec.id] ?? Self.jobState(rec) else {
                 self.logger.error("a claimed fine-tune job cannot be read", metadata: ["job": "\(rec.id)"])
                 return
             }
-            self.jobs[rec.id] = job
-            self.jobQueue.removeAll { $0 == rec.id }
+            self.book.add(job)
+            self.book.unqueue(rec.id)
             self.logger.info("fine-tune job claimed", metadata: ["job": "\(rec.id)", "createdBy": "\(rec.owner)"])
             if self.isStopping {
                 self.finishJob(job, state: .interrupted, error: "the replica began to stop as it claimed the job")
@@ -128,7 +128,7 @@ extension FineTuneService {
             case .failure(let e): ctx.reply(.failure(e))
             case .success(true):
                 job.token.cancel()
-                self.jobQueue.removeAll { $0 == id }
+                self.book.unqueue(id)
                 self.finishJob(job, state: .cancelled, error: "cancelled before it started")
                 ctx.reply(job.view)
             case .success(false):

@@ -18,8 +18,8 @@ extension FineTuneService {
     /// Starts the next job whose time has come, if none is running.
     func pumpJobs() {
         let now = Date().timeIntervalSince1970
-        for id in jobQueue {
-            guard let job = jobs[id], job.view.state == .scheduled else { continue }
+        for id in book.waiting {
+            guard let job = book[id], job.view.state == .scheduled else { continue }
             if (job.view.notBefore ?? 0) <= now && Self.inWindow(job.window, at: now) {
                 job.view.state = .queued
                 job.view.progress.phase = "queued"
@@ -33,9 +33,9 @@ extension FineTuneService {
             claimFleetJob()
             return
         }
-        guard runningJob == nil, !isStopping else { return }
-        guard let next = jobQueue.first(where: { jobs[$0]?.view.state == .queued }), let job = jobs[next] else { return }
-        jobQueue.removeAll { $0 == next }
+        guard book.running == nil, !isStopping else { return }
+        guard let next = book.waiting.first(where: { book[$0]?.view.state == .queued }), let job = book[next] else { return }
+        book.unqueue(next)
         runJob(job)
     }
 
@@ -54,7 +54,7 @@ extension FineTuneService {
             finishJob(job, state: .failed, error: "version \(job.view.parent) is no longer the active version; start the job again")
             return
         }
-        runningJob = job.view.id
+        book.running = job.view.id
         job.view.state = .running
         job.view.startedAt = Date().timeIntervalSince1970
         job.view.progress = .init(phase: "reading data")
@@ -91,12 +91,12 @@ extension FineTuneService {
         }, completion: { [unowned self] result in
             switch result {
             case .failure(let e):
-                self.runningJob = nil
+                self.book.running = nil
                 self.finishJob(job, state: .failed, error: e.message)
                 self.pumpJobs()
             case .success(let data):
                 guard !job.token.isCancelled else {
-                    self.runningJob = nil
+                    self.book.running = nil
                     self.finishJob(job, state: .cancelled, error: "cancelled")
                     self.pumpJobs()
                     return
@@ -164,7 +164,7 @@ extension FineTuneService {
         }
         thread.name = "robustd-finetune-\(jobID)"
         thread.stackSize = 8 << 20
-        jobThreadDone = done
+        book.threadDone = done
         thread.start()
     }
 
@@ -199,7 +199,7 @@ extension FineTuneService {
     // MARK: Events and the end of a job
 
     func jobEvent(_ id: Int, _ event: LocalFineTune.Event) {
-        guard let job = jobs[id], job.view.state == .running else { return }
+        guard let job = book[id], job.view.state == .running else { return }
         switch event {
         case .phase(let name):
             job.view.progress.phase = name
@@ -227,10 +227,10 @@ extension FineTuneService {
     }
 
     func jobFinished(_ id: Int, _ outcome: Result<FineTuneOutput, LocalFineTune.Failure>) {
-        jobThreadDone = nil
+        book.threadDone = nil
         BLASThreads.limit = Int.max
-        runningJob = nil
-        guard let job = jobs[id] else { return }
+        book.running = nil
+        guard let job = book[id] else { return }
         // A stopping daemon leaves the job as running in the store: the next start marks it interrupted.
         guard !isStopping else { return }
         switch outcome {
@@ -255,7 +255,7 @@ extension FineTuneService {
         // A candidate that passes its offline gate goes on a staged rollout, which promotes or
         // rolls it back on live evidence; nothing is made active here.
         let startRollout = passed && auto
-        let repository = self.repository
+        let files = self.repository.files
         let parentID = job.view.parent
         let dataset = job.view.dataset
         let method = job.view.method
@@ -264,7 +264,7 @@ extension FineTuneService {
         let box = CandidateBox(c)
         let fixed = result
         store.run({ store throws(StoreError) -> ModelVersion in
-            try repository.create(in: store, parent: parentID, method: method, dataset: dataset, status: passed ? .ready : .candidate,
+            try files.create(in: store, parent: parentID, method: method, dataset: dataset, status: passed ? .ready : .candidate,
                                   activate: false) { id in
                 let v = box.candidate.version.withID(id)
                 var withID = fixed
@@ -341,10 +341,7 @@ extension FineTuneService {
         p.version = job.view.version
         p.promoted = job.view.promoted
         p.message = message
-        for (id, c) in job.watchers {
-            if c.isClosed { job.watchers[id] = nil; continue }
-            c.notify(FineTuneEvent.self, p)
-        }
+        job.watchers.notify(FineTuneEvent.self, p)
         if kind == .step || kind == .phase {
             let pr = job.view.progress
             var text = pr.phase

@@ -27,20 +27,15 @@ final class FineTuneService: DaemonService {
     let settings: ConfigFile.FineTuneSettings
     let loop: Loop
     let logger: Logger
-    /// Jobs by id (finished ones too, from the store), the waiting ones in order, the one
-    /// running, and the semaphore its thread signals when it ends.
-    var jobs: [Int: FineTuneJobState] = [:]
-    var jobQueue: [Int] = []
-    var runningJob: Int?
-    var jobThreadDone: DispatchSemaphore?
+    /// The jobs known here, the waiting ones, the one running.
+    var book = JobBook()
     var isStopping = false
     private var jobTimer: EventLoop.Timer?
     /// A fleet (PostgreSQL store): jobs are claimed from the shared table, one running in the
     /// whole fleet; jobs other replicas run are followed from their rows.
     var fleetJobs: Bool { store.backend == "postgresql" }
-    /// A claim or a sync is on the store thread.
-    var claiming = false
-    var syncing = false
+    /// A claim or a sync on the store thread (a fleet).
+    var fleetWork = FleetWork()
 
     let rollout: RolloutService
 
@@ -63,17 +58,17 @@ final class FineTuneService: DaemonService {
     func close() {
         jobTimer?.close()
         jobTimer = nil
-        if let id = runningJob { jobs[id]?.token.cancel() }
+        if let id = book.running { book[id]?.token.cancel() }
     }
 
     func gauges(into values: inout [String: Double]) {
-        values["finetune.running"] = runningJob == nil ? 0 : 1
+        values["finetune.running"] = book.running == nil ? 0 : 1
     }
 
     /// Waits for the job's thread to stop (it stops within one training step once cancelled).
     func waitForJobThread() {
-        guard let done = jobThreadDone else { return }
-        logger.info("waiting for the fine-tune job to stop", metadata: ["job": "\(runningJob ?? 0)"])
+        guard let done = book.threadDone else { return }
+        logger.info("waiting for the fine-tune job to stop", metadata: ["job": "\(book.running ?? 0)"])
         done.wait()
     }
 
@@ -85,7 +80,7 @@ final class FineTuneService: DaemonService {
 
         router.onDeferred(FineTuneStatus.self) { [unowned self] params, ctx in
             self.withJob(params.job, ctx) { job in
-                if params.watch == true { job.watchers[ctx.connection.id] = ctx.connection }
+                if params.watch == true { job.watchers.add(ctx.connection) }
                 ctx.reply(job.view)
             }
         }
@@ -96,7 +91,7 @@ final class FineTuneService: DaemonService {
                 throw RPCError.invalidParams("'limit' must be 1 to 10000", field: "limit", expected: "1…10000", found: "\(limit)")
             }
             let before = try PageCursor.decode(FineTuneList.name, params.cursor, count: 1)?[0] ?? Int.max
-            let all = self.jobs.values.map(\.view).filter { $0.id < before && (params.state == nil || $0.state == params.state) }
+            let all = self.book.all.map(\.view).filter { $0.id < before && (params.state == nil || $0.state == params.state) }
                 .sorted { $0.id > $1.id }
             let page = Array(all.prefix(limit))
             let next = all.count > limit ? page.last.map { PageCursor.encode(FineTuneList.name, [$0.id]) } : nil
@@ -111,31 +106,31 @@ final class FineTuneService: DaemonService {
 
     /// The job, known here or (in a fleet) just made on another replica and read from its row.
     private func withJob(_ id: Int, _ ctx: RequestContext, _ body: @escaping (FineTuneJobState) -> Void) {
-        if let job = jobs[id] { body(job); return }
+        if let job = book[id] { body(job); return }
         guard fleetJobs else { ctx.reply(.failure(Self.unknownJob(id))); return }
         store.run({ store throws(StoreError) -> JobRecord? in try store.jobs().first { $0.id == id } }, completion: { [weak self] r in
             guard let self else { return }
             switch r {
             case .failure(let e): ctx.reply(.failure(e))
             case .success(let rec):
-                if let job = self.jobs[id] { body(job); return }
+                if let job = self.book[id] { body(job); return }
                 guard let rec, let job = Self.jobState(rec) else { ctx.reply(.failure(Self.unknownJob(id))); return }
-                self.jobs[id] = job
-                if job.view.state == .queued || job.view.state == .scheduled { self.jobQueue.append(id) }
+                self.book.add(job)
+                if job.view.state == .queued || job.view.state == .scheduled { self.book.enqueue(id) }
                 body(job)
             }
         })
     }
 
     private func cancel(_ job: FineTuneJobState, _ ctx: RequestContext) {
-        if fleetJobs && runningJob != job.view.id && !job.view.state.isFinished {
+        if fleetJobs && book.running != job.view.id && !job.view.state.isFinished {
             cancelInFleet(job, ctx)
             return
         }
         switch job.view.state {
         case .scheduled, .queued:
             job.token.cancel()
-            jobQueue.removeAll { $0 == job.view.id }
+            book.unqueue(job.view.id)
             finishJob(job, state: .cancelled, error: "cancelled before it started")
             ctx.reply(job.view)
         case .running:
@@ -154,11 +149,11 @@ final class FineTuneService: DaemonService {
     private func loadJobs() {
         store.run({ store throws(StoreError) -> [JobRecord] in try store.jobs() }, completion: { [unowned self] result in
             guard case .success(let records) = result else { return }
-            for r in records where self.jobs[r.id] == nil {
+            for r in records where self.book[r.id] == nil {
                 guard let job = Self.jobState(r) else { continue }
-                self.jobs[r.id] = job
+                self.book.add(job)
                 // A fleet's queued jobs (made by any replica) wait for whichever claims them.
-                if self.fleetJobs && (job.view.state == .queued || job.view.state == .scheduled) { self.jobQueue.append(r.id) }
+                if self.fleetJobs && (job.view.state == .queued || job.view.state == .scheduled) { self.book.enqueue(r.id) }
             }
         })
         let t = try? EventLoop.Timer(loop: loop)
@@ -342,11 +337,11 @@ final class FineTuneService: DaemonService {
                 view.id = id
                 let job = FineTuneJobState(view: view, params: p, targets: intents)
                 job.window = window
-                job.watchers[ctx.connection.id] = ctx.connection
+                job.watchers.add(ctx.connection)
                 job.progress = ctx.progress(token: p.workDoneToken)
                 job.progress?.begin(title: "Fine-tuning version \(parent) (\(method.rawValue)) on \(intents.count) intent\(intents.count == 1 ? "" : "s")")
-                self.jobs[id] = job
-                self.jobQueue.append(id)
+                self.book.add(job)
+                self.book.enqueue(id)
                 self.logger.info("fine-tune job created", metadata: ["job": "\(id)", "method": "\(method.rawValue)", "intents": "\(intents.count)",
                                                                       "state": "\(job.view.state.rawValue)"])
                 ctx.reply(job.view)

@@ -18,7 +18,6 @@ final class FleetService: DaemonService {
     private let model: ActiveModel
     private let store: StoreThread
     private let repository: VersionRepository
-    private let compute: ComputePool
     private let loop: Loop
     private let logger: Logger
     private let startedAt = Date().timeIntervalSince1970
@@ -36,13 +35,12 @@ final class FleetService: DaemonService {
     var onRolloutChange: (() -> Void)?
     static let heartbeatMs: UInt64 = 2000
 
-    init(config: Configuration, model: ActiveModel, store: StoreThread, repository: VersionRepository, compute: ComputePool, loop: Loop,
+    init(config: Configuration, model: ActiveModel, store: StoreThread, repository: VersionRepository, loop: Loop,
          logger: Logger) {
         self.config = config
         self.model = model
         self.store = store
         self.repository = repository
-        self.compute = compute
         self.loop = loop
         self.logger = logger
         guard isShared, let url = config.storeURL else { return }
@@ -125,7 +123,7 @@ final class FleetService: DaemonService {
         if model.version?.id == id { return }
         loading = id
         let started = Date()
-        repository.load(id, store: store, compute: compute) { [weak self] r in
+        repository.load(id) { [weak self] r in
             guard let self else { return }
             self.loading = nil
             switch r {

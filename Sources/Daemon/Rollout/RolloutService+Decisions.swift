@@ -41,7 +41,7 @@ extension RolloutService {
         let promote = t.to == .promoted
         if promote { promotion.inProgress = true }
         flushDisagreements()
-        dirty = false
+        upkeep.dirty = false
         store.run({ store throws(StoreError) in
             try store.updateRollout(id: id, stage: stage, state: state, at: t.at, review: nil)
             if promote { try store.setActive(candidateID) }
@@ -50,7 +50,7 @@ extension RolloutService {
             self.promotion.inProgress = false
             if case .failure(let e) = result {
                 self.logger.error("rollout transition not stored; will retry", metadata: ["rollout": "\(id)", "error": "\(e.message)"])
-                self.dirty = true
+                self.upkeep.dirty = true
                 if promote {
                     self.promotion.pending = t
                     done?(.failure(e))
@@ -96,23 +96,23 @@ extension RolloutService {
         }
         if !r.stage.isFinal { decide() }
         flushDisagreements()
-        if dirty { persist() }
+        if upkeep.dirty { persist() }
         let now = Date().timeIntervalSince1970
-        if !r.stage.isFinal && !watchers.isEmpty && now - lastEvidenceEvent >= 1 {
-            lastEvidenceEvent = now
+        if !r.stage.isFinal && !watchers.isEmpty && now - upkeep.lastEvidenceAt >= 1 {
+            upkeep.lastEvidenceAt = now
             emit(.evidence, nil)
         }
     }
 
     func persist(review: (id: Int, label: String, counted: Int)? = nil, done: ((Result<Void, RPCError>) -> Void)? = nil) {
         guard !isFollower, let r = current else { return }
-        dirty = false
+        upkeep.dirty = false
         let id = r.id, stage = r.stage.rawValue, state = Self.encode(r), now = Date().timeIntervalSince1970
         store.run({ store throws(StoreError) in try store.updateRollout(id: id, stage: stage, state: state, at: now, review: review) },
                   completion: { [weak self] result in
             if case .failure(let e) = result, review == nil {
                 self?.logger.warning("rollout state not stored; will retry", metadata: ["error": "\(e.message)"])
-                self?.dirty = true
+                self?.upkeep.dirty = true
             }
             done?(result)
         })
@@ -120,17 +120,14 @@ extension RolloutService {
 
     func flush() {
         flushDisagreements()
-        if let t = promotion.pending { promotion.pending = nil; commit(t, done: nil) } else if dirty { persist() }
+        if let t = promotion.pending { promotion.pending = nil; commit(t, done: nil) } else if upkeep.dirty { persist() }
     }
 
     func emit(_ kind: RolloutEvent.Params.Kind, _ t: Transition?) {
         guard let r = current else { return }
         let v = view(r)
         let p = RolloutEvent.Params(rollout: r.id, kind: kind, stage: r.stage, transition: t, evidence: v.evidence, progress: v.progress)
-        for (id, c) in watchers {
-            if c.isClosed { watchers[id] = nil; continue }
-            c.notify(RolloutEvent.self, p)
-        }
+        watchers.notify(RolloutEvent.self, p)
     }
 
     func view(_ r: Rollout) -> RolloutView {

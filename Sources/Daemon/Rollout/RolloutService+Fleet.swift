@@ -45,7 +45,7 @@ extension RolloutService {
     /// over whose driver's lease expired, drops one that ended. Called on a rollout
     /// notification and at every heartbeat.
     func refreshFleetRollout() {
-        guard store.backend == "postgresql", model.encoder != nil, resumeGate.done, !isStopping, !following.refreshing else { return }
+        guard store.backend == "postgresql", model.encoder != nil, phase.resumed, !phase.stopping, !following.refreshing else { return }
         following.refreshing = true
         let now = Date().timeIntervalSince1970
         store.run({ store throws(StoreError) in try Self.lastRollout(store, now: now) }, completion: { [weak self] r in
@@ -93,7 +93,7 @@ extension RolloutService {
 
     private func loadCandidate(_ r: Rollout) {
         candidate = nil
-        repository.load(r.candidate, store: store, compute: compute) { [weak self] loaded in
+        repository.load(r.candidate) { [weak self] loaded in
             guard let self, let c = self.current, c.id == r.id, !c.stage.isFinal else { return }
             switch loaded {
             case .success(let l): self.attach(l)
@@ -162,7 +162,7 @@ extension RolloutService {
                 for rep in e.reports { r.recordFailureReport(arm: rep.arm, cost: rep.cost) }
             }
             self.current = r
-            self.dirty = true
+            self.upkeep.dirty = true
             self.decide()
         })
     }

@@ -16,7 +16,7 @@ extension RolloutService {
     // MARK: Shadow scoring
 
     func pumpShadow() {
-        guard !shadow.inFlight, !isStopping, let candidate, let r = current, !r.stage.isFinal, let first = shadow.queue.first else { return }
+        guard !shadow.inFlight, !phase.stopping, let candidate, let r = current, !r.stage.isFinal, let first = shadow.queue.first else { return }
         // One batch scores the answers of one arm with the other version.
         let arm = first.arm
         let take = Array(shadow.queue.prefix(16).prefix { $0.arm == arm })
@@ -62,7 +62,7 @@ extension RolloutService {
             r.recordShadow(requests: take.count, disagreeing: disagreeing)
             if stage == .canary { r.recordDisagreementsServed(arm: arm, count: disagreeing) }
             self.current = r
-            self.dirty = true
+            self.upkeep.dirty = true
             if self.shadow.pendingDisagreements.count >= 64 { self.flushDisagreements() }
             self.decide()
             self.pumpShadow()

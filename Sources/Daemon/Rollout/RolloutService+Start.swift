@@ -51,7 +51,7 @@ extension RolloutService {
                     done(.failure(RPCError(.invalidParams, "version \(candidateID) did not pass its offline gate: \(gate.summary); start with force to roll it out anyway")))
                     return
                 }
-                self.repository.load(candidateID, store: self.store, compute: self.compute) { loaded in
+                self.repository.load(candidateID) { loaded in
                     switch loaded {
                     case .failure(let e): done(.failure(e))
                     case .success(let l):
@@ -167,7 +167,7 @@ extension RolloutService {
             guard !rollout.stage.isFinal else { return }
             self.logger.info("rollout resumed", metadata: ["rollout": "\(rollout.id)", "stage": "\(rollout.stage.rawValue)", "candidate": "\(rollout.candidate)"])
             // Until the candidate's files are loaded, the canary routes every request to the control.
-            self.repository.load(rollout.candidate, store: self.store, compute: self.compute) { [weak self] loaded in
+            self.repository.load(rollout.candidate) { [weak self] loaded in
                 guard let self, var r = self.current, r.id == rollout.id, !r.stage.isFinal else { return }
                 switch loaded {
                 case .success(let l):

@@ -24,8 +24,6 @@ final class RolloutService: DaemonService {
     let policy: RiskPolicy
     let store: StoreThread
     let repository: VersionRepository
-    let loop: Loop
-    let compute: ComputePool
     let logger: Logger
     let defaults: RolloutSettings
 
@@ -33,10 +31,10 @@ final class RolloutService: DaemonService {
     var current: Rollout?
     /// What answers as the candidate, once its files are loaded.
     var candidate: ActiveModel.Serving?
-    var watchers: [Int: Connection] = [:]
-    var dirty = false
-    var timer: EventLoop.Timer?
-    var lastEvidenceEvent = 0.0
+    var watchers = Watchers()
+    /// The once-a-second tick and what it does: store the state if it changed, tell the
+    /// watchers the evidence.
+    var upkeep = Upkeep()
     /// The shadow's working state (RolloutService+Shadow.swift).
     var shadow = ShadowState()
     /// Promotion's progress (RolloutService+Decisions.swift).
@@ -44,18 +42,15 @@ final class RolloutService: DaemonService {
     /// In a fleet: whom this replica follows and what it pools for the driver (RolloutService+Fleet.swift).
     var following = FleetFollowing()
     /// Requests wait until the stored rollout is read at start.
-    var resumeGate = ResumeGate()
-    var isStopping = false
+    var phase = ServicePhase()
 
     init(model: ActiveModel, pipeline: ScoringPipeline, policy: RiskPolicy, store: StoreThread, repository: VersionRepository, loop: Loop,
-         compute: ComputePool, logger: Logger, defaults: RolloutSettings) {
+         logger: Logger, defaults: RolloutSettings) {
         self.model = model
         self.pipeline = pipeline
         self.policy = policy
         self.store = store
         self.repository = repository
-        self.loop = loop
-        self.compute = compute
         self.logger = logger
         self.defaults = defaults
         model.onChange { [weak self] v in self?.activeChanged(v) }
@@ -63,7 +58,7 @@ final class RolloutService: DaemonService {
         let t = try? EventLoop.Timer(loop: loop)
         t?.start(timeoutMs: 1000, repeatMs: 1000) { [weak self] in self?.tick() }
         t?.unref()
-        timer = t
+        upkeep.timer = t
     }
 
     func register(on router: Router) {
@@ -74,7 +69,7 @@ final class RolloutService: DaemonService {
             self.whenResumed {
                 do throws(RPCError) {
                     let r = try self.rollout(p.rollout)
-                    if p.watch == true { self.watchers[ctx.connection.id] = ctx.connection }
+                    if p.watch == true { self.watchers.add(ctx.connection) }
                     ctx.reply(self.view(r))
                 } catch { ctx.reply(.failure(error)) }
             }
@@ -105,27 +100,27 @@ final class RolloutService: DaemonService {
 
     /// Runs `body` once the stored rollout has been read (at once after start-up).
     func whenResumed(_ body: @escaping () -> Void) {
-        if resumeGate.done { body() } else { resumeGate.waiters.append(body) }
+        if phase.resumed { body() } else { phase.waiters.append(body) }
     }
 
     func finishResuming() {
-        guard !resumeGate.done else { return }
-        resumeGate.done = true
-        let waiting = resumeGate.waiters
-        resumeGate.waiters = []
+        guard !phase.resumed else { return }
+        phase.resumed = true
+        let waiting = phase.waiters
+        phase.waiters = []
         for w in waiting { w() }
     }
 
-    func stopping() { isStopping = true }
+    func stopping() { phase.stopping = true }
 
     func close() {
-        timer?.close()
-        timer = nil
+        upkeep.timer?.close()
+        upkeep.timer = nil
         flushPooled()
         flush()
     }
 
-    func connectionClosed(_ connection: Connection) { watchers[connection.id] = nil }
+    func connectionClosed(_ connection: Connection) { watchers.remove(connection) }
 
     func gauges(into values: inout [String: Double]) {
         guard let r = current else { return }
@@ -189,7 +184,7 @@ final class RolloutService: DaemonService {
             }
             r.recordServed(arm: arm, inputs: scores.count, latencyMs: 1000 * seconds, outOfScope: oos, flagged: flagged, expectedCost: expected)
             current = r
-            dirty = true
+            upkeep.dirty = true
         }
         if isFollower { return }
         if candidate != nil && (arm == .control || r.stage == .canary) {
@@ -208,7 +203,7 @@ final class RolloutService: DaemonService {
         if isFollower { poolError(arm: .candidate); return }
         r.recordError(arm: .candidate)
         current = r
-        dirty = true
+        upkeep.dirty = true
         decide()
     }
 
@@ -224,7 +219,7 @@ final class RolloutService: DaemonService {
         if f.kind != "confirmation", r.stage == .canary, f.at >= r.stageStartedAt, f.version == r.candidate || f.version == r.control {
             r.recordFailureReport(arm: f.version == r.candidate ? .candidate : .control, cost: f.cost, onDisagreement: shadow.canaryDisagreeing.contains(f.text))
             current = r
-            dirty = true
+            upkeep.dirty = true
             decide()
         }
         // A label about a served answer resolves its disagreement for the reviewers (not counted: see docs/rollout.md).
@@ -288,8 +283,19 @@ struct FleetFollowing {
     var takingPooled = false
 }
 
-/// Whether the stored rollout has been read at start, and who waits for it.
-struct ResumeGate {
-    var done = false
+/// The tick's state.
+struct Upkeep {
+    var timer: EventLoop.Timer?
+    /// The rollout changed since it was last stored.
+    var dirty = false
+    /// When the watchers last heard an evidence event.
+    var lastEvidenceAt = 0.0
+}
+
+/// Where the service is in its life: resuming the stored rollout at start (requests wait),
+/// running, stopping (no new shadow work).
+struct ServicePhase {
+    var resumed = false
     var waiters: [() -> Void] = []
+    var stopping = false
 }

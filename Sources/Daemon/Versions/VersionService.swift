@@ -64,37 +64,21 @@ final class VersionService: DaemonService {
     private func loadActiveVersion() {
         guard model.encoder != nil else { return }
         model.beginLoading()
-        let repository = self.repository
-        let compute = self.compute
-        store.run({ store throws(StoreError) -> Int? in
-            let id = try store.activeVersion()
-            if let id { try repository.ensureCached(id, in: store) }
-            return id
-        }, completion: { [weak self] result in
+        repository.loadActive { [weak self] found in
             guard let self else { return }
-            guard case .success(let id?) = result else { self.model.finishLoading(); return }
-            compute.submit(work: { _ -> Result<LoadedVersion, ErrorBox> in
-                do {
-                    return .success(try repository.readFiles(id))
-                } catch { return .failure(ErrorBox("\(error)")) }
-            }, completion: { [weak self] r in
-                guard let self else { return }
-                switch r {
-                case .success(let loaded)?:
-                    self.model.activate(loaded.version, layers: loaded.layers)
-                    self.logger.info("active version loaded", metadata: ["version": "\(id)", "labels": "\(loaded.version.labels.count)"])
-                case .failure(let e)?:
-                    self.logger.error("the active version could not be loaded; scoring is unavailable until another is activated",
-                                      metadata: ["version": "\(id)", "error": "\(e.message)"])
-                    self.model.failedToLoad(id, e.message)
-                case nil: break
-                }
-                self.model.finishLoading()
-            })
-        })
+            switch found {
+            case .located(let loaded):
+                self.model.activate(loaded.version, layers: loaded.layers)
+                self.logger.info("active version loaded", metadata: ["version": "\(loaded.version.id)", "labels": "\(loaded.version.labels.count)"])
+            case .failed(let id, let message):
+                self.logger.error("the active version could not be loaded; scoring is unavailable until another is activated",
+                                  metadata: ["version": "\(id)", "error": "\(message)"])
+                self.model.failedToLoad(id, message)
+            case .storeFailed, .none: break
+            }
+            self.model.finishLoading()
+        }
     }
-
-    struct ErrorBox: Error, Sendable { let message: String; init(_ m: String) { message = m } }
 
     // MARK: model/info and embed
 
@@ -183,7 +167,7 @@ final class VersionService: DaemonService {
     private func activate(_ id: Int, _ ctx: RequestContext) {
         guard model.encoder != nil else { ctx.reply(.failure(DaemonError.noModel)); return }
         // Load the files first: a version whose files are damaged is refused and nothing changes.
-        repository.read(id, allowed: [.ready, .candidate], store: store, ctx: ctx) { [weak self] loaded in
+        repository.read(id, allowed: [.ready, .candidate], ctx: ctx) { [weak self] loaded in
             guard let self else { return }
             self.store.run({ store throws(StoreError) in try store.setActive(id) }, completion: { [weak self] r in
                 guard let self else { return }
@@ -285,13 +269,13 @@ final class VersionService: DaemonService {
         let nTrain = data.train.count
         let trainX = Array(vectors[0..<(nTrain * D)]), valX = Array(vectors[(nTrain * D)...])
         let trainY = data.train.map { index[$0.label]! }, valY = data.validation.map { index[$0.label]! }
-        let repository = self.repository
+        let protectedWords = repository.protectedWords
         progress?.report(message: "training the head", percentage: 85)
         let normalise = params.normalise ?? true, refit = params.refit ?? false
         ctx.compute({ _ -> FittedVersion in
             // The deployment's words: every text of the dataset, validation included.
             let normaliser = normalise ? Normaliser.build(texts: data.train.map(\.text) + data.validation.map(\.text),
-                                                          protected: repository.protectedWords) : nil
+                                                          protected: protectedWords) : nil
             let (v, report) = HeadFitting.fit(id: 0, labels: data.labels, dimension: D, train: (trainX, trainY),
                                               validation: (valX, valY), lambdas: lambdas, oosRecall: recall, refit: refit,
                                               normaliser: normaliser)
@@ -329,14 +313,14 @@ final class VersionService: DaemonService {
 
     private func writeFitted(_ fitted: FittedVersion, data: FitData, params: ModelFit.Params, started: Date, ctx: RequestContext,
                              progress: WorkDoneProgress?) {
-            let repository = self.repository
+            let files = self.repository.files
             let dataset = params.dataset
             let activateRequested = params.activate
             let currentlyActive = self.model.version != nil
             let activate = activateRequested ?? !currentlyActive
             progress?.report(message: "writing the version", percentage: 95)
             self.store.run({ store throws(StoreError) -> ModelVersion in
-                try repository.create(in: store, parent: nil, method: "fit", dataset: dataset, status: .ready, activate: activate) { id in
+                try files.create(in: store, parent: nil, method: "fit", dataset: dataset, status: .ready, activate: activate) { id in
                     let v = fitted.version.withID(id)
                     let reportJSON = (try? JSONValueEncoder().encode(fitted.report)) ?? .null
                     return (.init(version: v), ["dataset": .string(dataset), "method": "fit", "report": reportJSON])
