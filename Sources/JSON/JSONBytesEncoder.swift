@@ -13,9 +13,9 @@ public struct JSONBytesEncoder {
     /// Appends the JSON of `value` to `out`.
     public func encode<T: Encodable>(_ value: T, into out: inout [UInt8]) throws {
         if let direct = value as? any JSONDirectEncodable {
-            var w = JSONObjectWriter(taking: &out)
+            var w = JSONObjectWriter()
             direct.writeJSON(&w)
-            out = w.finish()
+            w.finish(into: &out)
             return
         }
         let sink = Sink(out)

@@ -23,10 +23,13 @@ public final class Connection {
     let output: ByteStream
     private var decoder: FrameDecoder
     public var session: Session
-    /// Requests in flight. Held weakly: the handler's work keeps its context alive, so a
+    /// Requests in flight. Not retained: the handler's work keeps its context alive, so a
     /// handler that lets go of it without replying is caught (the context answers -32603).
-    private var inFlight: [RequestID: Weak] = [:]
-    private struct Weak { weak var context: RequestContext? }
+    /// Not a weak reference either, which costs a side-table allocation per request: an entry
+    /// is removed before its context can be freed (on its reply, or first thing in its
+    /// `deinit`), so every entry refers to a live context.
+    private var inFlight: [RequestID: InFlight] = [:]
+    private struct InFlight { unowned(unsafe) let context: RequestContext }
     public private(set) var isClosed = false
     /// Set once the peer stopped sending (EOF): close after the last reply is written.
     private var inputEnded = false
@@ -164,7 +167,7 @@ public final class Connection {
                 return
             }
             let ctx = RequestContext(id: id, method: method, connection: self, batch: batch, batchSlot: slot)
-            inFlight[id] = Weak(context: ctx)
+            inFlight[id] = InFlight(context: ctx)
             transport.requestStarted()
             entry.handle(params, ctx)
         }
@@ -197,11 +200,19 @@ public final class Connection {
     // MARK: Requests
 
     public func cancel(id: RequestID) {
-        inFlight[id]?.context?.cancel()
+        inFlight[id]?.context.cancel()
     }
 
     func requestFinished(id: RequestID, outcome: Outcome) {
-        guard inFlight.removeValue(forKey: id) != nil else { return }
+        guard forget(id) else { return }
+        counted(outcome)
+    }
+
+    /// Removes a request's entry; false if it had none (answered, or its connection closed).
+    func forget(_ id: RequestID) -> Bool { inFlight.removeValue(forKey: id) != nil }
+
+    /// Counts a request whose entry `forget` removed.
+    func counted(_ outcome: Outcome) {
         transport.requestFinished(outcome)
         closeIfIdle()
     }
@@ -285,7 +296,7 @@ public final class Connection {
         let pending = inFlight.values
         inFlight.removeAll()
         for entry in pending {
-            entry.context?.abandon()
+            entry.context.abandon()
             transport.requestFinished(.cancelled)
         }
         input.stopReading()

@@ -13,7 +13,8 @@ import RobustdAPI
 public final class RequestContext {
     public let id: RequestID
     public let method: String
-    public let token = CancellationToken()
+    /// Made the first time it is asked for: most requests (ping, status, score) never are.
+    public private(set) lazy var token = CancellationToken()
     public let connection: Connection
     let batch: BatchReply?
     let batchSlot: Int
@@ -30,12 +31,14 @@ public final class RequestContext {
     }
 
     deinit {
-        if !hasReplied {
-            connection.transport.logger.error("request dropped without a reply", metadata: ["method": "\(method)", "id": "\(id)"])
-            let msg = Message.response(id: id, result: .failure(.internalError("the handler for \(method) did not reply"))).bytes
-            if let batch { batch.fill(batchSlot, msg) } else { connection.sendEncoded(msg) }
-            connection.requestFinished(id: id, outcome: .failed)
-        }
+        guard !hasReplied else { return }
+        hasReplied = true
+        // First of all, the connection lets go of this context (it holds it unretained).
+        let known = connection.forget(id)
+        connection.transport.logger.error("request dropped without a reply", metadata: ["method": "\(method)", "id": "\(id)"])
+        let msg = Message.response(id: id, result: .failure(.internalError("the handler for \(method) did not reply"))).bytes
+        if let batch { batch.fill(batchSlot, msg) } else { connection.sendEncoded(msg) }
+        if known { connection.counted(.failed) }
     }
 
     public var transport: Transport { connection.transport }
