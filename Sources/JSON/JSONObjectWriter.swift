@@ -71,19 +71,7 @@ public struct JSONObjectWriter: ~Copyable {
     private mutating func int(_ i: Int) {
         reserve(20)
         if i >= 0 && i < 10 { base[count] = UInt8(ascii: "0") + UInt8(i); count += 1; return }
-        // The digits backwards into a stack buffer, then forwards into ours.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        var v = i.magnitude
-        withUnsafeMutableBytes(of: &digits) { buf in
-            var n = buf.count
-            repeat {
-                n -= 1
-                buf[n] = UInt8(ascii: "0") + UInt8(v % 10)
-                v /= 10
-            } while v > 0
-            if i < 0 { n -= 1; buf[n] = UInt8(ascii: "-") }
-            copy(UnsafeRawBufferPointer(rebasing: buf[n...]))
-        }
+        JSONWriter.withDigits(Int64(i)) { copy($0) }
     }
 
     private mutating func bytes(_ s: String) {

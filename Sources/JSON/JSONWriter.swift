@@ -79,9 +79,12 @@ public enum JSONWriter {
 
     @inline(__always) static func writeInt(_ i: Int64, into out: inout [UInt8]) {
         if i >= 0 && i < 10 { out.append(UInt8(ascii: "0") + UInt8(i)); return }
-        // Digits into a small stack buffer, no String in between.
+        withDigits(i) { out.append(contentsOf: $0) }
+    }
+
+    /// The decimal digits of `i` (with its sign), in a small stack buffer: no String in between.
+    @inline(__always) static func withDigits(_ i: Int64, _ body: (UnsafeRawBufferPointer) -> Void) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        let negative = i < 0
         var v = i.magnitude
         withUnsafeMutableBytes(of: &digits) { buf in
             var n = buf.count
@@ -90,8 +93,8 @@ public enum JSONWriter {
                 buf[n] = UInt8(ascii: "0") + UInt8(v % 10)
                 v /= 10
             } while v > 0
-            if negative { n -= 1; buf[n] = UInt8(ascii: "-") }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[n...]))
+            if i < 0 { n -= 1; buf[n] = UInt8(ascii: "-") }
+            body(UnsafeRawBufferPointer(rebasing: buf[n...]))
         }
     }
 
