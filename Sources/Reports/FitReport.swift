@@ -22,15 +22,22 @@ public struct FitReport: Sendable, Codable {
     public var refitExamples: Int?
     /// Words in the spelling normaliser's vocabulary (nil: no normaliser).
     public var normaliserWords: Int?
+    /// The folds of the cross-validation that chose λ over the data the head was fitted on
+    /// (train, or train and validation with a refit), and its mean held-out accuracy per λ of
+    /// `lambdasTried` (nil: λ is the validation slice's choice).
+    public var crossValidationFolds: Int?
+    public var crossValidationAccuracyByLambda: [Double]?
     public init(lambda: Double, lambdasTried: [Double], validationAccuracyByLambda: [Double], trainAccuracy: Double,
                 validationAccuracy: Double, temperature: Double, eceBefore: Double, eceAfter: Double,
                 oosThreshold: Float, oosTargetRecall: Double, iterations: Int, converged: Bool, refitted: Bool? = nil,
-                refitExamples: Int? = nil, normaliserWords: Int? = nil) {
+                refitExamples: Int? = nil, normaliserWords: Int? = nil, crossValidationFolds: Int? = nil,
+                crossValidationAccuracyByLambda: [Double]? = nil) {
         self.lambda = lambda; self.lambdasTried = lambdasTried
         self.validationAccuracyByLambda = validationAccuracyByLambda; self.trainAccuracy = trainAccuracy
         self.validationAccuracy = validationAccuracy; self.temperature = temperature; self.eceBefore = eceBefore
         self.eceAfter = eceAfter; self.oosThreshold = oosThreshold; self.oosTargetRecall = oosTargetRecall
         self.iterations = iterations; self.converged = converged; self.refitted = refitted
         self.refitExamples = refitExamples; self.normaliserWords = normaliserWords
+        self.crossValidationFolds = crossValidationFolds; self.crossValidationAccuracyByLambda = crossValidationAccuracyByLambda
     }
 }

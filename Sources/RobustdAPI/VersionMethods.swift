@@ -19,11 +19,15 @@ public enum ModelFit: RPCRequest {
         public var oosRecall: Double?
         /// Make the new version active (default: only if no version is active).
         public var activate: Bool?
-        /// After λ, the temperature and the threshold are chosen on validation, refit the head
-        /// and the out-of-scope statistics on train and validation together (default false: a
-        /// refitted version has seen the validation split, which every later fine-tune's early
-        /// stopping and gate use as held-out data).
+        /// Refit the head and the out-of-scope statistics on train and validation together; the
+        /// temperature and the threshold stay the validation slice's (default false: a refitted
+        /// version has seen the validation split, which every later fine-tune's early stopping
+        /// and gate use as held-out data).
         public var refit: Bool?
+        /// λ by k-fold cross-validation over the data the head is fitted on (train, or train
+        /// and validation with `refit`); 1: the λ with the best validation accuracy. Default 5
+        /// with `refit`, 1 without.
+        public var folds: Int?
         /// Build the spelling normaliser from the dataset's words (default true).
         public var normalise: Bool?
         /// The encoder's layer products for this version: its head is fitted on vectors

@@ -114,21 +114,28 @@ public enum HeadFitting {
     public typealias Report = FitReport
 
     public static let defaultLambdas: [Double] = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3]
+    /// Folds of the cross-validation that chooses λ for a refit.
+    public static let defaultFolds = 5
 
     /// - Parameters:
     ///   - train, validation: `[N, D]` vectors with class indices
     ///   - oosRecall: the share of in-scope validation inputs that must stay under the threshold
-    ///   - refit: after λ, the temperature and the threshold are chosen on validation, refit
-    ///     the head and the out-of-scope statistics on train and validation together
+    ///   - refit: refit the head and the out-of-scope statistics on train and validation
+    ///     together; the temperature and the threshold stay the validation slice's, from the
+    ///     head fitted without it at the same λ.
+    ///   - folds: λ by `folds`-fold cross-validation over the data the head is finally fitted
+    ///     on (train, or train and validation with `refit`); 1: the λ with the best accuracy
+    ///     on validation. Default: `defaultFolds` with `refit`, 1 without. On Banking77 test
+    ///     (robustd-bench head): slice 92.44%, folds over train 92.92%, slice's λ refitted
+    ///     92.79%, folds' λ refitted 93.31% (the slice chose 1e-2, the folds 3e-3).
     public static func fit(id: Int, labels: [String], dimension D: Int,
                            train: (x: [Float], y: [Int]), validation: (x: [Float], y: [Int]),
                            lambdas: [Double] = defaultLambdas, oosRecall: Double = 0.95, refit: Bool = false,
-                           normaliser: Normaliser? = nil,
+                           folds: Int? = nil, normaliser: Normaliser? = nil,
                            progress: ((String) -> Void)? = nil) -> (ModelVersion, Report) {
         let C = labels.count
         let std = LogisticRegression.standardization(train.x, count: train.y.count, dimension: D)
-        var best: LogisticRegression.Fit? = nil
-        var bestAcc = -1.0
+        var fits: [LogisticRegression.Fit] = []
         var accs: [Double] = []
         var start: LinearHead? = nil
         // From strong to weak regularisation, each fit warm-started from the previous one.
@@ -137,11 +144,23 @@ public enum HeadFitting {
                                              standardization: std, start: start)
             start = fit.head
             let acc = accuracy(fit.head, validation.x, validation.y)
-            accs.append(acc)
+            fits.append(fit); accs.append(acc)
             progress?("λ = \(lambda): validation accuracy \(String(format: "%.4f", acc))")
-            if acc > bestAcc { bestAcc = acc; best = fit }
         }
-        let fit = best!
+        let doRefit = refit && !validation.y.isEmpty
+        let k = folds ?? (doRefit ? defaultFolds : 1)
+        var chosen = accs.indices.max { accs[$0] < accs[$1] || (accs[$0] == accs[$1] && $0 > $1) }!
+        var cv: CrossValidation? = nil
+        if k >= 2 && lambdas.count > 1 {
+            // The slice is 10% of the data: its choice of λ is noisy (on Banking77 it chose a
+            // λ three times too strong). Folds over the data the head is fitted on choose better.
+            progress?("choosing λ by \(k)-fold cross-validation")
+            let (x, y) = doRefit ? (train.x + validation.x, train.y + validation.y) : (train.x, train.y)
+            let result = crossValidatedLambda(x, labels: y, classes: C, dimension: D, lambdas: lambdas, folds: k, seed: 42)
+            chosen = lambdas.firstIndex(of: result.lambda)!
+            cv = result
+        }
+        let fit = fits[chosen], bestAcc = accs[chosen]
         let valLogits = fit.head.logits(validation.x, count: validation.y.count)
         let T = validation.y.isEmpty ? 1 : TemperatureScaling.fit(logits: valLogits, labels: validation.y, classes: C)
         let oos = OutOfScopeModel.fit(train.x, labels: train.y, classes: C, dimension: D)
@@ -162,7 +181,6 @@ public enum HeadFitting {
             return expectedCalibrationError(confidences: conf, correct: ok)
         }
         var head = fit.head, finalOOS = oos
-        let doRefit = refit && !validation.y.isEmpty
         if doRefit {
             // More data for the same choices: the held-out slice has done its work (λ,
             // temperature, threshold); the head and the neighbour bank now see it too.
@@ -180,7 +198,8 @@ public enum HeadFitting {
                             temperature: T, eceBefore: ece(1), eceAfter: ece(T), oosThreshold: threshold,
                             oosTargetRecall: oosRecall, iterations: fit.iterations, converged: fit.converged,
                             refitted: doRefit, refitExamples: doRefit ? train.y.count + validation.y.count : nil,
-                            normaliserWords: normaliser?.counts.count)
+                            normaliserWords: normaliser?.counts.count, crossValidationFolds: cv.map { _ in k },
+                            crossValidationAccuracyByLambda: cv?.accuracy)
         return (version, report)
     }
 

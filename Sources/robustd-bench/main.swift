@@ -181,7 +181,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "robustd-bench",
         abstract: "Benchmarks of robustd's real paths. Build with -c release.",
-        subcommands: [RPCBench.self, CrashBench.self, SoakBench.self, LimitsBench.self, ServicesBench.self, EncoderBench.self, GEMMBench.self, RiskBench.self, LocalFineTuneBench.self, ServingDuringFineTuneBench.self, SubscribersBench.self, FineTuneBench.self, RolloutBench.self, ShadowBench.self, RobustBench.self, OOSBench.self, FleetBench.self, MemoryBench.self, TrainBench.self])
+        subcommands: [RPCBench.self, CrashBench.self, SoakBench.self, LimitsBench.self, ServicesBench.self, EncoderBench.self, GEMMBench.self, RiskBench.self, LocalFineTuneBench.self, ServingDuringFineTuneBench.self, SubscribersBench.self, FineTuneBench.self, RolloutBench.self, ShadowBench.self, RobustBench.self, OOSBench.self, FleetBench.self, MemoryBench.self, TrainBench.self, HeadBench.self])
 }
 
 Bench.main()

@@ -124,7 +124,7 @@ struct VersionTests {
         #expect(try c.call(ModelVersions.self, .init()).get().active == 3)
     }
 
-    @Test("fit refuses a one-class dataset, an unknown dataset, bad options, and works only with a model")
+    @Test("fit refuses a one-class dataset, an unknown dataset, bad options, and works only with a model; λ by the folds asked, over train, or train and validation with a refit")
     func fitErrors() throws {
         let model = TempFolder()
         try TinyModel.write(to: model.path)
@@ -141,6 +141,23 @@ struct VersionTests {
         #expect(try code(["dataset": "one", "lambdas": [-1]]) == -32602)
         #expect(try code(["dataset": "one", "oosRecall": 1.5]) == -32602)
         #expect(try code(["dataset": "one", "validationFraction": 0.9]) == -32602)
+        // folds out of range is refused and nothing is fitted.
+        _ = try c.call(DatasetImportMethod.self, .init(name: "tiny", records: Self.recordList)).get()
+        #expect(try code(["dataset": "tiny", "folds": 0]) == -32602)
+        #expect(try code(["dataset": "tiny", "refit": true, "folds": 21]) == -32602)
+        #expect(try c.call(ModelVersions.self, .init()).get().versions.isEmpty)
+        let cv = try c.call(ModelFit.self, Self.fitParams { $0.lambdas = [1, 0.01]; $0.refit = true; $0.folds = 3 }, timeout: 60).get()
+        #expect(cv.refitted)
+        let report = try c.call(ModelVersions.self, .init()).get().versions.first { $0.id == cv.version }?.report.fit
+        #expect(report?.crossValidationFolds == 3 && report?.crossValidationAccuracyByLambda?.count == 2)
+        #expect(report.map { [1, 0.01].contains($0.lambda) } == true)
+        // Without a refit the folds run over train alone; without folds, the slice chooses.
+        let trainOnly = try c.call(ModelFit.self, Self.fitParams { $0.lambdas = [1, 0.01]; $0.folds = 2 }, timeout: 60).get()
+        let plain = try c.call(ModelFit.self, Self.fitParams { $0.lambdas = [1, 0.01] }, timeout: 60).get()
+        #expect(!trainOnly.refitted && !plain.refitted)
+        let reports = try c.call(ModelVersions.self, .init()).get().versions
+        #expect(reports.first { $0.id == trainOnly.version }?.report.fit?.crossValidationFolds == 2)
+        #expect(reports.first { $0.id == plain.version }?.report.fit?.crossValidationFolds == nil)
         let bare = try DaemonProcess()
         guard case .failure(let e) = try bare.client().call(ModelFit.self, .init(dataset: "one")) else { Issue.record(); return }
         #expect(e.code.rawValue == -32020)
