@@ -47,7 +47,37 @@ public func geluForward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<F
 /// GELU with libm's erff, the reference the tests compare the fast path against.
 public func geluReference(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678118654752)) }
 
+/// `exp(y)` for `y ≤ 0` (clamped below at −87, where float32's exp underflows), as
+/// straight-line code LLVM vectorises: `y = n·ln 2 + r` with `n` rounded by the 1.5·2²³ trick
+/// (the baseline x86-64 target has no round instruction), `exp(r)` by its degree-6 Taylor
+/// polynomial on |r| ≤ ln 2 / 2 (truncation error < 2.2e-8 relative), `2ⁿ` from the exponent
+/// bits. Relative error against libm's expf: under 3e-7 (GradientTests). NaN stays NaN.
+@inline(__always)
+public func fastExpNonPositive(_ y: Float) -> Float {
+    let yc = y < -87 ? -87 : (y > 0 ? 0 : y)
+    let magic: Float = 12_582_912  // 1.5 · 2²³
+    let t = yc * 1.44269504088896341 + magic
+    let n = t - magic
+    // n as an integer from t's low mantissa bits, in wrapping integer arithmetic: no
+    // float-to-int conversion (which traps on NaN and keeps loops scalar).
+    let exponent = (t.bitPattern &- magic.bitPattern &+ 127) << 23
+    // r = y − n·ln 2 in two steps (Cody–Waite): ln 2's high part is exact in float32 times n.
+    let r = (yc - n * 0.693145751953125) - n * 1.428606765330187e-06
+    var p: Float = 1.0 / 720
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    return p * Float(bitPattern: exponent)
+}
+
 /// Backward of ``geluForward(out:input:)``: `dx = dy · (Φ(x) + x · φ(x))`.
+///
+/// Vectorised by the compiler (``fastErf``, ``fastExpNonPositive``: no libm call in the loop;
+/// it called erf's approximation and libm's expf per element, 4.7% of a top-layers training
+/// step in `perf`). Within 1e-6 of the libm form (GradientTests).
 ///
 /// - Parameters:
 ///   - dInput: overwritten; same element count as `input`
@@ -56,10 +86,17 @@ public func geluReference(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710
 public func geluBackward(dInput: Tensor, dOut: Tensor, input: Tensor) {
     precondition(dInput.count == input.count && dOut.count == input.count, "gelu backward: counts differ")
     let c: Float = 0.39894228040143268  // 1/√(2π)
+    let x = UnsafePointer(input.data), dy = UnsafePointer(dOut.data), dx = dInput.data
     for i in 0..<input.count {
-        let x = input.data[i]
-        let cdf = 0.5 * (1 + fastErf(x * 0.70710678118654752))
-        let pdf = c * expf(-0.5 * x * x)
-        dInput.data[i] = dOut.data[i] * (cdf + x * pdf)
+        let v = x[i]
+        let cdf = 0.5 * (1 + fastErf(v * 0.70710678118654752))
+        let pdf = c * fastExpNonPositive(-0.5 * v * v)
+        dx[i] = dy[i] * (cdf + v * pdf)
     }
+}
+
+/// The derivative of GELU with libm's erff and expf, the reference the tests compare
+/// ``geluBackward(dInput:dOut:input:)`` against.
+public func geluDerivativeReference(_ x: Float) -> Float {
+    0.5 * (1 + erff(x * 0.70710678118654752)) + x * 0.39894228040143268 * expf(-0.5 * x * x)
 }

@@ -29,15 +29,28 @@ public final class AdamW {
         }
         step += 1
         let c1 = 1 - powf(beta1, Float(step)), c2 = 1 - powf(beta2, Float(step))
+        // Constants hoisted and the anchor's presence decided outside the loop, so that LLVM
+        // vectorises it (the per-element optional and divisions by c1, c2 kept it scalar:
+        // 5.7% of a top-layers step in `perf`). Same arithmetic up to rounding.
+        let b1 = beta1, b2 = beta2, a1 = 1 - beta1, a2 = 1 - beta2
+        let inv1 = 1 / c1, inv2 = 1 / c2, e = eps, lr = learningRate, wd = decay
         for k in params.indices {
-            let p = params[k].data, g = grads[k].data, mk = m[k].data, vk = v[k].data
-            let anchor = anchors[k]?.data
-            for i in 0..<params[k].count {
-                mk[i] = beta1 * mk[i] + (1 - beta1) * g[i]
-                vk[i] = beta2 * vk[i] + (1 - beta2) * g[i] * g[i]
-                let update = (mk[i] / c1) / ((vk[i] / c2).squareRoot() + eps)
-                let pull = p[i] - (anchor?[i] ?? 0)
-                p[i] -= learningRate * (update + decay * pull)
+            let p = params[k].data, g = UnsafePointer(grads[k].data), mk = m[k].data, vk = v[k].data
+            let count = params[k].count
+            if let anchor = anchors[k].map({ UnsafePointer($0.data) }) {
+                for i in 0..<count {
+                    let gi = g[i]
+                    let mi = b1 * mk[i] + a1 * gi, vi = b2 * vk[i] + a2 * gi * gi
+                    mk[i] = mi; vk[i] = vi
+                    p[i] -= lr * ((mi * inv1) / ((vi * inv2).squareRoot() + e) + wd * (p[i] - anchor[i]))
+                }
+            } else {
+                for i in 0..<count {
+                    let gi = g[i]
+                    let mi = b1 * mk[i] + a1 * gi, vi = b2 * vk[i] + a2 * gi * gi
+                    mk[i] = mi; vk[i] = vi
+                    p[i] -= lr * ((mi * inv1) / ((vi * inv2).squareRoot() + e) + wd * p[i])
+                }
             }
         }
     }

@@ -122,6 +122,24 @@ struct GradientTests {
         #expect(worstGelu < 1e-6, "gelu error \(worstGelu)")
     }
 
+    @Test("GELU's backward and its exp stay within 1e-6 / 3e-7 of the libm forms over [-12, 12]")
+    func geluBackwardAccuracy() {
+        let n = 240_001
+        let xs = Tensor(shape: [n]), ones = Tensor(shape: [n]), dx = Tensor(shape: [n])
+        for i in 0..<n { xs[i] = -12 + 24 * Float(i) / Float(n - 1); ones[i] = 1 }
+        geluBackward(dInput: dx, dOut: ones, input: xs)
+        var worst: Float = 0, worstExp: Float = 0
+        for i in 0..<n {
+            worst = max(worst, abs(dx[i] - geluDerivativeReference(xs[i])))
+            let y = -0.5 * xs[i] * xs[i]
+            let e = expf(y)
+            if e > 1e-30 { worstExp = max(worstExp, abs(fastExpNonPositive(y) - e) / e) }
+        }
+        #expect(worst < 1e-6, "gelu derivative error \(worst)")
+        #expect(worstExp < 3e-7, "exp relative error \(worstExp)")
+        #expect(fastExpNonPositive(0) == 1 && fastExpNonPositive(-200) < 1e-37 && fastExpNonPositive(.nan).isNaN)
+    }
+
     @Test("softmax")
     func softmax() {
         var r = Rand(4)
