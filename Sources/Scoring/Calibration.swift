@@ -6,19 +6,7 @@ public enum TemperatureScaling {
     /// The T in [0.05, 20] minimising NLL on `logits` `[N, C]` with `labels`, by golden-section
     /// search on log T (the NLL is unimodal in T).
     public static func fit(logits: [Float], labels: [Int], classes C: Int) -> Double {
-        func nll(_ logT: Double) -> Double {
-            let invT = Float(exp(-logT))
-            var total = 0.0
-            for n in 0..<labels.count {
-                let row = n * C
-                var m = -Float.infinity
-                for c in 0..<C { m = max(m, logits[row + c] * invT) }
-                var sum: Float = 0
-                for c in 0..<C { sum += expf(logits[row + c] * invT - m) }
-                total -= Double(logits[row + labels[n]] * invT - m - logf(sum))
-            }
-            return total / Double(max(1, labels.count))
-        }
+        func nll(_ logT: Double) -> Double { meanNLL(logits: logits, labels: labels, classes: C, scale: Float(exp(-logT))) }
         var a = log(0.05), b = log(20.0)
         let phi = (5.0.squareRoot() - 1) / 2
         var c = b - phi * (b - a), d = a + phi * (b - a)
@@ -28,6 +16,20 @@ public enum TemperatureScaling {
             else { a = c; c = d; fc = fd; d = a + phi * (b - a); fd = nll(d) }
         }
         return exp((a + b) / 2)
+    }
+
+    /// Mean negative log-likelihood of `labels` under `softmax(scale · logits)`, `logits` `[N, C]`.
+    static func meanNLL(logits: [Float], labels: [Int], classes C: Int, scale: Float = 1) -> Double {
+        var total = 0.0
+        for n in 0..<labels.count {
+            let row = n * C
+            var m = -Float.infinity
+            for c in 0..<C { m = max(m, logits[row + c] * scale) }
+            var sum: Float = 0
+            for c in 0..<C { sum += expf(logits[row + c] * scale - m) }
+            total -= Double(logits[row + labels[n]] * scale - m - logf(sum))
+        }
+        return total / Double(max(1, labels.count))
     }
 }
 

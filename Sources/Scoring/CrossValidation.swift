@@ -47,17 +47,9 @@ extension HeadFitting {
                 let fit = LogisticRegression.fit(trX, labels: trY, classes: C, dimension: D, lambda: lambda, start: start)
                 start = fit.head
                 let logits = fit.head.logits(vaX, count: vaY.count)
-                var correct = 0, nll = 0.0
-                for n in 0..<vaY.count {
-                    let row = logits[(n * C)..<((n + 1) * C)]
-                    let m = row.max()!
-                    var sum = 0.0
-                    for v in row { sum += exp(Double(v - m)) }
-                    nll += log(sum) - Double(row[n * C + vaY[n]] - m)
-                    if row.indices.max(by: { row[$0] < row[$1] })! - n * C == vaY[n] { correct += 1 }
-                }
+                let correct = vaY.indices.filter { Scorer.argmax(logits[($0 * C)..<(($0 + 1) * C)]) == vaY[$0] }.count
                 acc[i] += Double(correct) / Double(vaY.count) / used
-                loss[i] += nll / Double(vaY.count) / used
+                loss[i] += TemperatureScaling.meanNLL(logits: logits, labels: vaY, classes: C) / used
             }
         }
         var best = 0

@@ -117,6 +117,14 @@ public enum HeadFitting {
     /// Folds of the cross-validation that chooses λ for a refit.
     public static let defaultFolds = 5
 
+    /// The folds that choose λ for these options, or nil when the validation slice chooses:
+    /// `requested`, else `defaultFolds` with a refit and none without; fewer than two folds
+    /// or a single λ is no cross-validation.
+    public static func crossValidationFolds(requested: Int?, refit: Bool, lambdas: Int) -> Int? {
+        let k = requested ?? (refit ? defaultFolds : 1)
+        return k >= 2 && lambdas > 1 ? k : nil
+    }
+
     /// - Parameters:
     ///   - train, validation: `[N, D]` vectors with class indices
     ///   - oosRecall: the share of in-scope validation inputs that must stay under the threshold
@@ -148,10 +156,10 @@ public enum HeadFitting {
             progress?("λ = \(lambda): validation accuracy \(String(format: "%.4f", acc))")
         }
         let doRefit = refit && !validation.y.isEmpty
-        let k = folds ?? (doRefit ? defaultFolds : 1)
         var chosen = accs.indices.max { accs[$0] < accs[$1] || (accs[$0] == accs[$1] && $0 > $1) }!
         var cv: CrossValidation? = nil
-        if k >= 2 && lambdas.count > 1 {
+        let k = crossValidationFolds(requested: folds, refit: doRefit, lambdas: lambdas.count)
+        if let k {
             // The slice is 10% of the data: its choice of λ is noisy (on Banking77 it chose a
             // λ three times too strong). Folds over the data the head is fitted on choose better.
             progress?("choosing λ by \(k)-fold cross-validation")
@@ -198,7 +206,7 @@ public enum HeadFitting {
                             temperature: T, eceBefore: ece(1), eceAfter: ece(T), oosThreshold: threshold,
                             oosTargetRecall: oosRecall, iterations: fit.iterations, converged: fit.converged,
                             refitted: doRefit, refitExamples: doRefit ? train.y.count + validation.y.count : nil,
-                            normaliserWords: normaliser?.counts.count, crossValidationFolds: cv.map { _ in k },
+                            normaliserWords: normaliser?.counts.count, crossValidationFolds: k,
                             crossValidationAccuracyByLambda: cv?.accuracy)
         return (version, report)
     }

@@ -215,11 +215,9 @@ final class VersionService: DaemonService {
             ctx.reply(.failure(.invalidParams("'oosRecall' must be between 0.5 and 1", field: "oosRecall", expected: "0.5 < r < 1", found: "\(recall)")))
             return
         }
-        if let folds = params.folds {
-            guard (1...20).contains(folds) else {
-                ctx.reply(.failure(.invalidParams("'folds' must be between 1 and 20", field: "folds", expected: "1 ≤ folds ≤ 20", found: "\(folds)")))
-                return
-            }
+        if let folds = params.folds, !(1...20).contains(folds) {
+            ctx.reply(.failure(.invalidParams("'folds' must be between 1 and 20", field: "folds", expected: "1 ≤ folds ≤ 20", found: "\(folds)")))
+            return
         }
         let seed = UInt64(truncatingIfNeeded: params.seed ?? 42)
         let name = params.dataset
@@ -277,16 +275,15 @@ final class VersionService: DaemonService {
         let trainY = data.train.map { index[$0.label]! }, valY = data.validation.map { index[$0.label]! }
         let protectedWords = repository.protectedWords
         let normalise = params.normalise ?? true, refit = params.refit ?? false
-        let folds = params.folds ?? (refit ? HeadFitting.defaultFolds : 1)
-        progress?.report(message: folds >= 2 && lambdas.count > 1
-                         ? "training the head; λ by \(folds)-fold cross-validation" : "training the head", percentage: 85)
+        let folds = HeadFitting.crossValidationFolds(requested: params.folds, refit: refit, lambdas: lambdas.count)
+        progress?.report(message: folds.map { "training the head; λ by \($0)-fold cross-validation" } ?? "training the head", percentage: 85)
         ctx.compute({ _ -> FittedVersion in
             // The deployment's words: every text of the dataset, validation included.
             let normaliser = normalise ? Normaliser.build(texts: data.train.map(\.text) + data.validation.map(\.text),
                                                           protected: protectedWords) : nil
             let (v, report) = HeadFitting.fit(id: 0, labels: data.labels, dimension: D, train: (trainX, trainY),
                                               validation: (valX, valY), lambdas: lambdas, oosRecall: recall, refit: refit,
-                                              folds: folds, normaliser: normaliser)
+                                              folds: params.folds, normaliser: normaliser)
             return FittedVersion(version: v.withPrecision(params.precision?.rawValue), report: report)
         }, then: { [unowned self] fitted in
             self.measureFragility(fitted, data: data, valY: valY, encoder: fitEncoder, ctx: ctx, progress: progress) { [unowned self] fitted in
