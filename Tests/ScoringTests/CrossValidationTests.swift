@@ -40,6 +40,19 @@ struct CrossValidationTests {
         #expect(cv.accuracy[lambdas.firstIndex(of: cv.lambda)!] == cv.accuracy[best])
     }
 
+    @Test("fewer examples than folds: the empty folds are skipped and the means stay accuracies")
+    func emptyFolds() {
+        // 4 examples, 5 folds: 4 folds of one example each. A mean over the 4 is a multiple of
+        // 1/4; over 5 (the empty one counted) it would be a multiple of 1/5 below 1.
+        let data = Blobs(classes: 2, dimension: 4, perClass: 2, spread: 12, seed: 6)
+        let cv = HeadFitting.crossValidatedLambda(data.x, labels: data.y, classes: 2, dimension: 4,
+                                                  lambdas: [1, 1e-2], folds: 5, seed: 1)
+        #expect(cv.accuracy.allSatisfy { $0 >= 0 && $0 <= 1 }, "\(cv.accuracy)")
+        for a in cv.accuracy where a > 0 { #expect((a * 4).rounded() == a * 4, "not a mean over the 4 folds: \(cv.accuracy)") }
+        #expect(cv.accuracy.contains { $0 > 0 })
+        #expect(cv.logLoss.allSatisfy { $0.isFinite && $0 > 0 }, "\(cv.logLoss)")
+    }
+
     @Test("model/fit with refit takes λ from folds over all the data; folds without refit run over train; by default, the validation slice chooses")
     func refitUsesFolds() {
         let train = Blobs(classes: 4, dimension: 8, perClass: 50, spread: 1.5, seed: 4)
