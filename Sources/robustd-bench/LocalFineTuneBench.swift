@@ -17,11 +17,14 @@ struct LocalFineTuneBench: ParsableCommand {
     @Option(help: "Seed of the scenario (which intents are weakened, the typos, the feedback).")
     var seed: UInt64 = 1
 
-    @Option(help: "Methods to run, comma-separated (head, lora, top-layers, full).")
+    @Option(help: "Methods to run, comma-separated (head, lora, top-layers, full; full-robust: every layer on all the data with the robust objective).")
     var methods: String = "head,lora,top-layers,full"
 
     @Option(help: "Epochs of the local fine-tunes.")
     var epochs: Int = 6
+
+    @Option(help: "Batch size of the local fine-tunes (finetune/start's default is 32).")
+    var batchSize: Int = 16
 
     @Option(help: "Epochs of the full fine-tune.")
     var fullEpochs: Int = 2
@@ -41,6 +44,18 @@ struct LocalFineTuneBench: ParsableCommand {
     @Option(help: "Noisy copies of each replayed example in the scenario's local fine-tunes (finetune/start's `replayCopies`).")
     var replayCopies = DataSelection.Options().replayCopies
 
+    @Flag(help: "Scenario: every version reads its input through a spelling normaliser built from the cut train (model/fit's), the parent included.")
+    var normaliser = false
+
+    @Option(help: "Scenario: objective of the local fine-tunes and of full-robust (augment, consistency: noisy copies and the KL term, adversarial: that and adversarial typos).")
+    var objective: String = "augment"
+
+    @Option(help: "Scenario: noisy copies per example with the consistency and adversarial objectives.")
+    var noisyCopies: Int = 2
+
+    @Option(help: "Scenario: riskiest target examples given an adversarial typo (adversarial objective).")
+    var adversarialExamples: Int = 200
+
     func run() throws {
         if allData {
             let enc = try SentenceEncoder.load(folder: paths.model)
@@ -57,11 +72,22 @@ struct LocalFineTuneBench: ParsableCommand {
             try runAllData(enc: enc, labels: labels, index: index, fullTrain: fullTrain, test: test, embed: embed, predict: predict)
             return
         }
+        guard ["augment", "consistency", "adversarial"].contains(objective) else { throw ValidationError("--objective: augment, consistency or adversarial") }
         let sc = try WeakenedIntents(paths: paths, seed: seed)
-        let enc = sc.enc, labels = sc.labels, index = sc.index, parent = sc.parent
+        let enc = sc.enc, labels = sc.labels, index = sc.index
         let train = sc.train, validation = sc.validation, failures = sc.failures, targets = sc.targets, production = sc.production
         let cut = sc.cut, evaluation = sc.evaluation, weak = sc.weak
-        func predict(_ v: ModelVersion, _ e: SentenceEncoder, _ texts: [String]) -> [Int] { sc.predict(v, e, texts) }
+        // model/fit's normaliser: the words of every text of the dataset, the tokenizer's whole
+        // words protected.
+        var spelling: Normaliser? = nil
+        if normaliser {
+            let vocab = try String(contentsOfFile: paths.model + "/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+            spelling = Normaliser.build(texts: cut.map(\.0), protected: Normaliser.wholeWords(ofVocabulary: vocab))
+        }
+        let parent = sc.parent.withNormaliser(spelling)
+        func predict(_ v: ModelVersion, _ e: SentenceEncoder, _ texts: [String]) -> [Int] {
+            sc.predict(v, e, v.normaliser.map { n in texts.map { n.normalise($0).text } } ?? texts)
+        }
         print("robustd-bench finetune: Banking77 (\(sc.cut.count) cut train, \(sc.replay.count + sc.evaluation.count) test), model \(paths.model); Banking77: Casanueva et al. 2020, CC BY 4.0")
         print(String(format: "parent: frozen encoder + logistic-regression head on the cut train (%d examples), fitted in %.0f s", train.count, sc.parentSeconds))
         var t0 = Date()
@@ -75,15 +101,19 @@ struct LocalFineTuneBench: ParsableCommand {
         let typo10 = evalTexts.map { typos($0, rate: 0.1, rng: &evRng) }, typo20 = evalTexts.map { typos($0, rate: 0.2, rng: &evRng) }
         let inTarget = evaluation.map { targets.contains($0.1) }
         struct Result { var name: String; var target: Double; var global: Double; var acc: Double; var acc10: Double; var acc20: Double
-                        var seconds: Double; var flops: Double; var gate: String }
+                        var targetAcc10: Double; var targetAcc20: Double; var seconds: Double; var flops: Double; var gate: String }
         func measure(_ name: String, _ v: ModelVersion, _ e: SentenceEncoder, seconds: Double, flops: Double, gate: String) -> Result {
             let p = predict(v, e, evalTexts), p10 = predict(v, e, typo10), p20 = predict(v, e, typo20)
             let wrong = zip(p, evalY).map { $0 != $1 }
             let tN = inTarget.filter { $0 }.count
             let tErr = zip(wrong, inTarget).filter { $0 && $1 }.count
             func acc(_ q: [Int]) -> Double { Double(zip(q, evalY).filter { $0 == $1 }.count) / Double(evalY.count) }
+            func targetAcc(_ q: [Int]) -> Double {
+                Double(q.indices.filter { inTarget[$0] && q[$0] == evalY[$0] }.count) / Double(max(1, tN))
+            }
             return Result(name: name, target: Double(tErr) / Double(max(1, tN)), global: Double(wrong.filter { $0 }.count) / Double(wrong.count),
-                          acc: acc(p), acc10: acc(p10), acc20: acc(p20), seconds: seconds, flops: flops, gate: gate)
+                          acc: acc(p), acc10: acc(p10), acc20: acc(p20), targetAcc10: targetAcc(p10), targetAcc20: targetAcc(p20),
+                          seconds: seconds, flops: flops, gate: gate)
         }
         var results = [measure("parent", parent, enc, seconds: 0, flops: 0, gate: "-")]
         let pool = Array(zip(train.map(\.0), train.map(\.1)))
@@ -94,21 +124,27 @@ struct LocalFineTuneBench: ParsableCommand {
             opts.seed = seed
             opts.replayCopies = replayCopies
             var targetSet = targets
-            if m == "full" {
+            if m == "full" || m == "full-robust" {
                 plan.settings.method = .topLayers
                 plan.settings.layers = enc.config.layers
                 plan.settings.epochs = fullEpochs
                 plan.settings.learningRate = 5e-5
                 plan.settings.headLearningRate = 5e-5
                 targetSet = Set(labels)
-                opts.typoRate = 0
                 opts.replayRatio = 0
+                if m == "full" { opts.typoRate = 0 }
             } else {
                 guard let method = FineTuner.Method(rawValue: m) else { throw ValidationError("unknown method \(m)") }
                 plan.settings = FineTuner.Settings(method: method)
                 plan.settings.layers = layers
                 plan.settings.epochs = epochs
-                plan.settings.batchSize = 16
+                plan.settings.batchSize = batchSize
+            }
+            // The robust objective, for the local methods and full-robust alike.
+            if m != "full" && objective != "augment" {
+                opts.typoCopies = noisyCopies
+                plan.settings.consistency = 1
+                if objective == "adversarial" { plan.adversarialExamples = adversarialExamples }
             }
             let sel = DataSelection.select(labels: labels, targets: targetSet, train: pool, heldOut: validation, failures: failures,
                                            production: production, options: opts)
@@ -139,10 +175,29 @@ struct LocalFineTuneBench: ParsableCommand {
         }
         print("")
         print("evaluation: the other half of test (\(evaluation.count) texts, \(inTarget.filter { $0 }.count) in the target regions); cost = 1 per error")
-        print("method       target cost  global cost  test acc  acc@10% typos  acc@20% typos  seconds  train GFLOP  gate (held-out validation)")
+        if let spelling { print("every version reads through model/fit's normaliser (\(spelling.counts.count) words of the cut train); objective of the local fine-tunes and full-robust: \(objective)") }
+        print("method       target cost  global cost  test acc  acc@10% typos  acc@20% typos  target @10%  target @20%  seconds  train GFLOP  gate (held-out validation)")
         for r in results {
-            print(String(format: "%@  %11.4f  %11.4f  %7.2f%%  %12.2f%%  %12.2f%%  %7.0f  %11.1f  %@", r.name.padding(toLength: 11, withPad: " ", startingAt: 0) as NSString, r.target, r.global,
-                         100 * r.acc, 100 * r.acc10, 100 * r.acc20, r.seconds, r.flops / 1e9, r.gate as NSString))
+            print(String(format: "%@  %11.4f  %11.4f  %7.2f%%  %12.2f%%  %12.2f%%  %10.2f%%  %10.2f%%  %7.0f  %11.1f  %@", r.name.padding(toLength: 11, withPad: " ", startingAt: 0) as NSString, r.target, r.global,
+                         100 * r.acc, 100 * r.acc10, 100 * r.acc20, 100 * r.targetAcc10, 100 * r.targetAcc20, r.seconds, r.flops / 1e9, r.gate as NSString))
+        }
+        if let robust = results.first(where: { $0.name == "full-robust" }) {
+            // Issue 13's target: a local robust fine-tune at ≤ 10% of the full robust fine-tune's
+            // FLOPs reaching ≥ 90% of its robustness gain (accuracy under typos over the parent),
+            // on the target regions and on every intent.
+            let base = results[0]
+            func share(_ g: Double, _ full: Double) -> String { full > 0 ? String(format: "%.0f%%", 100 * g / full) : "n/a (full gains nothing)" }
+            print("")
+            print(String(format: "full-robust gains over the parent: target regions %+.2f / %+.2f points, every intent %+.2f / %+.2f (10%% / 20%% typos)",
+                         100 * (robust.targetAcc10 - base.targetAcc10), 100 * (robust.targetAcc20 - base.targetAcc20),
+                         100 * (robust.acc10 - base.acc10), 100 * (robust.acc20 - base.acc20)))
+            for r in results where ["head", "lora", "top-layers"].contains(r.name) {
+                print(String(format: "%@: target regions %@ / %@ of its gain, every intent %@ / %@, at %.1f%% of its training FLOPs", r.name as NSString,
+                             share(r.targetAcc10 - base.targetAcc10, robust.targetAcc10 - base.targetAcc10) as NSString,
+                             share(r.targetAcc20 - base.targetAcc20, robust.targetAcc20 - base.targetAcc20) as NSString,
+                             share(r.acc10 - base.acc10, robust.acc10 - base.acc10) as NSString,
+                             share(r.acc20 - base.acc20, robust.acc20 - base.acc20) as NSString, 100 * r.flops / robust.flops))
+            }
         }
         if let full = results.first(where: { $0.name == "full" }) {
             let base = results[0]
