@@ -132,10 +132,19 @@ public enum Kernels {
     public static func table(_ variant: KernelVariant) -> UnsafePointer<rk_table>? { rk_table_for(variant.c) }
     public static func table(_ variant: Int8Variant) -> UnsafePointer<rk_qtable>? { rk_qtable_for(variant.c) }
 
-    /// fp32 peak of `cores` at `mhz` for a variant: 2 FMA pipes × lanes × 2 flops per FMA per cycle.
-    /// (Some CPUs run 512-bit FMAs on 256-bit halves, Zen 4 for one: their real peak is half.)
-    public static func peakGflops(_ variant: KernelVariant, cores: Int, mhz: Double) -> Double {
-        Double(cores) * 2 * Double(variant.lanes) * 2 * mhz / 1000
+    /// fp32 peak of `cores` at `mhz` for a variant: 2 FMA pipes × the lanes each pipe
+    /// completes per cycle × 2 flops per FMA. `datapathLanes` caps the variant's lanes where
+    /// the CPU runs wide vectors on narrower units: Zen 4 executes a 512-bit FMA as two
+    /// 256-bit halves, so its AVX-512 peak is its AVX2 peak (``datapathLanes(vendor:family:)``).
+    public static func peakGflops(_ variant: KernelVariant, cores: Int, mhz: Double, datapathLanes: Int? = nil) -> Double {
+        Double(cores) * 2 * Double(min(variant.lanes, datapathLanes ?? variant.lanes)) * 2 * mhz / 1000
+    }
+
+    /// fp32 lanes of the CPU's FMA units, where they are narrower than its widest vectors:
+    /// AMD family 19h (Zen 3, Zen 4) has 256-bit FMA units (8 lanes); nil when the widest
+    /// vectors run at full width (Intel's AVX-512 cores with two FMA units, AMD family 1Ah).
+    public static func datapathLanes(vendor: String, family: Int) -> Int? {
+        vendor == "AuthenticAMD" && family == 0x19 ? 8 : nil
     }
 }
 

@@ -181,8 +181,10 @@ struct EncoderBench: ParsableCommand {
         print(String(format: "single query latency p50 / p99 (ms)       %8.2f / %.2f", percentile(lat, 50) / 1000, percentile(lat, 99) / 1000))
         print(String(format: "peak RSS (MB)                             %8.1f", Double(usage.ru_maxrss) / 1024))
         print(String(format: "tokens per sentence (mean)                %8.1f", Double(tokens.reduce(0, +)) / Double(tokens.count)))
-        print(String(format: "fp32 peak used for the share: %d cores x 2 FMA x %d lanes (%@, detected) x 2 x %.0f MHz = %.0f GFLOP/s",
-                     cpu.cores, Kernels.best.lanes, Kernels.best.rawValue, cpu.mhz, peak))
+        print(String(format: "fp32 peak used for the share: %d cores x 2 FMA x %d lanes (%@, detected%@) x 2 x %.0f MHz (the reported clock; boost can exceed it) = %.0f GFLOP/s",
+                     cpu.cores, cpu.fmaLanes, Kernels.best.rawValue,
+                     (cpu.fmaLanes < Kernels.best.lanes ? String(format: "; %@ family %d runs them on %d-lane units", cpu.vendor, cpu.family, cpu.fmaLanes) : "") as NSString,
+                     cpu.mhz, peak))
     }
 }
 
@@ -190,18 +192,31 @@ struct CPUInfo {
     var model: String
     var mhz: Double
     var cores: Int
-    /// From the widest vectors the CPU reports (not assumed): 2 FMA pipes × lanes × 2 flops.
-    var peakGflops: Double { Kernels.peakGflops(Kernels.best, cores: cores, mhz: mhz) }
+    var vendor = "unknown"
+    var family = 0
+    /// Lanes each FMA pipe completes per cycle: the widest variant's, capped where the CPU
+    /// runs it on narrower units (Zen 4's AVX-512).
+    var fmaLanes: Int { min(Kernels.best.lanes, Kernels.datapathLanes(vendor: vendor, family: family) ?? Kernels.best.lanes) }
+    /// From the vectors the CPU reports (not assumed): 2 FMA pipes × lanes × 2 flops.
+    var peakGflops: Double {
+        Kernels.peakGflops(Kernels.best, cores: cores, mhz: mhz, datapathLanes: Kernels.datapathLanes(vendor: vendor, family: family))
+    }
 
     static func read() -> CPUInfo {
         let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        var model = "unknown", mhz = 0.0
+        var info = CPUInfo(model: "unknown", mhz: 0, cores: ProcessInfo.processInfo.activeProcessorCount)
+        var seen = Set<String>()
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard parts.count == 2 else { continue }
-            if parts[0] == "model name" && model == "unknown" { model = parts[1] }
-            if parts[0] == "cpu MHz" && mhz == 0 { mhz = Double(parts[1]) ?? 0 }
+            guard parts.count == 2, seen.insert(parts[0]).inserted else { continue }
+            switch parts[0] {
+            case "model name": info.model = parts[1]
+            case "cpu MHz": info.mhz = Double(parts[1]) ?? 0
+            case "vendor_id": info.vendor = parts[1]
+            case "cpu family": info.family = Int(parts[1]) ?? 0
+            default: break
+            }
         }
-        return CPUInfo(model: model, mhz: mhz, cores: ProcessInfo.processInfo.activeProcessorCount)
+        return info
     }
 }

@@ -20,6 +20,20 @@ import Testing
         #expect(Self.int8Variants.contains(.avxvnni) == f.contains(.avxvnni))
     }
 
+    /// The bench's share of peak: Zen 4 runs AVX-512 FMAs on 256-bit units, so its peak is
+    /// its AVX2 peak, not twice that; other CPUs keep their widest vectors' lanes.
+    @Test func peakCountsTheLanesTheFMAUnitsComplete() {
+        let zen4 = Kernels.datapathLanes(vendor: "AuthenticAMD", family: 0x19)
+        #expect(zen4 == 8)
+        #expect(Kernels.peakGflops(.avx512, cores: 2, mhz: 2600, datapathLanes: zen4) == Kernels.peakGflops(.avx2, cores: 2, mhz: 2600))
+        #expect(Kernels.peakGflops(.avx2, cores: 2, mhz: 2600, datapathLanes: zen4) == 2 * 2 * 8 * 2 * 2.6)
+        for (vendor, family) in [("AuthenticAMD", 0x1A), ("GenuineIntel", 6)] {
+            let lanes = Kernels.datapathLanes(vendor: vendor, family: family)
+            #expect(lanes == nil)
+            #expect(Kernels.peakGflops(.avx512, cores: 1, mhz: 1000, datapathLanes: lanes) == 2 * 16 * 2)
+        }
+    }
+
     @Test func choosingAVariantTheCPULacksIsAClearError() throws {
         #expect(throws: KernelError.unknown("sse9")) { try Kernels.use(named: "sse9") }
         if !CPUFeatures.detected.contains(.avx512) {
@@ -37,7 +51,9 @@ import Testing
     @Test(arguments: variants) func smallGEMM(_ v: KernelVariant) {
         let t = Kernels.table(v)!.pointee
         var r = Rand(1)
-        for (M, I, O) in [(1, 16, 16), (5, 37, 40), (13, 64, 48), (7, 3, 5)] {
+        // Row counts that fill one block, leave a remainder, or split into several blocks of
+        // unequal sizes in every variant (4, 6 and 12 rows a block).
+        for (M, I, O) in [(1, 16, 16), (5, 37, 40), (13, 64, 48), (7, 3, 5), (15, 33, 17), (25, 20, 32), (64, 8, 16), (2, 5, 1), (11, 9, 31)] {
             let x = r.tensor([M, I]), w = r.tensor([O, I]), b = r.tensor([O])
             let pw = PackedWeight(w)
             let y = Tensor(shape: [M, O])
