@@ -20,9 +20,10 @@ public func linearForward(out: Tensor, input: Tensor, weight: Tensor, bias: Tens
          beta: bias == nil ? 0 : 1, C: out.data, ldc: O)
 }
 
-/// `out[N, O] = input[N, I] · weightᵀ + bias` choosing the kernel by row count: OpenBLAS
-/// on the `[O, I]` weight for many rows, ``linearSmallM`` on its packed copy for few rows
-/// (where OpenBLAS's per-call packing of the weight dominates; docs/performance.md).
+/// `out[N, O] = input[N, I] · weightᵀ + bias` choosing the kernel by row count and variant
+/// (``smallMThreshold``): ``linearSmallM`` on the packed copy for few rows (where OpenBLAS's
+/// per-call packing of the weight dominates) and, on AVX-512, for every row count; OpenBLAS on
+/// the `[O, I]` weight otherwise (docs/performance.md).
 ///
 /// - Parameters:
 ///   - out: `[N, O]`

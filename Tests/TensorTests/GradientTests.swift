@@ -269,6 +269,23 @@ struct SmallGEMMTests {
             }
         }
     }
+
+    @Test("the packed path agrees with OpenBLAS for many rows too (taken on AVX-512 at every row count)")
+    func packedManyRows() {
+        var r = Rand(10)
+        let I = 384, O = 160
+        let w = r.tensor([O, I]), bias = r.tensor([O]), packed = PackedWeight(w)
+        for M in [63, 64, 65, 200, 481] {
+            let x = r.tensor([M, I])
+            let ref = Tensor(shape: [M, O]), y = Tensor(shape: [M, O])
+            linearForward(out: ref, input: x, weight: w, bias: bias)
+            linearForward(out: y, input: x, weight: w, packed: packed, bias: bias, parallel: Parallel(threads: 2))
+            var worst: Float = 0
+            for i in 0..<y.count { worst = max(worst, abs(y[i] - ref[i])) }
+            #expect(worst < 1e-3, "M=\(M): \(worst) (threshold \(smallMThreshold), kernels \(Kernels.active))")
+        }
+        #expect(smallMThreshold == (Kernels.active == .avx512 ? Int.max : 64))
+    }
 }
 
 @Suite("LoRA adapters")
