@@ -31,18 +31,6 @@ public struct Parallel: Sendable {
 /// baseline kernels lose to it past 64 rows.
 public var smallMThreshold: Int { Kernels.active == .avx512 ? .max : 64 }
 
-/// A row of zeros shared by every call (read only), so the kernel allocates nothing.
-final class ZeroRow: @unchecked Sendable {
-    static let capacity = 16384
-    static let shared = ZeroRow()
-    let data: UnsafePointer<Float>
-    private init() {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: Self.capacity)
-        p.initialize(repeating: 0, count: Self.capacity)
-        data = UnsafePointer(p)
-    }
-}
-
 /// Pointers handed to worker threads that write disjoint parts of one buffer.
 struct Ptr: @unchecked Sendable { let p: UnsafePointer<Float>; init(_ p: UnsafePointer<Float>) { self.p = p } }
 struct MPtr: @unchecked Sendable { let p: UnsafeMutablePointer<Float>; init(_ p: UnsafeMutablePointer<Float>) { self.p = p } }
@@ -95,22 +83,11 @@ public func linearSmallM(out: Tensor, input: Tensor, weight: PackedWeight, bias:
     let b = bias.map { Ptr(UnsafePointer($0.data)) }
     let parts = parallel.threads
     let panels = (O + 15) / 16
-    // Rows past M in the last block read a zero row; their results are not stored.
-    let z: Ptr
-    var owned: UnsafeMutablePointer<Float>? = nil
-    if I <= ZeroRow.capacity {
-        z = Ptr(ZeroRow.shared.data)
-    } else {
-        owned = .allocate(capacity: I)
-        owned!.initialize(repeating: 0, count: I)
-        z = Ptr(UnsafePointer(owned!))
-    }
-    defer { owned?.deallocate() }
     let table = KernelTable(kernels ?? rk_active())
     parallel.run { k in
         let lo = min(O, (panels * k / parts) * 16), hi = min(O, (panels * (k + 1) / parts) * 16)
         guard lo < hi else { return }
-        table.p.pointee.small_gemm(y.p, x.p, w.p, b?.p, z.p, M, I, O, lo, hi)
+        table.p.pointee.small_gemm(y.p, x.p, w.p, b?.p, M, I, O, lo, hi)
     }
 }
 

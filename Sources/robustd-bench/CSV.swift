@@ -33,6 +33,11 @@ struct BenchPaths: ParsableArguments {
             return seen[row.1]! <= perIntent
         }
     }
+
+    /// The tokenizer's whole words, which a normaliser never corrects (as the daemon protects them).
+    func protectedWords() throws -> Set<String> {
+        Normaliser.wholeWords(ofVocabulary: try String(contentsOfFile: model + "/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init))
+    }
 }
 
 /// Word typos for replayed traffic and for evaluation (swap, drop, double a letter in about

@@ -198,9 +198,7 @@ struct CPUInfo {
     /// runs it on narrower units (Zen 4's AVX-512).
     var fmaLanes: Int { min(Kernels.best.lanes, Kernels.datapathLanes(vendor: vendor, family: family) ?? Kernels.best.lanes) }
     /// From the vectors the CPU reports (not assumed): 2 FMA pipes × lanes × 2 flops.
-    var peakGflops: Double {
-        Kernels.peakGflops(Kernels.best, cores: cores, mhz: mhz, datapathLanes: Kernels.datapathLanes(vendor: vendor, family: family))
-    }
+    var peakGflops: Double { Kernels.peakGflops(Kernels.best, cores: cores, mhz: mhz, datapathLanes: fmaLanes) }
 
     static func read() -> CPUInfo {
         let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""

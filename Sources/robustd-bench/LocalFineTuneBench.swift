@@ -81,8 +81,7 @@ struct LocalFineTuneBench: ParsableCommand {
         // words protected.
         var spelling: Normaliser? = nil
         if normaliser {
-            let vocab = try String(contentsOfFile: paths.model + "/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
-            spelling = Normaliser.build(texts: cut.map(\.0), protected: Normaliser.wholeWords(ofVocabulary: vocab))
+            spelling = Normaliser.build(texts: cut.map(\.0), protected: try paths.protectedWords())
         }
         let parent = sc.parent.withNormaliser(spelling)
         func predict(_ v: ModelVersion, _ e: SentenceEncoder, _ texts: [String]) -> [Int] {

@@ -59,7 +59,6 @@ struct OOSBench: ParsableCommand {
         let engine = BatchEngine(encoder: enc)
         let fullTrain = try paths.rows("train.csv"), test = try paths.rows("test.csv")
         let allLabels = Array(Set(fullTrain.map(\.1))).sorted()
-        let D = enc.hiddenSize
         let t0 = Date()
         let trainX = WeakenedIntents.embed(fullTrain.map(\.0), engine: engine, with: enc)
         let testX = WeakenedIntents.embed(test.map(\.0), engine: engine, with: enc)

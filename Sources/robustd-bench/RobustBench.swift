@@ -76,8 +76,7 @@ struct RobustBench: ParsableCommand {
         t0 = Date()
         var nset = Normaliser.Settings()
         nset.costWeight = costWeight
-        let vocab = try String(contentsOfFile: paths.model + "/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
-        let normaliser = Normaliser.build(texts: fullTrain.map(\.0), protected: unprotected ? [] : Normaliser.wholeWords(ofVocabulary: vocab), settings: nset)
+        let normaliser = Normaliser.build(texts: fullTrain.map(\.0), protected: unprotected ? [] : try paths.protectedWords(), settings: nset)
         let normaliserSeconds = Date().timeIntervalSince(t0)
         print(String(format: "parent: frozen encoder + logistic-regression head, λ %g chosen on 10%% of train (%d), %.0f s with embedding; normaliser: %d words from %d training texts in %.2f s",
                      report.lambda, validation.count, parentSeconds, normaliser.counts.count, fullTrain.count, normaliserSeconds))

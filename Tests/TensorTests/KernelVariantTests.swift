@@ -57,10 +57,7 @@ import Testing
             let x = r.tensor([M, I]), w = r.tensor([O, I]), b = r.tensor([O])
             let pw = PackedWeight(w)
             let y = Tensor(shape: [M, O])
-            let zero = [Float](repeating: 0, count: I)
-            zero.withUnsafeBufferPointer { z in
-                t.small_gemm(y.data, x.data, pw.data, b.data, z.baseAddress!, M, I, O, 0, O)
-            }
+            t.small_gemm(y.data, x.data, pw.data, b.data, M, I, O, 0, O)
             for m in 0..<M {
                 for o in 0..<O {
                     var acc = Double(b[o])

@@ -38,8 +38,8 @@ typedef enum {
 typedef struct {
     const char *name;
     /// y[M, O] (columns o_lo..<o_hi) = x[M, I] · W + bias, W packed in panels of 16 columns
-    /// ([panels][I][16], zero past O); o_lo a multiple of 16. `zero`: I zeros.
-    void (*small_gemm)(float *y, const float *x, const float *w, const float *bias, const float *zero,
+    /// ([panels][I][16], zero past O); o_lo a multiple of 16.
+    void (*small_gemm)(float *y, const float *x, const float *w, const float *bias,
                        long M, long I, long O, long o_lo, long o_hi);
     /// out[i] = gelu(in[i]) (erf form), in place allowed.
     void (*gelu)(float *out, const float *in, long n);
